@@ -1,0 +1,143 @@
+"""File-level I/O at the edges: input expansion, line streaming (plain and multi-member gzip),
+and atomic output (temp file in the target directory, renamed on success)."""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import gzip
+import os
+import tempfile
+import zlib
+from pathlib import Path
+from typing import IO, Iterator
+
+from .errors import TraceError
+
+_CHUNK = 1 << 20
+
+
+def expand_inputs(inputs: list[str], patterns: tuple[str, ...] = ("*.jsonl", "*.jsonl.gz")) -> list[str]:
+    """Files, directories (`*.jsonl` then `*.jsonl.gz`, each sorted) and glob patterns, in order,
+    duplicates removed. A missing path is an error naming it."""
+    out: list[str] = []
+    seen: set[str] = set()
+
+    def add(p: str) -> None:
+        if p not in seen:
+            seen.add(p)
+            out.append(p)
+
+    for arg in inputs:
+        path = os.path.expanduser(arg)
+        if os.path.isdir(path):
+            found = False
+            for pat in patterns:
+                for p in sorted(glob.glob(os.path.join(glob.escape(path), pat))):
+                    add(p)
+                    found = True
+            if not found:
+                raise TraceError(f"error: no trace files ({', '.join(patterns)}) in directory: {arg}")
+        elif os.path.exists(path):
+            add(path)
+        elif glob.has_magic(path):
+            matches = sorted(glob.glob(path))
+            if not matches:
+                raise TraceError(f"error: no input files matched: {arg}")
+            for p in matches:
+                add(p)
+        else:
+            raise TraceError(f"error: input path does not exist: {arg}")
+    if not out:
+        raise TraceError("error: no input files matched")
+    return out
+
+
+def iter_lines(path: str) -> Iterator[tuple[int, bytes]]:
+    """Yield (1-based line number, stripped line) for every non-blank line; streams, so memory does
+    not grow with the file."""
+    if path.endswith(".gz"):
+        yield from _lines_from_chunks(_gzip_checked(path))
+        return
+    with open(path, "rb") as f:
+        for n, line in enumerate(f, 1):
+            line = line.strip()
+            if line:
+                yield n, line
+
+
+def _gzip_checked(path: str) -> Iterator[bytes]:
+    with open(path, "rb") as f:
+        d = zlib.decompressobj(wbits=31)
+        pending = False  # inside a member that has not reached its end
+        try:
+            while True:
+                buf = f.read(_CHUNK)
+                if not buf:
+                    break
+                while buf:
+                    pending = True
+                    out = d.decompress(buf)
+                    if out:
+                        yield out
+                    if d.eof:
+                        pending = False
+                        buf = d.unused_data
+                        d = zlib.decompressobj(wbits=31)
+                    else:
+                        buf = b""
+        except zlib.error as e:
+            raise TraceError(f"{path}: corrupt gzip data: {e}") from None
+        if pending:
+            raise TraceError(f"{path}: truncated gzip stream (the file ends inside a gzip member)")
+
+
+def _lines_from_chunks(chunks: Iterator[bytes]) -> Iterator[tuple[int, bytes]]:
+    n = 0
+    rest = b""
+    for chunk in chunks:
+        if rest:
+            chunk = rest + chunk
+        lines = chunk.split(b"\n")
+        rest = lines.pop()
+        for line in lines:
+            n += 1
+            line = line.strip()
+            if line:
+                yield n, line
+    if rest.strip():
+        yield n + 1, rest.strip()
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike, *, gz: bool | None = None) -> Iterator[IO[bytes]]:
+    """Write to a temp file beside `path` and rename it over `path` only if the block succeeds.
+    `gz` (default: by suffix) compresses the stream."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    use_gz = str(target).endswith(".gz") if gz is None else gz
+    try:
+        with os.fdopen(fd, "wb") as raw:
+            if use_gz:
+                # mtime=0 and no file name in the header: same input, byte-identical output
+                with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as z:
+                    yield z
+            else:
+                yield raw
+        if target.exists():
+            with contextlib.suppress(OSError):
+                os.chmod(tmp, target.stat().st_mode & 0o7777)
+        else:
+            os.chmod(tmp, 0o644 & ~_umask())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _umask() -> int:
+    m = os.umask(0)
+    os.umask(m)
+    return m
