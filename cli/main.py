@@ -13,6 +13,11 @@ app = typer.Typer(
 )
 
 
+@app.callback()
+def _root() -> None:
+    """Dynamo agent traces to (agentic) Mooncake and Perfetto; DAG replay through mock workers."""
+
+
 def _register() -> None:
     # Each command module owns its options and registers itself; main only lists them.
     from . import commands

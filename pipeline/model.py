@@ -167,7 +167,11 @@ class Trace:
     links: dict[str, ChainLink] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
     skipped: Counter = field(default_factory=Counter)  # reason -> rows skipped
+    notes: Counter = field(default_factory=Counter)  # reason -> values adjusted or derived (not skipped)
     plays: dict[str, str] = field(default_factory=dict)  # chain id -> play label, when a reader knows it
+    # Mooncake input read back: the rows as written (their edges are explicit) and the v2 header
+    mooncake_rows: list = field(default_factory=list)
+    mooncake_header: dict | None = None
 
     @property
     def block_size(self) -> int | None:

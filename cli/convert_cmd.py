@@ -1,0 +1,73 @@
+"""`trace-pipe convert`: read once, write Mooncake and/or Perfetto."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from trace_pipe.pipeline import agentic, convert, readers
+from trace_pipe.pipeline.errors import TraceError
+
+from .common import Progress, user_errors
+
+
+def run_convert(inputs: list[str], *, mooncake: str | None = None, agentic_rows: bool = False, fmt: str = "v1",
+                g3c_rules: bool = False, weka_subagents: str = "recorded", perfetto: str | None = None,
+                chrome_json: str | None = None, out=sys.stdout, err=sys.stderr) -> None:
+    """The whole command as a function (tests call it); raises TraceError on bad input."""
+    if not (mooncake or perfetto or chrome_json):
+        raise TraceError("error: nothing to write: give --mooncake, --perfetto and/or --chrome-json")
+    rules = "g3c" if g3c_rules else "g2"
+    bar = Progress(None, "reading")
+    trace = readers.read_trace(inputs, subagents=weka_subagents, on_line=bar.update if bar.enabled else None)
+    bar.close()
+    derived = None
+    if mooncake:
+        res = convert.write_mooncake(trace, mooncake, agentic_rows=agentic_rows, fmt=fmt, rules=rules)
+        derived = res.derived if res.agentic else None
+        for line in res.lines:
+            print(line, file=out)
+    if perfetto or chrome_json:
+        if derived is None:
+            derived = _edges_if_agentic(trace, rules)
+        from trace_pipe import proto
+
+        edges = derived.edges if derived is not None else []
+        if perfetto:
+            stats = proto.write_perfetto(trace, edges, perfetto)
+            print(f"Wrote {stats.summary()} to {perfetto}", file=out)
+        if chrome_json:
+            stats = proto.write_chrome_json(trace, edges, chrome_json)
+            print(f"Wrote {stats.summary()} to {chrome_json}", file=out)
+    for line in convert.report_lines(trace, derived):
+        print(line, file=err)
+
+
+def _edges_if_agentic(trace, rules: str):
+    """Flows need the agentic edges; a context-free trace simply has none."""
+    if not trace.requests or all(r.chain_id is None for r in trace.requests):
+        return None
+    return agentic.derive(trace, rules=rules)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("convert")
+    def convert_command(
+        inputs: list[str] = typer.Argument(..., help="Trace files, directories (*.jsonl, *.jsonl.gz, *.json) or glob patterns; any order."),
+        mooncake: Optional[Path] = typer.Option(None, "--mooncake", help="Write (agentic) Mooncake JSONL here."),
+        agentic_rows: bool = typer.Option(False, "--agentic", help="Agentic Mooncake rows (wait_for, branches, delay, tool_wait_ms, ...)."),
+        fmt: str = typer.Option("v1", "--format", help="Agentic format: v1 (wait_for rows) or v2 (typed dependencies with a header line)."),
+        g3c_rules: bool = typer.Option(False, "--g3c-rules", help="Dynamo G3c (2026-06-25+) agentic rules: spawn by start, Claude tool metadata, request_kind, cycle check. Default: G2-G3b rules."),
+        weka_subagents: str = typer.Option("recorded", "--weka-subagents", help="WEKA sub-agent joins: 'recorded' (from recorded times, as Dynamo infers them) or 'wait' (the parent's next call waits for the sub-agent, as kv-cache-tester replays)."),
+        perfetto: Optional[Path] = typer.Option(None, "--perfetto", help="Write a Perfetto protobuf trace (.pftrace or .pftrace.gz)."),
+        chrome_json: Optional[Path] = typer.Option(None, "--chrome-json", help="Write the same layout as Chrome trace JSON."),
+    ) -> None:
+        """Convert Dynamo request traces, WEKA agent traces or Mooncake rows to (agentic) Mooncake and Perfetto."""
+        with user_errors():
+            run_convert(inputs, mooncake=str(mooncake) if mooncake else None, agentic_rows=agentic_rows, fmt=fmt,
+                        g3c_rules=g3c_rules, weka_subagents=weka_subagents,
+                        perfetto=str(perfetto) if perfetto else None,
+                        chrome_json=str(chrome_json) if chrome_json else None)

@@ -1,0 +1,557 @@
+"""Mooncake lowering of a Trace, exactly as Dynamo's `request_trace_to_mooncake` writes it.
+
+* `plain_rows`: one timed row per request (§4.3).
+* `derive`: agentic v1 rows (§4.4) under G2–G3b rules (default) or G3c rules (§4.6), plus the
+  dependency edges (sequence / spawn / join) that Perfetto draws as flows.
+* `derive_v2`: the typed v2 graph with its header (§4.7).
+
+All time arithmetic is integer ms as in Dynamo; rows come out in (start, end, request_id) order.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import blake3
+import orjson
+
+from .dynamo_rows import tool_interval, tool_status
+from .errors import TraceError
+from .model import Generation, Request, ToolEvent, Trace
+from .mooncake import Dependency, Row, ToolSpan
+
+RULES = ("g2", "g3c")
+
+
+@dataclass(frozen=True, slots=True)
+class Edge:
+    """`dst` waits for `src` (one `wait_for` entry / v2 dependency)."""
+
+    src: str
+    dst: str
+    relation: str  # "sequence" | "spawn" | "join"
+
+
+@dataclass(slots=True)
+class Derived:
+    rows: list[Row]
+    edges: list[Edge]
+    block_size: int | None
+    order: list[Request]  # requests in output order
+    header: dict | None = None  # v2 only
+    tool_spans: int = 0  # terminal tool spans loaded
+    attached_tools: int = 0  # distinct spans attached to some row
+    notes: dict = field(default_factory=dict)
+
+
+# -- shared pieces ---------------------------------------------------------------------------
+
+def sort_key(r: Request) -> tuple:
+    return (r.start_ms, r.end_ms, r.request_id)
+
+
+def check_block_size(requests: list[Request]) -> int | None:
+    """Every request must share one `trace_block_size` (Dynamo's rule); returns it."""
+    bs = None
+    first = None
+    for r in requests:
+        if r.block_size is None:
+            continue
+        if bs is None:
+            bs, first = r.block_size, r
+        elif r.block_size != bs:
+            raise TraceError(
+                f"{r.source}: field `request.replay.trace_block_size`: mixed replay trace_block_size values "
+                f"are not supported: {bs} and {r.block_size} (first at {first.source})")
+    return bs
+
+
+class HashMapper:
+    """Sequence hash -> compact id by first appearance (`itertools.count` keeps it in C)."""
+
+    __slots__ = ("ids",)
+
+    def __init__(self) -> None:
+        self.ids: defaultdict[int, int] = defaultdict(itertools.count().__next__)
+
+    def map(self, hashes) -> list[int]:
+        return list(map(self.ids.__getitem__, hashes))
+
+
+def _word(requests: list[Request]) -> str:
+    for r in requests:
+        if r.chain_id is not None or r.generation is not Generation.G3_FREE:
+            return r.generation.chain_word
+    return "trajectory"
+
+
+def _require_output(r: Request) -> int:
+    if r.output_tokens is None:
+        raise TraceError(f"{r.source}: field `request.output_tokens`: request {r.request_id} is missing output length")
+    return r.output_tokens
+
+
+# -- plain rows ------------------------------------------------------------------------------
+
+def plain_rows(trace: Trace, *, rules: str = "g2") -> tuple[list[Row], int | None]:
+    """Plain Mooncake rows (§4.3): independent timed arrivals, no session, no delay."""
+    if trace.mooncake_rows:
+        return list(trace.mooncake_rows), trace.block_size
+    reqs = _requests(trace)
+    if rules == "g3c" and any(r.chain_id is not None for r in reqs):
+        raise TraceError("error: agentic request traces require --agentic")
+    bs = check_block_size(reqs)
+    reqs.sort(key=sort_key)
+    t0 = reqs[0].start_ms
+    mapper = HashMapper()
+    rows = [Row(input_length=r.input_length or 0, output_length=_require_output(r), hash_ids=mapper.map(r.hashes),
+                timestamp=float(r.start_ms - t0)) for r in reqs]
+    return rows, bs
+
+
+def _requests(trace: Trace) -> list[Request]:
+    if not trace.requests:
+        raise TraceError("error: no request_end records with replay fields found")
+    return list(trace.requests)
+
+
+# -- agentic v1 ------------------------------------------------------------------------------
+
+@dataclass(slots=True)
+class _Graph:
+    """The dependency structure both v1 and v2 lower from."""
+
+    order: list[Request]
+    index: dict[str, int]
+    chains: dict[str, list[int]]  # chain -> request indices in output order
+    parent: dict[str, str]  # chain -> parent chain
+    wait_for: list[list[str]]
+    relations: list[list[str]]
+    branches: list[list[str]]
+    kind: list[str | None]
+    consumer_tools: dict[str, list[ToolEvent]]  # request id -> Claude tools it consumes
+    notes: dict
+
+
+def _chain(r: Request) -> str:
+    return r.chain_id if r.chain_id is not None else r.request_id
+
+
+def _build(trace: Trace, rules: str) -> _Graph:
+    reqs = _requests(trace)
+    word = _word(reqs)
+    free = [r for r in reqs if r.chain_id is None]
+    if free:
+        strict = rules == "g3c" or any(r.generation is not Generation.G2 and r.generation is not Generation.G1 for r in free)
+        if rules == "g3c" and len(free) != len(reqs):
+            raise TraceError(f"{free[0].source}: field `agent_context`: Dynamo request trace cannot mix requests with and without agent_context")
+        if rules == "g3c":
+            raise TraceError("error: --agentic requires request traces with agent_context")
+        if strict:
+            raise TraceError(f"{free[0].source}: field `agent_context`: trace records without agent_context cannot be converted with --agentic")
+    reqs.sort(key=sort_key)
+    index = {r.request_id: i for i, r in enumerate(reqs)}
+    if len(index) != len(reqs):
+        seen: set[str] = set()
+        for r in reqs:
+            if r.request_id in seen:
+                raise TraceError(f"{r.source}: field `request.request_id`: duplicate request_id {r.request_id}")
+            seen.add(r.request_id)
+    chains: dict[str, list[int]] = defaultdict(list)
+    parent: dict[str, str] = {}
+    parent_src: dict[str, Request] = {}
+    for i, r in enumerate(reqs):
+        c = _chain(r)
+        chains[c].append(i)
+        p = r.parent_chain_id
+        if p is not None:
+            if c in parent and parent[c] != p:
+                raise TraceError(
+                    f"{r.source}: field `agent_context.parent_{word}_id`: {word} {c} has conflicting parent_{word}_id "
+                    f"values: {parent[c]} and {p} (first at {parent_src[c].source})")
+            parent[c] = p
+            parent_src[c] = r
+    n = len(reqs)
+    g = _Graph(reqs, index, dict(chains), parent, [[] for _ in range(n)], [[] for _ in range(n)],
+               [[] for _ in range(n)], [None] * n, defaultdict(list), {})
+    for c, idx in chains.items():
+        for a, b in zip(idx, idx[1:]):
+            _add(g, b, reqs[a].request_id, "sequence")
+
+    claude_children = _claude_edges(trace, g, word) if rules == "g3c" else {}
+    missing_parent = 0
+    for c, idx in g.chains.items():
+        p = parent.get(c)
+        if p is None:
+            continue
+        pidx = g.chains.get(p)
+        if not pidx:
+            missing_parent += 1
+            continue
+        if c in claude_children:
+            continue
+        first = reqs[idx[0]]
+        last = max((reqs[i] for i in idx), key=lambda r: (r.end_ms, r.start_ms, r.request_id))
+        spawn = None
+        for j in pidx:  # output order, so ">=" keeps the later one on ties
+            q = reqs[j]
+            if rules == "g3c":
+                if q.start_ms <= first.start_ms and (spawn is None or q.start_ms >= reqs[spawn].start_ms):
+                    spawn = j
+            elif q.end_ms <= first.start_ms and (spawn is None or q.end_ms >= reqs[spawn].end_ms):
+                spawn = j
+        if spawn is not None and spawn != idx[0]:
+            _spawn(g, spawn, idx[0])
+        link = trace.links.get(c)
+        if link is not None and link.join_request_id is not None:
+            join = index.get(link.join_request_id)
+        else:
+            join = None
+            for j in pidx:
+                q = reqs[j]
+                if q.start_ms >= last.end_ms and (join is None or q.start_ms < reqs[join].start_ms):
+                    join = j
+        if join is not None and join not in idx:
+            _add(g, join, last.request_id, "join")
+    if missing_parent:
+        g.notes[f"chains whose parent chain has no requests in the trace (no spawn/join edges)"] = missing_parent
+    if trace.links:
+        _explicit_spawns(trace, g)
+    if rules == "g3c":
+        for c, idx in g.chains.items():
+            kind = claude_children.get(c) or ("agent" if c in parent else "foreground")
+            for i in idx:
+                g.kind[i] = kind
+    _check_acyclic(g)
+    return g
+
+
+def _add(g: _Graph, i: int, dep: str, relation: str) -> None:
+    if dep not in g.wait_for[i]:
+        g.wait_for[i].append(dep)
+        g.relations[i].append(relation)
+
+
+def _spawn(g: _Graph, parent_i: int, child_i: int) -> None:
+    _add(g, child_i, g.order[parent_i].request_id, "spawn")
+    child = g.order[child_i].request_id
+    if child not in g.branches[parent_i]:
+        g.branches[parent_i].append(child)
+
+
+def _explicit_spawns(trace: Trace, g: _Graph) -> None:
+    """A reader's explicit spawn replaces the one inferred from times (WEKA `wait` rule)."""
+    for c, link in trace.links.items():
+        idx = g.chains.get(c)
+        if not idx or link.spawn_request_id is None or link.spawn_request_id not in g.index:
+            continue
+        first = idx[0]
+        for k in range(len(g.wait_for[first]) - 1, -1, -1):
+            if g.relations[first][k] == "spawn":
+                old = g.index[g.wait_for[first][k]]
+                del g.wait_for[first][k], g.relations[first][k]
+                g.branches[old].remove(g.order[first].request_id)
+        _spawn(g, g.index[link.spawn_request_id], first)
+
+
+def _claude_edges(trace: Trace, g: _Graph, word: str) -> dict[str, str]:
+    """G3c explicit causality from `tool.claude` (§4.6); returns child chain -> request_kind."""
+    children: dict[str, str] = {}
+    named: dict[str, ToolEvent] = {}
+    for t in trace.tools:
+        if t.claude is None or not t.terminal:
+            continue
+        cl = t.claude
+        name = t.tool_call_id or ""
+        if cl.execution_mode not in ("blocking", "background"):
+            raise TraceError(f"{t.source}: field `tool.claude.execution_mode`: tool {name} has unsupported execution_mode {cl.execution_mode!r} (expected blocking or background)")
+        for rid in (cl.source_request_id, cl.consumer_request_id):
+            if rid is None:
+                continue
+            if rid not in g.index:
+                raise TraceError(f"{t.source}: field `tool.claude`: tool {name} references unknown request_id {rid}")
+            if _chain(g.order[g.index[rid]]) != t.chain_id:
+                raise TraceError(f"{t.source}: field `tool.claude`: tool {name} request_id {rid} belongs to a different {word}")
+        if cl.consumer_request_id is not None:
+            g.consumer_tools[cl.consumer_request_id].append(t)
+        child = cl.child_session_id
+        if child is None or child not in g.chains:
+            continue  # an external tool: attributed like any other
+        if child in named:
+            raise TraceError(f"{t.source}: field `tool.claude.child_session_id`: multiple tool events reference child {word} {child}")
+        named[child] = t
+        idx = g.chains[child]
+        if cl.source_request_id is not None:
+            _spawn(g, g.index[cl.source_request_id], idx[0])
+        if cl.consumer_request_id is not None:
+            last = max((g.order[i] for i in idx), key=lambda r: (r.end_ms, r.start_ms, r.request_id))
+            _add(g, g.index[cl.consumer_request_id], last.request_id, "join")
+        children[child] = "background_agent" if cl.execution_mode == "background" else "agent"
+    return children
+
+
+def _check_acyclic(g: _Graph) -> None:
+    n = len(g.order)
+    indeg = [len(w) for w in g.wait_for]
+    out: list[list[int]] = [[] for _ in range(n)]
+    for i, deps in enumerate(g.wait_for):
+        for d in deps:
+            out[g.index[d]].append(i)
+    stack = [i for i in range(n) if indeg[i] == 0]
+    seen = 0
+    while stack:
+        i = stack.pop()
+        seen += 1
+        for j in out[i]:
+            indeg[j] -= 1
+            if indeg[j] == 0:
+                stack.append(j)
+    if seen != n:
+        left = [g.order[i].request_id for i in range(n) if indeg[i] > 0]
+        raise TraceError(f"error: agentic request dependencies contain a cycle (involving {', '.join(left[:6])}{' …' if len(left) > 6 else ''})")
+
+
+class _ChainTools:
+    """Terminal tool spans of one chain, sorted by (start, end), with a running max of ends so the
+    spans overlapping a window are found without scanning the whole chain."""
+
+    __slots__ = ("spans", "starts", "max_end", "by_end", "ends")
+
+    def __init__(self, spans: list[tuple[int, int, ToolEvent]]) -> None:
+        spans.sort(key=lambda s: (s[0], s[1]))
+        self.spans = spans
+        self.starts = [s[0] for s in spans]
+        self.max_end = list(itertools.accumulate((s[1] for s in spans), max))
+        self.by_end = sorted(spans, key=lambda s: (s[1], s[0]))
+        self.ends = [s[1] for s in self.by_end]
+
+    def overlapping(self, lo: int, hi: int) -> list[tuple[int, int, ToolEvent]]:
+        """Spans with positive overlap with [lo, hi], in (start, end) order."""
+        j = bisect.bisect_left(self.starts, hi) - 1
+        found = []
+        while j >= 0 and self.max_end[j] > lo:
+            s = self.spans[j]
+            if min(s[1], hi) > max(s[0], lo):
+                found.append(s)
+            j -= 1
+        found.reverse()
+        return found
+
+    def ending_in(self, lo: int, hi: int) -> list[tuple[int, int, ToolEvent]]:
+        """Spans whose end lies in (lo, hi], in (start, end) order."""
+        a = bisect.bisect_right(self.ends, lo)
+        b = bisect.bisect_right(self.ends, hi)
+        return sorted(self.by_end[a:b], key=lambda s: (s[0], s[1]))
+
+
+def _tool_index(trace: Trace) -> tuple[dict[str, _ChainTools], int]:
+    by_chain: dict[str, list] = defaultdict(list)
+    n = 0
+    for t in trace.tools:
+        if not t.terminal:
+            continue
+        iv = tool_interval(t)
+        if iv is None:
+            trace.skipped["tool spans ending before they start"] += 1
+            continue
+        by_chain[t.chain_id].append((iv[0], iv[1], t))
+        n += 1
+    return {c: _ChainTools(s) for c, s in by_chain.items()}, n
+
+
+def _union(intervals: list[tuple[int, int]]) -> int:
+    total = 0
+    cur_s = cur_e = None
+    for s, e in sorted(intervals):
+        if cur_e is None or s > cur_e:
+            if cur_e is not None:
+                total += cur_e - cur_s
+            cur_s, cur_e = s, e
+        elif e > cur_e:
+            cur_e = e
+    if cur_e is not None:
+        total += cur_e - cur_s
+    return total
+
+
+def _tool_span(s: tuple[int, int, ToolEvent]) -> ToolSpan:
+    start, end, t = s
+    return ToolSpan(
+        tool_call_id=t.tool_call_id or "", tool_class=t.tool_class or "",
+        started_at_unix_ms=max(0, start), ended_at_unix_ms=max(0, end),
+        duration_ms=float(t.duration_ms if t.duration_ms is not None else end - start),
+        status=tool_status(t), output_bytes=t.output_bytes, output_tokens=t.output_tokens,
+        error_type=t.error_type)
+
+
+def derive(trace: Trace, *, rules: str = "g2") -> Derived:
+    """Agentic Mooncake v1 rows and the dependency edges (§4.4, §4.6 with rules="g3c")."""
+    if rules not in RULES:
+        raise TraceError(f"error: unknown rules {rules!r}, expected one of {', '.join(RULES)}")
+    if trace.mooncake_rows:
+        return _from_mooncake(trace)
+    g = _build(trace, rules)
+    bs = check_block_size(g.order)
+    tools, n_tools = _tool_index(trace)
+    t0 = g.order[0].start_ms
+    mapper = HashMapper()
+    rows: list[Row] = []
+    edges: list[Edge] = []
+    attached: set[int] = set()
+    for i, r in enumerate(g.order):
+        deps = g.wait_for[i]
+        delay = tool_wait = None
+        spans: list = []
+        chain = _chain(r)
+        if deps:
+            dep_end = max(g.order[g.index[d]].end_ms for d in deps)
+            gap = max(0, r.start_ms - dep_end)
+            ct = tools.get(chain)
+            if rules == "g3c":
+                spans = _g3c_spans(g, i, r, chain, dep_end, ct)
+            elif ct is not None:
+                spans = ct.overlapping(dep_end, r.start_ms)
+            union = _union([(max(s, dep_end), min(e, r.start_ms)) for s, e, _ in spans
+                            if min(e, r.start_ms) > max(s, dep_end)])
+            tool_wait = min(union, gap)
+            delay = float(gap - tool_wait)
+            attached.update(id(s[2]) for s in spans)
+            for d, rel in zip(deps, g.relations[i]):
+                edges.append(Edge(d, r.request_id, rel))
+        rows.append(Row(
+            request_id=r.request_id, session_id=chain, input_length=r.input_length or 0,
+            output_length=_require_output(r), hash_ids=mapper.map(r.hashes),
+            timestamp=float(r.start_ms - t0), delay=delay, request_kind=g.kind[i],
+            wait_for=tuple(deps), branches=tuple(g.branches[i]), prefix_reset=g.chains[chain][0] == i,
+            tool_wait_ms=float(tool_wait) if tool_wait else None,
+            tool_events=tuple(_tool_span(s) for s in spans)))
+    return Derived(rows, edges, bs, g.order, tool_spans=n_tools, attached_tools=len(attached), notes=g.notes)
+
+
+def _g3c_spans(g: _Graph, i: int, r: Request, chain: str, dep_end: int, ct: _ChainTools | None) -> list:
+    pos = g.chains[chain].index(i)
+    window_start = g.order[g.chains[chain][pos - 1]].start_ms if pos > 0 else dep_end
+    picked: list = []
+    seen: set[int] = set()
+    for t in g.consumer_tools.get(r.request_id, ()):
+        iv = tool_interval(t)
+        if iv is not None:
+            picked.append((iv[0], iv[1], t))
+            seen.add(id(t))
+    if ct is not None:
+        for s in ct.ending_in(window_start, r.start_ms):
+            t = s[2]
+            cl = t.claude
+            if id(t) in seen or (cl is not None and (cl.consumer_request_id is not None or cl.execution_mode == "background")):
+                continue
+            picked.append(s)
+    picked.sort(key=lambda s: (s[0], s[1]))
+    return picked
+
+
+def _from_mooncake(trace: Trace) -> Derived:
+    """Mooncake input: rows and their explicit edges as read."""
+    rows = list(trace.mooncake_rows)
+    session_first: dict[str, str] = {}
+    by_id = {}
+    for row in rows:
+        by_id[row.request_id] = row
+        if row.session_id is not None:
+            session_first.setdefault(row.session_id, row.request_id)
+    edges = []
+    for row in rows:
+        deps = row.wait_for or tuple(d.request_id for d in row.dependencies)
+        rels = tuple(d.relation for d in row.dependencies) if not row.wait_for else ()
+        for k, d in enumerate(deps):
+            if rels:
+                rel = rels[k]
+            elif d in by_id and by_id[d].session_id == row.session_id:
+                rel = "sequence"
+            elif session_first.get(row.session_id) == row.request_id:
+                rel = "spawn"
+            else:
+                rel = "join"
+            edges.append(Edge(d, row.request_id, rel))
+    bs = (trace.mooncake_header or {}).get("block_size")
+    return Derived(rows, edges, bs, list(trace.requests), header=trace.mooncake_header)
+
+
+# -- agentic v2 ------------------------------------------------------------------------------
+
+_PRIVATE = b"dynamo-request-trace-private-block\0"
+
+
+def private_block_id(request_id: str, block_index: int, input_length: int) -> int:
+    """The per-request id a v2 row gives its trailing partial block (never shared across requests)."""
+    digest = blake3.blake3(_PRIVATE + f"{request_id}\0{block_index}\0{input_length}".encode()).digest()
+    return int.from_bytes(digest[:8], "little")
+
+
+def _play_of(chain: str, parent: dict[str, str], chains: dict, word: str) -> str:
+    seen = [chain]
+    c = chain
+    while c in parent:
+        p = parent[c]
+        if p not in chains:
+            raise TraceError(f"error: agent {word} {c} references unknown parent {word} {p}")
+        if p in seen:
+            raise TraceError(f"error: agent {word} parent links contain a cycle: {' -> '.join(seen + [p])}")
+        seen.append(p)
+        c = p
+    return c
+
+
+def derive_v2(trace: Trace) -> Derived:
+    """Agentic Mooncake v2 (§4.7): typed dependencies with dispatch/completion triggers, header line."""
+    if trace.mooncake_rows:
+        return _from_mooncake(trace)
+    g = _build_v2(trace)
+    bs = check_block_size(g.order)
+    word = _word(g.order)
+    t0 = g.order[0].start_ms
+    mapper = HashMapper()
+    rows: list[Row] = []
+    edges: list[Edge] = []
+    for i, r in enumerate(g.order):
+        if r.model is None:
+            raise TraceError(f"{r.source}: field `request.model`: request {r.request_id} is missing model")
+        ids = mapper.map(r.hashes)
+        if bs and r.input_length and r.input_length % bs and ids:
+            ids[-1] = private_block_id(r.request_id, len(ids) - 1, r.input_length)
+        chain = _chain(r)
+        deps = []
+        for d, rel in zip(g.wait_for[i], g.relations[i]):
+            q = g.order[g.index[d]]
+            if rel == "spawn" and r.start_ms < q.end_ms:
+                deps.append(Dependency(d, "dispatch", float(max(0, r.start_ms - q.start_ms)), rel))
+            else:
+                deps.append(Dependency(d, "completion", float(max(0, r.start_ms - q.end_ms)), rel))
+            edges.append(Edge(d, r.request_id, rel))
+        rows.append(Row(
+            request_id=r.request_id, play_id=_play_of(chain, g.parent, g.chains, word), session_id=chain,
+            model=r.model, input_length=r.input_length or 0, output_length=_require_output(r), hash_ids=tuple(ids),
+            not_before_ms=float(r.start_ms - t0), dependencies=tuple(sorted(deps, key=Dependency.sort_key))))
+    body = b"[" + b",".join(orjson.dumps(row.to_agentic_v2()) for row in rows) + b"]"
+    header = {"schema": "dynamo.agentic_mooncake", "version": 2, "block_size": bs, "hash_id_scope": "local",
+              "source": {"format": "dynamo_request_trace", "digest": blake3.blake3(body).hexdigest()}}
+    return Derived(rows, edges, bs, g.order, header=header, notes=g.notes)
+
+
+def _build_v2(trace: Trace) -> _Graph:
+    """v2 edges: G3c spawn choice; joins explicit for blocking Claude tools, implicit unless the
+    child is a background agent."""
+    g = _build(trace, "g3c")
+    for i in range(len(g.order)):
+        keep = [(d, rel) for d, rel in zip(g.wait_for[i], g.relations[i])
+                if not (rel == "join" and _background_join(trace, g, d, g.order[i].request_id))]
+        g.wait_for[i] = [d for d, _ in keep]
+        g.relations[i] = [rel for _, rel in keep]
+    return g
+
+
+def _background_join(trace: Trace, g: _Graph, dep: str, consumer: str) -> bool:
+    chain = _chain(g.order[g.index[dep]])
+    return g.kind[g.chains[chain][0]] == "background_agent"

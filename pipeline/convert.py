@@ -1,0 +1,98 @@
+"""`trace-pipe convert` as functions: lower a Trace to Mooncake rows, write them atomically, and
+say what Dynamo's converter says (plus what was skipped, which Dynamo does not)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from . import agentic
+from .dynamo_rows import tool_status
+from .errors import TraceError
+from .io import atomic_output
+from .model import Generation, Trace
+from .mooncake import dumps
+
+FORMATS = ("v1", "v2")
+
+
+@dataclass(slots=True)
+class MooncakeResult:
+    path: str
+    rows: int
+    agentic: bool
+    block_size: int | None
+    derived: agentic.Derived | None = None
+    lines: list[str] = field(default_factory=list)  # stdout summary, Dynamo's wording
+
+
+def lower(trace: Trace, *, agentic_rows: bool, fmt: str = "v1", rules: str = "g2") -> agentic.Derived:
+    """The rows (and edges) to write; pure."""
+    if fmt not in FORMATS:
+        raise TraceError(f"error: unknown --format {fmt!r}, expected v1 or v2")
+    if fmt == "v2":
+        return agentic.derive_v2(trace)
+    if agentic_rows:
+        return agentic.derive(trace, rules=rules)
+    rows, bs = agentic.plain_rows(trace, rules=rules)
+    return agentic.Derived(rows, [], bs, [])
+
+
+def write_mooncake(trace: Trace, out: str, *, agentic_rows: bool, fmt: str = "v1", rules: str = "g2") -> MooncakeResult:
+    """Write (agentic) Mooncake JSONL to `out` atomically; returns the summary Dynamo prints."""
+    if fmt == "v2":
+        agentic_rows = True
+    derived = lower(trace, agentic_rows=agentic_rows, fmt=fmt, rules=rules)
+    to_json = {("v1", False): "to_plain", ("v1", True): "to_agentic_v1", ("v2", True): "to_agentic_v2"}[(fmt, agentic_rows)]
+    if trace.mooncake_rows and fmt == "v1" and agentic_rows and trace.mooncake_header is not None:
+        raise TraceError("error: the input is agentic Mooncake v2; write it with --format v2")
+    with atomic_output(out) as f:
+        if fmt == "v2" and derived.header is not None:
+            f.write(dumps(derived.header))
+        write = f.write
+        for row in derived.rows:
+            write(dumps(getattr(row, to_json)()))
+    kind = "Agentic Mooncake" if agentic_rows else "Mooncake"
+    res = MooncakeResult(out, len(derived.rows), agentic_rows, derived.block_size, derived)
+    res.lines.append(f"Wrote {len(derived.rows)} {kind} rows to {out}")
+    res.lines.append(f"Trace block size: {derived.block_size}")
+    res.lines.extend(tool_summary(trace))
+    return res
+
+
+def _counts(c: Counter) -> str:
+    if not c:
+        return "(none)"
+    return " ".join(f"{k}={v}" for k, v in sorted(c.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def tool_summary(trace: Trace) -> list[str]:
+    """Dynamo's G2–G3b tool block (§4.1), when terminal tool rows were loaded."""
+    terminal = [t for t in trace.tools if t.terminal]
+    if not terminal:
+        return []
+    word = "sessions" if any(t.generation is Generation.G3B for t in terminal) else "trajectories"
+    chains = {t.chain_id for t in terminal}
+    status = Counter(tool_status(t) if t.status != "" else t.event_type for t in terminal)
+    classes = Counter(t.tool_class or "(unlabeled)" for t in terminal)
+    wall = sum(t.duration_ms for t in terminal if t.duration_ms is not None) / 1000.0
+    return ["", f"Tool events: {len(terminal)} spans across {len(chains)} {word}",
+            f"  Status:    {_counts(status)}", f"  Class:     {_counts(classes)}", f"  Wall-time: {wall:.2f}s"]
+
+
+def report_lines(trace: Trace, derived: agentic.Derived | None = None) -> list[str]:
+    """What was skipped or adjusted (stderr): nothing is dropped silently."""
+    out = []
+    for reason, n in sorted(trace.skipped.items()):
+        if n:
+            out.append(f"skipped {n} {reason}")
+    notes = Counter(trace.notes)
+    if derived is not None:
+        notes.update(derived.notes)
+        unattached = derived.tool_spans - derived.attached_tools
+        if derived.tool_spans and unattached:
+            out.append(f"note: {unattached} of {derived.tool_spans} tool spans overlap no dependency gap (not in any row's tool_events)")
+    for reason, n in sorted(notes.items()):
+        if n:
+            out.append(f"note: {n} {reason}")
+    return out

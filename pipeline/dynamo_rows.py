@@ -1,0 +1,264 @@
+"""Dynamo trace records of every generation (G1, G2, G3a, G3b, G3c) to model records.
+
+Detection is per record (dynamo-formats.md §10): the `schema` string, then the `agent_context`
+keys. Loader rules and error texts follow Dynamo's Rust loaders (§4.2): the request-trace schema
+(G3) is strict (exact hash count, required arrival and output tokens), the agent-trace schema
+(G1/G2) is lenient (hash capacity only).
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+
+from .errors import TraceError
+from .model import ClaudeLink, Generation, Request, Source, ToolCallRef, ToolEvent, Worker
+
+AGENT_SCHEMA = "dynamo.agent.trace.v1"
+REQUEST_SCHEMA = "dynamo.request.trace.v1"
+TOOL_TYPES = frozenset(("tool_start", "tool_end", "tool_error"))
+U64_MAX = (1 << 64) - 1
+
+# field -> (chain field, parent field, run field) per generation
+_IDENTITY = {
+    Generation.G1: ("program_id", "parent_program_id", "workflow_id"),
+    Generation.G2: ("trajectory_id", "parent_trajectory_id", "session_id"),
+    Generation.G3A: ("trajectory_id", "parent_trajectory_id", "session_id"),
+    Generation.G3B: ("session_id", "parent_session_id", None),
+}
+_METRICS_F = ("prefill_wait_time_ms", "prefill_time_ms", "ttft_ms", "total_time_ms", "avg_itl_ms",
+              "kv_hit_rate", "kv_transfer_estimated_latency_ms")
+
+
+def round_half_away(x: float) -> int:
+    """Rust's `f64::round` (half away from zero), as Dynamo's converters round ms."""
+    return int(math.floor(x + 0.5)) if x >= 0 else -int(math.floor(-x + 0.5))
+
+
+def generation_of(schema: object, ctx: dict | None, src: Source) -> Generation:
+    if schema is None or schema == AGENT_SCHEMA:
+        if ctx is None:
+            return Generation.G3_FREE if schema is None else Generation.G2
+        if "workflow_id" in ctx or "program_id" in ctx:
+            return Generation.G1
+        if "trajectory_id" in ctx:
+            return Generation.G2
+        return Generation.G3B if schema is None else Generation.G2
+    if schema == REQUEST_SCHEMA:
+        if ctx is None:
+            return Generation.G3_FREE
+        if "trajectory_id" in ctx:
+            return Generation.G3A
+        return Generation.G3B
+    raise TraceError(
+        f"{src}: field `schema`: failed to parse request trace record: unknown variant "
+        f"`{schema}`, expected `{AGENT_SCHEMA}` or `{REQUEST_SCHEMA}`")
+
+
+def _identity(gen: Generation, ctx: dict | None, src: Source):
+    """(chain, parent, run, identity pairs) of a record."""
+    if ctx is None:
+        return None, None, None, ()
+    if not isinstance(ctx, dict):
+        raise TraceError(f"{src}: field `agent_context` must be an object")
+    chain_f, parent_f, run_f = _IDENTITY[gen]
+    chain = ctx.get(chain_f)
+    if not isinstance(chain, str) or not chain:
+        raise TraceError(f"{src}: field `agent_context.{chain_f}` is required ({gen.value} record)")
+    parent = ctx.get(parent_f)
+    if parent is not None and not isinstance(parent, str):
+        raise TraceError(f"{src}: field `agent_context.{parent_f}` must be a string")
+    run = ctx.get(run_f) if run_f else None
+    return chain, (parent or None), run, tuple(ctx.items())
+
+
+def _u64(v: object, src: Source, field: str) -> int:
+    if isinstance(v, bool) or not isinstance(v, int):
+        if isinstance(v, float) and v.is_integer() and v >= 0:
+            return int(v)
+        raise TraceError(f"{src}: field `{field}` must be a non-negative integer, got {v!r}")
+    if v < 0 or v > U64_MAX:
+        raise TraceError(f"{src}: field `{field}` is outside the u64 range: {v}")
+    return v
+
+
+def _opt_u64(d: dict, key: str, src: Source, prefix: str = "request.") -> int | None:
+    v = d.get(key)
+    return None if v is None else _u64(v, src, prefix + key)
+
+
+def _opt_float(d: dict, key: str, src: Source, nonfinite: list) -> float | None:
+    v = d.get(key)
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise TraceError(f"{src}: field `request.{key}` must be a number, got {v!r}")
+    if not math.isfinite(v):
+        # Dynamo's producer drops non-finite metrics before writing; do the same, and count it.
+        nonfinite.append(key)
+        return None
+    return float(v)
+
+
+def _hashes(v: object, src: Source, field: str):
+    if not isinstance(v, list):
+        raise TraceError(f"{src}: field `{field}` must be a list of u64 integers")
+    try:
+        # array('Q') keeps u64 exactly in 8 bytes each and rejects negatives, > 2^64-1 and floats
+        return array("Q", v)
+    except (TypeError, OverflowError):
+        for h in v:
+            _u64(h, src, field)
+        raise TraceError(f"{src}: field `{field}` must be a list of u64 integers") from None
+
+
+def parse_request(ev: dict, gen: Generation, src: Source, nonfinite: list) -> Request:
+    """A `request_end` record to a Request, with Dynamo's loader checks and time rules (§4.2)."""
+    strict = gen in (Generation.G3A, Generation.G3B, Generation.G3_FREE)
+    req = ev.get("request")
+    if not isinstance(req, dict):
+        raise TraceError(f"invalid request_end at {src}: field `request`: request_end record is missing request payload")
+    rid = req.get("request_id")
+    if not isinstance(rid, str) or not rid:
+        raise TraceError(f"invalid request_end at {src}: field `request.request_id` is required")
+    replay = req.get("replay")
+    if not isinstance(replay, dict):
+        raise TraceError(f"invalid request_end at {src}: field `request.replay`: request payload is missing replay metrics")
+    bs = replay.get("trace_block_size")
+    if isinstance(bs, bool) or not isinstance(bs, int) or bs <= 0:
+        raise TraceError(f"invalid request_end at {src}: field `request.replay.trace_block_size` must be a positive integer, got {bs!r}")
+    input_length = _u64(replay.get("input_length"), src, "request.replay.input_length")
+    hashes = _hashes(replay.get("input_sequence_hashes"), src, "request.replay.input_sequence_hashes")
+    n = len(hashes)
+    if strict:
+        need = -(-input_length // bs)
+        if n != need:
+            raise TraceError(
+                f"invalid request_end at {src}: field `request.replay.input_sequence_hashes`: input_length "
+                f"{input_length} with trace_block_size {bs} requires exactly {need} replay hashes, got {n}")
+    elif n * bs < input_length:
+        raise TraceError(
+            f"invalid request_end at {src}: field `request.replay.input_sequence_hashes`: input_length "
+            f"{input_length} exceeds replay hash capacity {n * bs}")
+    completion = replay.get("completion_sequence_hashes")
+    if completion is not None:
+        completion = _hashes(completion, src, "request.replay.completion_sequence_hashes")
+
+    received = _opt_u64(req, "request_received_ms", src)
+    output_tokens = _opt_u64(req, "output_tokens", src)
+    if strict and received is None:
+        raise TraceError(f"invalid request_end at {src}: field `request.request_received_ms`: request trace is missing request_received_ms")
+    if strict and output_tokens is None:
+        raise TraceError(f"invalid request_end at {src}: field `request.output_tokens`: request trace is missing output_tokens")
+
+    et = ev.get("event_time_unix_ms")
+    if isinstance(et, bool) or not isinstance(et, (int, float)) or not math.isfinite(et) or et < 0:
+        if et is None and received is not None:
+            et = None
+        else:
+            raise TraceError(f"invalid request_end at {src}: field `event_time_unix_ms` must be a non-negative number, got {et!r}")
+    metrics = {k: _opt_float(req, k, src, nonfinite) for k in _METRICS_F}
+    total = metrics["total_time_ms"]
+    et_ms = round_half_away(et) if et is not None else None
+    if total is not None:
+        total_i = round_half_away(max(total, 0.0))
+    elif et_ms is not None:
+        total_i = max(0, et_ms - (received if received is not None else et_ms))
+    else:
+        total_i = 0
+    if received is not None:
+        start, end = received, received + total_i
+    else:
+        end = et_ms
+        start = max(0, end - total_i)
+
+    worker = req.get("worker")
+    if isinstance(worker, dict):
+        worker = Worker(*(_opt_u64(worker, k, src, "request.worker.") for k in
+                          ("prefill_worker_id", "prefill_dp_rank", "decode_worker_id", "decode_dp_rank")))
+    else:
+        worker = None
+    finish = req.get("finish_reason_metadata")
+    tool_calls: tuple = ()
+    if isinstance(finish, dict):
+        calls = finish.get("tool_calls")
+        if isinstance(calls, list):
+            tool_calls = tuple(
+                ToolCallRef(c.get("choice_index"), c.get("tool_call_index"), c.get("id"), c.get("name"))
+                for c in calls if isinstance(c, dict))
+    else:
+        finish = None
+    ctx = ev.get("agent_context")
+    chain, parent, run, identity = _identity(gen, ctx, src) if gen is not Generation.G3_FREE else (None, None, None, ())
+    model = req.get("model")
+    return Request(
+        request_id=rid, chain_id=chain, parent_chain_id=parent, start_ms=start, end_ms=end,
+        output_tokens=output_tokens, block_size=bs, input_length=input_length, hashes=hashes,
+        completion_hashes=completion, model=model if isinstance(model, str) else None,
+        x_request_id=req.get("x_request_id"), input_tokens=_opt_u64(req, "input_tokens", src),
+        cached_tokens=_opt_u64(req, "cached_tokens", src), queue_depth=_opt_u64(req, "queue_depth", src),
+        worker=worker, finish=finish, tool_calls=tool_calls, event_time_ms=et, run_id=run,
+        identity=identity, generation=gen, source=src, **metrics)
+
+
+def parse_tool(ev: dict, gen: Generation, src: Source) -> ToolEvent | None:
+    """A tool row to a ToolEvent; None (caller counts it) when it has no identity or no `tool`."""
+    tool = ev.get("tool")
+    ctx = ev.get("agent_context")
+    if ctx is None and isinstance(ev.get("session_id"), str):
+        # G3b/G3c ingress shape (flattened identity), as Dynamo's relay would have normalised it
+        ctx = {"session_id": ev["session_id"]}
+        if isinstance(ev.get("parent_session_id"), str):
+            ctx["parent_session_id"] = ev["parent_session_id"]
+        gen = Generation.G3B
+    if not isinstance(tool, dict) or not isinstance(ctx, dict):
+        return None
+    if gen is Generation.G3_FREE:
+        gen = generation_of(ev.get("schema"), ctx, src)
+    chain, parent, run, identity = _identity(gen, ctx, src)
+    et = ev.get("event_time_unix_ms")
+    if isinstance(et, bool) or not isinstance(et, (int, float)) or not math.isfinite(et):
+        raise TraceError(f"{src}: field `event_time_unix_ms` must be a finite number, got {et!r}")
+    dur = tool.get("duration_ms")
+    if dur is not None:
+        if isinstance(dur, bool) or not isinstance(dur, (int, float)):
+            raise TraceError(f"{src}: field `tool.duration_ms` must be a number, got {dur!r}")
+        if not math.isfinite(dur):
+            raise TraceError(f"{src}: field `tool.duration_ms`: tool duration_ms must be finite")
+    claude = tool.get("claude")
+    if isinstance(claude, dict):
+        claude = ClaudeLink(claude.get("source_request_id"), claude.get("consumer_request_id"),
+                            claude.get("child_session_id"), claude.get("execution_mode"))
+    else:
+        claude = None
+    return ToolEvent(
+        event_type=ev["event_type"], chain_id=chain, parent_chain_id=parent,
+        tool_call_id=tool.get("tool_call_id"), tool_class=tool.get("tool_class"), event_time_ms=et,
+        started_at_ms=_opt_u64(tool, "started_at_unix_ms", src, "tool."),
+        ended_at_ms=_opt_u64(tool, "ended_at_unix_ms", src, "tool."),
+        duration_ms=None if dur is None else float(dur), status=tool.get("status"),
+        output_tokens=_opt_u64(tool, "output_tokens", src, "tool."),
+        output_bytes=_opt_u64(tool, "output_bytes", src, "tool."),
+        tool_name_hash=tool.get("tool_name_hash"), error_type=tool.get("error_type"), claude=claude,
+        event_source=ev.get("event_source"), run_id=run, identity=identity, generation=gen, source=src)
+
+
+def tool_interval(t: ToolEvent) -> tuple[int, int] | None:
+    """Integer [start, end] of a terminal tool span as Dynamo's converter derives it (§4.2), or
+    None when the span runs backwards (Dynamo skips those)."""
+    end = t.ended_at_ms if t.ended_at_ms is not None else round_half_away(t.event_time_ms)
+    if t.started_at_ms is not None:
+        start = t.started_at_ms
+    elif t.duration_ms is not None:
+        start = end - round_half_away(max(t.duration_ms, 0.0))
+    else:
+        start = end
+    if end < start:
+        return None
+    return start, end
+
+
+def tool_status(t: ToolEvent) -> str:
+    if t.status is not None:
+        return str(t.status)
+    return "error" if t.event_type == "tool_error" else "succeeded"

@@ -1,0 +1,148 @@
+"""WEKA kv-cache-tester agent traces (one play per JSON object) to model records.
+
+A play is a root chain (the Claude Code conversation) and one child chain per sub-agent marker.
+Rules (documented in the README, "WEKA traces"):
+
+* ids: play `P`; root chain `P`, its requests `P/i` (i = index in the play's `requests` array);
+  sub-agent chain `P/<agent_id>`, its requests `P/<agent_id>/j`.
+* times: start = `t` s → integer ms; end = start + `api_time`. A call without `api_time` ends where
+  the next call of its chain starts minus that call's `think_time`, else at its `ttft`, else at
+  its start. Sub-agent `t` values restart at 0 at the marker (kv-cache-tester's convention); a
+  sub-agent whose first `t` is already >= the marker's (AgentX copies) is read as absolute.
+* `think_time` (the recorded tool/user gap before a call) becomes a tool span ending at the call's
+  start (`tool_class` "tool" when the call's input carries a `tool_result`, else "user"), so
+  agentic conversion splits the gap into `tool_wait_ms` and `delay` as for a Dynamo trace.
+* the sub-agent marker itself becomes a `subagent` tool span on the parent chain
+  ([t, t + duration_ms], `tool_call_id` = agent_id).
+* hashes: `hash_ids` are local to a play (`hash_id_scope: "local"`), so they are namespaced by
+  play ordinal; block size = the play's `block_size` (64 in the real data).
+* sub-agent joins (`subagents`):
+  - "recorded" (default): like Dynamo, edges come from recorded times: the sub-agent waits for the
+    last parent call that ended before it started, and the first parent call that starts after
+    the sub-agent's last call ended waits for it. The real data's parent usually carries on
+    before its sub-agent ends (46 of 57 markers), so most sub-agents have no join.
+  - "wait": kv-cache-tester's and AIPerf's replay rule: the parent call after the marker waits
+    for the sub-agent's last call, whatever the recorded times say.
+"""
+
+from __future__ import annotations
+
+import math
+
+from .dynamo_rows import round_half_away
+from .errors import TraceError
+from .model import ChainLink, Generation, Request, Source, ToolEvent, Trace
+
+SUBAGENT_RULES = ("recorded", "wait")
+_NS_SHIFT = 40  # hash ids of play k live in [k << 40, (k + 1) << 40)
+
+
+def is_weka_play(d: dict) -> bool:
+    return isinstance(d.get("requests"), list) and "event" not in d and "schema" not in d and "id" in d
+
+
+def _ms(v: object, src: Source, field: str) -> int:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+        raise TraceError(f"{src}: field `{field}` must be a non-negative number of seconds, got {v!r}")
+    return round_half_away(v * 1000.0)
+
+
+def read_play(d: dict, ordinal: int, src: Source, trace: Trace, subagents: str = "recorded") -> None:
+    """Append one play's requests, tool spans and chain links to `trace`."""
+    play = d.get("id")
+    if not isinstance(play, str) or not play:
+        raise TraceError(f"{src}: field `id`: a WEKA play needs a string id")
+    bs = d.get("block_size", 64)
+    if isinstance(bs, bool) or not isinstance(bs, int) or bs <= 0:
+        raise TraceError(f"{src}: field `block_size` must be a positive integer, got {bs!r}")
+    base = ordinal << _NS_SHIFT
+    trace.plays[play] = play
+    _read_chain(d["requests"], play, None, play, 0, bs, base, src, trace, subagents, "requests")
+
+
+def _read_chain(entries: list, chain: str, parent: str | None, play: str, origin_ms: int, bs: int,
+                base: int, src: Source, trace: Trace, subagents: str, where: str) -> None:
+    calls: list[tuple[int, dict, str]] = []  # (index, entry, field path)
+    markers: list[tuple[int, dict, str]] = []
+    for i, e in enumerate(entries):
+        path = f"{where}[{i}]"
+        if not isinstance(e, dict):
+            raise TraceError(f"{src}: field `{path}` must be an object")
+        (markers if e.get("type") == "subagent" else calls).append((i, e, path))
+    starts = [origin_ms + _ms(e.get("t"), src, f"{path}.t") for _, e, path in calls]
+    requests: list[Request] = []
+    for k, ((i, e, path), start) in enumerate(zip(calls, starts)):
+        rid = f"{chain}/{i}"
+        if e.get("api_time") is not None:
+            end = start + _ms(e["api_time"], src, f"{path}.api_time")
+        elif k + 1 < len(calls) and calls[k + 1][1].get("think_time") is not None:
+            nxt = calls[k + 1]
+            end = max(start, starts[k + 1] - _ms(nxt[1]["think_time"], src, f"{nxt[2]}.think_time"))
+            trace.notes["weka calls without api_time: end = next start - think_time"] += 1
+        elif e.get("ttft") is not None:
+            end = start + _ms(e["ttft"], src, f"{path}.ttft")
+            trace.notes["weka calls without api_time: end = ttft"] += 1
+        else:
+            end = start
+            trace.notes["weka calls without api_time: zero duration"] += 1
+        hids = e.get("hash_ids") or []
+        if not isinstance(hids, list) or any(isinstance(h, bool) or not isinstance(h, int) or h < 0 or h >= (1 << _NS_SHIFT) for h in hids):
+            raise TraceError(f"{src}: field `{path}.hash_ids` must be a list of small non-negative integers")
+        n_in = e.get("in", 0)
+        n_out = e.get("out", 0)
+        for key, v in (("in", n_in), ("out", n_out)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise TraceError(f"{src}: field `{path}.{key}` must be a non-negative integer, got {v!r}")
+        ttft = e.get("ttft")
+        req = Request(
+            request_id=rid, chain_id=chain, parent_chain_id=parent, start_ms=start, end_ms=end,
+            output_tokens=n_out, block_size=bs, input_length=n_in,
+            hashes=tuple(base + h for h in hids), model=e.get("model"), input_tokens=n_in,
+            ttft_ms=None if ttft is None else float(ttft) * 1000.0,
+            total_time_ms=float(end - start), run_id=play,
+            identity=(("play_id", play), ("agent_id", chain)) if parent else (("play_id", play),),
+            generation=Generation.WEKA, source=src)
+        requests.append(req)
+        think = e.get("think_time")
+        if think:
+            think_ms = _ms(think, src, f"{path}.think_time")
+            if think_ms > 0:
+                types = e.get("input_types") or ()
+                trace.tools.append(ToolEvent(
+                    event_type="tool_end", chain_id=chain, parent_chain_id=parent,
+                    tool_call_id=f"{rid}/think", tool_class="tool" if "tool_result" in types else "user",
+                    event_time_ms=float(start), started_at_ms=max(0, start - think_ms), ended_at_ms=start,
+                    duration_ms=float(think_ms), status="succeeded", event_source="weka", run_id=play,
+                    generation=Generation.WEKA, source=src))
+    trace.requests.extend(requests)
+
+    for i, m, path in markers:
+        agent = m.get("agent_id")
+        if not isinstance(agent, str) or not agent:
+            raise TraceError(f"{src}: field `{path}.agent_id`: a sub-agent marker needs a string agent_id")
+        t0 = origin_ms + _ms(m.get("t"), src, f"{path}.t")
+        sub = m.get("requests") or []
+        if not isinstance(sub, list):
+            raise TraceError(f"{src}: field `{path}.requests` must be a list")
+        child = f"{chain}/{agent}"
+        first_t = next((e.get("t") for e in sub if isinstance(e, dict) and e.get("type") != "subagent"), None)
+        absolute = isinstance(first_t, (int, float)) and m.get("t", 0) > 0 and first_t >= m.get("t", 0)
+        _read_chain(sub, child, chain, play, origin_ms if absolute else t0, bs, base, src, trace,
+                    subagents, f"{path}.requests")
+        trace.plays[child] = play
+        dur = m.get("duration_ms")
+        if isinstance(dur, (int, float)) and not isinstance(dur, bool) and math.isfinite(dur) and dur >= 0:
+            trace.tools.append(ToolEvent(
+                event_type="tool_end", chain_id=chain, parent_chain_id=parent, tool_call_id=agent,
+                tool_class="subagent", event_time_ms=float(t0 + round_half_away(dur)), started_at_ms=t0,
+                ended_at_ms=t0 + round_half_away(dur), duration_ms=float(dur),
+                status=str(m.get("status", "succeeded")), event_source="weka", run_id=play,
+                generation=Generation.WEKA, source=src))
+        else:
+            trace.notes["weka sub-agent markers without duration_ms (no subagent span)"] += 1
+        if subagents == "wait":
+            before = [r for (ci, _, _), r in zip(calls, requests) if ci < i]
+            after = [r for (ci, _, _), r in zip(calls, requests) if ci > i]
+            trace.links[child] = ChainLink(
+                child, spawn_request_id=before[-1].request_id if before else None,
+                join_request_id=after[0].request_id if after else None)
