@@ -107,9 +107,9 @@ def _hashes(v: object, src: Source, field: str):
         # array('Q') keeps u64 exactly in 8 bytes each and rejects negatives, > 2^64-1 and floats
         return array("Q", v)
     except (TypeError, OverflowError):
-        for h in v:
-            _u64(h, src, field)
-        raise TraceError(f"{src}: field `{field}` must be a list of u64 integers") from None
+        # JSON integers beyond u64 arrive as floats from orjson: name the value, never round it
+        bad = next(h for h in v if isinstance(h, bool) or not isinstance(h, int) or not 0 <= h <= U64_MAX)
+        raise TraceError(f"{src}: field `{field}` holds {bad!r}, not a u64 integer (0 to 2^64-1)") from None
 
 
 def parse_request(ev: dict, gen: Generation, src: Source, nonfinite: list) -> Request:

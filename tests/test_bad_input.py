@@ -1,0 +1,112 @@
+"""Documented outcomes for damaged or odd input (README "Bad input"), through the real CLI."""
+
+from __future__ import annotations
+
+import gzip
+import subprocess
+import sys
+
+import orjson
+import pytest
+
+from dynamo_records import read_jsonl, req, tool, write_jsonl
+from trace_pipe.pipeline.readers import read_trace
+
+
+def cli(*args: str):
+    return subprocess.run([sys.executable, "-m", "trace_pipe.cli.main", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_error_is_one_line_with_file_line_field_and_no_partial_output(tmp_path):
+    bad = req("r2", "root", None, 1200, 1300, [11, 22])  # 2 hashes for input_length 4 at bs 2 is fine...
+    bad["request"]["replay"]["input_length"] = 6  # ...but not for 6
+    src = write_jsonl(tmp_path / "in.jsonl", [req("r1", "root", None, 1000, 1100, [11]), bad])
+    out = tmp_path / "out.jsonl"
+    p = cli("convert", str(src), "--mooncake", str(out), "--agentic")
+    assert p.returncode == 2
+    assert p.stderr.strip().count("\n") == 0 and "Traceback" not in p.stderr
+    assert f"{src}:2" in p.stderr and "request.replay.input_sequence_hashes" in p.stderr
+    assert "requires exactly 3 replay hashes, got 2" in p.stderr
+    assert not out.exists() and list(tmp_path.iterdir()) == [src]
+
+
+def test_truncated_gzip_is_an_error_naming_the_file(tmp_path):
+    data = b"".join(orjson.dumps(req(f"r{i}", "root", None, 1000 + i * 100, 1050 + i * 100, [11])) + b"\n" for i in range(50))
+    blob = gzip.compress(data[:2000]) + gzip.compress(data[2000:])
+    p = tmp_path / "trace.000000.jsonl.gz"
+    p.write_bytes(blob[:-30])
+    r = cli("convert", str(p), "--mooncake", str(tmp_path / "o.jsonl"))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip() == f"error: {p}: truncated gzip stream (the file ends inside a gzip member)"
+    assert not (tmp_path / "o.jsonl").exists()
+    p.write_bytes(blob)  # both members complete: every row
+    assert len(read_trace([str(p)]).requests) == 50
+
+
+def test_invalid_json_line(tmp_path):
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(orjson.dumps(req("r1", "root", None, 1000, 1100, [11])) + b"\n{\"event_type\": \n")
+    r = cli("convert", str(src), "--mooncake", str(tmp_path / "o.jsonl"))
+    assert r.returncode == 2 and r.stderr.startswith(f"error: {src}:2: invalid JSON")
+
+
+def test_nan_literal_is_named(tmp_path):
+    src = tmp_path / "in.jsonl"
+    line = orjson.dumps(req("r1", "root", None, 1000, 1100, [11])).replace(b'"total_time_ms":100', b'"total_time_ms":NaN')
+    src.write_bytes(line + b"\n")
+    r = cli("convert", str(src), "--mooncake", str(tmp_path / "o.jsonl"))
+    assert r.returncode == 2 and "in.jsonl:1: invalid JSON: non-finite number `NaN`" in r.stderr
+
+
+def test_negative_durations(tmp_path):
+    # total_time_ms < 0 is clamped to 0 (Dynamo's max(total, 0)); a tool that ends before it starts is skipped, counted
+    rec = req("r1", "root", None, 1000, 1100, [11])
+    rec["request"]["total_time_ms"] = -5.0
+    t = tool("root", "call-1", "ls", 1300, 1200)
+    t2 = tool("root", "call-2", "ls", 0, 0)
+    del t2["tool"]["started_at_unix_ms"]
+    t2["tool"].update(ended_at_unix_ms=1050, duration_ms=-20.0)
+    trace = read_trace([str(write_jsonl(tmp_path / "n.jsonl", [rec, t, t2]))])
+    assert (trace.requests[0].start_ms, trace.requests[0].end_ms) == (1000, 1000)
+    out = tmp_path / "o.jsonl"
+    r = cli("convert", str(tmp_path / "n.jsonl"), "--mooncake", str(out), "--agentic")
+    assert r.returncode == 0, r.stderr
+    assert "skipped 1 tool spans ending before they start" in r.stderr
+
+
+def test_u64_hashes_above_2_63_are_exact(tmp_path):
+    big = [2**64 - 1, 2**63 + 12345, 14879255164371896291]
+    rec = req("r1", None, None, 1000, 1100, big)
+    trace = read_trace([str(write_jsonl(tmp_path / "h.jsonl", [rec, req("r2", None, None, 1200, 1300, big[:2] + [7])]))])
+    assert list(trace.requests[0].hashes) == big
+    out = tmp_path / "o.jsonl"
+    assert cli("convert", str(tmp_path / "h.jsonl"), "--mooncake", str(out)).returncode == 0
+    assert [r["hash_ids"] for r in read_jsonl(out)] == [[0, 1, 2], [0, 1, 3]]
+    over = tmp_path / "over.jsonl"
+    over.write_bytes(orjson.dumps(rec).replace(b"18446744073709551615", b"18446744073709551616") + b"\n")
+    r = cli("convert", str(over), "--mooncake", str(out))
+    assert r.returncode == 2 and "over.jsonl:1: field `request.replay.input_sequence_hashes` holds 1.8446744073709552e+19, not a u64 integer" in r.stderr
+
+
+def test_missing_input_and_non_objects(tmp_path):
+    r = cli("convert", str(tmp_path / "nope.jsonl"), "--mooncake", str(tmp_path / "o.jsonl"))
+    assert r.returncode == 2 and r.stderr.strip() == f"error: input path does not exist: {tmp_path / 'nope.jsonl'}"
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(b"[1,2]\n\n" + orjson.dumps(req("r1", None, None, 1000, 1100, [11])) + b"\n")
+    r = cli("convert", str(src), "--mooncake", str(tmp_path / "o.jsonl"))
+    assert r.returncode == 0 and "skipped 1 lines that are not JSON objects" in r.stderr
+
+
+def test_no_requests(tmp_path):
+    src = write_jsonl(tmp_path / "in.jsonl", [tool("root", "c", "ls", 1, 2)])
+    r = cli("convert", str(src), "--mooncake", str(tmp_path / "o.jsonl"))
+    assert r.returncode == 2 and "no request_end records with replay fields found" in r.stderr
+
+
+@pytest.mark.parametrize("gen", ["G1", "G2", "G3a", "G3b"])
+def test_every_generation_reads_with_chain_and_parent(tmp_path, gen):
+    trace = read_trace([str(write_jsonl(tmp_path / "g.jsonl", [req("c1", "kid", "root", 1200, 1300, [33], gen=gen),
+                                                                 tool("kid", "t1", "ls", 1300, 1350, gen=gen)]))])
+    (r,) = trace.requests
+    assert (r.chain_id, r.parent_chain_id, r.generation.value) == ("kid", "root", gen)
+    assert trace.tools[0].chain_id == "kid"
