@@ -10,6 +10,7 @@ import typer
 
 from trace_pipe.pipeline import agentic, convert, readers
 from trace_pipe.pipeline.errors import TraceError
+from trace_pipe.pipeline.gcpause import gc_paused
 
 from .common import Progress, user_errors
 
@@ -20,7 +21,12 @@ def run_convert(inputs: list[str], *, mooncake: str | None = None, agentic_rows:
     """The whole command as a function (tests call it); raises TraceError on bad input."""
     if not (mooncake or perfetto or chrome_json):
         raise TraceError("error: nothing to write: give --mooncake, --perfetto and/or --chrome-json")
-    rules = "g3c" if g3c_rules else "g2"
+    with gc_paused():
+        _convert(inputs, mooncake, agentic_rows, fmt, "g3c" if g3c_rules else "g2", weka_subagents, perfetto,
+                 chrome_json, out, err)
+
+
+def _convert(inputs, mooncake, agentic_rows, fmt, rules, weka_subagents, perfetto, chrome_json, out, err) -> None:
     bar = Progress(None, "reading")
     trace = readers.read_trace(inputs, subagents=weka_subagents, on_line=bar.update if bar.enabled else None)
     bar.close()

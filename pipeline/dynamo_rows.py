@@ -84,7 +84,24 @@ def _u64(v: object, src: Source, field: str) -> int:
 
 def _opt_u64(d: dict, key: str, src: Source, prefix: str = "request.") -> int | None:
     v = d.get(key)
-    return None if v is None else _u64(v, src, prefix + key)
+    if v is None or (type(v) is int and 0 <= v <= U64_MAX):
+        return v
+    return _u64(v, src, prefix + key)
+
+
+_WORKER_KEYS = ("prefill_worker_id", "prefill_dp_rank", "decode_worker_id", "decode_dp_rank")
+_workers: dict[tuple, Worker] = {}
+
+
+def _worker(w: object, src: Source) -> Worker | None:
+    """Placement records repeat across a trace: one shared Worker per distinct placement."""
+    if not isinstance(w, dict):
+        return None
+    key = tuple(_opt_u64(w, k, src, "request.worker.") for k in _WORKER_KEYS)
+    found = _workers.get(key)
+    if found is None:
+        found = _workers[key] = Worker(*key)
+    return found
 
 
 def _opt_float(d: dict, key: str, src: Source, nonfinite: list) -> float | None:
@@ -144,24 +161,42 @@ def parse_request(ev: dict, gen: Generation, src: Source, nonfinite: list) -> Re
     if completion is not None:
         completion = _hashes(completion, src, "request.replay.completion_sequence_hashes")
 
-    received = _opt_u64(req, "request_received_ms", src)
-    output_tokens = _opt_u64(req, "output_tokens", src)
+    g = req.get
+    received = g("request_received_ms")
+    if received is not None and (type(received) is not int or received < 0):
+        received = _u64(received, src, "request.request_received_ms")
+    output_tokens = g("output_tokens")
+    if output_tokens is not None and (type(output_tokens) is not int or output_tokens < 0):
+        output_tokens = _u64(output_tokens, src, "request.output_tokens")
     if strict and received is None:
         raise TraceError(f"invalid request_end at {src}: field `request.request_received_ms`: request trace is missing request_received_ms")
     if strict and output_tokens is None:
         raise TraceError(f"invalid request_end at {src}: field `request.output_tokens`: request trace is missing output_tokens")
 
     et = ev.get("event_time_unix_ms")
-    if isinstance(et, bool) or not isinstance(et, (int, float)) or not math.isfinite(et) or et < 0:
+    if type(et) is not int or et < 0:
         if et is None and received is not None:
             et = None
-        else:
+        elif isinstance(et, bool) or not isinstance(et, (int, float)) or not math.isfinite(et) or et < 0:
             raise TraceError(f"invalid request_end at {src}: field `event_time_unix_ms` must be a non-negative number, got {et!r}")
-    metrics = {k: _opt_float(req, k, src, nonfinite) for k in _METRICS_F}
+    metrics = {}
+    for k in _METRICS_F:
+        v = g(k)
+        if v is not None:
+            tv = type(v)
+            if tv is float:
+                if v - v != 0.0:  # NaN or +-Inf: Dynamo's producer drops these; count it
+                    nonfinite.append(k)
+                    v = None
+            elif tv is int:
+                v = float(v)
+            else:
+                v = _opt_float(req, k, src, nonfinite)
+        metrics[k] = v
     total = metrics["total_time_ms"]
-    et_ms = round_half_away(et) if et is not None else None
+    et_ms = (et if type(et) is int else round_half_away(et)) if et is not None else None
     if total is not None:
-        total_i = round_half_away(max(total, 0.0))
+        total_i = round_half_away(total) if total > 0.0 else 0
     elif et_ms is not None:
         total_i = max(0, et_ms - (received if received is not None else et_ms))
     else:
@@ -172,13 +207,10 @@ def parse_request(ev: dict, gen: Generation, src: Source, nonfinite: list) -> Re
         end = et_ms
         start = max(0, end - total_i)
 
-    worker = req.get("worker")
-    if isinstance(worker, dict):
-        worker = Worker(*(_opt_u64(worker, k, src, "request.worker.") for k in
-                          ("prefill_worker_id", "prefill_dp_rank", "decode_worker_id", "decode_dp_rank")))
-    else:
-        worker = None
-    finish = req.get("finish_reason_metadata")
+    worker = g("worker")
+    if worker is not None:
+        worker = _worker(worker, src)
+    finish = g("finish_reason_metadata")
     tool_calls: tuple = ()
     if isinstance(finish, dict):
         calls = finish.get("tool_calls")
@@ -195,7 +227,7 @@ def parse_request(ev: dict, gen: Generation, src: Source, nonfinite: list) -> Re
         request_id=rid, chain_id=chain, parent_chain_id=parent, start_ms=start, end_ms=end,
         output_tokens=output_tokens, block_size=bs, input_length=input_length, hashes=hashes,
         completion_hashes=completion, model=model if isinstance(model, str) else None,
-        x_request_id=req.get("x_request_id"), input_tokens=_opt_u64(req, "input_tokens", src),
+        x_request_id=g("x_request_id"), input_tokens=_opt_u64(req, "input_tokens", src),
         cached_tokens=_opt_u64(req, "cached_tokens", src), queue_depth=_opt_u64(req, "queue_depth", src),
         worker=worker, finish=finish, tool_calls=tool_calls, event_time_ms=et, run_id=run,
         identity=identity, generation=gen, source=src, **metrics)

@@ -1,0 +1,135 @@
+"""Convert throughput and memory against a bare `orjson.loads` pass over the same lines.
+
+Input: the 29 WEKA fixtures' LLM calls, repeated as Dynamo G3b `request_end` rows (with tool rows
+from their think times) until about --rows request rows, written once to a temp file. WEKA prompts
+are ~100k tokens (1,600 64-token blocks); at that resolution 1M rows would be ~40 GB of JSON, so
+the rows carry one hash per 4 WEKA blocks (trace_block_size 256, ~400 hashes per row): the same
+prefix structure at a size this machine can parse in a benchmark.
+
+    python bench/bench_convert.py [--rows 1000000] [--keep FILE]
+
+Prints rows/s, peak RSS of each phase (each in its own child process) and the time ratio
+convert / bare parse (target <= 3).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import orjson
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+WEKA = SHARED / "fixtures" / "kv_cache_tester_traces"
+STRIDE = 4  # WEKA blocks per benchmark block (trace_block_size 256)
+
+
+def generate(path: Path, rows: int) -> int:
+    calls = []
+    for f in sorted(WEKA.glob("*.json")):
+        d = json.loads(f.read_text())
+        stack = [(d["requests"], f.stem, 0.0)]
+        while stack:
+            entries, chain, t0 = stack.pop()
+            for i, e in enumerate(entries):
+                if e.get("type") == "subagent":
+                    stack.append((e["requests"], f"{chain}/{e['agent_id']}", t0 + e["t"]))
+                    continue
+                calls.append((chain, t0 + e["t"], e.get("api_time") or 1.0, e.get("think_time") or 0.0,
+                              e["in"], e["out"], e["hash_ids"][::STRIDE], e["model"]))
+    n = 0
+    rep = 0
+    with open(path, "wb") as f:
+        while n < rows:
+            base = rep << 40
+            for chain, t, api, think, n_in, n_out, hids, model in calls:
+                start = 1_760_000_000_000 + rep * 1_000_000 + int(t * 1000)
+                total = api * 1000.0
+                sid = f"r{rep}/{chain}"
+                hashes = [base + h for h in hids]
+                need = -(-n_in // 256)
+                hashes = (hashes + [base + (1 << 39) + n + k for k in range(need)])[:need]
+                rec = {"schema": "dynamo.request.trace.v1", "event_type": "request_end",
+                       "event_time_unix_ms": start + round(total), "event_source": "dynamo",
+                       "agent_context": {"session_id": sid},
+                       "request": {"request_id": f"req-{n}", "model": model, "input_tokens": n_in,
+                                   "output_tokens": n_out, "cached_tokens": n_in // 2, "request_received_ms": start,
+                                   "prefill_wait_time_ms": 1.5, "prefill_time_ms": 120.25, "ttft_ms": 121.75,
+                                   "total_time_ms": total, "avg_itl_ms": 11.5, "kv_hit_rate": 0.5, "queue_depth": 0,
+                                   "worker": {"prefill_worker_id": n % 8, "prefill_dp_rank": 0,
+                                              "decode_worker_id": n % 8, "decode_dp_rank": 0},
+                                   "replay": {"trace_block_size": 256, "input_length": n_in,
+                                              "input_sequence_hashes": hashes}}}
+                f.write(orjson.dumps({"timestamp": n, "event": rec}) + b"\n")
+                if think:
+                    tool = {"schema": "dynamo.request.trace.v1", "event_type": "tool_end",
+                            "event_time_unix_ms": start, "event_source": "harness", "agent_context": {"session_id": sid},
+                            "tool": {"tool_call_id": f"call-{n}", "tool_class": "bash", "status": "succeeded",
+                                     "started_at_unix_ms": start - int(think * 1000), "ended_at_unix_ms": start,
+                                     "duration_ms": think * 1000.0}}
+                    f.write(orjson.dumps({"timestamp": n, "event": tool}) + b"\n")
+                n += 1
+                if n >= rows:
+                    break
+            rep += 1
+    return n
+
+
+def _child(mode: str, path: str, out: str) -> None:
+    t = time.perf_counter()
+    if mode == "parse":
+        loads = orjson.loads
+        with open(path, "rb") as f:
+            for line in f:
+                loads(line)
+    else:
+        import io
+
+        from trace_pipe.cli.convert_cmd import run_convert
+
+        run_convert([path], mooncake=out, agentic_rows=True, out=io.StringIO(), err=io.StringIO())
+    dt = time.perf_counter() - t
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"seconds": dt, "peak_rss_mib": rss}))
+
+
+def run(mode: str, path: Path, out: Path) -> dict:
+    p = subprocess.run([sys.executable, __file__, "--child", mode, str(path), str(out)], capture_output=True, text=True,
+                       check=True)
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--keep", type=Path, default=None, help="reuse/keep the generated input here")
+    ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.child:
+        _child(*a.child)
+        return
+    with tempfile.TemporaryDirectory(dir=os.environ.get("TMPDIR", "/tmp")) as tmp:
+        path = a.keep or Path(tmp) / "bench.jsonl"
+        t = time.perf_counter()
+        if not path.exists():
+            n = generate(path, a.rows)
+            print(f"generated {n:,} request rows ({path.stat().st_size / 2**30:.2f} GiB) in {time.perf_counter() - t:.1f}s")
+        out = Path(tmp) / "out.jsonl"
+        base = run("parse", path, out)
+        conv = run("convert", path, out)
+        rows = sum(1 for _ in open(out, "rb"))
+        print(f"bare orjson.loads pass: {base['seconds']:.2f}s, peak RSS {base['peak_rss_mib']:.0f} MiB")
+        print(f"trace-pipe convert --agentic: {conv['seconds']:.2f}s, {rows / conv['seconds']:,.0f} rows/s, "
+              f"peak RSS {conv['peak_rss_mib']:.0f} MiB ({conv['peak_rss_mib'] * 2**20 / rows:.0f} B/row)")
+        print(f"ratio convert / bare parse: {conv['seconds'] / base['seconds']:.2f} (target <= 3.00)")
+
+
+if __name__ == "__main__":
+    main()
