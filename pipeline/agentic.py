@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import blake3
 import orjson
 
-from .dynamo_rows import tool_interval, tool_status
+from .dynamo_rows import common_prefix, tool_interval, tool_status
 from .errors import TraceError
 from .model import Generation, Request, ToolEvent, Trace
 from .mooncake import Dependency, Row, ToolSpan
@@ -84,22 +84,9 @@ class HashMapper:
 
     def map(self, hashes, chain: object = None) -> list[int]:
         prev = self.last.get(chain)
-        k = 0
         if prev is not None:
-            ph, pids = prev
-            n = min(len(ph), len(hashes))
-            if ph[:n] == hashes[:n]:
-                k = n
-            else:
-                lo, hi = 0, n - 1  # ph[:lo] == hashes[:lo] holds, ph[:hi + 1] differs
-                while lo < hi:
-                    mid = (lo + hi + 1) // 2
-                    if ph[:mid] == hashes[:mid]:
-                        lo = mid
-                    else:
-                        hi = mid - 1
-                k = lo
-            ids = pids[:k]
+            k = common_prefix(prev[0], hashes)
+            ids = prev[1][:k]
             ids.extend(map(self.ids.__getitem__, hashes[k:]))
         else:
             ids = list(map(self.ids.__getitem__, hashes))

@@ -129,9 +129,42 @@ def _hashes(v: object, src: Source, field: str):
         raise TraceError(f"{src}: field `{field}` holds {bad!r}, not a u64 integer (0 to 2^64-1)") from None
 
 
-def parse_request(ev: dict, gen: Generation, src: Source, nonfinite: list) -> Request:
-    """A `request_end` record to a Request, with Dynamo's loader checks and time rules (§4.2)."""
+def common_prefix(a, b) -> int:
+    """Length of the common prefix of two sequences, by C-level slice compares."""
+    n = min(len(a), len(b))
+    if a[:n] == b[:n]:
+        return n
+    if n > 1 and a[:n - 1] == b[:n - 1]:  # the usual case: only a trailing partial block differs
+        return n - 1
+    lo, hi = 0, n - 2
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if a[:mid] == b[:mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def _share_prefix(hashes: list, last: dict, chain: object, src: Source) -> list:
+    prev = last.get(chain)
+    k = common_prefix(prev, hashes) if prev is not None else 0
+    if k < len(hashes):
+        _hashes(hashes[k:], src, "request.replay.input_sequence_hashes")  # validates the new tail only
+    if k:
+        hashes[:k] = prev[:k]  # share the previous prompt's int objects
+    last[chain] = hashes
+    return hashes
+
+
+def parse_request(ev: dict, gen: Generation, src: Source, nonfinite: list, last: dict | None = None) -> Request:
+    """A `request_end` record to a Request, with Dynamo's loader checks and time rules (§4.2).
+
+    `last` (chain -> previous hash list) lets consecutive prompts of a chain share their common
+    prefix: memory then grows with the distinct blocks of a trace, not with every prompt's length."""
     strict = gen in (Generation.G3A, Generation.G3B, Generation.G3_FREE)
+    ctx = ev.get("agent_context")
+    chain, parent, run, identity = _identity(gen, ctx, src) if gen is not Generation.G3_FREE else (None, None, None, ())
     req = ev.get("request")
     if not isinstance(req, dict):
         raise TraceError(f"invalid request_end at {src}: field `request`: request_end record is missing request payload")
@@ -145,7 +178,11 @@ def parse_request(ev: dict, gen: Generation, src: Source, nonfinite: list) -> Re
     if isinstance(bs, bool) or not isinstance(bs, int) or bs <= 0:
         raise TraceError(f"invalid request_end at {src}: field `request.replay.trace_block_size` must be a positive integer, got {bs!r}")
     input_length = _u64(replay.get("input_length"), src, "request.replay.input_length")
-    hashes = _hashes(replay.get("input_sequence_hashes"), src, "request.replay.input_sequence_hashes")
+    hashes = replay.get("input_sequence_hashes")
+    if last is not None and type(hashes) is list:
+        hashes = _share_prefix(hashes, last, chain, src)
+    else:
+        hashes = _hashes(hashes, src, "request.replay.input_sequence_hashes")
     n = len(hashes)
     if strict:
         need = -(-input_length // bs)
@@ -220,8 +257,6 @@ def parse_request(ev: dict, gen: Generation, src: Source, nonfinite: list) -> Re
                 for c in calls if isinstance(c, dict))
     else:
         finish = None
-    ctx = ev.get("agent_context")
-    chain, parent, run, identity = _identity(gen, ctx, src) if gen is not Generation.G3_FREE else (None, None, None, ())
     model = req.get("model")
     return Request(
         request_id=rid, chain_id=chain, parent_chain_id=parent, start_ms=start, end_ms=end,

@@ -62,9 +62,13 @@ class ToolCallRef:
     name: str | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Request:
-    """One LLM call (`request_end` row, WEKA call, or Mooncake row)."""
+    """One LLM call (`request_end` row, WEKA call, or Mooncake row). Treat as immutable.
+
+    Not `frozen`: a frozen dataclass sets each of these ~30 fields through `object.__setattr__`,
+    which made construction 4x slower (7 µs vs 1.6 µs) and a quarter of the read time of a
+    million-row trace. Nothing in the project mutates a Request."""
 
     request_id: str
     chain_id: str | None  # None: context-free row
@@ -115,9 +119,10 @@ class ClaudeLink:
     execution_mode: str | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ToolEvent:
-    """One harness tool row (`tool_start`, `tool_end`, `tool_error`), fields as recorded."""
+    """One harness tool row (`tool_start`, `tool_end`, `tool_error`), fields as recorded. Treat as
+    immutable (not `frozen` for construction speed, as Request)."""
 
     event_type: str
     chain_id: str

@@ -53,6 +53,7 @@ def read_trace(inputs: list[str], *, subagents: str = "recorded", on_line: Calla
     plays = 0
     header_seen = False
     nonfinite: list[str] = []
+    prefixes: dict = {}  # chain -> previous prompt's hashes (shared prefixes)
     for path in paths:
         if path.endswith(".json"):
             src = Source(path, 1)
@@ -95,7 +96,7 @@ def read_trace(inputs: list[str], *, subagents: str = "recorded", on_line: Calla
             schema = d.get("schema")
             if et == "request_end":
                 gen = dynamo_rows.generation_of(schema, d.get("agent_context"), src)
-                req = dynamo_rows.parse_request(d, gen, src, nonfinite)
+                req = dynamo_rows.parse_request(d, gen, src, nonfinite, prefixes)
                 prev = seen.get(req.request_id)
                 if prev is not None:
                     raise TraceError(f"invalid request_end at {src}: field `request.request_id`: duplicate request_id {req.request_id} (first at {prev})")

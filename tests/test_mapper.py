@@ -21,3 +21,11 @@ def test_prefix_reuse_equals_first_appearance(rows):
     for chain, hashes in rows:
         want = [plain.setdefault(h, len(plain)) for h in hashes]
         assert m.map(array("Q", hashes), chain) == want
+
+
+@given(st.lists(st.integers(0, 3), max_size=20), st.lists(st.integers(0, 3), max_size=20))
+def test_common_prefix(a, b):
+    from trace_pipe.pipeline.dynamo_rows import common_prefix
+
+    want = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+    assert common_prefix(a, b) == want
