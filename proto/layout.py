@@ -1,0 +1,414 @@
+"""Timelines -> track tree + an ordered stream of events, shared by the protobuf and JSON writers.
+
+Tree per timeline (one root each; perfetto.md §1.3, §2):
+
+    <root name>                      child_ordering EXPLICIT
+      in flight            rank 0    counter: requests in flight in total
+      <group> ...          rank 1..  one per play / root session, in order of first start
+        <chain>            3i        request slices (same-named lanes when requests overlap)
+        <chain> stages     3i+1      only with separate stage tracks
+        <chain> tools      3i+2      tool slices / instants (lanes too)
+      workers              last      one group per worker, numeric order (worker 2 < worker 10)
+        worker N [dp R]
+          in flight        rank 0    counter
+          requests         rank 1    what ran there (lanes)
+
+Write order (what keeps trace processor from misnesting anything, perfetto.md §1.4, §1.6):
+requests are written as whole blocks (BEGIN, stages, marks, END) in (start, end, key) order, with
+a dependency written before its dependent when both start at the same instant; each lane is
+packed in that same order, so on any track an END is written before a BEGIN at the same time.
+A flow's source sits on the dependency's BEGIN and its terminator on the dependent's BEGIN; when
+recorded times put the dependent's start first, the terminator moves to the dependent's END if
+that comes after the source, else the edge cannot be drawn and is counted.
+Then tool items, worker slices and counter samples, each track in time order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter, defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+from .spans import ChainItem, RequestSpan, Slice, Timeline
+from .tracks import COUNTER, ORDER_EXPLICIT, TrackSpec, TrackTree, flow_base, pack_lanes
+
+COUNTER_UNIT = "requests"
+
+
+class Block:
+    """A slice with its nested children, written BEGIN, children, END."""
+
+    __slots__ = ("start", "end", "track", "name", "cat", "args", "corr", "flows_out", "flows_in",
+                 "end_flows_in", "children")
+
+    def __init__(self, start: int, end: int, track: int, name: str, cat: str, args: tuple, corr: int = 0,
+                 flows_out: tuple = (), flows_in: tuple = (), end_flows_in: tuple = (), children: tuple = ()) -> None:
+        self.start = start
+        self.end = end
+        self.track = track
+        self.name = name
+        self.cat = cat
+        self.args = args
+        self.corr = corr
+        self.flows_out = flows_out
+        self.flows_in = flows_in
+        self.end_flows_in = end_flows_in
+        self.children = children
+
+
+class Instant:
+    __slots__ = ("ts", "track", "name", "cat", "args")
+
+    def __init__(self, ts: int, track: int, name: str, cat: str, args: tuple) -> None:
+        self.ts = ts
+        self.track = track
+        self.name = name
+        self.cat = cat
+        self.args = args
+
+
+class Sample:
+    __slots__ = ("ts", "track", "value")
+
+    def __init__(self, ts: int, track: int, value: int) -> None:
+        self.ts = ts
+        self.track = track
+        self.value = value
+
+
+def correlation_id(key: str) -> int:
+    """Stable per request key, so a request has the same colour in every timeline."""
+    # 32 bits: only colour depends on it, and it costs 5 bytes per slice instead of 9
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=4).digest(), "little") or 1
+
+
+@dataclass(slots=True)
+class LayoutStats:
+    timelines: int = 0
+    requests: int = 0
+    tool_items: int = 0
+    links: int = 0
+    flows: int = 0
+    flows_on_end: int = 0  # terminator moved to the dependent's END (dependent started first)
+    links_skipped: Counter = field(default_factory=Counter)  # reason -> edges not drawn
+    flows_per_timeline: dict = field(default_factory=dict)  # root name -> flows drawn
+    links_per_timeline: dict = field(default_factory=dict)  # root name -> edges given
+
+
+class _Plan:
+    """One timeline's tracks, write order and flow endpoints."""
+
+    __slots__ = ("tl", "order", "req_track", "stage_track", "flow_out", "flow_in", "flow_end_in", "tools",
+                 "tool_track", "placements", "counters")
+
+    def __init__(self, tl: Timeline) -> None:
+        self.tl = tl
+
+
+class Layout:
+    def __init__(self, timelines: Sequence[Timeline]) -> None:
+        names = [t.name for t in timelines]
+        if len(set(names)) != len(names):
+            raise ValueError(f"timeline root names must differ (same-named roots merge in the UI): {names}")
+        self.tracks: list[TrackSpec] = []
+        self.stats = LayoutStats(timelines=len(timelines))
+        self.flow_relation: dict[int, str] = {}  # flow id -> "sequence" | "spawn" | "join"
+        self._order: tuple[dict, dict] = ({}, {})  # first timeline's group / chain positions
+        self._plans = [self._plan(i, tl) for i, tl in enumerate(timelines)]
+        # t = 0 of the protobuf file: the earliest thing drawn in any timeline (so timestamps are
+        # small varints; a clock snapshot maps them back to wall-clock time)
+        self.origin_ns = min((_first_ns(tl) for tl in timelines if tl.requests or tl.tools), default=0)
+
+    # -- planning ------------------------------------------------------------------------------
+    def _plan(self, ti: int, tl: Timeline) -> _Plan:
+        p = _Plan(tl)
+        reqs = tl.requests
+        n = len(reqs)
+        st = self.stats
+        st.requests += n
+        st.tool_items += len(tl.tools)
+        pos_of_key: dict[str, int] = {}
+        for i, r in enumerate(reqs):
+            if r.key in pos_of_key:
+                raise ValueError(f"duplicate request key {r.key!r} in timeline {tl.name}")
+            pos_of_key[r.key] = i
+        order = _write_order(reqs, tl.links, pos_of_key)
+        p.order = order
+        rank_of = {i: k for k, i in enumerate(order)}  # request index -> write position
+
+        # lanes per chain, packed in write order
+        req_lane = [0] * n
+        req_lanes: dict[tuple[str, str], int] = {}  # (group, chain) -> lanes
+        by_chain: dict[tuple[str, str], list[int]] = defaultdict(list)
+        for i in order:
+            by_chain[(reqs[i].group, reqs[i].chain)].append(i)
+        for chain, idx in by_chain.items():
+            lanes, k = pack_lanes((reqs[i].slice.start_ns, reqs[i].slice.end_ns) for i in idx)
+            for i, lane in zip(idx, lanes):
+                req_lane[i] = lane
+            req_lanes[chain] = k
+        tools = sorted(range(len(tl.tools)), key=lambda j: (tl.tools[j].start_ns, tl.tools[j].end_ns, j))
+        p.tools = tools
+        tool_lane = [0] * len(tl.tools)
+        tool_lanes: dict[tuple[str, str], int] = {}
+        tools_by_chain: dict[tuple[str, str], list[int]] = defaultdict(list)
+        for j in tools:
+            tools_by_chain[(tl.tools[j].group, tl.tools[j].chain)].append(j)
+        for chain, idx in tools_by_chain.items():
+            lanes, k = pack_lanes((tl.tools[j].start_ns, tl.tools[j].end_ns) for j in idx)
+            for j, lane in zip(idx, lanes):
+                tool_lane[j] = lane
+            tool_lanes[chain] = k
+
+        # groups and chains in order of first start
+        first: dict[str, int] = {}
+        chain_first: dict[tuple[str, str], int] = {}
+        for r in reqs:
+            _min_into(first, r.group, r.slice.start_ns)
+            _min_into(chain_first, (r.group, r.chain), r.slice.start_ns)
+        for it in tl.tools:
+            _min_into(first, it.group, it.start_ns)
+            _min_into(chain_first, (it.group, it.chain), it.start_ns)
+        # a later timeline (Simulated) keeps the first one's order for the names they share, so
+        # the same group / chain sits at the same rank under both roots
+        g_rank, c_rank = self._order
+        big = float("inf")
+        chains_of: dict[str, list[str]] = defaultdict(list)
+        for (g, c), t in sorted(chain_first.items(), key=lambda kv: (c_rank.get(kv[0], big), kv[1], kv[0][1])):
+            chains_of[g].append(c)
+
+        tree = TrackTree(ti)
+        root = tree.add(0, tl.name, child_ordering=ORDER_EXPLICIT, description=tl.description)
+        counters: list[tuple[int, list[tuple[int, int]]]] = []
+        if n:
+            total = tree.add(root, "in flight", kind=COUNTER, rank=0, unit_name=COUNTER_UNIT,
+                             description="LLM requests in flight (all chains)")
+            counters.append((total, [(r.slice.start_ns, r.slice.end_ns) for r in reqs]))
+        chain_req_tracks: dict[tuple[str, str], list[int]] = {}
+        chain_stage_tracks: dict[tuple[str, str], list[int]] = {}
+        chain_tool_tracks: dict[tuple[str, str], list[int]] = {}
+        groups = sorted(first, key=lambda g: (g_rank.get(g, big), first[g], g))
+        if ti == 0:
+            self._order = ({g: i for i, g in enumerate(groups)},
+                           {(g, c): i for g in groups for i, c in enumerate(chains_of[g])})
+        for gi, g in enumerate(groups):
+            gu = tree.add(root, g, rank=gi + 1, child_ordering=ORDER_EXPLICIT)
+            for ci, c in enumerate(chains_of[g]):
+                key = (g, c)
+                if key in req_lanes:
+                    chain_req_tracks[key] = tree.lanes(gu, c, req_lanes[key], 3 * ci)
+                    if tl.separate_stages:
+                        chain_stage_tracks[key] = tree.lanes(gu, f"{c} stages", req_lanes[key], 3 * ci + 1)
+                if key in tool_lanes:
+                    chain_tool_tracks[key] = tree.lanes(gu, f"{c} tools", tool_lanes[key], 3 * ci + 2)
+        p.req_track = [chain_req_tracks[(r.group, r.chain)][req_lane[i]] for i, r in enumerate(reqs)]
+        p.stage_track = ([chain_stage_tracks[(r.group, r.chain)][req_lane[i]] for i, r in enumerate(reqs)]
+                         if tl.separate_stages else None)
+        p.tool_track = [chain_tool_tracks[(it.group, it.chain)][tool_lane[j]] for j, it in enumerate(tl.tools)]
+
+        # workers
+        placed = [(pl.slice.start_ns, pl.slice.end_ns, rank_of[i], pl.order, pl.worker, pl.slice, i)
+                  for i, r in enumerate(reqs) for pl in r.placements]
+        placed.sort(key=lambda x: x[:4])
+        workers: dict[str, tuple] = {}
+        for x in placed:
+            workers.setdefault(x[4], x[3])
+        p.placements = []
+        if workers:
+            wg = tree.add(root, "workers", rank=len(groups) + 1, child_ordering=ORDER_EXPLICIT,
+                          description="What ran on each prefill / decode worker (dp rank)")
+            by_worker: dict[str, list] = defaultdict(list)
+            for x in placed:
+                by_worker[x[4]].append(x)
+            for wi, w in enumerate(sorted(workers, key=lambda w: (workers[w], w))):
+                wu = tree.add(wg, w, rank=wi, child_ordering=ORDER_EXPLICIT)
+                cu = tree.add(wu, "in flight", kind=COUNTER, rank=0, unit_name=COUNTER_UNIT,
+                              description=f"LLM requests in flight on {w}")
+                xs = by_worker[w]
+                counters.append((cu, [(x[0], x[1]) for x in xs]))
+                lanes, k = pack_lanes((x[0], x[1]) for x in xs)
+                lane_tracks = tree.lanes(wu, "requests", k, 1)
+                for x, lane in zip(xs, lanes):
+                    p.placements.append((x[0], x[1], x[2], lane_tracks[lane], x[5], x[6]))
+            p.placements.sort(key=lambda y: y[:3])
+        p.counters = counters
+
+        # flows: one id per edge
+        flow_out: dict[int, list[int]] = defaultdict(list)
+        flow_in: dict[int, list[int]] = defaultdict(list)
+        flow_end_in: dict[int, list[int]] = defaultdict(list)
+        base = flow_base(ti)
+        drawn = 0
+        for k, e in enumerate(tl.links):
+            st.links += 1
+            s = pos_of_key.get(e.src)
+            d = pos_of_key.get(e.dst)
+            if s is None or d is None:
+                st.links_skipped["edge names a request that is not in the trace"] += 1
+                continue
+            if s == d:
+                st.links_skipped["edge from a request to itself"] += 1
+                continue
+            fid = base + k + 1
+            if rank_of[s] < rank_of[d]:
+                flow_out[s].append(fid)
+                flow_in[d].append(fid)
+            elif reqs[d].slice.end_ns > reqs[s].slice.start_ns:
+                flow_out[s].append(fid)
+                flow_end_in[d].append(fid)
+                st.flows_on_end += 1
+            else:
+                st.links_skipped["dependency starts after the dependent request ended"] += 1
+                continue
+            drawn += 1
+            self.flow_relation[fid] = e.relation
+        st.flows += drawn
+        st.flows_per_timeline[tl.name] = drawn
+        st.links_per_timeline[tl.name] = len(tl.links)
+        p.flow_out, p.flow_in, p.flow_end_in = flow_out, flow_in, flow_end_in
+        self.tracks.extend(tree.specs)
+        return p
+
+    def intended_intervals(self, relative: bool = True) -> dict[int, list[tuple[int, int]]]:
+        """Track uuid -> the (begin, end) slices meant for it (for `check_file(expect=...)`:
+        the per-track LIFO replay must give exactly these). `relative`: minus the origin, as
+        timestamps are stored in the protobuf file."""
+        off = self.origin_ns if relative else 0
+        out: dict[int, list[tuple[int, int]]] = defaultdict(list)
+        stack = [e for e in self.events() if type(e) is Block]
+        while stack:
+            b = stack.pop()
+            out[b.track].append((b.start - off, b.end - off))
+            stack.extend(c for c in b.children if type(c) is Block)
+        return dict(out)
+
+    # -- the event stream ----------------------------------------------------------------------
+    def events(self) -> Iterator[Block | Instant | Sample]:
+        for p in self._plans:
+            yield from _request_blocks(p)
+            yield from _tool_events(p)
+            for start, end, _, track, sl, i in p.placements:
+                yield Block(start, end, track, sl.name, sl.category, sl.args, correlation_id(p.tl.requests[i].key))
+            for track, intervals in p.counters:
+                for ts, v in in_flight(intervals):
+                    yield Sample(ts, track, v)
+
+
+def _first_ns(tl: Timeline) -> int:
+    starts = [r.slice.start_ns for r in tl.requests] + [it.start_ns for it in tl.tools]
+    return min(starts)
+
+
+def _min_into(d: dict, k, v: int) -> None:
+    old = d.get(k)
+    if old is None or v < old:
+        d[k] = v
+
+
+def _write_order(reqs: Sequence[RequestSpan], links, pos_of_key: dict[str, int]) -> list[int]:
+    """(start, end, key) order, except that among requests starting at the same instant a
+    dependency comes before its dependent (a flow's source must be read before its terminator)."""
+    order = sorted(range(len(reqs)), key=lambda i: (reqs[i].slice.start_ns, reqs[i].slice.end_ns, reqs[i].key))
+    same: dict[int, list[tuple[int, int]]] = defaultdict(list)
+    for e in links:
+        s, d = pos_of_key.get(e.src), pos_of_key.get(e.dst)
+        if s is not None and d is not None and s != d and reqs[s].slice.start_ns == reqs[d].slice.start_ns:
+            same[reqs[s].slice.start_ns].append((s, d))
+    if not same:
+        return order
+    out: list[int] = []
+    k = 0
+    while k < len(order):
+        t = reqs[order[k]].slice.start_ns
+        j = k
+        while j < len(order) and reqs[order[j]].slice.start_ns == t:
+            j += 1
+        run = order[k:j]
+        out.extend(_topo(run, same[t]) if t in same else run)
+        k = j
+    return out
+
+
+def _topo(run: list[int], edges: list[tuple[int, int]]) -> list[int]:
+    """Kahn's algorithm keeping `run` order among ready items; a cycle keeps the rest as is."""
+    import heapq
+
+    prio = {i: k for k, i in enumerate(run)}
+    indeg = dict.fromkeys(run, 0)
+    succ: dict[int, list[int]] = defaultdict(list)
+    for s, d in set(edges):
+        succ[s].append(d)
+        indeg[d] += 1
+    ready = [prio[i] for i in run if indeg[i] == 0]
+    heapq.heapify(ready)
+    out: list[int] = []
+    while ready:
+        i = run[heapq.heappop(ready)]
+        out.append(i)
+        for d in succ[i]:
+            indeg[d] -= 1
+            if indeg[d] == 0:
+                heapq.heappush(ready, prio[d])
+    if len(out) < len(run):
+        done = set(out)
+        out.extend(i for i in run if i not in done)
+    return out
+
+
+def _request_blocks(p: _Plan) -> Iterator[Block]:
+    reqs = p.tl.requests
+    for i in p.order:
+        r = reqs[i]
+        track = p.req_track[i]
+        ctrack = p.stage_track[i] if p.stage_track is not None else track
+        children: list = []
+        if r.stages or r.marks:
+            items = [(s.start_ns, 1, n, s) for n, s in enumerate(r.stages)]
+            items += [(m.ts_ns, 0, n, m) for n, m in enumerate(r.marks)]  # a mark before a stage starting with it
+            items.sort(key=lambda x: x[:3])
+            for _, is_stage, _, x in items:
+                if is_stage:
+                    children.append(Block(x.start_ns, x.end_ns, ctrack, x.name, x.category, x.args))
+                else:
+                    children.append(Instant(x.ts_ns, ctrack, x.name, x.category, x.args))
+        sl = r.slice
+        yield Block(sl.start_ns, sl.end_ns, track, sl.name, sl.category, sl.args, correlation_id(r.key),
+                    tuple(p.flow_out.get(i, ())), tuple(p.flow_in.get(i, ())), tuple(p.flow_end_in.get(i, ())),
+                    tuple(children))
+
+
+def _tool_events(p: _Plan) -> Iterator[Block | Instant]:
+    items: Sequence[ChainItem] = p.tl.tools
+    for j in p.tools:
+        it = items[j]
+        track = p.tool_track[j]
+        if it.slice is not None:
+            s: Slice = it.slice
+            yield Block(s.start_ns, s.end_ns, track, s.name, s.category, s.args)
+        else:
+            m = it.mark
+            yield Instant(m.ts_ns, track, m.name, m.category, m.args)
+
+
+def in_flight(intervals: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Counter samples (ts, value) of how many intervals are open: one sample per instant where
+    the value changes (ends before starts at the same instant, so back-to-back work does not
+    spike), ending at 0. An all-zero series still gets one sample."""
+    deltas = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals])
+    out: list[tuple[int, int]] = []
+    v = 0
+    last = 0
+    k = 0
+    n = len(deltas)
+    while k < n:
+        t = deltas[k][0]
+        while k < n and deltas[k][0] == t:
+            v += deltas[k][1]
+            k += 1
+        if v != last:
+            out.append((t, v))
+            last = v
+    if not out and intervals:
+        out.append((min(s for s, _ in intervals), 0))
+    return out

@@ -1,0 +1,100 @@
+"""What the Perfetto / Chrome-JSON layout draws: generic timed spans, one `Timeline` per root.
+
+These types are the whole input of the layout. They know nothing of Dynamo records, so a second
+root (`Simulated`) can be built from a simulated run and drawn beside `Recorded` with the same
+subtree: same group / chain names, same request keys (so flows and colours line up), its own
+uuid and flow-id ranges. Times are integer nanoseconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+# A debug-annotation list: (name, value) pairs in display order. Values are None (skipped), bool,
+# int, float, str, or nested dict / list / tuple of those.
+Args = tuple[tuple[str, object], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Slice:
+    name: str
+    category: str
+    start_ns: int
+    end_ns: int
+    args: Args = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Mark:
+    """An instant (a point in time, e.g. `first token`)."""
+
+    name: str
+    category: str
+    ts_ns: int
+    args: Args = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """A stretch of a request that ran on one worker (what the `workers` group shows)."""
+
+    worker: str  # display name, e.g. "worker 2" or "worker 2 dp 1"
+    order: tuple  # sort key among workers, e.g. (2, 1): numeric, so worker 2 comes before worker 10
+    slice: Slice
+
+
+@dataclass(frozen=True, slots=True)
+class RequestSpan:
+    """One LLM request: its slice on its chain's track, nested stages and marks, worker placements.
+
+    `key` identifies the request across timelines: flows are drawn between keys and the
+    correlation id (slice colour) is derived from it.
+    """
+
+    key: str
+    group: str  # play / root session (a group track under the root)
+    chain: str  # chain label (a track, with same-named lanes when requests overlap)
+    slice: Slice
+    stages: tuple[Slice, ...] = ()  # ordered, non-overlapping, inside `slice`
+    marks: tuple[Mark, ...] = ()  # inside `slice`
+    placements: tuple[Placement, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ChainItem:
+    """A slice or an instant on a chain's `tools` track (real, inferred or unmatched tool rows)."""
+
+    group: str
+    chain: str
+    slice: Slice | None = None
+    mark: Mark | None = None
+
+    @property
+    def start_ns(self) -> int:
+        return self.slice.start_ns if self.slice is not None else self.mark.ts_ns  # type: ignore[union-attr]
+
+    @property
+    def end_ns(self) -> int:
+        return self.slice.end_ns if self.slice is not None else self.mark.ts_ns  # type: ignore[union-attr]
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """`dst` waits for `src` (one dependency edge; drawn as one flow)."""
+
+    src: str
+    dst: str
+    relation: str  # "sequence" | "spawn" | "join"
+
+
+@dataclass(frozen=True, slots=True)
+class Timeline:
+    """Everything under one root track."""
+
+    name: str  # root track name: "Recorded", "Simulated" (roots sort by name in the UI)
+    requests: Sequence[RequestSpan]
+    tools: Sequence[ChainItem] = ()
+    links: Sequence[Link] = ()
+    description: str = ""
+    separate_stages: bool = False  # stages on a sibling "<chain> stages" track instead of nested

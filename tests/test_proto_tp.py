@@ -1,0 +1,63 @@
+"""Cross-check against Perfetto's own trace processor. No package registry ships
+`trace_processor_shell`, so these run only when TRACE_PIPE_TP_BIN points at a built binary
+(the same variable `trace-pipe check --tp-bin` reads)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from perfetto.protos.perfetto.trace import perfetto_trace_pb2 as pb
+
+from trace_pipe import proto
+from trace_pipe.pipeline import agentic, readers
+from trace_pipe.proto import synthetic
+from trace_pipe.proto.check import check_file
+from trace_pipe.proto.packets import frame
+
+TP_BIN = os.environ.get("TRACE_PIPE_TP_BIN")
+pytestmark = pytest.mark.skipif(not TP_BIN or not Path(TP_BIN).exists(),
+                                reason="set TRACE_PIPE_TP_BIN to a trace_processor_shell binary")
+WEKA = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "kv_cache_tester_traces"
+
+
+def test_generated_trace_loads_with_matching_counts(tmp_path):
+    paths = []
+    for gen, rows in synthetic.dynamo_records().items():
+        p = tmp_path / f"{gen}.jsonl"
+        synthetic.write_jsonl(rows, str(p))
+        paths.append(str(p))
+    trace = readers.read_trace(paths)
+    edges = agentic.derive(trace).edges
+    for name in ("o.pftrace", "o.pftrace.gz"):
+        out = tmp_path / name
+        proto.write_perfetto(trace, edges, out)
+        rep = check_file(out, tp_bin=TP_BIN)
+        assert rep.ok, rep.lines()
+        assert {k: v for k, v in rep.tp.items() if k != "tracks"} == {
+            "slices": rep.slices + rep.instants, "flows": len(edges), "counter samples": rep.counter_samples}
+        assert rep.tp["tracks"] <= rep.tracks
+
+
+def test_weka_trace_loads_with_matching_counts(tmp_path):
+    path = WEKA / "trace_0256.json"
+    if not path.exists():
+        pytest.skip(f"missing {path}")
+    trace = readers.read_trace([str(path)])
+    edges = agentic.derive(trace).edges
+    out = tmp_path / "w.pftrace"
+    proto.write_perfetto(trace, edges, out)
+    rep = check_file(out, tp_bin=TP_BIN)
+    assert rep.ok, rep.lines()
+    assert rep.tp["flows"] == len(edges)
+
+
+def test_trace_processor_stats_are_reported(tmp_path):
+    p = pb.TracePacket(timestamp=10)  # no trusted_packet_sequence_id: dropped with an error stat
+    p.track_event.type = pb.TrackEvent.TYPE_INSTANT
+    p.track_event.name = "x"
+    out = tmp_path / "bad.pftrace"
+    out.write_bytes(frame(p.SerializeToString()))
+    rep = check_file(out, tp_bin=TP_BIN)
+    assert any("track_event_missing_sequence_id" in x for x in rep.problems), rep.lines()
