@@ -328,38 +328,34 @@ def _check_acyclic(g: _Graph) -> None:
 
 
 class _ChainTools:
-    """Terminal tool spans of one chain, sorted by (start, end). Overlap queries scan back from the
-    window's end in blocks, skipping blocks whose latest end is before the window: one long span
-    (a user pause of hours) costs its own block, not a scan of the whole chain."""
+    """Terminal tool spans of one chain, sorted by (start, end), for overlap queries. The few
+    longest spans (user pauses of hours) are checked on every query; the rest are found by a
+    bisect on start bounded by their longest duration, so a query costs what it returns."""
 
-    __slots__ = ("spans", "starts", "block_end", "by_end", "ends")
-    BLOCK = 32
+    __slots__ = ("spans", "starts", "long", "max_short", "by_end", "ends")
+    LONG = 8
 
     def __init__(self, spans: list[tuple[int, int, ToolEvent]]) -> None:
         spans.sort(key=lambda s: (s[0], s[1]))
-        self.spans = spans
-        self.starts = [s[0] for s in spans]
-        b = self.BLOCK
-        self.block_end = [max(s[1] for s in spans[k:k + b]) for k in range(0, len(spans), b)]
+        by_len = sorted(range(len(spans)), key=lambda i: spans[i][1] - spans[i][0], reverse=True)
+        long_idx = set(by_len[:self.LONG])
+        self.long = [spans[i] for i in sorted(long_idx)]
+        short = [s for i, s in enumerate(spans) if i not in long_idx]
+        self.max_short = max((s[1] - s[0] for s in short), default=0)
+        self.spans = short
+        self.starts = [s[0] for s in short]
         self.by_end = sorted(spans, key=lambda s: (s[1], s[0]))
         self.ends = [s[1] for s in self.by_end]
 
     def overlapping(self, lo: int, hi: int) -> list[tuple[int, int, ToolEvent]]:
         """Spans with positive overlap with [lo, hi], in (start, end) order."""
-        j = bisect.bisect_left(self.starts, hi) - 1
-        found = []
-        spans, b = self.spans, self.BLOCK
-        while j >= 0:
-            blk = j // b
-            if self.block_end[blk] <= lo:
-                j = blk * b - 1
-                continue
-            s = spans[j]
-            if s[1] > lo and s[0] < hi and min(s[1], hi) > max(s[0], lo):
-                found.append(s)
-            j -= 1
-        found.reverse()
-        return found
+        a = bisect.bisect_right(self.starts, lo - self.max_short)
+        b = bisect.bisect_left(self.starts, hi)
+        found = [s for s in self.spans[a:b] if s[1] > lo]
+        found.extend(s for s in self.long if s[0] < hi and s[1] > lo)
+        if len(found) > 1:
+            found.sort(key=lambda s: (s[0], s[1]))
+        return [s for s in found if min(s[1], hi) > max(s[0], lo)]
 
     def ending_in(self, lo: int, hi: int) -> list[tuple[int, int, ToolEvent]]:
         """Spans whose end lies in (lo, hi], in (start, end) order."""

@@ -130,7 +130,8 @@ def _hashes(v: object, src: Source, field: str):
 
 
 def common_prefix(a, b) -> int:
-    """Length of the common prefix of two sequences, by C-level slice compares."""
+    """Length of the common prefix of two sequences, by C-level slice compares (a memcmp for
+    array('Q'), ~1 µs for 400 hashes, where mapping them one by one costs ~40 µs)."""
     n = min(len(a), len(b))
     if a[:n] == b[:n]:
         return n
@@ -146,22 +147,9 @@ def common_prefix(a, b) -> int:
     return lo
 
 
-def _share_prefix(hashes: list, last: dict, chain: object, src: Source) -> list:
-    prev = last.get(chain)
-    k = common_prefix(prev, hashes) if prev is not None else 0
-    if k < len(hashes):
-        _hashes(hashes[k:], src, "request.replay.input_sequence_hashes")  # validates the new tail only
-    if k:
-        hashes[:k] = prev[:k]  # share the previous prompt's int objects
-    last[chain] = hashes
-    return hashes
-
-
-def parse_request(ev: dict, gen: Generation, src: Source, nonfinite: list, last: dict | None = None) -> Request:
+def parse_request(ev: dict, gen: Generation, src: Source, nonfinite: list) -> Request:
     """A `request_end` record to a Request, with Dynamo's loader checks and time rules (§4.2).
-
-    `last` (chain -> previous hash list) lets consecutive prompts of a chain share their common
-    prefix: memory then grows with the distinct blocks of a trace, not with every prompt's length."""
+    Hashes are kept as array('Q'): 8 bytes each, exact u64, and compared by memcmp later."""
     strict = gen in (Generation.G3A, Generation.G3B, Generation.G3_FREE)
     ctx = ev.get("agent_context")
     chain, parent, run, identity = _identity(gen, ctx, src) if gen is not Generation.G3_FREE else (None, None, None, ())
@@ -178,11 +166,7 @@ def parse_request(ev: dict, gen: Generation, src: Source, nonfinite: list, last:
     if isinstance(bs, bool) or not isinstance(bs, int) or bs <= 0:
         raise TraceError(f"invalid request_end at {src}: field `request.replay.trace_block_size` must be a positive integer, got {bs!r}")
     input_length = _u64(replay.get("input_length"), src, "request.replay.input_length")
-    hashes = replay.get("input_sequence_hashes")
-    if last is not None and type(hashes) is list:
-        hashes = _share_prefix(hashes, last, chain, src)
-    else:
-        hashes = _hashes(hashes, src, "request.replay.input_sequence_hashes")
+    hashes = _hashes(replay.get("input_sequence_hashes"), src, "request.replay.input_sequence_hashes")
     n = len(hashes)
     if strict:
         need = -(-input_length // bs)

@@ -53,7 +53,6 @@ def read_trace(inputs: list[str], *, subagents: str = "recorded", on_line: Calla
     plays = 0
     header_seen = False
     nonfinite: list[str] = []
-    prefixes: dict = {}  # chain -> previous prompt's hashes (shared prefixes)
     for path in paths:
         if path.endswith(".json"):
             src = Source(path, 1)
@@ -70,7 +69,7 @@ def read_trace(inputs: list[str], *, subagents: str = "recorded", on_line: Calla
             if on_line is not None:
                 on_line(1)
             src = Source(path, lineno)
-            if _PAYLOAD_MARK in raw[:256]:
+            if raw.find(_PAYLOAD_MARK, 0, 256) >= 0:
                 trace.skipped["request_payload rows"] += 1
                 continue
             d = _loads(raw, src)
@@ -96,7 +95,7 @@ def read_trace(inputs: list[str], *, subagents: str = "recorded", on_line: Calla
             schema = d.get("schema")
             if et == "request_end":
                 gen = dynamo_rows.generation_of(schema, d.get("agent_context"), src)
-                req = dynamo_rows.parse_request(d, gen, src, nonfinite, prefixes)
+                req = dynamo_rows.parse_request(d, gen, src, nonfinite)
                 prev = seen.get(req.request_id)
                 if prev is not None:
                     raise TraceError(f"invalid request_end at {src}: field `request.request_id`: duplicate request_id {req.request_id} (first at {prev})")
