@@ -1,0 +1,80 @@
+"""`trace-pipe collect`: receive harness tool events over ZMQ and write Dynamo-style shards."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from typing import Optional
+
+import typer
+
+from trace_pipe.cli.common import user_errors
+
+
+def register(app: typer.Typer) -> None:
+    app.command("collect")(collect_cmd)
+
+
+def collect_cmd(
+    output: str = typer.Option(..., "--output", "-o", help=(
+        "`.jsonl`: one file, appended. `.jsonl.gz`: the name minus `.jsonl.gz` is the segment prefix, "
+        "as in Dynamo: tools.jsonl.gz -> tools.000000.jsonl.gz, tools.000001.jsonl.gz, ...")),
+    endpoint: Optional[str] = typer.Option(None, help=(
+        "ZMQ endpoint to bind (PULL). Default: $DYN_REQUEST_TRACE_TOOL_EVENTS_ZMQ_ENDPOINT, "
+        "$DYN_AGENT_TRACE_TOOL_EVENTS_ZMQ_ENDPOINT, tcp://127.0.0.1:20390.")),
+    topic: Optional[str] = typer.Option(None, help=(
+        "Required first frame. Default: $DYN_REQUEST_TRACE_TOOL_EVENTS_ZMQ_TOPIC, "
+        "$DYN_AGENT_TRACE_TOOL_EVENTS_ZMQ_TOPIC, agent-tool-events. '' accepts any topic.")),
+    flush_interval_ms: Optional[int] = typer.Option(None, "--flush-interval-ms", min=1, help=(
+        "Flush period (each .gz flush appends one gzip member). Default: $..._JSONL_FLUSH_INTERVAL_MS or 1000.")),
+    buffer_bytes: Optional[int] = typer.Option(None, min=1, help=(
+        "Flush early when this many bytes are buffered. Default: $..._JSONL_BUFFER_BYTES or 1 MiB.")),
+    roll_bytes: Optional[int] = typer.Option(None, min=1, help=(
+        "Start a new .gz segment before exceeding this many uncompressed bytes. "
+        "Default: $..._JSONL_GZ_ROLL_BYTES or 256 MiB.")),
+    roll_lines: Optional[int] = typer.Option(None, min=1, help=(
+        "Also roll .gz segments after this many lines. Default: $..._JSONL_GZ_ROLL_LINES or unset.")),
+    max_messages: Optional[int] = typer.Option(None, min=1, help=(
+        "Exit after receiving this many messages (default: run until SIGINT/SIGTERM).")),
+    drain_timeout: float = typer.Option(2.0, min=0.0, help=(
+        "On SIGINT/SIGTERM, seconds at most spent draining messages already queued.")),
+) -> None:
+    """Collect harness tool events (ZMQ PULL, MessagePack frames as Dynamo's tool relay) into
+    enveloped rows `trace-pipe convert` reads like Dynamo's own shards.
+
+    Validates as Dynamo does, counts dropped messages per reason, flushes periodically, and on
+    SIGINT/SIGTERM drains, flushes, closes the file and exits 0 with a summary on stderr."""
+    from trace_pipe.tools import env
+    from trace_pipe.tools.collector import Collector, CollectorConfig
+    from trace_pipe.tools.sink import DEFAULT_BUFFER_BYTES, DEFAULT_ROLL_BYTES
+
+    with user_errors():
+        cfg = CollectorConfig(
+            endpoint=env.collector_endpoint(endpoint),
+            topic=env.collector_topic(topic),
+            output=output,
+            flush_interval_s=env.sink_int("_JSONL_FLUSH_INTERVAL_MS", flush_interval_ms, 1000) / 1000,
+            buffer_bytes=env.sink_int("_JSONL_BUFFER_BYTES", buffer_bytes, DEFAULT_BUFFER_BYTES),
+            roll_bytes=env.sink_int("_JSONL_GZ_ROLL_BYTES", roll_bytes, DEFAULT_ROLL_BYTES),
+            roll_lines=env.sink_int("_JSONL_GZ_ROLL_LINES", roll_lines, None),
+            max_messages=max_messages,
+            drain_timeout_s=drain_timeout,
+        )
+        collector = Collector(cfg)
+        bound = collector.bind()
+        topic_note = f"topic {cfg.topic!r}" if cfg.topic else "any topic"
+        # also the readiness signal scripts wait for
+        print(f"trace-pipe collect: listening on {bound} ({topic_note}) -> {output}", file=sys.stderr,
+              flush=True)
+
+        def on_signal(signum: int, frame: object) -> None:
+            collector.stop()  # only sets an event; the loop notices within one poll interval
+
+        previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            stats = collector.run()
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
+        files = ", ".join(stats.paths)
+        print(f"trace-pipe collect: {stats.summary()}; files: {files}", file=sys.stderr, flush=True)

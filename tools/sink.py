@@ -1,0 +1,233 @@
+"""File sinks that write what Dynamo's recorder sinks write (dynamo-formats.md §1.2, §1.3).
+
+Every line is a recorder envelope `{"timestamp": <int ms since the sink started>, "event": <row>}`.
+
+* `.jsonl` output: one literal file, appended (as Dynamo's `jsonl` sink); each flush writes
+  whole lines only.
+* `.gz` output (`.jsonl.gz`): the given name minus `.jsonl.gz` (or `.gz`) is the segment
+  *prefix*, exactly as Dynamo treats `DYN_*_TRACE_OUTPUT_PATH`: `--output tools.jsonl.gz` writes
+  `tools.000000.jsonl.gz`, `tools.000001.jsonl.gz`, ... starting at the first index whose file does
+  not exist yet. Each flush appends one complete gzip member; a segment is rolled *before* a line
+  that would take it past `roll_bytes` uncompressed bytes (or `roll_lines` lines), never splitting
+  a line, and a segment always gets at least one line.
+
+These are append logs, not `atomic_output` files: a collector runs for hours and what it has
+flushed must be on disk while it runs (a crash loses at most one flush interval), just as with
+Dynamo's own sinks. A file is only ever appended whole lines / whole gzip members.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+import zlib
+from pathlib import Path
+
+DEFAULT_BUFFER_BYTES = 1 << 20  # Dynamo: _JSONL_BUFFER_BYTES
+DEFAULT_ROLL_BYTES = 256 << 20  # Dynamo: _JSONL_GZ_ROLL_BYTES
+DEFAULT_GZIP_LEVEL = 6  # zlib/flate2 default; the level never changes the format readers see
+_MAX_PENDING_FLUSHES = 8  # buffers (each up to buffer_bytes) waiting for the gzip writer
+
+
+def envelope_prefix(elapsed_ms: int) -> bytes:
+    """`{"timestamp":N,"event":` — the row JSON and `}\n` complete the line."""
+    return b'{"timestamp":%d,"event":' % elapsed_ms
+
+
+def segment_prefix(output: str | os.PathLike) -> str:
+    """The segment prefix Dynamo derives from an output path (trailing `.jsonl.gz`/`.jsonl`/`.gz`
+    stripped)."""
+    s = os.fspath(output)
+    for suffix in (".jsonl.gz", ".jsonl", ".gz"):
+        if s.endswith(suffix):
+            return s[: -len(suffix)]
+    return s
+
+
+def segment_path(prefix: str, index: int) -> str:
+    return f"{prefix}.{index:06d}.jsonl.gz"
+
+
+class _Sink:
+    """Buffered line writer; subclasses decide where a flushed batch goes."""
+
+    __slots__ = ("_buf", "_buf_bytes", "_buffer_limit", "_start_ns", "rows", "paths")
+
+    def __init__(self, buffer_bytes: int) -> None:
+        self._buf: list[bytes] = []
+        self._buf_bytes = 0
+        self._buffer_limit = max(1, buffer_bytes)
+        self._start_ns = time.monotonic_ns()
+        self.rows = 0  # lines handed to the sink
+        self.paths: list[str] = []
+
+    def elapsed_ms(self) -> int:
+        """The envelope `timestamp`: ms since this sink started (not wall clock, as in Dynamo)."""
+        return (time.monotonic_ns() - self._start_ns) // 1_000_000
+
+    def add(self, line: bytes) -> None:
+        """One complete `\\n`-terminated envelope line."""
+        self._buf.append(line)
+        self._buf_bytes += len(line)
+        self.rows += 1
+        if self._buf_bytes >= self._buffer_limit:
+            self.flush()
+
+    def add_many(self, lines: list[bytes], nbytes: int) -> None:
+        """`add` for a batch (`nbytes` = their total length): one call per received batch."""
+        self._buf.extend(lines)
+        self._buf_bytes += nbytes
+        self.rows += len(lines)
+        if self._buf_bytes >= self._buffer_limit:
+            self.flush()
+
+    def flush(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def _take(self) -> bytes:
+        data = b"".join(self._buf)
+        self._buf.clear()
+        self._buf_bytes = 0
+        return data
+
+
+class JsonlSink(_Sink):
+    """One literal `.jsonl` file, appended."""
+
+    __slots__ = ("_f",)
+
+    def __init__(self, path: str | os.PathLike, *, buffer_bytes: int = DEFAULT_BUFFER_BYTES) -> None:
+        super().__init__(buffer_bytes)
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        self._f = open(p, "ab", buffering=0)
+        self.paths.append(str(p))
+
+    def flush(self) -> None:
+        if self._buf:
+            data = self._take()
+            # one write of whole lines; unbuffered file, so the OS has it when we return
+            view = memoryview(data)
+            while view:
+                n = self._f.write(view)
+                view = view[n:]
+
+    def close(self) -> None:
+        self.flush()
+        self._f.close()
+
+
+class GzipSegmentSink(_Sink):
+    """`<prefix>.NNNNNN.jsonl.gz` segments of gzip members, rolled by uncompressed size.
+
+    Compression and the write run on a writer thread (zlib releases the GIL, so it overlaps with
+    receiving); jobs are handled in order and the queue is bounded, so a slow disk slows the
+    collector instead of growing memory. `close()` waits for every member to be written."""
+
+    __slots__ = ("prefix", "_roll_bytes", "_roll_lines", "_level", "_index", "_f",
+                 "_seg_bytes", "_seg_lines", "members", "_jobs", "_writer", "_error")
+
+    def __init__(self, output: str | os.PathLike, *, buffer_bytes: int = DEFAULT_BUFFER_BYTES,
+                 roll_bytes: int = DEFAULT_ROLL_BYTES, roll_lines: int | None = None,
+                 level: int = DEFAULT_GZIP_LEVEL) -> None:
+        super().__init__(buffer_bytes)
+        self.prefix = segment_prefix(output)
+        Path(self.prefix).parent.mkdir(parents=True, exist_ok=True)
+        self._roll_bytes = max(1, roll_bytes)
+        self._roll_lines = roll_lines if roll_lines and roll_lines > 0 else None
+        self._level = level
+        self._index = -1
+        self._f = None
+        self.members = 0  # gzip members written (one per non-empty flush per segment)
+        self._error: BaseException | None = None
+        self._jobs: queue.Queue = queue.Queue(maxsize=_MAX_PENDING_FLUSHES)
+        self._open_next()
+        self._writer = threading.Thread(target=self._write_loop, name="gzip-sink-writer", daemon=True)
+        self._writer.start()
+
+    def _open_next(self) -> None:
+        i = self._index + 1
+        while os.path.exists(segment_path(self.prefix, i)):
+            i += 1
+        self._index = i
+        path = segment_path(self.prefix, i)
+        # "xb": never append to a segment someone else created between the check and the open
+        self._f = open(path, "xb", buffering=0)
+        self.paths.append(path)
+        self._seg_bytes = 0
+        self._seg_lines = 0
+
+    def _roll(self) -> None:
+        self.flush()
+        self._jobs.put((self._f, None))  # close the finished segment after its last member
+        self._open_next()
+
+    def add(self, line: bytes) -> None:
+        n = len(line)
+        if self._seg_lines and (self._seg_bytes + n > self._roll_bytes
+                                or (self._roll_lines is not None and self._seg_lines >= self._roll_lines)):
+            self._roll()
+        self._seg_bytes += n
+        self._seg_lines += 1
+        super().add(line)
+
+    def add_many(self, lines: list[bytes], nbytes: int) -> None:
+        if self._roll_lines is None and self._seg_bytes + nbytes <= self._roll_bytes:
+            self._seg_bytes += nbytes  # the whole batch fits the segment
+            self._seg_lines += len(lines)
+            super().add_many(lines, nbytes)
+        else:
+            for line in lines:
+                self.add(line)
+
+    def flush(self) -> None:
+        self._check()
+        if self._buf:
+            self._jobs.put((self._f, self._take()))
+            self.members += 1
+
+    def close(self) -> None:
+        try:
+            self.flush()
+        finally:
+            self._jobs.put((self._f, None))
+            self._jobs.put(None)
+            self._writer.join()
+        self._check()
+
+    def _check(self) -> None:
+        if self._error is not None:
+            raise OSError(f"writing {self.paths[-1]}: {self._error}") from self._error
+
+    def _write_loop(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            f, data = job
+            try:
+                if data is None:
+                    f.close()
+                elif self._error is None:
+                    # one complete gzip member (mtime 0, no name) per flush, written whole
+                    view = memoryview(zlib.compress(data, self._level, wbits=31))
+                    while view:
+                        n = f.write(view)
+                        view = view[n:]
+            except BaseException as e:  # reported to the collector thread on its next flush/close
+                if self._error is None:
+                    self._error = e
+
+
+def open_sink(output: str | os.PathLike, *, buffer_bytes: int = DEFAULT_BUFFER_BYTES,
+              roll_bytes: int = DEFAULT_ROLL_BYTES, roll_lines: int | None = None) -> _Sink:
+    """`.gz` -> gzip segments under the derived prefix; anything else -> one appended jsonl file."""
+    if os.fspath(output).endswith(".gz"):
+        return GzipSegmentSink(output, buffer_bytes=buffer_bytes, roll_bytes=roll_bytes,
+                               roll_lines=roll_lines)
+    return JsonlSink(output, buffer_bytes=buffer_bytes)
