@@ -1,0 +1,445 @@
+"""One mock worker: ai-dynamo 1.4.2's vLLM-style pass scheduler (observed notes §0.3), made O(1)
+per pass plus O(log n) per event.
+
+Invariant that makes it cheap: the running set is always [decode-ready requests in admission
+order] + [at most one request part-way through its prompt, last]. Every decode-ready request
+schedules exactly one token per pass, so its generated count is `dclock - base` (a per-worker pass
+counter), and the passes at which it crosses a block boundary or finishes are known in advance:
+they sit in a heap keyed by pass number. A pass touches only the requests with an event.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from heapq import heappop, heappush
+
+from trace_pipe.pipeline.errors import TraceError
+
+from .config import EngineArgs
+from .kvcache import BlockPool
+from .timing import PassInfo, TimingModel, quantize_ms
+from .workload import SimRequest, gen_key, prompt_keys
+
+_BOUNDARY = 0  # needs one more block at pass start
+_DONE = 1  # emits its last token at pass end
+
+
+class Worker:
+    __slots__ = (
+        "wid", "args", "timing", "pool", "bs", "tbs", "G", "mnbt", "max_seqs", "lifo", "caching",
+        "chunked", "waiting", "dec", "chunking", "ev", "dclock", "seq", "sum_pb", "need_second",
+        "pmemo", "dmemo", "p_speed", "d_speed", "stats", "passes", "first_tokens", "finished",
+        "busy", "record", "cached_tokens_pass",
+    )
+
+    def __init__(self, wid: int, args: EngineArgs, timing: TimingModel, trace_block_size: int,
+                 stats: "Stats", record: bool = True) -> None:
+        self.wid = wid
+        self.args = args
+        self.timing = timing
+        self.G = args.num_gpu_blocks
+        self.pool = BlockPool(self.G)
+        self.bs = args.block_size
+        self.tbs = trace_block_size
+        self.mnbt = args.max_num_batched_tokens
+        self.max_seqs = args.max_num_seqs
+        self.lifo = args.preemption_mode == "lifo"
+        self.caching = args.enable_prefix_caching
+        self.chunked = args.enable_chunked_prefill
+        self.waiting: deque[SimRequest] = deque()
+        self.dec: dict[int, SimRequest] = {}  # seq -> request, admission order
+        self.chunking: SimRequest | None = None
+        self.ev: list[tuple] = []  # (pass number, kind, seq, epoch, request)
+        self.dclock = 0
+        self.seq = 0
+        self.sum_pb = 0  # sum over dec of (prompt - base): logical context = sum_pb + len(dec)*dclock
+        self.need_second: list[tuple[SimRequest, int]] = []
+        self.pmemo: dict[int, float] = {}
+        self.dmemo: dict[int, float] = {}
+        self.p_speed = float(args.speedup_ratio)
+        self.d_speed = float(args.speedup_ratio) * float(args.decode_speedup_ratio)
+        self.stats = stats
+        # (start, end, scheduled, prefill tokens, decode reqs, running, waiting, active, cached,
+        # hit tokens, repeat, decode ms): `repeat` > 1 is a run of identical decode passes.
+        self.passes: list[tuple] = []
+        self.first_tokens: list[SimRequest] = []
+        self.finished: list[SimRequest] = []
+        self.busy = False
+        self.record = record
+
+    # -- helpers ---------------------------------------------------------------------------
+    def has_work(self) -> bool:
+        return bool(self.waiting or self.dec or self.chunking is not None)
+
+    def n_running(self) -> int:
+        return len(self.dec) + (self.chunking is not None)
+
+    def _keys(self, r: SimRequest) -> list[int]:
+        if r.pkeys is None:
+            r.pkeys = prompt_keys(r.chain, r.prompt, self.bs, self.tbs)
+        return r.pkeys
+
+    def _key(self, r: SimRequest, i: int) -> int:
+        pk = r.pkeys
+        return pk[i] if i < len(pk) else gen_key(r.idx, i)
+
+    def _register(self, r: SimRequest, upto: int) -> None:
+        """Hash every block of `r` that `upto` computed tokens fill completely."""
+        nfull = upto // self.bs
+        lo = r.nreg
+        if nfull > lo:
+            pk = r.pkeys
+            npk = len(pk)
+            if nfull <= npk:
+                keys = pk[lo:nfull]
+            else:
+                keys = pk[lo:npk] + [gen_key(r.idx, i) for i in range(max(lo, npk), nfull)]
+            self.pool.register_many(r.blocks[lo:nfull], keys)
+            r.nreg = nfull
+
+    def _push_decode_events(self, r: SimRequest) -> None:
+        last = r.base + r.out - 1  # pass in which it emits its last token
+        heappush(self.ev, (last, _DONE, r.seq, r.epoch, r))
+        b = r.base + len(r.blocks) * self.bs + 1 - r.prompt
+        if b <= last:
+            heappush(self.ev, (b, _BOUNDARY, r.seq, r.epoch, r))
+
+    def _victim(self) -> SimRequest:
+        dec = self.dec
+        if self.lifo:
+            if self.chunking is not None:
+                return self.chunking
+            return dec[next(reversed(dec))]
+        if dec:
+            return dec[next(iter(dec))]
+        return self.chunking  # type: ignore[return-value]
+
+    def _preempt(self, v: SimRequest, now: float, processed: bool) -> None:
+        """Recompute preemption: free its KV, keep its generated tokens, front of the queue."""
+        if v is self.chunking:
+            self.chunking = None
+        else:
+            del self.dec[v.seq]
+            g = self.dclock - v.base
+            v.g = g
+            self.sum_pb -= v.prompt - v.base
+            self._register(v, v.prompt + g - 1 + processed)
+            v.t_last = now
+        self.pool.release(v.blocks, v.nreg)
+        v.blocks = []
+        v.computed = 0
+        v.nreg = 0
+        v.epoch += 1
+        self.waiting.appendleft(v)
+
+    def _finish(self, r: SimRequest, computed: int) -> None:
+        self._register(r, computed)
+        self.pool.release(r.blocks, r.nreg)
+        r.blocks = []
+        r.pkeys = None
+        r.status = "completed"
+        self.finished.append(r)
+
+    def _prefill_ms(self, t: int, k: int, parts: list) -> float:
+        timing = self.timing
+        if timing.needs_requests:
+            info = PassInfo(self.wid, tuple(p[0].request_id for p in parts), tuple(p[2] for p in parts),
+                            tuple(p[1] for p in parts), tuple(r.request_id for r in self.dec.values()))
+            return quantize_ms(timing.prefill_ms(t, k, info), self.p_speed)
+        v = self.pmemo.get(t)
+        if v is None:
+            v = self.pmemo[t] = quantize_ms(timing.prefill_ms(t, k, None), self.p_speed)
+        return v
+
+    def _decode_ms(self, batch: int, logical: int, newly: list) -> float:
+        timing = self.timing
+        active = self.pool.active
+        if timing.needs_requests:
+            info = PassInfo(self.wid, (), (), (), tuple(r.request_id for r in self.dec.values())
+                            + tuple(r.request_id for r in newly))
+            return quantize_ms(timing.decode_ms(active, self.G, logical, batch, info), self.d_speed)
+        key = active if timing.decode_input == "physical" else logical
+        v = self.dmemo.get(key)
+        if v is None:
+            v = self.dmemo[key] = quantize_ms(timing.decode_ms(active, self.G, logical, batch, None), self.d_speed)
+        return v
+
+    # -- one pass --------------------------------------------------------------------------
+    def step(self, now: float, horizon: float = math.inf) -> float:
+        """Run one pass starting at `now`; return its end. Requests that emitted their first token
+        are left in `first_tokens`, finished/rejected ones in `finished` (in running order).
+
+        When the pass is pure decode with no event due, it and the following identical passes
+        are replayed in a tight loop (same float additions, same per-pass gaps) until an event is
+        due or the next pass would start at or after `horizon` (the next time anything outside
+        this worker can change its queue)."""
+        self.first_tokens = []
+        self.finished = []
+        ev = self.ev
+        d0 = self.dclock
+        while ev and (ev[0][0] < d0 or ev[0][3] != ev[0][4].epoch):
+            heappop(ev)  # stale: its request was preempted since the event was scheduled
+        if (self.chunking is None and not self.waiting and self.dec and not self.need_second
+                and (not ev or ev[0][0] > self.dclock) and not self.timing.needs_requests):
+            return self._decode_run(now, horizon)
+        pool = self.pool
+        bs = self.bs
+        d = self.dclock
+        dec = self.dec
+        preempted = False
+        stopped = False
+        fifo_consumed = 0
+
+        # 1. decode-ready requests: only those crossing a block boundary need work.
+        while ev and ev[0][0] == d and ev[0][1] == _BOUNDARY:
+            _, _, _seq, epoch, r = heappop(ev)
+            if r.epoch != epoch:
+                continue
+            while pool.free < 1:
+                v = self._victim()
+                before = v is not r and not self.lifo and v is not self.chunking
+                self._preempt(v, now, before)
+                preempted = True
+                fifo_consumed += before
+                if v is r:
+                    stopped = True
+                    break
+            if stopped:
+                if not self.lifo:
+                    self._skip_after(r.seq)
+                break
+            r.blocks.extend(pool.alloc(1))
+            b = r.base + len(r.blocks) * bs + 1 - r.prompt
+            if b <= r.base + r.out - 1:
+                heappush(ev, (b, _BOUNDARY, r.seq, r.epoch, r))
+
+        budget = self.mnbt - len(dec) - fifo_consumed
+        if budget < 0:
+            # More decoding requests than the token budget: the pass would stop part-way through
+            # the decode set, which this aggregated scheduler does not model.
+            raise TraceError(f"error: {len(dec)} requests decoding on worker {self.wid} exceed max_num_batched_tokens "
+                             f"{self.mnbt}; lower max_num_seqs")
+        parts: list[tuple[SimRequest, int, int]] = []  # (request, prefix, n)
+        newly: list[SimRequest] = []
+        hit_tokens = 0
+
+        # 2. the request part-way through its prompt (always last in the running order).
+        c = self.chunking
+        if c is not None and not stopped and budget > 0:
+            kn = c.prompt + c.g
+            n = min(kn - c.computed, budget)
+            need = -(-(c.computed + n) // bs) - len(c.blocks)
+            while need > pool.free:
+                v = self._victim()
+                before = v is not c
+                self._preempt(v, now, before and not self.lifo)
+                preempted = True
+                if v is c:
+                    stopped = True
+                    break
+            if not stopped:
+                if need > 0:
+                    c.blocks.extend(pool.alloc(need))
+                self._register(c, c.computed + n)
+                parts.append((c, c.computed, n))
+                budget -= n
+                c.computed += n
+                if c.computed >= kn:
+                    self.chunking = None
+                    newly.append(c)
+
+        # 3. admission: FIFO head only, and only if nothing was preempted this pass.
+        if not preempted:
+            waiting = self.waiting
+            G = self.G
+            while waiting and budget > 0 and len(dec) + len(newly) + (self.chunking is not None) < self.max_seqs:
+                r = waiting[0]
+                kn = r.prompt + r.g
+                nb = -(-kn // bs)
+                if nb > G:
+                    waiting.popleft()
+                    r.status = "rejected"
+                    self.finished.append(r)
+                    continue
+                pk = self._keys(r)
+                lim = kn // bs
+                if self.caching:
+                    if lim > len(pk):
+                        pk = pk + [gen_key(r.idx, i) for i in range(len(pk), lim)]
+                    hitb = pool.lookup(pk, lim)
+                    if len(hitb) * bs >= kn:
+                        hitb.pop()
+                    ref = pool.ref
+                    active_hits = len(hitb) - list(map(ref.__getitem__, hitb)).count(0)
+                else:
+                    hitb = []
+                    active_hits = 0
+                hit = len(hitb)
+                if nb - active_hits > pool.free:
+                    break
+                cached = hit * bs
+                n = min(kn - cached, budget)
+                if not self.chunked and n < kn - cached:
+                    break
+                waiting.popleft()
+                if hit:
+                    pool.touch_many(hitb)
+                blocks = hitb
+                need = -(-(cached + n) // bs) - hit
+                if need > 0:
+                    blocks.extend(pool.alloc(need))
+                r.blocks = blocks
+                r.nreg = hit
+                r.computed = cached
+                self._register(r, cached + n)
+                r.seq = self.seq
+                self.seq += 1
+                r.n_admit += 1
+                if r.first_admit < 0:
+                    r.first_admit = now
+                    r.reused_first = cached
+                if cached > r.reused_max:
+                    r.reused_max = cached
+                hit_tokens += cached
+                parts.append((r, cached, n))
+                budget -= n
+                r.computed = cached + n
+                if r.computed >= kn:
+                    newly.append(r)
+                else:
+                    self.chunking = r
+                    break
+
+        # 4-5. prefill time over participants that computed prompt tokens.
+        k = 0
+        s_isl = 0
+        s_pre = 0
+        prefill_tok = 0
+        for r, pre, n in parts:
+            if pre < r.prompt:
+                k += 1
+                isl = pre + n
+                s_isl += isl if isl < r.prompt else r.prompt
+                s_pre += pre
+                prefill_tok += n
+        p_ms = self._prefill_ms(k * (s_isl // k - s_pre // k), k, parts) if k else 0.0
+
+        # 6. decode step for every request whose known tokens are all computed.
+        n_ready = len(dec) + len(newly)
+        if n_ready:
+            logical = self.sum_pb + len(dec) * d
+            for r in newly:
+                logical += r.prompt + r.g
+            d_ms = self._decode_ms(n_ready, logical, newly)
+        else:
+            d_ms = 0.0
+        end = now
+        if k:
+            end = end + p_ms
+        if n_ready:
+            end = end + d_ms
+
+        # 7. emit tokens at the pass end, in running order.
+        stats = self.stats
+        if dec:
+            gap = end - now
+            stats.add_gap(gap, len(dec))
+            ns = self.need_second
+            if ns:
+                for r, ep in ns:
+                    if r.epoch == ep and r.t_second < 0:
+                        r.t_second = end
+                self.need_second = []
+            while ev and ev[0][0] == d:
+                _, kind, seq, epoch, r = heappop(ev)
+                if r.epoch != epoch or kind != _DONE:
+                    continue
+                del dec[seq]
+                self.sum_pb -= r.prompt - r.base
+                r.g = r.out
+                r.t_last = end
+                self._finish(r, r.prompt + r.out - 1)
+        elif self.need_second:
+            self.need_second = []
+        d1 = d + 1
+        for r in newly:
+            r.g += 1
+            if r.t_first < 0:
+                r.t_first = end
+                self.first_tokens.append(r)
+                self.need_second.append((r, r.epoch))
+            else:
+                stats.add_gap(end - r.t_last, 1)
+                if r.t_second < 0:
+                    r.t_second = end
+            r.t_last = end
+            if r.g >= r.out:
+                self._finish(r, r.computed)
+            else:
+                r.base = d1 - r.g
+                dec[r.seq] = r
+                self.sum_pb += r.prompt - r.base
+                self._push_decode_events(r)
+        self.dclock = d1
+        for r in self.finished:
+            r.terminal = end
+        if self.record:
+            for r, pre, n in parts:
+                if pre < r.prompt:
+                    if r.chunks is None:
+                        r.chunks = []
+                    r.chunks.append((now, end, n))
+            self.passes.append((now, end, len(parts) + len(dec), prefill_tok, n_ready,
+                                self.n_running(), len(self.waiting), pool.active, len(pool.lru), hit_tokens, 1, 0.0))
+        return end
+
+    def _decode_run(self, now: float, horizon: float) -> float:
+        d = self.dclock
+        k = len(self.dec)
+        ev = self.ev
+        m_max = ev[0][0] - d if ev else 1 << 62
+        gaps = self.stats.gaps
+        physical = self.timing.decode_input == "physical"
+        dms = self._decode_ms(k, self.sum_pb + k * d, ())
+        start = now
+        n = 0
+        while True:
+            if not physical:
+                dms = self._decode_ms(k, self.sum_pb + k * (d + n), ())
+            end = now + dms
+            gap = end - now
+            gaps[gap] = gaps.get(gap, 0) + k
+            n += 1
+            now = end
+            if n >= m_max or now >= horizon:
+                break
+        self.dclock = d + n
+        if self.record:
+            pool = self.pool
+            self.passes.append((start, now, k, 0, k, k, 0, pool.active, len(pool.lru), 0, n, dms))
+        return now
+
+    def _skip_after(self, seq: int) -> None:
+        """FIFO preemption stopped the loop at `seq`: later decode requests skip this pass."""
+        for s, r in list(self.dec.items()):
+            if s > seq:
+                self.sum_pb -= r.prompt - r.base
+                r.base += 1
+                self.sum_pb += r.prompt - r.base
+                r.epoch += 1
+                self._push_decode_events(r)
+
+
+class Stats:
+    """Token-level inter-token gaps, accumulated by weight: every request decoding on a worker
+    emits at the same pass end, so one pass adds one (gap, count) pair."""
+
+    __slots__ = ("gaps",)
+
+    def __init__(self) -> None:
+        self.gaps: dict[float, int] = {}
+
+    def add_gap(self, gap: float, count: int) -> None:
+        g = self.gaps
+        g[gap] = g.get(gap, 0) + count

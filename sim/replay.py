@@ -1,0 +1,241 @@
+"""The offline harness: a virtual clock, the request DAG, a router and N mock workers.
+
+Per timestamp (dynamo-replay.md §4.2): deliver the outputs of passes ending now (first tokens to
+the router; completions free router state and release DAG dependents), release ready requests in
+(ready time, trace order) and route them, then start a pass on every idle worker with work. The
+clock then jumps to the next pass end or ready time.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from heapq import heappop, heappush
+from typing import Callable
+
+from trace_pipe.pipeline.errors import TraceError
+from trace_pipe.pipeline.mooncake import Row
+
+from . import dag as dagmod
+from .config import EngineArgs, RouterConfig
+from .engine import Stats, Worker
+from .result import PlayRecord, PrefillChunk, RequestRecord, SimResult, Timeline
+from .router import make_router
+from .timing import TimingModel, make_timing
+from .workload import ChainInterner, SimRequest
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayOptions:
+    num_workers: int = 1
+    router_mode: str = "round_robin"
+    trace_block_size: int = 512
+    engine: EngineArgs = field(default_factory=EngineArgs)
+    router: RouterConfig = field(default_factory=RouterConfig)
+    arrival_speedup_ratio: float = 1.0
+    max_sim_time_ms: float | None = None
+    seed: int = 0
+    timing: TimingModel | None = None  # default: Dynamo's polynomial, physical decode
+    record: bool = True  # keep passes, counters and chunks for timeline writers
+
+
+def build_requests(rows: list[Row], sources: list[str], fmt: str, tbs: int) -> list[SimRequest]:
+    """Lengths and prompt identities. Plain Mooncake clamps input_length to what the hash ids can
+    synthesise; agentic formats reject it (as 1.4.2)."""
+    strict = fmt != "mooncake"
+    interner = ChainInterner()
+    out = []
+    for i, r in enumerate(rows):
+        cap = len(r.hash_ids) * tbs
+        L = r.input_length or cap
+        if L > cap:
+            if strict:
+                raise TraceError(f"{sources[i]}: field `input_length`: {L} tokens but only {cap} tokens can be "
+                                 f"synthesized from {len(r.hash_ids)} hash_ids at trace block size {tbs}")
+            L = cap
+        if L <= 0:
+            raise TraceError(f"{sources[i]}: field `input_length`: the prompt is empty (no hash_ids)")
+        if r.output_length <= 0:
+            raise TraceError(f"{sources[i]}: field `output_length`: must be >= 1")
+        nblk = -(-L // tbs)
+        rid = r.request_id if r.request_id is not None else str(i)
+        out.append(SimRequest(i, rid, r.session_id, L, r.output_length, interner.chain(r.hash_ids, nblk),
+                              sources[i], r.play_id))
+    return out
+
+
+def _check_feasible(reqs: list[SimRequest], a: EngineArgs) -> None:
+    cap = a.num_gpu_blocks * a.block_size
+    for r in reqs:
+        if -(-r.prompt // a.block_size) > a.num_gpu_blocks:
+            continue  # rejected at admission, like Dynamo
+        if r.prompt + r.out - 1 > cap:
+            raise TraceError(f"{r.source}: request {r.request_id!r} needs {r.prompt + r.out - 1} tokens of KV but a "
+                             f"worker holds {cap} (num_gpu_blocks x block_size); Dynamo's replay would reach a dead end")
+        if not a.enable_chunked_prefill and r.prompt > a.max_num_batched_tokens:
+            raise TraceError(f"{r.source}: request {r.request_id!r} has a {r.prompt}-token prompt, more than "
+                             f"max_num_batched_tokens {a.max_num_batched_tokens} with chunked prefill disabled")
+
+
+def run_replay(rows: list[Row], sources: list[str], fmt: str, opts: ReplayOptions,
+               progress: Callable[[int], None] | None = None) -> SimResult:
+    t_wall = time.perf_counter()
+    if opts.num_workers < 1:
+        raise TraceError("error: --num-workers must be >= 1")
+    if opts.trace_block_size < 1:
+        raise TraceError("error: --trace-block-size must be >= 1")
+    a = opts.engine
+    tbs = opts.trace_block_size
+    reqs = build_requests(rows, sources, fmt, tbs)
+    _check_feasible(reqs, a)
+    dag = dagmod.build_dag(rows, sources, fmt, opts.arrival_speedup_ratio)
+    timing = opts.timing or make_timing("poly", block_size=a.block_size)
+    stats = Stats()
+    workers = [Worker(i, a, timing, tbs, stats, opts.record) for i in range(opts.num_workers)]
+    router = make_router(opts.router_mode, workers, opts.router, block_size=a.block_size, trace_block_size=tbs,
+                         max_num_batched_tokens=a.max_num_batched_tokens, seed=opts.seed)
+
+    ready = dag.initial()
+    comp: list[tuple[float, int, int]] = []
+    cseq = 0
+    now = 0.0
+    limit = opts.max_sim_time_ms
+    stopped_at = None
+    fire = dag.fire
+    COMPLETION, DISPATCH = dagmod.COMPLETION, dagmod.DISPATCH
+    has_dispatch = dag.mode == "v2"
+    done = 0
+    # Other workers' pass ends can create arrivals only through DAG dependents or the router queue.
+    can_release = dag.graph.number_of_edges() > 0 or opts.router.router_queue_threshold is not None
+
+    def dispatch(r: SimRequest, w: int) -> None:
+        r.worker = w
+        r.dispatch = now
+        r.status = "running"
+        workers[w].waiting.append(r)
+        if has_dispatch:
+            fire(r.idx, now, DISPATCH, ready)
+
+    while True:
+        # 1. outputs of passes ending now
+        freed = False
+        while comp and comp[0][0] <= now:
+            _, _, wid = heappop(comp)
+            w = workers[wid]
+            w.busy = False
+            for r in w.first_tokens:
+                router.on_first_token(r)
+                freed = True
+            if w.finished:
+                for r in w.finished:
+                    router.on_free(r)
+                    fire(r.idx, r.terminal, COMPLETION, ready)
+                done += len(w.finished)
+                freed = True
+                if progress is not None:
+                    progress(len(w.finished))
+        if freed:
+            for r, wi in router.drain(now):
+                dispatch(r, wi)
+        # 3. release ready requests
+        while ready and ready[0][0] <= now:
+            t, _o, _turn, idx = heappop(ready)
+            r = reqs[idx]
+            r.ready = t
+            wi = router.route(r, now)
+            if wi is None:
+                r.status = "queued"
+            else:
+                dispatch(r, wi)
+        # 4. start passes on idle workers
+        for w in workers:
+            if not w.busy and (w.waiting or w.dec or w.chunking is not None):
+                horizon = ready[0][0] if ready else math.inf
+                if comp and can_release and comp[0][0] < horizon:
+                    horizon = comp[0][0]
+                if limit is not None and limit < horizon:
+                    horizon = limit
+                end = w.step(now, horizon)
+                if end == now and not w.finished and not w.first_tokens and not w.n_running():
+                    raise TraceError(f"error: offline replay reached a dead end with "
+                                     f"{sum(x.n_running() + len(x.waiting) for x in workers)} in-flight requests remaining")
+                w.busy = True
+                heappush(comp, (end, cseq, w.wid))
+                cseq += 1
+        # advance the clock
+        nxt = math.inf
+        if comp:
+            nxt = comp[0][0]
+        if ready and ready[0][0] < nxt:
+            nxt = ready[0][0]
+        if nxt == math.inf:
+            break
+        if limit is not None and nxt > limit:
+            stopped_at = limit
+            break
+        now = nxt if nxt > now else now
+
+    if stopped_at is None:
+        pending = [r for r in reqs if r.status in ("pending", "queued")]
+        if pending:
+            raise TraceError(f"error: offline replay reached a dead end with {len(pending)} in-flight requests remaining")
+    return _result(reqs, workers, dag, rows, stats, opts, stopped_at, t_wall)
+
+
+def _emitted(r: SimRequest, workers: list[Worker]) -> int:
+    if r.status == "running" and r.worker >= 0:
+        w = workers[r.worker]
+        if w.dec.get(r.seq) is r:
+            return w.dclock - r.base
+    return r.g if r.status != "completed" else r.out
+
+
+def _result(reqs: list[SimRequest], workers: list[Worker], dag: dagmod.RequestDag, rows: list[Row],
+            stats: Stats, opts: ReplayOptions, stopped_at: float | None, t_wall: float) -> SimResult:
+    def opt(x: float) -> float | None:
+        return None if x < 0 else x
+
+    play_recs = []
+    terminal = [r.terminal if r.terminal >= 0 else math.inf for r in reqs]
+    groups = dagmod.plays(dag, rows)
+    final = []
+    for gi, members in enumerate(groups):
+        first = rows[members[0]]
+        name = first.play_id or first.session_id or reqs[members[0]].request_id
+        for i in members:
+            final.append((i, name))
+        if len(members) == 1 and dag.mode != "v2" and not dag.graph.degree(members[0]):
+            continue  # a lone request is not a play worth reporting
+        starts = [reqs[i].ready for i in members if reqs[i].ready >= 0]
+        ends = [terminal[i] for i in members]
+        complete = all(reqs[i].status == "completed" for i in members)
+        start = min(starts) if starts else 0.0
+        end = max(e for e in ends if e != math.inf) if any(e != math.inf for e in ends) else start
+        chain = dagmod.critical_path(dag, members, [t if t != math.inf else -1.0 for t in terminal])
+        waits = tuple(0.0 if dag.binding[i] is None or dag.binding[i].parent is None else dag.binding[i].wait_ms
+                      for i in chain)
+        play_recs.append(PlayRecord(name, tuple(reqs[i].request_id for i in members), start, end, end - start,
+                                    complete, tuple(reqs[i].request_id for i in chain), waits))
+    names = dict(final)
+    recs = []
+    for r in reqs:
+        status = r.status
+        if status == "running":
+            status = "incomplete"
+        elif status in ("pending", "queued"):
+            status = "not_started"
+        recs.append(RequestRecord(
+            request_id=r.request_id, session_id=r.session_id, play=names.get(r.idx, r.request_id), source=r.source,
+            worker=r.worker if r.worker >= 0 else None,
+            ready_ms=opt(r.ready), dispatch_ms=opt(r.dispatch), first_admit_ms=opt(r.first_admit),
+            first_token_ms=opt(r.t_first), second_token_ms=opt(r.t_second), last_token_ms=opt(r.t_last),
+            end_ms=opt(r.terminal), input_length=r.prompt, requested_output_length=r.out,
+            output_tokens=_emitted(r, workers), cached_tokens=r.reused_max,
+            first_cached_tokens=max(0, r.reused_first), admissions=r.n_admit,
+            prefill_chunks=tuple(PrefillChunk(*c) for c in (r.chunks or ())), status=status))
+
+    timeline = Timeline(tuple(tuple(w.passes) for w in workers))
+    gaps = tuple(sorted(stats.gaps.items()))
+    return SimResult(tuple(recs), timeline, tuple(play_recs), gaps, len(workers),
+                     (time.perf_counter() - t_wall) * 1000.0, stopped_at)

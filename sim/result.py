@@ -1,0 +1,121 @@
+"""What a replay produced, as plain records a writer (report, JSONL, Perfetto) can use without
+importing any other simulator module. Times are float ms on the virtual clock, 0 = the earliest
+normalised arrival."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class PrefillChunk:
+    start_ms: float
+    end_ms: float
+    tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRecord:
+    request_id: str
+    session_id: str | None
+    play: str
+    source: str  # "path:line" of the row
+    worker: int | None  # None: never routed (e.g. the run stopped first)
+    ready_ms: float | None  # arrival for metrics (= release time; TTFT excludes dependency waits)
+    dispatch_ms: float | None  # handed to a worker's queue (later than ready when the router queued it)
+    first_admit_ms: float | None
+    first_token_ms: float | None
+    second_token_ms: float | None
+    last_token_ms: float | None
+    end_ms: float | None  # terminal time (last token, or rejection)
+    input_length: int
+    requested_output_length: int
+    output_tokens: int  # tokens actually emitted
+    cached_tokens: int  # largest prefix hit over its admissions (Dynamo's reused_input_tokens)
+    first_cached_tokens: int  # prefix hit at its first admission
+    admissions: int  # > 1 after preemption
+    prefill_chunks: tuple[PrefillChunk, ...]
+    status: str  # completed | rejected | incomplete | not_started
+
+
+@dataclass(frozen=True, slots=True)
+class EnginePass:
+    worker: int
+    start_ms: float
+    end_ms: float
+    batch_size: int  # requests scheduled in the pass
+    prefill_tokens: int
+    decode_requests: int  # requests that emitted a token at its end
+
+
+@dataclass(frozen=True, slots=True)
+class CounterSample:
+    """Worker state at the end of a pass's scheduling."""
+
+    worker: int
+    time_ms: float
+    running: int
+    waiting: int
+    kv_blocks_active: int
+    kv_blocks_cached: int  # free blocks still holding a reusable hash
+    prefix_hit_tokens: int  # tokens credited from cache by admissions in this pass
+
+
+@dataclass(frozen=True, slots=True)
+class PlayRecord:
+    play: str
+    request_ids: tuple[str, ...]
+    start_ms: float
+    end_ms: float
+    makespan_ms: float
+    completed: bool
+    critical_path: tuple[str, ...]  # request ids, first to last
+    critical_waits_ms: tuple[float, ...]  # dependency wait before each element (0 for the first)
+
+
+@dataclass(frozen=True, slots=True)
+class Timeline:
+    """Engine passes and counter samples per worker, stored compactly (a run of identical decode
+    passes is one raw row) and expanded on iteration.
+
+    Raw row: (start, end, batch, prefill tokens, decode requests, running, waiting, kv active,
+    kv cached, prefix-hit tokens, repeat, decode ms)."""
+
+    raw: tuple[tuple[tuple, ...], ...]  # per worker
+
+    def _expand(self):
+        for wid, rows in enumerate(self.raw):
+            for row in rows:
+                s, e, bsz, ptok, ndec, run, wait, act, cached, hit, rep, dms = row
+                if rep == 1:
+                    yield wid, s, e, row
+                    continue
+                t = s
+                for _ in range(rep):
+                    nt = t + dms
+                    yield wid, t, nt, row
+                    t = nt
+
+    def passes(self):
+        """EnginePass records, per worker in time order."""
+        for wid, s, e, row in self._expand():
+            yield EnginePass(wid, s, e, row[2], row[3], row[4])
+
+    def counters(self):
+        """CounterSample records (taken at each pass start), per worker in time order."""
+        for wid, s, _e, row in self._expand():
+            yield CounterSample(wid, s, row[5], row[6], row[7], row[8], row[9])
+
+    def pass_count(self) -> int:
+        return sum(row[10] for rows in self.raw for row in rows)
+
+
+@dataclass(frozen=True, slots=True)
+class SimResult:
+    requests: tuple[RequestRecord, ...]  # trace order
+    timeline: Timeline
+    plays: tuple[PlayRecord, ...]
+    itl_gaps: tuple[tuple[float, int], ...]  # (gap ms, number of tokens with that gap)
+    num_workers: int
+    wall_time_ms: float
+    stopped_at_ms: float | None  # set when --max-sim-time-seconds cut the run

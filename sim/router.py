@@ -1,0 +1,193 @@
+"""Routers: pick a worker for each released request.
+
+Interface: `route(req, now) -> worker index | None` (None = hold in the router queue),
+`on_first_token(req)`, `on_free(req)`, and `drain(now) -> [(req, worker)]` for queued requests.
+`kv_router` follows ai-dynamo 1.4.2 (observed notes §9): cost
+`(pending_prefill_w + max(0, ISL - overlap_w*bs))/bs * weight + active_blocks_w + new_blocks_w`,
+overlap from the worker's cache as soon as a pass schedules the blocks, ties broken by a seeded
+RNG (Dynamo's are unseeded), optional queue threshold (disabled by default).
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from typing import Protocol
+
+from trace_pipe.pipeline.errors import TraceError
+
+from .config import RouterConfig
+from .workload import SimRequest, prompt_keys
+
+ROUTER_MODES = ("round_robin", "kv_router", "random", "least_loaded")
+
+
+class Router(Protocol):
+    def route(self, req: SimRequest, now: float) -> int | None: ...
+
+    def on_first_token(self, req: SimRequest) -> None: ...
+
+    def on_free(self, req: SimRequest) -> None: ...
+
+    def drain(self, now: float) -> list[tuple[SimRequest, int]]: ...
+
+
+class _Base:
+    def on_first_token(self, req: SimRequest) -> None:
+        pass
+
+    def on_free(self, req: SimRequest) -> None:
+        pass
+
+    def drain(self, now: float) -> list[tuple[SimRequest, int]]:
+        return []
+
+
+class RoundRobin(_Base):
+    """Request k (in release order) goes to worker k mod N."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.k = 0
+
+    def route(self, req: SimRequest, now: float) -> int:
+        w = self.k % self.n
+        self.k += 1
+        return w
+
+
+class RandomRouter(_Base):
+    def __init__(self, n: int, seed: int) -> None:
+        self.n = n
+        self.rng = random.Random(seed)
+
+    def route(self, req: SimRequest, now: float) -> int:
+        return self.rng.randrange(self.n)
+
+
+class LeastLoaded(_Base):
+    """Fewest requests routed and not yet finished; ties to the lowest index."""
+
+    def __init__(self, n: int) -> None:
+        self.load = [0] * n
+
+    def route(self, req: SimRequest, now: float) -> int:
+        w = min(range(len(self.load)), key=self.load.__getitem__)
+        self.load[w] += 1
+        return w
+
+    def on_free(self, req: SimRequest) -> None:
+        self.load[req.worker] -= 1
+
+
+class KvRouter(_Base):
+    def __init__(self, workers: list, cfg: RouterConfig, block_size: int, trace_block_size: int,
+                 max_num_batched_tokens: int, seed: int) -> None:
+        self.workers = workers
+        self.cfg = cfg
+        self.bs = block_size
+        self.tbs = trace_block_size
+        self.mnbt = max_num_batched_tokens
+        self.rng = random.Random(seed)
+        n = len(workers)
+        self.pending = [0] * n  # prefill tokens routed and not yet past their first token
+        self.active: list[dict[int, int]] = [{} for _ in range(n)]  # block hash -> refcount
+        self.contrib: dict[int, int] = {}  # request idx -> its pending prefill tokens
+        self.keys: dict[int, list[int]] = {}  # request idx -> its full-block hashes while routed
+        self.queue: deque[SimRequest] = deque()
+        if cfg.router_temperature:
+            raise TraceError("error: --router-config: router_temperature > 0 is not supported")
+
+    def _busy(self) -> bool:
+        thr = self.cfg.router_queue_threshold
+        if thr is None:
+            return False
+        lim = thr * self.mnbt
+        return all(p > lim for p in self.pending)
+
+    def route(self, req: SimRequest, now: float) -> int | None:
+        if self._busy():
+            self.queue.append(req)
+            return None
+        return self._place(req)
+
+    def _place(self, req: SimRequest) -> int:
+        if req.pkeys is None:
+            req.pkeys = prompt_keys(req.chain, req.prompt, self.bs, self.tbs)
+        keys = req.pkeys
+        bs = self.bs
+        isl = req.prompt
+        w_over = self.cfg.overlap_score_weight
+        best = None
+        ties: list[int] = []
+        best_over = 0
+        overs = []
+        for w, worker in enumerate(self.workers):
+            cache = worker.pool.cache
+            o = 0
+            for h in keys:
+                if h not in cache:
+                    break
+                o += 1
+            overs.append(o)
+            act = self.active[w]
+            new = 0
+            for h in keys:
+                if h not in act:
+                    new += 1
+            prefill = self.pending[w] + max(0, isl - o * bs)
+            logit = w_over * prefill / bs + len(act) + new
+            if best is None or logit < best:
+                best = logit
+                ties = [w]
+            elif logit == best:
+                ties.append(w)
+        w = ties[0] if len(ties) == 1 else ties[self.rng.randrange(len(ties))]
+        best_over = overs[w]
+        req.overlap_blocks = best_over
+        c = max(0, isl - best_over * bs)
+        self.contrib[req.idx] = c
+        self.pending[w] += c
+        act = self.active[w]
+        for h in keys:
+            act[h] = act.get(h, 0) + 1
+        self.keys[req.idx] = keys
+        req.worker = w
+        return w
+
+    def on_first_token(self, req: SimRequest) -> None:
+        c = self.contrib.pop(req.idx, None)
+        if c is not None:
+            self.pending[req.worker] -= c
+
+    def on_free(self, req: SimRequest) -> None:
+        self.on_first_token(req)
+        keys = self.keys.pop(req.idx)
+        act = self.active[req.worker]
+        for h in keys:
+            c = act[h] - 1
+            if c:
+                act[h] = c
+            else:
+                del act[h]
+
+    def drain(self, now: float) -> list[tuple[SimRequest, int]]:
+        out = []
+        while self.queue and not self._busy():
+            r = self.queue.popleft()
+            out.append((r, self._place(r)))
+        return out
+
+
+def make_router(mode: str, workers: list, cfg: RouterConfig, *, block_size: int, trace_block_size: int,
+                max_num_batched_tokens: int, seed: int) -> Router:
+    n = len(workers)
+    if mode == "round_robin":
+        return RoundRobin(n)
+    if mode == "kv_router":
+        return KvRouter(workers, cfg, block_size, trace_block_size, max_num_batched_tokens, seed)
+    if mode == "random":
+        return RandomRouter(n, seed)
+    if mode == "least_loaded":
+        return LeastLoaded(n)
+    raise TraceError(f"error: --router-mode must be one of {', '.join(ROUTER_MODES)}, got {mode!r}")
