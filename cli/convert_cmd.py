@@ -38,7 +38,7 @@ def _convert(inputs, mooncake, agentic_rows, fmt, rules, weka_subagents, perfett
             print(line, file=out)
     if perfetto or chrome_json:
         if derived is None:
-            derived = _edges_if_agentic(trace, rules)
+            derived = _edges_if_agentic(trace, rules, err)
         from trace_pipe import proto
 
         edges = derived.edges if derived is not None else []
@@ -52,11 +52,16 @@ def _convert(inputs, mooncake, agentic_rows, fmt, rules, weka_subagents, perfett
         print(line, file=err)
 
 
-def _edges_if_agentic(trace, rules: str):
-    """Flows need the agentic edges; a context-free trace simply has none."""
+def _edges_if_agentic(trace, rules: str, err):
+    """Flows need the agentic edges; a context-free trace simply has none, and a trace the agentic
+    lowering rejects (mixed context, conflicting parents, ...) is still drawn, without flows."""
     if not trace.requests or all(r.chain_id is None for r in trace.requests):
         return None
-    return agentic.derive(trace, rules=rules)
+    try:
+        return agentic.derive(trace, rules=rules)
+    except TraceError as e:
+        print(f"note: no dependency flows: {e}", file=err)
+        return None
 
 
 def register(app: typer.Typer) -> None:

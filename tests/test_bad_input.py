@@ -110,3 +110,13 @@ def test_every_generation_reads_with_chain_and_parent(tmp_path, gen):
     (r,) = trace.requests
     assert (r.chain_id, r.parent_chain_id, r.generation.value) == ("kid", "root", gen)
     assert trace.tools[0].chain_id == "kid"
+
+
+def test_perfetto_of_a_mixed_context_trace_draws_without_flows(tmp_path):
+    src = write_jsonl(tmp_path / "mixed.jsonl", [req("r1", None, None, 1000, 1100, [11]),
+                                                  req("r2", "root", None, 1200, 1300, [11])])
+    out = tmp_path / "m.pftrace"
+    r = cli("convert", str(src), "--perfetto", str(out))
+    assert r.returncode == 0, r.stderr
+    assert "note: no dependency flows:" in r.stderr and "without agent_context" in r.stderr
+    assert cli("check", str(out)).returncode == 0
