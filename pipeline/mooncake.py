@@ -214,14 +214,19 @@ def _num(d: dict, key: str, where: str, *, required: bool = False, integer: bool
     return v
 
 
-def row_from_json(d: dict, where: str) -> Row:
-    """Parse one plain / agentic v1 / v2 row, accepting Dynamo's upstream aliases."""
+def row_from_json(d: dict, where: str, intern: dict | None = None) -> Row:
+    """Parse one plain / agentic v1 / v2 row, accepting Dynamo's upstream aliases. `intern`
+    (one dict per file set) makes equal hash ids share one int object: agentic rows repeat the
+    same ~1,500 ids turn after turn, and separate ints cost 32 bytes each (4x the rows' memory)."""
     for alias, canon in _ALIASES.items():
         if alias in d and canon not in d:
             d[canon] = d[alias]
     hash_ids = d.get("hash_ids", [])
-    if not isinstance(hash_ids, list) or any(isinstance(h, bool) or not isinstance(h, int) or h < 0 for h in hash_ids):
+    # C-level checks (a generator costs ~5x more per id): exact ints (bools have their own type), >= 0
+    if not isinstance(hash_ids, list) or (hash_ids and (not set(map(type, hash_ids)) <= {int} or min(hash_ids) < 0)):
         raise TraceError(f"{where}: field `hash_ids` must be a list of non-negative integers")
+    if intern is not None:
+        hash_ids = map(intern.setdefault, hash_ids, hash_ids)
     tool_events = []
     for t in d.get("tool_events") or ():
         if not isinstance(t, dict):
@@ -289,6 +294,7 @@ def read_rows(paths: list[str]) -> MooncakeFile:
     header: Header | None = None
     rows: list[Row] = []
     sources: list[str] = []
+    intern: dict[int, int] = {}
     for path in paths:
         for lineno, raw in iter_lines(path):
             where = f"{path}:{lineno}"
@@ -307,7 +313,7 @@ def read_rows(paths: list[str]) -> MooncakeFile:
                 continue
             if header is not None and "timestamp" in d:
                 raise TraceError(f"{where}: field `timestamp` is not allowed in agentic Mooncake v2 rows")
-            rows.append(row_from_json(d, where))
+            rows.append(row_from_json(d, where, intern))
             sources.append(where)
     return MooncakeFile(header, rows, sources)
 

@@ -19,7 +19,7 @@ from trace_pipe.pipeline.errors import TraceError
 from .config import EngineArgs
 from .kvcache import BlockPool
 from .timing import PassInfo, TimingModel, quantize_ms
-from .workload import SimRequest, gen_key, prompt_keys
+from .workload import PromptKeys, SimRequest, gen_key
 
 _BOUNDARY = 0  # needs one more block at pass start
 _DONE = 1  # emits its last token at pass end
@@ -30,11 +30,11 @@ class Worker:
         "wid", "args", "timing", "pool", "bs", "tbs", "G", "mnbt", "max_seqs", "lifo", "caching",
         "chunked", "waiting", "dec", "chunking", "ev", "dclock", "seq", "sum_pb", "need_second",
         "pmemo", "dmemo", "p_speed", "d_speed", "stats", "passes", "first_tokens", "finished",
-        "busy", "record", "cached_tokens_pass",
+        "busy", "record", "cached_tokens_pass", "prompts",
     )
 
     def __init__(self, wid: int, args: EngineArgs, timing: TimingModel, trace_block_size: int,
-                 stats: "Stats", record: bool = True) -> None:
+                 stats: "Stats", record: bool = True, prompts: PromptKeys | None = None) -> None:
         self.wid = wid
         self.args = args
         self.timing = timing
@@ -67,6 +67,8 @@ class Worker:
         self.finished: list[SimRequest] = []
         self.busy = False
         self.record = record
+        # shared with the router and the other workers: identities are compared across them
+        self.prompts = prompts or PromptKeys(self.bs, trace_block_size)
 
     # -- helpers ---------------------------------------------------------------------------
     def has_work(self) -> bool:
@@ -76,9 +78,8 @@ class Worker:
         return len(self.dec) + (self.chunking is not None)
 
     def _keys(self, r: SimRequest) -> list[int]:
-        if r.pkeys is None:
-            r.pkeys = prompt_keys(r.chain, r.prompt, self.bs, self.tbs)
-        return r.pkeys
+        pk = r.pkeys
+        return pk if pk is not None else self.prompts.keys(r)
 
     def _key(self, r: SimRequest, i: int) -> int:
         pk = r.pkeys
@@ -267,13 +268,21 @@ class Worker:
                 if self.caching:
                     if lim > len(pk):
                         pk = pk + [gen_key(r.idx, i) for i in range(len(pk), lim)]
-                    hitb = pool.lookup(pk, lim)
+                    # A request blocked at the head is looked up again every pass; its hit
+                    # prefix only changes when the pool caches or evicts a hash.
+                    memo = r.hmemo
+                    if memo is not None and memo[0] == pool.gen and memo[1] == lim:
+                        hitb = memo[2][:]
+                    else:
+                        hitb = pool.lookup(pk, lim)
+                        r.hmemo = (pool.gen, lim, hitb[:])
                     if len(hitb) * bs >= kn:
                         hitb.pop()
-                    ref = pool.ref
-                    active_hits = len(hitb) - list(map(ref.__getitem__, hitb)).count(0)
+                    hrefs = list(map(pool.ref.__getitem__, hitb))
+                    active_hits = pool.active_count(hrefs)
                 else:
                     hitb = []
+                    hrefs = None
                     active_hits = 0
                 hit = len(hitb)
                 if nb - active_hits > pool.free:
@@ -283,8 +292,9 @@ class Worker:
                 if not self.chunked and n < kn - cached:
                     break
                 waiting.popleft()
+                r.hmemo = None
                 if hit:
-                    pool.touch_many(hitb)
+                    pool.touch_many(hitb, hrefs)
                 blocks = hitb
                 need = -(-(cached + n) // bs) - hit
                 if need > 0:
@@ -391,7 +401,7 @@ class Worker:
                         r.chunks = []
                     r.chunks.append((now, end, n))
             self.passes.append((now, end, len(parts) + len(dec), prefill_tok, n_ready,
-                                self.n_running(), len(self.waiting), pool.active, len(pool.lru), hit_tokens, 1, 0.0))
+                                self.n_running(), len(self.waiting), pool.active, pool.ncached, hit_tokens, 1, 0.0))
         return end
 
     def _decode_run(self, now: float, horizon: float) -> float:
@@ -417,7 +427,7 @@ class Worker:
         self.dclock = d + n
         if self.record:
             pool = self.pool
-            self.passes.append((start, now, k, 0, k, k, 0, pool.active, len(pool.lru), 0, n, dms))
+            self.passes.append((start, now, k, 0, k, k, 0, pool.active, pool.ncached, 0, n, dms))
         return now
 
     def _skip_after(self, seq: int) -> None:

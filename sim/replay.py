@@ -23,7 +23,7 @@ from .engine import Stats, Worker
 from .result import PlayRecord, PrefillChunk, RequestRecord, SimResult, Timeline
 from .router import make_router
 from .timing import TimingModel, make_timing
-from .workload import ChainInterner, SimRequest
+from .workload import PromptKeys, SimRequest
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,10 +41,10 @@ class ReplayOptions:
 
 
 def build_requests(rows: list[Row], sources: list[str], fmt: str, tbs: int) -> list[SimRequest]:
-    """Lengths and prompt identities. Plain Mooncake clamps input_length to what the hash ids can
+    """Lengths and the hash ids prompts are synthesised from (identities are built per request in
+    flight, by `PromptKeys`). Plain Mooncake clamps input_length to what the hash ids can
     synthesise; agentic formats reject it (as 1.4.2)."""
     strict = fmt != "mooncake"
-    interner = ChainInterner()
     out = []
     for i, r in enumerate(rows):
         cap = len(r.hash_ids) * tbs
@@ -58,10 +58,8 @@ def build_requests(rows: list[Row], sources: list[str], fmt: str, tbs: int) -> l
             raise TraceError(f"{sources[i]}: field `input_length`: the prompt is empty (no hash_ids)")
         if r.output_length <= 0:
             raise TraceError(f"{sources[i]}: field `output_length`: must be >= 1")
-        nblk = -(-L // tbs)
         rid = r.request_id if r.request_id is not None else str(i)
-        out.append(SimRequest(i, rid, r.session_id, L, r.output_length, interner.chain(r.hash_ids, nblk),
-                              sources[i], r.play_id))
+        out.append(SimRequest(i, rid, r.session_id, L, r.output_length, r.hash_ids, sources[i], r.play_id))
     return out
 
 
@@ -92,9 +90,10 @@ def run_replay(rows: list[Row], sources: list[str], fmt: str, opts: ReplayOption
     dag = dagmod.build_dag(rows, sources, fmt, opts.arrival_speedup_ratio)
     timing = opts.timing or make_timing("poly", block_size=a.block_size)
     stats = Stats()
-    workers = [Worker(i, a, timing, tbs, stats, opts.record) for i in range(opts.num_workers)]
+    prompts = PromptKeys(a.block_size, tbs)
+    workers = [Worker(i, a, timing, tbs, stats, opts.record, prompts) for i in range(opts.num_workers)]
     router = make_router(opts.router_mode, workers, opts.router, block_size=a.block_size, trace_block_size=tbs,
-                         max_num_batched_tokens=a.max_num_batched_tokens, seed=opts.seed)
+                         max_num_batched_tokens=a.max_num_batched_tokens, seed=opts.seed, prompts=prompts)
 
     ready = dag.initial()
     comp: list[tuple[float, int, int]] = []

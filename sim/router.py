@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import random
 from collections import deque
+from itertools import takewhile
 from typing import Protocol
 
 from trace_pipe.pipeline.errors import TraceError
 
 from .config import RouterConfig
-from .workload import SimRequest, prompt_keys
+from .workload import PromptKeys, SimRequest
 
 ROUTER_MODES = ("round_robin", "kv_router", "random", "least_loaded")
 
@@ -80,10 +81,47 @@ class LeastLoaded(_Base):
         self.load[req.worker] -= 1
 
 
+def _active_prefix(act: dict[int, int], keys: list[int]) -> int:
+    """How many leading `keys` are in `act`. The active set is a union of whole prompt prefixes
+    and identities are chained (an identity implies its whole prefix), so membership is monotone
+    along `keys` and a binary search finds the boundary."""
+    n = len(keys)
+    if not n or keys[0] not in act:
+        return 0
+    if keys[-1] in act:
+        return n
+    lo, hi = 1, n - 1  # keys[lo-1] in act, keys[hi] not
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if keys[mid] in act:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+def _last_shared(act: dict[int, int], keys: list[int]) -> int:
+    """How many leading `keys` have a count >= 2 (counts never increase along a prefix)."""
+    n = len(keys)
+    if not n or act[keys[0]] < 2:
+        return 0
+    if act[keys[-1]] >= 2:
+        return n
+    lo, hi = 1, n - 1
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if act[keys[mid]] >= 2:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
 class KvRouter(_Base):
     def __init__(self, workers: list, cfg: RouterConfig, block_size: int, trace_block_size: int,
-                 max_num_batched_tokens: int, seed: int) -> None:
+                 max_num_batched_tokens: int, seed: int, prompts: PromptKeys | None = None) -> None:
         self.workers = workers
+        self.prompts = prompts or PromptKeys(block_size, trace_block_size)
         self.cfg = cfg
         self.bs = block_size
         self.tbs = trace_block_size
@@ -112,29 +150,29 @@ class KvRouter(_Base):
         return self._place(req)
 
     def _place(self, req: SimRequest) -> int:
-        if req.pkeys is None:
-            req.pkeys = prompt_keys(req.chain, req.prompt, self.bs, self.tbs)
         keys = req.pkeys
+        if keys is None:
+            keys = self.prompts.keys(req)
         bs = self.bs
         isl = req.prompt
+        nk = len(keys)
         w_over = self.cfg.overlap_score_weight
         best = None
         ties: list[int] = []
         best_over = 0
         overs = []
+        shared = []
         for w, worker in enumerate(self.workers):
             cache = worker.pool.cache
-            o = 0
-            for h in keys:
-                if h not in cache:
-                    break
-                o += 1
+            if nk and keys[-1] in cache and all(map(cache.__contains__, keys)):
+                o = nk
+            else:
+                o = len(list(takewhile(cache.__contains__, keys)))
             overs.append(o)
             act = self.active[w]
-            new = 0
-            for h in keys:
-                if h not in act:
-                    new += 1
+            p = _active_prefix(act, keys)
+            shared.append(p)
+            new = nk - p
             prefill = self.pending[w] + max(0, isl - o * bs)
             logit = w_over * prefill / bs + len(act) + new
             if best is None or logit < best:
@@ -149,8 +187,11 @@ class KvRouter(_Base):
         self.contrib[req.idx] = c
         self.pending[w] += c
         act = self.active[w]
-        for h in keys:
-            act[h] = act.get(h, 0) + 1
+        p = shared[w]
+        if p:
+            for h in keys[:p]:
+                act[h] += 1
+        act.update(dict.fromkeys(keys[p:] if p else keys, 1))
         self.keys[req.idx] = keys
         req.worker = w
         return w
@@ -164,12 +205,12 @@ class KvRouter(_Base):
         self.on_first_token(req)
         keys = self.keys.pop(req.idx)
         act = self.active[req.worker]
-        for h in keys:
-            c = act[h] - 1
-            if c:
-                act[h] = c
-            else:
-                del act[h]
+        q = _last_shared(act, keys)
+        for h in keys[q:] if q else keys:
+            del act[h]
+        if q:
+            for h in keys[:q]:
+                act[h] -= 1
 
     def drain(self, now: float) -> list[tuple[SimRequest, int]]:
         out = []
@@ -180,12 +221,12 @@ class KvRouter(_Base):
 
 
 def make_router(mode: str, workers: list, cfg: RouterConfig, *, block_size: int, trace_block_size: int,
-                max_num_batched_tokens: int, seed: int) -> Router:
+                max_num_batched_tokens: int, seed: int, prompts: PromptKeys | None = None) -> Router:
     n = len(workers)
     if mode == "round_robin":
         return RoundRobin(n)
     if mode == "kv_router":
-        return KvRouter(workers, cfg, block_size, trace_block_size, max_num_batched_tokens, seed)
+        return KvRouter(workers, cfg, block_size, trace_block_size, max_num_batched_tokens, seed, prompts)
     if mode == "random":
         return RandomRouter(n, seed)
     if mode == "least_loaded":
