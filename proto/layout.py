@@ -29,6 +29,7 @@ import hashlib
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter as _itemgetter
 
 from .spans import ChainItem, RequestSpan, Slice, Timeline
 from .tracks import COUNTER, ORDER_EXPLICIT, TrackSpec, TrackTree, flow_base, pack_lanes
@@ -77,6 +78,16 @@ class Sample:
         self.value = value
 
 
+class Series:
+    """A counter track's samples, (ts, value) in time order (`Layout.stream`)."""
+
+    __slots__ = ("track", "samples")
+
+    def __init__(self, track: int, samples: list[tuple[int, int]]) -> None:
+        self.track = track
+        self.samples = samples
+
+
 def correlation_id(key: str) -> int:
     """Stable per request key, so a request has the same colour in every timeline."""
     # 32 bits: only colour depends on it, and it costs 5 bytes per slice instead of 9
@@ -100,7 +111,7 @@ class _Plan:
     """One timeline's tracks, write order and flow endpoints."""
 
     __slots__ = ("tl", "order", "req_track", "stage_track", "flow_out", "flow_in", "flow_end_in", "tools",
-                 "tool_track", "placements", "counters")
+                 "tool_track", "placements", "counters", "corr")
 
     def __init__(self, tl: Timeline) -> None:
         self.tl = tl
@@ -135,6 +146,7 @@ class Layout:
             pos_of_key[r.key] = i
         order = _write_order(reqs, tl.links, pos_of_key)
         p.order = order
+        p.corr = [correlation_id(r.key) for r in reqs]  # the request's slices and its worker slices
         rank_of = {i: k for k, i in enumerate(order)}  # request index -> write position
 
         # lanes per chain, packed in write order
@@ -144,11 +156,11 @@ class Layout:
         for i in order:
             by_chain[(reqs[i].group, reqs[i].chain)].append(i)
         for chain, idx in by_chain.items():
-            lanes, k = pack_lanes((reqs[i].slice.start_ns, reqs[i].slice.end_ns) for i in idx)
+            lanes, k = pack_lanes([(reqs[i].slice.start_ns, reqs[i].slice.end_ns) for i in idx])
             for i, lane in zip(idx, lanes):
                 req_lane[i] = lane
             req_lanes[chain] = k
-        tools = sorted(range(len(tl.tools)), key=lambda j: (tl.tools[j].start_ns, tl.tools[j].end_ns, j))
+        tools = [x[2] for x in sorted([(it.start_ns, it.end_ns, j) for j, it in enumerate(tl.tools)])]
         p.tools = tools
         tool_lane = [0] * len(tl.tools)
         tool_lanes: dict[tuple[str, str], int] = {}
@@ -156,7 +168,7 @@ class Layout:
         for j in tools:
             tools_by_chain[(tl.tools[j].group, tl.tools[j].chain)].append(j)
         for chain, idx in tools_by_chain.items():
-            lanes, k = pack_lanes((tl.tools[j].start_ns, tl.tools[j].end_ns) for j in idx)
+            lanes, k = pack_lanes([(tl.tools[j].start_ns, tl.tools[j].end_ns) for j in idx])
             for j, lane in zip(idx, lanes):
                 tool_lane[j] = lane
             tool_lanes[chain] = k
@@ -164,12 +176,14 @@ class Layout:
         # groups and chains in order of first start
         first: dict[str, int] = {}
         chain_first: dict[tuple[str, str], int] = {}
-        for r in reqs:
-            _min_into(first, r.group, r.slice.start_ns)
-            _min_into(chain_first, (r.group, r.chain), r.slice.start_ns)
-        for it in tl.tools:
-            _min_into(first, it.group, it.start_ns)
-            _min_into(chain_first, (it.group, it.chain), it.start_ns)
+        for g, c, t in [(r.group, r.chain, r.slice.start_ns) for r in reqs] + [(it.group, it.chain, it.start_ns)
+                                                                              for it in tl.tools]:
+            old = first.get(g)
+            if old is None or t < old:
+                first[g] = t
+            old = chain_first.get((g, c))
+            if old is None or t < old:
+                chain_first[(g, c)] = t
         # a later timeline (Simulated) keeps the first one's order for the names they share, so
         # the same group / chain sits at the same rank under both roots
         g_rank, c_rank = self._order
@@ -210,7 +224,7 @@ class Layout:
         # workers
         placed = [(pl.slice.start_ns, pl.slice.end_ns, rank_of[i], pl.order, pl.worker, pl.slice, i)
                   for i, r in enumerate(reqs) for pl in r.placements]
-        placed.sort(key=lambda x: x[:4])
+        placed.sort(key=_itemgetter(0, 1, 2, 3))
         workers: dict[str, tuple] = {}
         for x in placed:
             workers.setdefault(x[4], x[3])
@@ -227,11 +241,11 @@ class Layout:
                               description=f"LLM requests in flight on {w}")
                 xs = by_worker[w]
                 counters.append((cu, [(x[0], x[1]) for x in xs]))
-                lanes, k = pack_lanes((x[0], x[1]) for x in xs)
+                lanes, k = pack_lanes([(x[0], x[1]) for x in xs])
                 lane_tracks = tree.lanes(wu, "requests", k, 1)
                 for x, lane in zip(xs, lanes):
                     p.placements.append((x[0], x[1], x[2], lane_tracks[lane], x[5], x[6]))
-            p.placements.sort(key=lambda y: y[:3])
+            p.placements.sort(key=_itemgetter(0, 1, 2))
         p.counters = counters
 
         # flows: one id per edge
@@ -285,14 +299,25 @@ class Layout:
 
     # -- the event stream ----------------------------------------------------------------------
     def events(self) -> Iterator[Block | Instant | Sample]:
+        for ev in self.stream():
+            if type(ev) is Series:
+                track = ev.track
+                for ts, v in ev.samples:
+                    yield Sample(ts, track, v)
+            else:
+                yield ev
+
+    def stream(self) -> Iterator[Block | Instant | Series]:
+        """`events()` with each counter track's samples as one `Series` (the protobuf writer
+        encodes a series in one loop)."""
         for p in self._plans:
+            corr = p.corr
             yield from _request_blocks(p)
             yield from _tool_events(p)
             for start, end, _, track, sl, i in p.placements:
-                yield Block(start, end, track, sl.name, sl.category, sl.args, correlation_id(p.tl.requests[i].key))
+                yield Block(start, end, track, sl.name, sl.category, sl.args, corr[i])
             for track, intervals in p.counters:
-                for ts, v in in_flight(intervals):
-                    yield Sample(ts, track, v)
+                yield Series(track, in_flight(intervals))
 
 
 def _first_ns(tl: Timeline) -> int:
@@ -300,16 +325,12 @@ def _first_ns(tl: Timeline) -> int:
     return min(starts)
 
 
-def _min_into(d: dict, k, v: int) -> None:
-    old = d.get(k)
-    if old is None or v < old:
-        d[k] = v
-
-
 def _write_order(reqs: Sequence[RequestSpan], links, pos_of_key: dict[str, int]) -> list[int]:
     """(start, end, key) order, except that among requests starting at the same instant a
     dependency comes before its dependent (a flow's source must be read before its terminator)."""
-    order = sorted(range(len(reqs)), key=lambda i: (reqs[i].slice.start_ns, reqs[i].slice.end_ns, reqs[i].key))
+    keyed = [(r.slice.start_ns, r.slice.end_ns, r.key, i) for i, r in enumerate(reqs)]  # keys are unique
+    keyed.sort()
+    order = [x[3] for x in keyed]
     same: dict[int, list[tuple[int, int]]] = defaultdict(list)
     for e in links:
         s, d = pos_of_key.get(e.src), pos_of_key.get(e.dst)
@@ -358,24 +379,30 @@ def _topo(run: list[int], edges: list[tuple[int, int]]) -> list[int]:
 
 def _request_blocks(p: _Plan) -> Iterator[Block]:
     reqs = p.tl.requests
+    req_track, stage_track, corr = p.req_track, p.stage_track, p.corr
+    flow_out, flow_in, flow_end_in = p.flow_out, p.flow_in, p.flow_end_in
     for i in p.order:
         r = reqs[i]
-        track = p.req_track[i]
-        ctrack = p.stage_track[i] if p.stage_track is not None else track
-        children: list = []
-        if r.stages or r.marks:
-            items = [(s.start_ns, 1, n, s) for n, s in enumerate(r.stages)]
-            items += [(m.ts_ns, 0, n, m) for n, m in enumerate(r.marks)]  # a mark before a stage starting with it
-            items.sort(key=lambda x: x[:3])
-            for _, is_stage, _, x in items:
-                if is_stage:
-                    children.append(Block(x.start_ns, x.end_ns, ctrack, x.name, x.category, x.args))
-                else:
-                    children.append(Instant(x.ts_ns, ctrack, x.name, x.category, x.args))
+        track = req_track[i]
+        ctrack = stage_track[i] if stage_track is not None else track
+        stages, marks = r.stages, r.marks
+        if marks:
+            # by time; a mark before a stage starting with it; (time, kind, index) never ties
+            items = [(s.start_ns, 1, n, s) for n, s in enumerate(stages)]
+            items += [(m.ts_ns, 0, n, m) for n, m in enumerate(marks)]
+            items.sort()
+            children = tuple([Block(x.start_ns, x.end_ns, ctrack, x.name, x.category, x.args) if k
+                              else Instant(x.ts_ns, ctrack, x.name, x.category, x.args) for _, k, _, x in items])
+        elif stages:
+            items = [(s.start_ns, n, s) for n, s in enumerate(stages)]
+            items.sort()
+            children = tuple([Block(x.start_ns, x.end_ns, ctrack, x.name, x.category, x.args) for _, _, x in items])
+        else:
+            children = ()
         sl = r.slice
-        yield Block(sl.start_ns, sl.end_ns, track, sl.name, sl.category, sl.args, correlation_id(r.key),
-                    tuple(p.flow_out.get(i, ())), tuple(p.flow_in.get(i, ())), tuple(p.flow_end_in.get(i, ())),
-                    tuple(children))
+        yield Block(sl.start_ns, sl.end_ns, track, sl.name, sl.category, sl.args, corr[i],
+                    tuple(flow_out[i]) if i in flow_out else (), tuple(flow_in[i]) if i in flow_in else (),
+                    tuple(flow_end_in[i]) if i in flow_end_in else (), children)
 
 
 def _tool_events(p: _Plan) -> Iterator[Block | Instant]:
@@ -395,20 +422,23 @@ def in_flight(intervals: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
     """Counter samples (ts, value) of how many intervals are open: one sample per instant where
     the value changes (ends before starts at the same instant, so back-to-back work does not
     spike), ending at 0. An all-zero series still gets one sample."""
-    deltas = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals])
+    # one int per change, 2t + 1 for a start and 2t for an end: sorts ends first at equal t
+    keys = [s * 2 + 1 for s, _ in intervals]
+    keys += [e * 2 for _, e in intervals]
+    keys.sort()
     out: list[tuple[int, int]] = []
-    v = 0
-    last = 0
-    k = 0
-    n = len(deltas)
-    while k < n:
-        t = deltas[k][0]
-        while k < n and deltas[k][0] == t:
-            v += deltas[k][1]
-            k += 1
-        if v != last:
-            out.append((t, v))
-            last = v
+    v = last = 0
+    t = None
+    for k in keys:
+        kt = k >> 1
+        if kt != t:
+            if v != last:
+                out.append((t, v))
+                last = v
+            t = kt
+        v += 1 if k & 1 else -1
+    if v != last:
+        out.append((t, v))
     if not out and intervals:
         out.append((min(s for s, _ in intervals), 0))
     return out

@@ -12,7 +12,16 @@ second use on (a request's stages and worker slices repeat them; a lone request 
 Each new string is defined in the packet that first uses it; the sequence starts with a packet
 flagged INCREMENTAL_STATE_CLEARED | NEEDS_INCREMENTAL_STATE (3) and every packet that defines or
 uses an iid carries NEEDS_INCREMENTAL_STATE (2). Encoder caches are bounded (FIFO / clear), so
-memory does not grow with the trace: a forgotten value is simply defined again under a new iid.
+memory does not grow with the trace: a forgotten value is simply defined again under a new iid
+(an encoding cached with the old iid stays valid: the sequence's interned data is never cleared).
+
+Speed (issue 3: >= 300k packets/s, i.e. >= 0.31 x perfetto.md's reference loop; see
+bench/bench_perfetto.py): debug annotations are most of the work (~70 per Dynamo request), so
+repeated (key, value) pairs are cached as whole encoded annotations, float keys as encoded
+prefixes and runs of dotted keys as whole dicts. (Functions compiled per argument-list shape
+were tried: 1.6% faster overall, not worth generated code.) Packets are framed with one join
+into the output buffer, their lengths computed rather than measured on copies; a plain END and
+a counter sample reuse everything but the timestamp / value.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ import struct
 
 from perfetto.protos.perfetto.trace import perfetto_trace_pb2 as pb
 
+from .layout import Block
 from .tracks import COUNTER, ORDER_UNKNOWN, TrackSpec
 
 SEQ_ID = 1
@@ -88,6 +98,17 @@ def _ld(tag: bytes, data: bytes) -> bytes:
     return tag + (_V[n] if n < 16384 else varint(n)) + data
 
 
+# after the frame's length: timestamp tag (1), sequence id field (_SEQ_TE, with the track_event
+# tag), the TrackEvent's length varint and body; _FIXED counts the constant bytes
+_SEQ_TE = b"\x50" + varint(SEQ_ID) + b"\x5a"
+_FIXED = 1 + len(_SEQ_TE)
+_I63 = 1 << 63
+
+
+def _field(d: tuple) -> int:
+    return d[0]
+
+
 def _int64(n: int) -> bytes:
     return _vi(n if n >= 0 else n + (1 << 64))  # negative int64: 10-byte two's complement
 
@@ -141,22 +162,43 @@ def attributes_packet(attrs: list[tuple[str, object]]) -> bytes:
 
 
 class Encoder:
-    """Framed TracePacket bytes for one sequence. Not thread-safe; one per output file."""
+    """Framed TracePacket bytes for one sequence. Not thread-safe; one per output file.
+
+    The writer streams whole layout events through `block` / `instant_event` / `series`, which
+    append to `buf` (it flushes and clears `buf`); `begin` / `end` / `instant` / `counter`
+    return one packet's bytes (tests).
+    """
 
     def __init__(self, intern: bool = True, origin_ns: int = 0) -> None:
         self.intern = intern
         self.origin = origin_ns  # subtracted from every timestamp
+        self.buf = bytearray()  # encoded packets not yet taken
+        self.slices = self.instants = self.samples = 0  # written through block / instant_event / series
         self._track: dict[int, bytes] = {}
+        self._ends: dict[bytes, bytes] = {}  # track reference -> END packet after its timestamp
         self._names: dict[str, bytes] = {}  # name -> encoded reference (iid or inline)
         self._cats: dict[str, bytes] = {}
         self._ann: dict[str, bytes] = {}
         self._vals: dict[str, bytes] = {}
         self._keys: dict[str, tuple] = {}  # annotation key -> (name reference, mode)
-        self._pairs: dict[tuple, bytes] = {}  # (tag, key, value) -> encoded annotation
+        # (key, value) -> whole encoded annotation, for small ints and interned strings; one dict
+        # per nesting level (tag 0x22 top level, 0x5a dict entry)
+        self._pairs_top: dict[tuple, bytes] = {}
+        self._pairs_nest: dict[tuple, bytes] = {}
+        # key -> tag, length and name reference of an annotation with a double value (all 9 bytes)
+        self._floats_top: dict[str, bytes] = {}
+        self._floats_nest: dict[str, bytes] = {}
+        # key -> name reference and value tag, for int values >= 16384 and inline strings
+        self._ints_top: dict[str, bytes] = {}
+        self._ints_nest: dict[str, bytes] = {}
+        self._strs_top: dict[str, bytes] = {}
+        self._strs_nest: dict[str, bytes] = {}
+        self._dotted: dict[str, str] = {}  # top-level dotted key -> its prefix
+        self._groups: dict[tuple, bytes] = {}  # run of dotted (key, value) items -> encoded dict
         self._seen: dict[str, None] = {}  # REPEATED_ID_KEYS values used once so far (FIFO-bounded)
         self._n_names = self._n_cats = self._n_ann = self._n_vals = 0
-        self._defs: list[bytes] = []  # InternedData entries defined by the packet being built
-        self._seq = b"\x50" + varint(SEQ_ID)
+        self._defs: list[tuple[int, bytes]] = []  # InternedData entries defined by the packet being built
+        self._flag = b"\x68\x02" if intern else b""  # sequence_flags of packets that may use iids
 
     def start(self) -> bytes:
         """The first packet of the sequence: clears incremental state (flags 3)."""
@@ -201,6 +243,30 @@ class Encoder:
             self._vals[s] = ref
         return ref
 
+    def _ann_name(self, s: str) -> bytes:
+        ref = self._ann.get(s)
+        if ref is None:
+            self._n_ann += 1
+            iid = self._n_ann
+            ref = b"\x08" + varint(iid)  # DebugAnnotation.name_iid = 1
+            self._defs.append((3, _ld(b"\x1a", b"\x08" + varint(iid) + _ld(b"\x12", s.encode()))))
+            self._ann[s] = ref
+        return ref
+
+    def _repeated(self, v: str) -> bytes:
+        ref = self._vals.get(v)
+        if ref is not None:
+            return ref
+        seen = self._seen
+        if v in seen:
+            del seen[v]
+            return self._val_iid(v)
+        if len(seen) >= _VALUE_CACHE:
+            del seen[next(iter(seen))]
+        seen[v] = None
+        b = v.encode()
+        return b"\x32" + _vi(len(b)) + b
+
     # -- debug annotations -------------------------------------------------------------------
     def _value(self, v: object, key: str = "") -> bytes | None:
         """The value fields of a DebugAnnotation (None: nothing to write)."""
@@ -228,14 +294,15 @@ class Encoder:
             return _ld(b"\x32", v.encode())
         if isinstance(v, dict):
             if self.intern:
-                return self._items(v.items(), b"\x5a", False) or None
+                return self._nested(v.items()) or None
             return self._dict(v.items())
         if isinstance(v, (list, tuple)):
             out = []
             for x in v:
-                e = self._value(x, key)
+                e = (self._nested(x.items()) or None) if type(x) is dict and self.intern else self._value(x, key)
                 if e is not None:
-                    out.append(_ld(b"\x62", e))
+                    n = len(e)
+                    out.append(b"\x62" + (_V[n] if n < 16384 else _vi(n)) + e)
             return b"".join(out) or None  # an empty list has no value: leave it out
         if isinstance(v, int):
             return self._value(int(v), key)
@@ -243,13 +310,212 @@ class Encoder:
             return self._value(float(v), key)
         return _ld(b"\x32", str(v).encode())
 
+    def _key_info(self, k: str) -> tuple:
+        """(name reference, mode) of an annotation key, cached for the sequence."""
+        s = k if type(k) is str else str(k)
+        dot = s.find(".")
+        if dot > 0:
+            info = ((s[:dot], s[dot + 1:]), _DOTTED)
+        else:
+            mode = _INTERN if s in INTERNED_VALUE_KEYS else _REPEATED if s in REPEATED_ID_KEYS else _PLAIN
+            info = (self._ann_name(s), mode)
+        self._keys[k] = info
+        return info
+
+    def _anns(self, items) -> bytes:
+        """Top-level annotations with interned names.
+
+        Dynamo's dotted keys (`worker.decode_worker_id`, `finish.*`) become one nested dict per
+        run of keys with the same prefix, which trace processor shows as `debug.worker.…` (it
+        would turn a dot inside a name into `_`). A run is written in the slot where it started;
+        it ends at the first annotation of another kind (None values are skipped).
+
+        The common cases come first and take one dict lookup each: repeated (key, value) pairs
+        (identity, model, statuses, token counts) are cached whole, floats (the commonest unique
+        values) by key prefix. Only int and str values reach the pair cache, so ("n", True) never
+        returns the entry for ("n", 1).
+        """
+        fget, pget, iget, sget = self._floats_top.get, self._pairs_top.get, self._ints_top.get, self._strs_top.get
+        pack = _pack_d
+        dotted = self._dotted
+        out: list[bytes] = []
+        ap = out.append
+        group = None
+        slot = -1
+        run: list = []  # the (key, value) items of the current run of dotted keys
+        safe = True  # ... all int / str values (hashable, and no True == 1 confusion)
+        for kv in items:
+            k, v = kv
+            t = type(v)
+            if t is float:
+                p = fget(k)
+                if p is not None:
+                    ap(p + pack(v))
+                    continue
+            elif t is int:
+                e = pget(kv)
+                if e is not None:
+                    ap(e)
+                    continue
+                if 16384 <= v < _I63:  # epoch times: the key's prefix, then the varint
+                    p = iget(k)
+                    if p is not None:
+                        e = p + _vi(v)
+                        ap(b"\x22" + _V[len(e)] + e)
+                        continue
+            elif t is str:
+                e = pget(kv)
+                if e is not None:
+                    ap(e)
+                    continue
+                p = sget(k)  # keys whose values are written inline (unique ids)
+                if p is not None:
+                    b = v.encode()
+                    n = len(b)
+                    if n < 128:
+                        ap(b"\x22" + _V[len(p) + n + 1] + p + _V[n] + b)
+                        continue
+            if v is None:
+                continue
+            g = dotted.get(k)
+            if g is None:
+                info = self._keys.get(k) or self._key_info(k)
+                if info[1] == _DOTTED:
+                    g = dotted[k] = info[0][0]
+            if g is not None:
+                if g != group or len(out) != slot + 1:  # a new run of this prefix
+                    if group is not None:
+                        out[slot] = self._group(group, run, safe)
+                    group, run, safe, slot = g, [], True, len(out)
+                    ap(b"")
+                run.append(kv)
+                if t is not int and t is not str:
+                    safe = False
+                continue
+            if group is not None:
+                out[slot] = self._group(group, run, safe)
+                group = None
+            ap(self._slow(kv, True))
+        if group is not None:
+            out[slot] = self._group(group, run, safe)
+        return b"".join(out)
+
+    def _nested(self, items) -> bytes:
+        """Dict entries (tag 0x5a), the same cases as `_anns` without dotted runs (a dot inside
+        a nested key is written as is)."""
+        fget, pget = self._floats_nest.get, self._pairs_nest.get
+        out: list[bytes] = []
+        for kv in items:
+            k, v = kv
+            t = type(v)
+            if t is float:
+                p = fget(k)
+                if p is not None:
+                    out.append(p + _pack_d(v))
+                    continue
+            elif t is int or t is str:
+                e = pget(kv)
+                if e is not None:
+                    out.append(e)
+                    continue
+                if t is str:
+                    p = self._strs_nest.get(k)  # keys whose values are written inline (ids)
+                    if p is not None:
+                        b = v.encode()
+                        n = len(b)
+                        if n < 128:
+                            out.append(b"\x5a" + _V[len(p) + n + 1] + p + _V[n] + b)
+                            continue
+            if v is not None:
+                out.append(self._slow(kv, False))
+        return b"".join(out)
+
+    def _slow(self, kv: tuple, top: bool) -> bytes:
+        """One annotation the caches missed (not a top-level dotted key), b"" when it has no
+        value: encoded, and the caches filled for the next one like it."""
+        k, v = kv
+        if top:
+            tag, floats, pairs, ints, strs = b"\x22", self._floats_top, self._pairs_top, self._ints_top, self._strs_top
+        else:
+            tag, floats, pairs, ints, strs = b"\x5a", self._floats_nest, self._pairs_nest, self._ints_nest, self._strs_nest
+        ref, mode = self._keys.get(k) or self._key_info(k)
+        if mode == _DOTTED:
+            ref, mode = self._ann_name(k), _PLAIN  # a dot inside a nested key: written as is
+        t = type(v)
+        cache = False
+        if t is int:
+            if 0 <= v < 16384:
+                e = ref + b"\x20" + _V[v]
+                cache = True
+            elif v >= 1 << 63:
+                e = ref + b"\x18" + _vi(v)
+            else:
+                p = ints.get(k)
+                if p is None:
+                    p = ref + b"\x20"
+                    if v > 0:
+                        ints[k] = p
+                e = p + _int64(v)
+        elif t is float:
+            p = floats.get(k)
+            if p is None:
+                p = floats[k] = tag + _V[len(ref) + 9] + ref + b"\x29"
+            return p + _pack_d(v)
+        elif t is str:
+            if mode == _PLAIN:
+                b = v.encode()
+                n = len(b)
+                e = ref + b"\x32" + (_V[n] if n < 16384 else _vi(n)) + b
+                strs[k] = ref + b"\x32"
+            elif mode == _INTERN:
+                e = ref + (self._vals.get(v) or self._val_iid(v))
+                cache = True
+            else:
+                r = self._repeated(v)
+                e = ref + r
+                cache = r[0] == 0x88  # interned by now (the first use is written inline)
+        elif t is bool:
+            e = ref + (b"\x10\x01" if v else b"\x10\x00")
+        else:
+            x = self._nested(v.items()) if t is dict else self._value(v, k)
+            if not x:  # None, or an empty dict: no value
+                return b""
+            e = ref + x
+        n = len(e)
+        e = tag + (_V[n] if n < 16384 else _vi(n)) + e
+        if cache:
+            if len(pairs) >= _VALUE_CACHE:
+                pairs.clear()
+            pairs[kv] = e
+        return e
+
+    def _group(self, group: str, run, safe: bool) -> bytes:
+        """One top-level annotation holding a run of dotted keys as a dict (b"" if all empty).
+        Runs of int / str values (worker ids, finish reasons) repeat: cached whole."""
+        if safe:
+            key = tuple(run)
+            hit = self._groups.get(key)
+            if hit is not None:
+                return hit
+        keys = self._keys
+        inner = self._nested([(keys[k][0][1], v) for k, v in run])
+        if inner:
+            e = self._ann_name(group) + inner
+            n = len(e)
+            e = b"\x22" + (_V[n] if n < 16384 else _vi(n)) + e
+        else:
+            e = b""
+        if safe:
+            if len(self._groups) >= _VALUE_CACHE:
+                self._groups.clear()
+            self._groups[key] = e
+        return e
+
     def _entry(self, k: str, v: object) -> bytes | None:
-        """One named DebugAnnotation (top level or a dict entry), without its outer tag."""
+        """One named DebugAnnotation without interning (a dict entry), without its outer tag."""
         e = self._value(v, k)
         if e is None:
             return None
-        if self.intern:
-            return self._ann_name(k) + e  # name_iid (1) sorts before every value field
         if isinstance(v, (dict, list, tuple)):
             return _ld(b"\x52", k.encode()) + e  # name (10) before dict_entries (11) / array_values (12)
         return e + _ld(b"\x52", k.encode())  # ... and after the scalar values (2-6)
@@ -261,126 +527,6 @@ class Encoder:
             if e is not None:
                 out.append(_ld(b"\x5a", e))
         return b"".join(out) or None
-
-    def _key_info(self, k: str) -> tuple:
-        """(name reference, mode) of a top-level annotation key, cached for the sequence."""
-        dot = k.find(".")
-        if dot > 0:
-            info = ((k[:dot], k[dot + 1:]), _DOTTED)
-        else:
-            mode = _INTERN if k in INTERNED_VALUE_KEYS else _REPEATED if k in REPEATED_ID_KEYS else _PLAIN
-            info = (self._ann_name(k), mode)
-        self._keys[k] = info
-        return info
-
-    def _repeated(self, v: str) -> bytes:
-        ref = self._vals.get(v)
-        if ref is not None:
-            return ref
-        seen = self._seen
-        if v in seen:
-            del seen[v]
-            return self._val_iid(v)
-        if len(seen) >= _VALUE_CACHE:
-            del seen[next(iter(seen))]
-        seen[v] = None
-        b = v.encode()
-        return b"\x32" + _vi(len(b)) + b
-
-    def _args(self, args) -> bytes:
-        """Top-level annotations. Dynamo's dotted keys (`worker.decode_worker_id`, `finish.*`)
-        become one nested dict per prefix, which trace processor shows as `debug.worker.…` (it
-        would turn a dot inside a name into `_`)."""
-        if not self.intern:
-            return self._args_inline(args)
-        return self._items(args, b"\x22", True)
-
-    def _items(self, items, tag: bytes, top: bool) -> bytes:
-        """Named annotations (top level: tag 0x22, dict entries: tag 0x5a). The common scalar
-        cases are inlined: this loop is most of the writer's time."""
-        out: list[bytes] = []
-        ap = out.append
-        keys = self._keys
-        pairs = self._pairs
-        group = None
-        members: list = []
-        for k, v in items:
-            if v is None:
-                continue
-            info = keys.get(k)
-            if info is None:
-                info = self._key_info(k)
-            ref, mode = info
-            if mode == _DOTTED:
-                if top:
-                    if ref[0] != group:
-                        if group is not None:
-                            self._group(ap, group, members)
-                        group, members = ref[0], []
-                    members.append((ref[1], v))
-                    continue
-                ref, mode = self._ann_name(k), _PLAIN  # a dot inside a nested key: written as is
-            if group is not None:
-                self._group(ap, group, members)
-                group = None
-            t = type(v)
-            if t is float:  # the most common unique value: no cache
-                e = ref + b"\x29" + _pack_d(v)
-                ap(tag + _V[len(e)] + e)
-                continue
-            if (t is str and mode == _INTERN) or (t is int and 0 <= v < 16384):
-                # repeated (key, value) pairs (model, identity, statuses, worker ids, counts):
-                # the whole encoded annotation is cached
-                pk = (tag, k, v)
-                hit = pairs.get(pk)
-                if hit is not None:
-                    ap(hit)
-                    continue
-            else:
-                pk = None
-            if t is int:
-                if 0 <= v < 16384:
-                    e = ref + b"\x20" + _V[v]
-                elif v >= 1 << 63:
-                    e = ref + b"\x18" + _vi(v)
-                else:
-                    e = ref + b"\x20" + _int64(v)
-            elif t is float:
-                e = ref + b"\x29" + _pack_d(v)
-            elif t is str:
-                if mode == _PLAIN:
-                    b = v.encode()
-                    n = len(b)
-                    e = ref + b"\x32" + (_V[n] if n < 16384 else _vi(n)) + b
-                elif mode == _INTERN:
-                    vr = self._vals.get(v)
-                    e = ref + (vr if vr is not None else self._val_iid(v))
-                else:
-                    e = ref + self._repeated(v)
-            elif t is bool:
-                e = ref + (b"\x10\x01" if v else b"\x10\x00")
-            else:
-                x = self._value(v, k)
-                if x is None:
-                    continue
-                e = ref + x
-            n = len(e)
-            e = tag + (_V[n] if n < 16384 else _vi(n)) + e
-            if pk is not None:
-                if len(pairs) >= _VALUE_CACHE:
-                    pairs.clear()
-                pairs[pk] = e
-            ap(e)
-        if group is not None:
-            self._group(ap, group, members)
-        return b"".join(out)
-
-    def _group(self, ap, group: str, members: list) -> None:
-        inner = self._items(members, b"\x5a", False)
-        if inner:
-            e = self._ann_name(group) + inner
-            n = len(e)
-            ap(b"\x22" + (_V[n] if n < 16384 else _vi(n)) + e)
 
     def _args_inline(self, args) -> bytes:
         """Without interning: names inline (the size / speed comparison in the benchmark)."""
@@ -414,16 +560,6 @@ class Encoder:
         if e is not None:
             out.append(_ld(b"\x22", e))
 
-    def _ann_name(self, s: str) -> bytes:
-        ref = self._ann.get(s)
-        if ref is None:
-            self._n_ann += 1
-            iid = self._n_ann
-            ref = b"\x08" + varint(iid)  # DebugAnnotation.name_iid = 1
-            self._defs.append((3, _ld(b"\x1a", b"\x08" + varint(iid) + _ld(b"\x12", s.encode()))))
-            self._ann[s] = ref
-        return ref
-
     # -- packets -----------------------------------------------------------------------------
     def _tr(self, track: int) -> bytes:
         b = self._track.get(track)
@@ -431,52 +567,133 @@ class Encoder:
             b = self._track[track] = b"\x58" + varint(track)
         return b
 
-    def _packet(self, ts: int, te: bytes, uses_iids: bool) -> bytes:
-        ts -= self.origin
-        if not 0 <= ts < TS_LIMIT:
-            raise ValueError(f"timestamp {ts + self.origin} ns is before the trace origin or too large")
-        n = len(te)
-        body = b"\x40" + _vi(ts) + self._seq + b"\x5a" + (_V[n] if n < 16384 else _vi(n)) + te
-        if self._defs:
-            self._defs.sort(key=lambda d: d[0])  # InternedData fields in number order
-            body += _ld(b"\x62", b"".join(d[1] for d in self._defs))
-            self._defs.clear()
-            uses_iids = True
-        if uses_iids:
-            body += b"\x68\x02"
-        n = len(body)
-        return b"\x0a" + (_V[n] if n < 16384 else _vi(n)) + body
-
-    def _head(self, typ: bytes, track: int, name: str, cat: str, args) -> bytes:
-        """category, annotations, type, name, track in field-number order."""
+    def _head(self, typ: bytes, tr: bytes, name: str, cat: str, args) -> bytes:
+        """A TrackEvent's category, annotations, type, name and track, in field-number order
+        (as pb2 writes them)."""
         if self.intern:
             c = self._cats.get(cat) or (self._cat(cat) if cat else b"")
-            a = self._items(args, b"\x22", True) if args else b""
-            nm = self._names.get(name) or self._name(name)
-            tr = self._track.get(track) or self._tr(track)
-            return c + a + typ + nm + tr
-        return self._args(args) + typ + self._tr(track) + (self._cat(cat) if cat else b"") + self._name(name)
+            a = self._anns(args) if args else b""
+            return c + a + typ + (self._names.get(name) or self._name(name)) + tr
+        return self._args_inline(args) + typ + tr + (self._cat(cat) if cat else b"") + self._name(name)
+
+    def _put(self, ts: int, te: bytes, flag: bytes) -> None:
+        """Append one framed packet: timestamp, sequence id, the TrackEvent `te`, the interned
+        data it defined, sequence flags `flag` (b"" or NEEDS_INCREMENTAL_STATE)."""
+        ts -= self.origin
+        if 268435456 <= ts < 4398046511104:  # _vi inlined (this runs for every packet), the common case first
+            t = _C[ts & 16383] + _C[(ts >> 14) & 16383] + _V[ts >> 28]
+        elif not 0 <= ts < TS_LIMIT:
+            raise ValueError(f"timestamp {ts + self.origin} ns is before the trace origin or too large")
+        else:
+            t = _vi(ts)
+        if self._defs:
+            defs = self._defs
+            defs.sort(key=_field)  # InternedData fields in number order (stable: definition order)
+            d = b"".join([x[1] for x in defs])
+            defs.clear()
+            flag = b"\x62" + _vi(len(d)) + d + b"\x68\x02"
+        n = len(te)
+        ln = _V[n] if n < 16384 else _vi(n)
+        m = len(t) + len(ln) + n + len(flag) + _FIXED
+        self.buf += b"".join((b"\x0a", _V[m] if m < 16384 else _vi(m), b"\x40", t, _SEQ_TE, ln, te, flag))
+
+    def block(self, b) -> None:
+        """A layout Block: BEGIN, its children (nested blocks, instants) in order, END."""
+        tr = self._track.get(b.track) or self._tr(b.track)
+        if self.intern:  # _head inlined
+            cat, args, name = b.cat, b.args, b.name
+            te = ((self._cats.get(cat) or (self._cat(cat) if cat else b"")) + (self._anns(args) if args else b"")
+                  + b"\x48\x01" + (self._names.get(name) or self._name(name)) + tr)
+        else:
+            te = self._head(b"\x48\x01", tr, b.name, b.cat, b.args)
+        if b.flows_out:
+            te += b"".join([b"\xf9\x02" + _pack_q(f) for f in b.flows_out])
+        if b.flows_in:
+            te += b"".join([b"\x81\x03" + _pack_q(f) for f in b.flows_in])
+        if b.corr:
+            te += b"\xa0\x03" + _vi(b.corr)
+        self._put(b.start, te, self._flag)
+        self.slices += 1
+        for c in b.children:
+            if type(c) is Block:
+                self.block(c)
+            else:
+                self.instant_event(c)
+        if b.end_flows_in:
+            self._put(b.end, b"\x48\x02" + tr + b"".join([b"\x81\x03" + _pack_q(f) for f in b.end_flows_in]), b"")
+            return
+        # a plain END differs from the track's other ENDs only in its timestamp
+        tail = self._ends.get(tr)
+        if tail is None:
+            te = b"\x48\x02" + tr
+            tail = self._ends[tr] = _SEQ_TE + _V[len(te)] + te
+        ts = b.end - self.origin
+        if 268435456 <= ts < 4398046511104:  # _vi inlined, the common case first
+            t = _C[ts & 16383] + _C[(ts >> 14) & 16383] + _V[ts >> 28]
+        elif not 0 <= ts < TS_LIMIT:
+            raise ValueError(f"timestamp {b.end} ns is before the trace origin or too large")
+        else:
+            t = _vi(ts)
+        self.buf += b"".join((b"\x0a", _V[1 + len(t) + len(tail)], b"\x40", t, tail))
+
+    def instant_event(self, i) -> None:
+        """A layout Instant."""
+        tr = self._track.get(i.track) or self._tr(i.track)
+        self._put(i.ts, self._head(b"\x48\x03", tr, i.name, i.cat, i.args), self._flag)
+        self.instants += 1
+
+    def series(self, track: int, samples) -> None:
+        """A counter track's (ts, value) samples: the packet after the timestamp depends only
+        on the value (few distinct ones: requests in flight), so it is cached per value."""
+        pre = b"\x48\x04" + (self._track.get(track) or self._tr(track)) + b"\xf0\x01"
+        tails: dict[int, bytes] = {}
+        origin = self.origin
+        out = []
+        ap = out.append
+        for ts, v in samples:
+            tail = tails.get(v)
+            if tail is None:
+                te = pre + (_V[v] if 0 <= v < 16384 else _int64(v))
+                tail = tails[v] = _SEQ_TE + _V[len(te)] + te
+            ts -= origin
+            if 268435456 <= ts < 4398046511104:  # _vi inlined, the common case first
+                t = _C[ts & 16383] + _C[(ts >> 14) & 16383] + _V[ts >> 28]
+            elif not 0 <= ts < TS_LIMIT:
+                raise ValueError(f"timestamp {ts + origin} ns is before the trace origin or too large")
+            else:
+                t = _vi(ts)
+            ap(b"\x0a" + _V[1 + len(t) + len(tail)] + b"\x40" + t + tail)
+        self.buf += b"".join(out)
+        self.samples += len(samples)
+
+    def _take(self) -> bytes:
+        out = bytes(self.buf)
+        self.buf.clear()
+        return out
 
     def begin(self, ts: int, track: int, name: str, cat: str, args, corr: int = 0,
               flows_out=(), flows_in=()) -> bytes:
-        te = self._head(b"\x48\x01", track, name, cat, args)
+        te = self._head(b"\x48\x01", self._tr(track), name, cat, args)
         if flows_out:
             te += b"".join(b"\xf9\x02" + _pack_q(f) for f in flows_out)
         if flows_in:
             te += b"".join(b"\x81\x03" + _pack_q(f) for f in flows_in)
         if corr:
             te += b"\xa0\x03" + _vi(corr)
-        return self._packet(ts, te, self.intern)
+        self._put(ts, te, self._flag)
+        return self._take()
 
     def end(self, ts: int, track: int, flows_in=()) -> bytes:
-        te = b"\x48\x02" + (self._track.get(track) or self._tr(track))
+        te = b"\x48\x02" + self._tr(track)
         if flows_in:
             te += b"".join(b"\x81\x03" + _pack_q(f) for f in flows_in)
-        return self._packet(ts, te, False)
+        self._put(ts, te, b"")
+        return self._take()
 
     def instant(self, ts: int, track: int, name: str, cat: str, args) -> bytes:
-        return self._packet(ts, self._head(b"\x48\x03", track, name, cat, args), self.intern)
+        self._put(ts, self._head(b"\x48\x03", self._tr(track), name, cat, args), self._flag)
+        return self._take()
 
     def counter(self, ts: int, track: int, value: int) -> bytes:
-        return self._packet(ts, b"\x48\x04" + (self._track.get(track) or self._tr(track)) + b"\xf0\x01"
-                            + _int64(value), False)
+        self._put(ts, b"\x48\x04" + self._tr(track) + b"\xf0\x01" + _int64(value), b"")
+        return self._take()

@@ -12,7 +12,9 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
+from operator import attrgetter
 
+from trace_pipe.pipeline.gcpause import gc_paused
 from trace_pipe.pipeline.model import Generation, Request, ToolEvent, Trace
 
 from .spans import Args, ChainItem, Link, Mark, Placement, RequestSpan, Slice, Timeline
@@ -44,6 +46,13 @@ _TOOL_FIELDS = (("tool_call_id", "tool_call_id"), ("tool_class", "tool_class"),
                 ("output_bytes", "output_bytes"), ("tool_name_hash", "tool_name_hash"),
                 ("error_type", "error_type"))
 _SYNTHETIC = (("synthetic_duration", True), ("visual_duration_ms", 1.0))
+# one C call per record instead of a getattr per field (this runs for every request / tool row)
+_get_req = attrgetter(*_REQ_FIELDS)
+_get_metrics = attrgetter(*_REQ_METRICS)
+_get_worker = attrgetter(*_WORKER_FIELDS)
+_WORKER_KEYS = tuple(f"worker.{k}" for k in _WORKER_FIELDS)
+_get_tool = attrgetter(*(attr for attr, _ in _TOOL_FIELDS))
+_TOOL_KEYS = tuple(key for _, key in _TOOL_FIELDS)
 
 
 def ns(ms: float) -> int:
@@ -54,12 +63,17 @@ def ns(ms: float) -> int:
 def recorded_timeline(trace: Trace, edges: Iterable = (), *, stages: bool | str = True, markers: bool = True,
                       name: str = "Recorded") -> Timeline:
     """`edges`: objects with `src`, `dst`, `relation` (pipeline.agentic.Edge) between request ids.
-    `stages`: True (nested in the request), "separate" (a sibling `<chain> stages` track) or False."""
-    links = tuple(Link(e.src, e.dst, e.relation) for e in edges)
-    groups = _Groups(trace)
-    show_stages = bool(stages)
-    requests = [_request_span(r, groups, show_stages, markers) for r in trace.requests]
-    tools = _tool_items(trace, groups)
+    `stages`: True (nested in the request), "separate" (a sibling `<chain> stages` track) or False.
+
+    Runs with the cyclic GC paused (`convert` pauses it anyway; `replay` and library callers
+    may not): it builds ~10 objects per request and no cycles, and each collection would re-scan
+    the whole trace; with the GC running this took 2.7x as long."""
+    with gc_paused():
+        links = tuple(Link(e.src, e.dst, e.relation) for e in edges)
+        groups = _Groups(trace)
+        show_stages = bool(stages)
+        requests = [_request_span(r, groups, show_stages, markers) for r in trace.requests]
+        tools = _tool_items(trace, groups)
     files = ", ".join(trace.files[:5]) + (f" and {len(trace.files) - 5} more" if len(trace.files) > 5 else "")
     desc = f"Recorded run: {len(requests)} LLM requests, {len(trace.tools)} tool rows"
     if files:
@@ -146,20 +160,11 @@ def request_args(r: Request) -> Args:
     a = _identity_args(r.identity, r.generation)
     if r.event_time_ms is not None:
         a.append(("event_time_unix_ms", r.event_time_ms))
-    for k in _REQ_FIELDS:
-        v = getattr(r, k)
-        if v is not None:
-            a.append((k, v))
+    a += [kv for kv in zip(_REQ_FIELDS, _get_req(r)) if kv[1] is not None]
     a.append(("request_received_ms", r.start_ms))
-    for k in _REQ_METRICS:
-        v = getattr(r, k)
-        if v is not None:
-            a.append((k, v))
+    a += [kv for kv in zip(_REQ_METRICS, _get_metrics(r)) if kv[1] is not None]
     if r.worker is not None:
-        for k in _WORKER_FIELDS:
-            v = getattr(r.worker, k)
-            if v is not None:
-                a.append((f"worker.{k}", v))
+        a += [kv for kv in zip(_WORKER_KEYS, _get_worker(r.worker)) if kv[1] is not None]
     fin = r.finish
     if isinstance(fin, dict):
         a.append(("finish_reason_metadata", fin))
@@ -180,9 +185,10 @@ def request_args(r: Request) -> Args:
     return tuple(a)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StagePlan:
-    """Stage boundaries of one request in ns offsets from its start (§5.5 clamp rule)."""
+    """Stage boundaries of one request in ns offsets from its start (§5.5 clamp rule). One per
+    request, so not frozen (see spans.py); treat as immutable."""
 
     wait: tuple[int, int] | None
     prefill: tuple[int, int] | None
@@ -270,11 +276,8 @@ def _placements(r: Request, t0: int, dur: int, plan: StagePlan, name: str) -> tu
 def _tool_args(t: ToolEvent, extra: tuple = ()) -> Args:
     a = _identity_args(t.identity, t.generation)
     a += [("event_type", t.event_type), ("event_source", t.event_source), ("event_time_unix_ms", t.event_time_ms)]
-    for attr, key in _TOOL_FIELDS:
-        v = getattr(t, attr)
-        if v is not None:
-            a.append((key, v))
-    return tuple((k, v) for k, v in a if v is not None) + extra
+    a += zip(_TOOL_KEYS, _get_tool(t))
+    return tuple([kv for kv in a if kv[1] is not None]) + extra
 
 
 def _tool_span(t: ToolEvent, start: ToolEvent | None) -> tuple[int, int, bool]:
@@ -305,7 +308,7 @@ def _tool_items(trace: Trace, groups: _Groups) -> list[ChainItem]:
     items: list[ChainItem] = []
     stacks: dict[tuple[str, str], list[ToolEvent]] = defaultdict(list)
     real_ids: set[tuple[str, str]] = set()
-    for t in sorted(trace.tools, key=lambda t: t.event_time_ms):  # stable: file order on ties
+    for t in sorted(trace.tools, key=attrgetter("event_time_ms")):  # stable: file order on ties
         chain = _chain_label(t.chain_id)
         key = (chain, t.tool_call_id or "unknown-tool-call")
         if t.event_type == "tool_start":

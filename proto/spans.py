@@ -4,6 +4,11 @@ These types are the whole input of the layout. They know nothing of Dynamo recor
 root (`Simulated`) can be built from a simulated run and drawn beside `Recorded` with the same
 subtree: same group / chain names, same request keys (so flows and colours line up), its own
 uuid and flow-id ranges. Times are integer nanoseconds.
+
+The per-request records (Slice, Mark, Placement, RequestSpan, ChainItem) are built several times
+per request and are not `frozen`: a frozen slotted dataclass sets every field through
+`object.__setattr__`, about 4x slower, and that was most of the cost of building a timeline (as
+for pipeline.model.Request). Treat them as immutable; nothing mutates them.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from dataclasses import dataclass
 Args = tuple[tuple[str, object], ...]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Slice:
     name: str
     category: str
@@ -25,7 +30,7 @@ class Slice:
     args: Args = ()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Mark:
     """An instant (a point in time, e.g. `first token`)."""
 
@@ -35,7 +40,7 @@ class Mark:
     args: Args = ()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Placement:
     """A stretch of a request that ran on one worker (what the `workers` group shows)."""
 
@@ -44,7 +49,7 @@ class Placement:
     slice: Slice
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RequestSpan:
     """One LLM request: its slice on its chain's track, nested stages and marks, worker placements.
 
@@ -61,7 +66,7 @@ class RequestSpan:
     placements: tuple[Placement, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ChainItem:
     """A slice or an instant on a chain's `tools` track (real, inferred or unmatched tool rows)."""
 

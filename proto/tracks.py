@@ -75,11 +75,19 @@ def pack_lanes(intervals: Iterable[tuple[int, int]]) -> tuple[list[int], int]:
     """Greedy interval partitioning in the given order (which must be the order the items are
     written in): an item reuses the lowest lane whose last item ended at or before its start.
     Returns (lane per item, number of lanes)."""
+    iv = intervals if isinstance(intervals, list) else list(intervals)
+    last = None
+    for start, end in iv:  # the common case, one item after another: one lane, no heap
+        if last is not None and start < last:
+            break
+        last = end
+    else:
+        return [0] * len(iv), 1 if iv else 0
     busy: list[tuple[int, int]] = []  # (end, lane)
     free: list[int] = []
     lanes: list[int] = []
     n = 0
-    for start, end in intervals:
+    for start, end in iv:
         while busy and busy[0][0] <= start:
             heapq.heappush(free, heapq.heappop(busy)[1])
         if free:

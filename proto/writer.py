@@ -14,12 +14,13 @@ from dataclasses import dataclass, field
 
 from trace_pipe.pipeline.io import atomic_output
 
-from .layout import Block, Instant, Layout, Sample
+from .layout import Block, Layout, Series
 from .packets import Encoder, attributes_packet, clock_packet, descriptor_packet
 from .spans import Timeline
 
 WRITER = "trace-pipe"
 _FLUSH = 1 << 20
+_CHUNK = 4096  # counter samples encoded per call
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +61,8 @@ def trace_attributes(layout: Layout, extra: Sequence[tuple[str, object]] = ()) -
 
 
 class _Sink:
-    """Buffered writes into the (possibly gzipped) output, counting raw bytes."""
+    """Buffered writes into the (possibly gzipped) output, counting raw bytes. `buf` may be
+    appended to directly (the protobuf encoder does); `flush` clears it in place."""
 
     __slots__ = ("f", "buf", "raw")
 
@@ -79,7 +81,7 @@ class _Sink:
         if self.buf:
             self.raw += len(self.buf)
             self.f.write(self.buf)
-            self.buf = bytearray()
+            self.buf.clear()
 
 
 def open_output(raw, path: str, gz: bool | None):
@@ -96,68 +98,34 @@ def write_timelines(timelines: Sequence[Timeline], out_path: str | os.PathLike, 
     """Write the timelines (one root each) as one Perfetto protobuf trace."""
     layout = Layout(timelines)
     enc = Encoder(intern=intern, origin_ns=layout.origin_ns)
-    slices = instants = samples = packets = 0
     with atomic_output(out_path, gz=False) as raw:
         z = open_output(raw, str(out_path), gz)
         sink = _Sink(z if z is not None else raw)
-        w = sink.write
-        w(attributes_packet(trace_attributes(layout, attributes)))
-        w(clock_packet(layout.origin_ns))
+        enc.buf = buf = sink.buf  # the encoder appends packets straight into the output buffer
+        buf += attributes_packet(trace_attributes(layout, attributes))
+        buf += clock_packet(layout.origin_ns)
         for t in layout.tracks:
-            w(descriptor_packet(t))
-        w(enc.start())
-        packets = 3 + len(layout.tracks)
-        begin, end, instant, counter = enc.begin, enc.end, enc.instant, enc.counter
-
-        def nested(b: Block) -> tuple[int, int]:
-            """BEGIN, children, END of a deeper block; returns (slices, instants) written."""
-            n_s, n_i = 1, 0
-            w(begin(b.start, b.track, b.name, b.cat, b.args, b.corr, b.flows_out, b.flows_in))
-            for c in b.children:
-                if type(c) is Block:
-                    a, i = nested(c)
-                    n_s += a
-                    n_i += i
-                else:
-                    w(instant(c.ts, c.track, c.name, c.cat, c.args))
-                    n_i += 1
-            w(end(b.end, b.track, b.end_flows_in))
-            return n_s, n_i
-
-        for ev in layout.events():
+            buf += descriptor_packet(t)
+        buf += enc.start()
+        block, instant, series, flush = enc.block, enc.instant_event, enc.series, sink.flush
+        for ev in layout.stream():
             if type(ev) is Block:
-                # iterative nesting walk: BEGIN, children, END
-                w(begin(ev.start, ev.track, ev.name, ev.cat, ev.args, ev.corr, ev.flows_out, ev.flows_in))
-                slices += 1
-                packets += 2
-                for c in ev.children:
-                    if type(c) is Block:
-                        if c.children:
-                            a, i = nested(c)
-                            slices += a
-                            instants += i
-                            packets += 2 * a + i
-                            continue
-                        w(begin(c.start, c.track, c.name, c.cat, c.args, c.corr, c.flows_out, c.flows_in))
-                        w(end(c.end, c.track, c.end_flows_in))
-                        slices += 1
-                        packets += 2
-                    else:
-                        w(instant(c.ts, c.track, c.name, c.cat, c.args))
-                        instants += 1
-                        packets += 1
-                w(end(ev.end, ev.track, ev.end_flows_in))
-            elif type(ev) is Sample:
-                w(counter(ev.ts, ev.track, ev.value))
-                samples += 1
-                packets += 1
+                block(ev)
+            elif type(ev) is Series:  # in chunks, so the buffer stays near _FLUSH
+                smp = ev.samples
+                for i in range(0, len(smp), _CHUNK):
+                    series(ev.track, smp[i:i + _CHUNK])
+                    if len(buf) >= _FLUSH:
+                        flush()
             else:
-                w(instant(ev.ts, ev.track, ev.name, ev.cat, ev.args))
-                instants += 1
-                packets += 1
-        sink.flush()
+                instant(ev)
+            if len(buf) >= _FLUSH:
+                flush()
+        flush()
         if z is not None:
             z.close()
+    packets = 3 + len(layout.tracks) + 2 * enc.slices + enc.instants + enc.samples
+    slices, instants, samples = enc.slices, enc.instants, enc.samples
     st = layout.stats
     return WriteStats(path=str(out_path), format="perfetto", bytes=os.path.getsize(out_path), raw_bytes=sink.raw,
                       packets=packets, tracks=len(layout.tracks), slices=slices, instants=instants,

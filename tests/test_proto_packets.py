@@ -165,3 +165,59 @@ def test_timestamps_outside_range_are_refused():
         enc.end(99, 1)
     with pytest.raises(ValueError):
         enc.end((1 << 63) + 100, 1)
+
+
+def _mixed_args(i: int) -> tuple:
+    """One argument list shape with values that hit and miss every encoder cache."""
+    return (("model", f"m{i % 2}"), ("request_id", f"r{i // 2}"), ("tool_call_id", f"call-{i}"), ("n", i % 3),
+            ("big", 1_777_312_800_000 + i), ("neg", -1 - i), ("a_ms", i * 0.5), ("skip", None), ("flag", i % 2 == 0),
+            ("worker.prefill_worker_id", i % 2), ("worker.note", None), ("worker.decode_worker_id", 10),
+            ("c_ms", 2.5 * i), ("worker.decode_dp_rank", i % 2), ("finish.ratio", i / 7), ("finish.reason", "stop"),
+            ("mixed", True if i % 2 else 1),
+            ("finish_reason_metadata", {"finish_reason": "tool_calls", "tool_calls": [{"id": f"c{i}", "name": "bash"}],
+                                        "empty": {}}), ("ids", [f"a{i % 2}", "b"]))
+
+
+def _expected(args) -> list:
+    """(name, value) pairs as written: None dropped, each run of a dotted prefix one dict."""
+    out: list = []
+    run = None
+    for k, v in args:
+        if v is None:
+            continue
+        if "." in k:
+            prefix, sub = k.split(".", 1)
+            if run is None or run[0] != prefix:
+                run = (prefix, {})
+                out.append(run)
+            run[1][sub] = v
+            continue
+        run = None
+        out.append((k, {a: b for a, b in v.items() if b != {}} if isinstance(v, dict) else v))
+    return out
+
+
+def test_cached_encodings_decode_to_the_same_values():
+    """The encoder's caches (whole (key, value) pairs, float prefixes, dotted runs, ids interned
+    from their second use) give the values a fresh encoding gives, packet after packet."""
+    enc = Encoder(intern=True)
+    names: dict[int, str] = {}
+    strings: dict[int, str] = {}
+
+    def value(a):
+        if a.dict_entries:
+            return {names[e.name_iid]: value(e) for e in a.dict_entries}
+        if a.array_values:
+            return [value(e) for e in a.array_values]
+        for f in ("bool_value", "int_value", "double_value", "string_value"):
+            if a.HasField(f):
+                return getattr(a, f)
+        return strings[a.string_value_iid]
+
+    for i in range(8):
+        args = _mixed_args(i)
+        p = pb.TracePacket.FromString(unframe(enc.begin(1000 + i, 7, "LLM request: m", "dynamo.llm", args)))
+        names.update((e.iid, e.name) for e in p.interned_data.debug_annotation_names)
+        strings.update((e.iid, e.str.decode()) for e in p.interned_data.debug_annotation_string_values)
+        got = [(names[a.name_iid], value(a)) for a in p.track_event.debug_annotations]
+        assert repr(got) == repr(_expected(args)), i  # repr: True and 1 must differ
