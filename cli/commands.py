@@ -7,7 +7,7 @@ import importlib
 import typer
 
 # module name -> present once its issue lands; each exposes register(app)
-MODULES = ("convert_cmd", "check_cmd", "replay_cmd", "collect_cmd")
+MODULES = ("convert_cmd", "check_cmd", "replay_cmd", "collect_cmd", "sweep_cmd")
 
 
 def register(app: typer.Typer) -> None:

@@ -1,4 +1,6 @@
-"""`trace-pipe replay`: replay a trace offline through mock workers (Dynamo 1.4.2 compatible)."""
+"""`trace-pipe replay`: replay a trace offline through mock workers (Dynamo 1.4.2 compatible), and,
+when the input carries recorded times, compare the simulation with the recorded run and draw both
+in one Perfetto trace."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import typer
 
 from trace_pipe.pipeline.errors import TraceError
 from trace_pipe.pipeline.io import atomic_output
+from trace_pipe.pipeline.replay_input import FORMATS, ReplayInput, load_input
 from trace_pipe.sim import report
 from trace_pipe.sim.config import EngineArgs, RouterConfig
 from trace_pipe.sim.replay import ReplayOptions, run_replay
@@ -22,7 +25,11 @@ from trace_pipe.sim.timing import make_timing
 
 from .common import Progress, user_errors
 
-FORMATS = ("mooncake", "agentic_mooncake", "dynamo", "weka")
+TIMINGS = ("dynamo", "fit", "recorded", "table")
+ONSET_HELP = ("Error onset threshold (ms): the first request, in recorded start order, whose simulated start or end "
+              "is more than this far off the recorded one is reported with the simulated queue depth when it was "
+              "released (requests released but not yet admitted, on every worker and in the router queue, itself "
+              "included).")
 
 
 def _json_arg(text: str | None, flag: str) -> dict | None:
@@ -38,61 +45,106 @@ def _json_arg(text: str | None, flag: str) -> dict | None:
 
 
 def load_rows(paths: list[str], fmt: str, trace_block_size: int | None) -> tuple[list, list[str], int]:
-    """Rows, their `path:line` sources and the trace block size to use."""
-    if fmt in ("mooncake", "agentic_mooncake"):
-        from trace_pipe.pipeline.mooncake import read_rows
+    """Rows, their sources and the trace block size (kept for callers of the engine alone)."""
+    inp = load_input(paths, fmt, trace_block_size)
+    return inp.rows, inp.sources, inp.block_size
 
-        if len(paths) != 1 and fmt == "mooncake":
-            pass  # several files are simply concatenated
-        mf = read_rows(paths)
-        tbs = trace_block_size
-        if mf.header is not None and mf.header.block_size:
-            if tbs is not None and tbs != mf.header.block_size:
-                raise TraceError(f"error: --trace-block-size {tbs} differs from the trace header's block_size "
-                                 f"{mf.header.block_size}")
-            tbs = mf.header.block_size
-        return mf.rows, mf.sources, tbs or 512
-    if fmt in ("dynamo", "weka"):
-        from trace_pipe.pipeline import agentic, readers
 
-        trace = readers.read_trace(paths)
-        derived = agentic.derive(trace, rules="g2")
-        tbs = derived.block_size
-        if trace_block_size is not None and tbs is not None and trace_block_size != tbs:
-            raise TraceError(f"error: --trace-block-size {trace_block_size} differs from the trace's block size {tbs}")
-        tbs = tbs or trace_block_size or 512
-        src = paths[0] if len(paths) == 1 else "trace"
-        return derived.rows, [f"{src}: request {r.request_id}" for r in derived.rows], tbs
-    raise TraceError(f"error: --trace-format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+def _recorded_needed(inp: ReplayInput, what: str) -> None:
+    if inp.recorded is None:
+        raise TraceError(f"error: {what} needs recorded times: use --trace-format dynamo, weka or distserve "
+                         f"(Mooncake rows carry arrival times only)")
+
+
+def _fit_module():
+    try:
+        from trace_pipe.sim import fit
+    except ImportError:
+        raise TraceError("error: --timing fit / --timing-file: not available yet in this build") from None
+    return fit
+
+
+def resolve_timing(name: str | None, timing_file: str | None, inp: ReplayInput, engine: EngineArgs,
+                   decode_timing: str, timing_table: str | None, out) -> object:
+    """The timing model for the engine, or "recorded" (served by sim.recorded instead)."""
+    if name is None:
+        name = "file" if timing_file else "dynamo"
+    if name == "poly":
+        name = "dynamo"
+    if name == "recorded":
+        if timing_file:
+            raise TraceError("error: --timing-file goes with --timing fit (save) or alone (load), not --timing recorded")
+        _recorded_needed(inp, "--timing recorded")
+        return "recorded"
+    if name == "fit":
+        _recorded_needed(inp, "--timing fit")
+        fit = _fit_module()
+        model = fit.fit_timing(inp.trace)
+        for line in model.describe():
+            print(line, file=out)
+        if timing_file:
+            fit.save_timing_file(model, timing_file)
+            print(f"Saved fitted timing to: {timing_file}", file=out)
+        return model
+    if name == "file":
+        fit = _fit_module()
+        model = fit.load_timing_file(timing_file)
+        for line in model.describe():
+            print(line, file=out)
+        return model
+    if timing_file:
+        raise TraceError(f"error: --timing-file goes with --timing fit (save) or alone (load), not --timing {name}")
+    table = None
+    if name == "table":
+        if not timing_table:
+            raise TraceError("error: --timing table needs --timing-table FILE")
+        table = orjson.loads(Path(timing_table).read_bytes())
+    elif name != "dynamo":
+        raise TraceError(f"error: --timing must be one of {', '.join(TIMINGS)}, got {name!r}")
+    return make_timing("table" if name == "table" else "poly", block_size=engine.block_size, decode=decode_timing,
+                       table=table)
 
 
 def run(paths: list[str], *, trace_format: str = "mooncake", num_workers: int = 1, router_mode: str = "round_robin",
         trace_block_size: int | None = None, extra_engine_args: str | None = None, router_config: str | None = None,
         arrival_speedup_ratio: float = 1.0, max_sim_time_seconds: float | None = None, seed: int = 0,
-        timing: str = "poly", decode_timing: str = "physical", timing_table: str | None = None,
-        sla_ttft_ms: float | None = None, sla_itl_ms: float | None = None, sla_e2e_ms: float | None = None,
-        report_json: str | None = None, report_jsonl: str | None = None, out=None,
+        timing: str | None = None, timing_file: str | None = None, decode_timing: str = "physical",
+        timing_table: str | None = None, sla_ttft_ms: float | None = None, sla_itl_ms: float | None = None,
+        sla_e2e_ms: float | None = None, report_json: str | None = None, report_jsonl: str | None = None,
+        perfetto: str | None = None, compare_json: str | None = None, onset_ms: float = 100.0, out=None,
         progress: bool = True) -> tuple[dict, SimResult]:
     """The whole command as a function (tests call it); raises TraceError on bad input."""
     out = out or sys.stdout
     t0 = time.perf_counter()
-    rows, sources, tbs = load_rows(paths, trace_format, trace_block_size)
+    inp = load_input(paths, trace_format, trace_block_size)
     engine = EngineArgs.from_json(_json_arg(extra_engine_args, "--extra-engine-args"))
     rcfg = RouterConfig.from_json(_json_arg(router_config, "--router-config"))
-    table = None
-    if timing_table:
-        table = orjson.loads(Path(timing_table).read_bytes())
-    tm = make_timing(timing, block_size=engine.block_size, decode=decode_timing, table=table)
-    opts = ReplayOptions(num_workers=num_workers, router_mode=router_mode, trace_block_size=tbs, engine=engine,
-                         router=rcfg, arrival_speedup_ratio=arrival_speedup_ratio,
+    if compare_json:
+        _recorded_needed(inp, "--compare-json")
+    tm = resolve_timing(timing, timing_file, inp, engine, decode_timing, timing_table, out)
+    opts = ReplayOptions(num_workers=num_workers, router_mode=router_mode, trace_block_size=inp.block_size,
+                         engine=engine, router=rcfg, arrival_speedup_ratio=arrival_speedup_ratio,
                          max_sim_time_ms=None if max_sim_time_seconds is None else max_sim_time_seconds * 1000.0,
-                         seed=seed, timing=tm, record=False)
-    bar = Progress(len(rows), "replaying") if progress else None
-    res = run_replay(rows, sources, trace_format, opts, progress=bar.update if bar and bar.enabled else None)
+                         seed=seed, timing=None if tm == "recorded" else tm, record=perfetto is not None)
+    bar = Progress(len(inp.rows), "replaying") if progress else None
+    cb = bar.update if bar and bar.enabled else None
+    if tm == "recorded":
+        from trace_pipe.sim.recorded import Service, run_recorded
+
+        service = [Service(float(r.end_ms - r.start_ms), r.ttft_ms) for r in inp.recorded]
+        res = run_recorded(inp.rows, inp.sources, inp.sim_format, opts, service, progress=cb)
+    else:
+        res = run_replay(inp.rows, inp.sources, inp.sim_format, opts, progress=cb)
     if bar:
         bar.close()
     rep = report.summary(res, sla_ttft_ms=sla_ttft_ms, sla_itl_ms=sla_itl_ms, sla_e2e_ms=sla_e2e_ms,
                          wall_time_ms=(time.perf_counter() - t0) * 1000.0)
+    cmp = None
+    if inp.recorded is not None:
+        from trace_pipe.sim.compare import compare
+
+        cmp = compare(inp.recorded, res, onset_ms=onset_ms)
+        rep.setdefault("trace_pipe", {})["comparison"] = cmp["summary"] | {"error_onset": cmp["error_onset"]}
     if report_json is None:
         report_json = time.strftime("trace_pipe_replay_report_%Y%m%d_%H%M%S.json")
     target = Path(report_json)
@@ -104,7 +156,16 @@ def run(paths: list[str], *, trace_format: str = "mooncake", num_workers: int = 
         with atomic_output(report_jsonl) as f:
             for row in report.jsonl_rows(res):
                 f.write(orjson.dumps(row) + b"\n")
+    if compare_json:
+        with atomic_output(compare_json) as f:
+            f.write(orjson.dumps(cmp, option=orjson.OPT_INDENT_2) + b"\n")
+    if perfetto:
+        _write_perfetto(perfetto, inp, res, cmp, tm, opts, out)
     print(report.table(rep), file=out)
+    if cmp is not None:
+        from trace_pipe.sim.compare import table
+
+        print(table(cmp), file=out)
     if res.stopped_at_ms is not None:
         n = sum(1 for r in res.requests if r.status != "completed")
         print(f"Stopped at the simulated-time limit ({res.stopped_at_ms / 1000:g} s): {n} requests not completed",
@@ -113,14 +174,42 @@ def run(paths: list[str], *, trace_format: str = "mooncake", num_workers: int = 
     if rejected:
         print(f"Rejected (prompt larger than a worker's KV cache): {rejected} requests", file=out)
     print(f"Saved full report to: {target}", file=out)
+    if compare_json:
+        print(f"Saved comparison to: {compare_json}", file=out)
     return rep, res
+
+
+def _write_perfetto(path: str, inp: ReplayInput, res: SimResult, cmp: dict | None, tm, opts: ReplayOptions,
+                    out) -> None:
+    from trace_pipe import proto
+    from trace_pipe.pipeline.agentic import Edge
+    from trace_pipe.proto.simulated import simulated_timeline
+    from trace_pipe.sim.compare import annotations
+    from trace_pipe.sim.export import simulated_run
+
+    timing = "recorded" if tm == "recorded" else type(tm).__name__
+    desc = (f"{opts.num_workers} workers, router {opts.router_mode}, timing {timing}, "
+            f"max_num_seqs {opts.engine.max_num_seqs}, num_gpu_blocks {opts.engine.num_gpu_blocks}")
+    edges = inp.edges
+    run = simulated_run(res, edges, desc)
+    timelines = []
+    recorded = None
+    origin_ns = 0
+    if inp.recorded is not None:
+        recorded = proto.recorded_timeline(inp.trace, [Edge(*e) for e in edges])
+        timelines.append(recorded)
+        origin_ns = min(r.start_ms for r in inp.recorded) * 1_000_000
+    timelines.append(simulated_timeline(run, origin_ns=origin_ns, recorded=recorded,
+                                        annotations=annotations(cmp) if cmp is not None else None))
+    stats = proto.write_timelines(timelines, path, attributes=(("trace_pipe.replay", desc),))
+    print(f"Wrote {stats.summary()} to {path}", file=out)
 
 
 def register(app: typer.Typer) -> None:
     @app.command("replay")
     def replay(
         trace: list[str] = typer.Argument(..., help="Trace file(s)."),
-        trace_format: str = typer.Option("mooncake", "--trace-format", help="mooncake | agentic_mooncake | dynamo | weka"),
+        trace_format: str = typer.Option("mooncake", "--trace-format", help=" | ".join(FORMATS)),
         num_workers: int = typer.Option(1, "--num-workers"),
         router_mode: str = typer.Option("round_robin", "--router-mode", help=" | ".join(ROUTER_MODES)),
         trace_block_size: Optional[int] = typer.Option(None, "--trace-block-size",
@@ -135,18 +224,31 @@ def register(app: typer.Typer) -> None:
         sla_itl_ms: Optional[float] = typer.Option(None, "--sla-itl-ms"),
         sla_e2e_ms: Optional[float] = typer.Option(None, "--sla-e2e-ms"),
         seed: int = typer.Option(0, "--seed", help="Seed for router tie-breaks (kv_router) and random routing."),
-        timing: str = typer.Option("poly", "--timing", help="poly (Dynamo's default) | table"),
+        timing: Optional[str] = typer.Option(
+            None, "--timing", help="dynamo (default: Dynamo's polynomial) | fit (fitted on the input's recorded "
+            "requests) | recorded (each request takes its recorded service time) | table (--timing-table)."),
+        timing_file: Optional[str] = typer.Option(
+            None, "--timing-file", help="With --timing fit: save the fitted coefficients here (JSON). Alone: load "
+            "a saved fit."),
         decode_timing: str = typer.Option("physical", "--decode-timing",
                                           help="physical (ai-dynamo 1.4.2) | logical (later Dynamo)"),
         timing_table: Optional[str] = typer.Option(None, "--timing-table", help="JSON profile for --timing table."),
+        perfetto: Optional[str] = typer.Option(
+            None, "--perfetto", help="Write one .pftrace[.gz] with a `Simulated` root beside `Recorded` (when the "
+            "input carries recorded times)."),
+        compare_json: Optional[str] = typer.Option(
+            None, "--compare-json", help="Write the per-request recorded vs simulated comparison (JSON)."),
+        onset_ms: float = typer.Option(100.0, "--onset-ms", help=ONSET_HELP),
         replay_mode: str = typer.Option("offline", "--replay-mode", help="offline only."),
     ) -> None:
-        """Replay a trace on a virtual clock through mock vLLM workers and report Dynamo's metrics."""
+        """Replay a trace on a virtual clock through mock vLLM workers and report Dynamo's metrics; with recorded
+        times, also compare with the recorded run (terminal table, --compare-json) and draw both (--perfetto)."""
         with user_errors():
             if replay_mode != "offline":
                 raise TraceError("error: --replay-mode: only offline replay is supported")
             run(trace, trace_format=trace_format, num_workers=num_workers, router_mode=router_mode,
                 trace_block_size=trace_block_size, extra_engine_args=extra_engine_args, router_config=router_config,
                 arrival_speedup_ratio=arrival_speedup_ratio, max_sim_time_seconds=max_sim_time_seconds, seed=seed,
-                timing=timing, decode_timing=decode_timing, timing_table=timing_table, sla_ttft_ms=sla_ttft_ms,
-                sla_itl_ms=sla_itl_ms, sla_e2e_ms=sla_e2e_ms, report_json=report_json, report_jsonl=report_jsonl)
+                timing=timing, timing_file=timing_file, decode_timing=decode_timing, timing_table=timing_table,
+                sla_ttft_ms=sla_ttft_ms, sla_itl_ms=sla_itl_ms, sla_e2e_ms=sla_e2e_ms, report_json=report_json,
+                report_jsonl=report_jsonl, perfetto=perfetto, compare_json=compare_json, onset_ms=onset_ms)

@@ -14,7 +14,7 @@ from typing import Callable
 
 import orjson
 
-from . import dynamo_rows, mooncake, weka
+from . import distserve, dynamo_rows, mooncake, weka
 from .errors import TraceError
 from .io import expand_inputs, iter_lines
 from .model import Generation, Request, Source, Trace
@@ -54,6 +54,9 @@ def read_trace(inputs: list[str], *, subagents: str = "recorded", on_line: Calla
     header_seen = False
     nonfinite: list[str] = []
     for path in paths:
+        if distserve.is_distserve(path):  # DistServe alignment run (Python-literal first line)
+            distserve.read_into(path, trace)
+            continue
         if path.endswith(".json"):
             src = Source(path, 1)
             with open(path, "rb") as f:

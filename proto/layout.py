@@ -111,7 +111,8 @@ class _Plan:
     """One timeline's tracks, write order and flow endpoints."""
 
     __slots__ = ("tl", "order", "req_track", "stage_track", "flow_out", "flow_in", "flow_end_in", "tools",
-                 "tool_track", "placements", "counters", "corr")
+                 "tool_track", "placements", "counters", "corr",
+                 "worker_series", "worker_counters")
 
     def __init__(self, tl: Timeline) -> None:
         self.tl = tl
@@ -228,6 +229,12 @@ class Layout:
         workers: dict[str, tuple] = {}
         for x in placed:
             workers.setdefault(x[4], x[3])
+        extra = {}
+        for wt in tl.workers:
+            workers.setdefault(wt.worker, wt.order)
+            extra[wt.worker] = wt
+        p.worker_series = []
+        p.worker_counters = []
         p.placements = []
         if workers:
             wg = tree.add(root, "workers", rank=len(groups) + 1, child_ordering=ORDER_EXPLICIT,
@@ -237,14 +244,24 @@ class Layout:
                 by_worker[x[4]].append(x)
             for wi, w in enumerate(sorted(workers, key=lambda w: (workers[w], w))):
                 wu = tree.add(wg, w, rank=wi, child_ordering=ORDER_EXPLICIT)
-                cu = tree.add(wu, "in flight", kind=COUNTER, rank=0, unit_name=COUNTER_UNIT,
-                              description=f"LLM requests in flight on {w}")
-                xs = by_worker[w]
-                counters.append((cu, [(x[0], x[1]) for x in xs]))
-                lanes, k = pack_lanes([(x[0], x[1]) for x in xs])
-                lane_tracks = tree.lanes(wu, "requests", k, 1)
-                for x, lane in zip(xs, lanes):
-                    p.placements.append((x[0], x[1], x[2], lane_tracks[lane], x[5], x[6]))
+                xs = by_worker.get(w, ())
+                if xs:
+                    cu = tree.add(wu, "in flight", kind=COUNTER, rank=0, unit_name=COUNTER_UNIT,
+                                  description=f"LLM requests in flight on {w}")
+                    counters.append((cu, [(x[0], x[1]) for x in xs]))
+                    lanes, k = pack_lanes([(x[0], x[1]) for x in xs])
+                    lane_tracks = tree.lanes(wu, "requests", k, 1)
+                    for x, lane in zip(xs, lanes):
+                        p.placements.append((x[0], x[1], x[2], lane_tracks[lane], x[5], x[6]))
+                wt = extra.get(w)
+                if wt is not None:
+                    if wt.passes:
+                        pu = tree.add(wu, "engine passes", rank=2,
+                                      description=f"Engine passes on {w} (batch size, prefill tokens, decode requests)")
+                        p.worker_series.append((pu, wt.passes))
+                    for ci, c in enumerate(wt.counters):
+                        cu = tree.add(wu, c.name, kind=COUNTER, rank=3 + ci, unit_name=c.unit, description=c.description)
+                        p.worker_counters.append((cu, c.samples))
             p.placements.sort(key=_itemgetter(0, 1, 2))
         p.counters = counters
 
@@ -318,6 +335,11 @@ class Layout:
                 yield Block(start, end, track, sl.name, sl.category, sl.args, corr[i])
             for track, intervals in p.counters:
                 yield Series(track, in_flight(intervals))
+            for track, slices in p.worker_series:
+                for sl in slices:
+                    yield Block(sl.start_ns, sl.end_ns, track, sl.name, sl.category, sl.args)
+            for track, samples in p.worker_counters:
+                yield Series(track, samples if type(samples) is list else list(samples))
 
 
 def _first_ns(tl: Timeline) -> int:

@@ -94,6 +94,27 @@ class Link:
 
 
 @dataclass(frozen=True, slots=True)
+class CounterSeries:
+    """A counter track's samples: (ts ns, value) in time order; a value holds until the next."""
+
+    name: str
+    unit: str  # unit_name shown in the UI
+    samples: Sequence[tuple[int, int]]
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerTrack:
+    """What a worker did that belongs to no single request (a simulated run's engine passes and
+    state counters), drawn under that worker beside its placements."""
+
+    worker: str  # display name, as Placement.worker
+    order: tuple  # sort key among workers, as Placement.order
+    passes: Sequence[Slice] = ()  # non-overlapping, in time order: one `engine passes` track
+    counters: Sequence[CounterSeries] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Timeline:
     """Everything under one root track."""
 
@@ -103,3 +124,4 @@ class Timeline:
     links: Sequence[Link] = ()
     description: str = ""
     separate_stages: bool = False  # stages on a sibling "<chain> stages" track instead of nested
+    workers: Sequence[WorkerTrack] = ()  # per-worker passes / counters (simulated runs)

@@ -1,0 +1,119 @@
+"""`trace-pipe sweep`: what-if replays over a grid of worker counts and router modes."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Optional
+
+import typer
+
+from trace_pipe.pipeline.errors import TraceError
+from trace_pipe.pipeline.io import atomic_output
+from trace_pipe.pipeline.replay_input import FORMATS, load_input
+from trace_pipe.sim import fit, sweep
+from trace_pipe.sim.config import EngineArgs, RouterConfig
+from trace_pipe.sim.router import ROUTER_MODES
+from trace_pipe.sim.timing import make_timing
+
+from .common import user_errors
+
+TIMINGS = ("dynamo", "fit")
+
+
+def _json_arg(text: str | None, flag: str) -> dict | None:
+    if text is None:
+        return None
+    try:
+        v = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise TraceError(f"error: {flag}: invalid JSON: {e}") from None
+    if not isinstance(v, dict):
+        raise TraceError(f"error: {flag}: expected a JSON object")
+    return v
+
+
+def run(paths: list[str], *, num_workers: str = "1", router_mode: str = "round_robin", csv_out: str,
+        trace_format: str = "mooncake", trace_block_size: int | None = None, extra_engine_args: str | None = None,
+        router_config: str | None = None, timing: str | None = None, timing_file: str | None = None,
+        decode_timing: str = "physical", jobs: int | None = None, seed: int = 0, arrival_speedup_ratio: float = 1.0,
+        out=None) -> list[dict]:
+    """The whole command as a function (tests call it); raises TraceError on bad input."""
+    out = out or sys.stdout
+    t0 = time.perf_counter()
+    workers = sweep.parse_list(num_workers, "--num-workers", int)
+    modes = sweep.parse_list(router_mode, "--router-mode")
+    for m in modes:
+        if m not in ROUTER_MODES:
+            raise TraceError(f"error: --router-mode must be among {', '.join(ROUTER_MODES)}, got {m!r}")
+    points = sweep.grid(workers, modes)
+    engine = EngineArgs.from_json(_json_arg(extra_engine_args, "--extra-engine-args"))
+    rcfg = RouterConfig.from_json(_json_arg(router_config, "--router-config"))
+    inp = load_input(paths, trace_format, trace_block_size)
+
+    # --timing fit [--timing-file F: save]; --timing-file F alone: load; default Dynamo's polynomial
+    if timing is None:
+        timing = "file" if timing_file else "dynamo"
+    if timing == "fit":
+        if inp.trace is None:
+            raise TraceError("error: --timing fit needs recorded times: use --trace-format dynamo, weka or distserve "
+                             "(Mooncake rows carry arrival times only)")
+        tm = fit.fit_timing(inp.trace)
+        for line in tm.describe():
+            print(line, file=out)
+        if timing_file:
+            fit.save_timing_file(tm, timing_file)
+            print(f"Saved fitted timing to: {timing_file}", file=out)
+    elif timing == "file":
+        tm = fit.load_timing_file(timing_file)
+        for line in tm.describe():
+            print(line, file=out)
+    elif timing in ("dynamo", "poly"):
+        if timing_file:
+            raise TraceError("error: --timing-file goes with --timing fit (save) or alone (load)")
+        tm = make_timing("poly", block_size=engine.block_size, decode=decode_timing)
+    else:
+        raise TraceError(f"error: --timing must be one of {', '.join(TIMINGS)}, got {timing!r}")
+
+    spec = sweep.SweepSpec(inp.sim_format, inp.block_size, engine, rcfg, tm, seed, arrival_speedup_ratio)
+    results = sweep.run_sweep(inp.rows, inp.sources, spec, points, jobs)
+    data = sweep.to_csv(results)
+    with atomic_output(csv_out) as f:
+        f.write(data)
+    print(sweep.table(results), file=out)
+    failed = sum(1 for r in results if r.get("error"))
+    print(f"{len(results)} configurations ({failed} failed) on {len(inp.rows)} requests in "
+          f"{time.perf_counter() - t0:.1f} s wall", file=out)
+    print(f"Saved table to: {csv_out}", file=out)
+    return results
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("sweep")
+    def sweep_cmd(
+        trace: list[str] = typer.Argument(..., help="Trace file(s)."),
+        num_workers: str = typer.Option("1", "--num-workers", help="Comma-separated worker counts, e.g. 2,4,8."),
+        router_mode: str = typer.Option("round_robin", "--router-mode",
+                                        help=f"Comma-separated router modes ({' | '.join(ROUTER_MODES)})."),
+        csv_out: str = typer.Option(..., "--csv", help="Write the table here (CSV, atomically)."),
+        trace_format: str = typer.Option("mooncake", "--trace-format", help=" | ".join(FORMATS)),
+        trace_block_size: Optional[int] = typer.Option(None, "--trace-block-size"),
+        extra_engine_args: Optional[str] = typer.Option(None, "--extra-engine-args", help="MockEngineArgs JSON."),
+        router_config: Optional[str] = typer.Option(None, "--router-config", help="KvRouterConfig JSON."),
+        timing: Optional[str] = typer.Option(None, "--timing", help="dynamo (default) | fit (from the trace's "
+                                             "recorded times)"),
+        timing_file: Optional[str] = typer.Option(None, "--timing-file", help="With --timing fit: save the fit "
+                                                  "here. Alone: load a saved fit."),
+        decode_timing: str = typer.Option("physical", "--decode-timing", help="physical | logical (dynamo timing)"),
+        jobs: Optional[int] = typer.Option(None, "--jobs", help="Parallel processes (default: one per core)."),
+        seed: int = typer.Option(0, "--seed", help="Seed for router tie-breaks and random routing."),
+        arrival_speedup_ratio: float = typer.Option(1.0, "--arrival-speedup-ratio"),
+    ) -> None:
+        """Replay a trace over a grid of worker counts x router modes; one table of makespan, TTFT/E2E
+        percentiles, throughput and cache reuse per configuration."""
+        with user_errors():
+            run(trace, num_workers=num_workers, router_mode=router_mode, csv_out=csv_out, trace_format=trace_format,
+                trace_block_size=trace_block_size, extra_engine_args=extra_engine_args, router_config=router_config,
+                timing=timing, timing_file=timing_file, decode_timing=decode_timing, jobs=jobs, seed=seed,
+                arrival_speedup_ratio=arrival_speedup_ratio)

@@ -1,0 +1,105 @@
+"""What a replay reads: Mooncake rows for the simulator, plus (when the input carries recorded
+times) the recorded request behind each row and the dependency edges, for the comparison and the
+`Recorded` timeline.
+
+Formats (`--trace-format`):
+- `mooncake` / `agentic_mooncake`: rows as written; nothing recorded beyond arrival times;
+- `dynamo` / `weka`: every Dynamo generation and WEKA plays through `readers.read_trace`, then
+  agentic v1 rows (`agentic.derive`, G2 rules; WEKA sub-agents by the default "recorded" rule);
+  a trace whose requests have no chain at all (context-free Dynamo rows) becomes independent
+  timed arrivals (plain rows) instead;
+- `distserve`: DistServe `.exp` runs (context-free requests: independent timed arrivals).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from .errors import TraceError
+from .model import Request, Trace
+from .mooncake import Row
+
+FORMATS = ("mooncake", "agentic_mooncake", "dynamo", "weka", "distserve")
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayInput:
+    rows: list[Row]
+    sources: list[str]  # "path:line" (or "path: request id") per row
+    sim_format: str  # how the simulator reads the rows: mooncake | agentic_mooncake | dynamo
+    block_size: int  # tokens per hash id
+    trace: Trace | None  # the records read (None for Mooncake rows)
+    recorded: list[Request] | None  # the recorded request behind each row (None: no recorded times)
+    edges: list[tuple[str, str, str]] = field(default_factory=list)  # (dependency, dependent, relation)
+
+    def request_ids(self) -> list[str]:
+        """The ids the simulator gives the rows (row index when a plain row has none)."""
+        return [r.request_id if r.request_id is not None else str(i) for i, r in enumerate(self.rows)]
+
+
+def load_input(paths: list[str], fmt: str, trace_block_size: int | None = None) -> ReplayInput:
+    if fmt in ("mooncake", "agentic_mooncake"):
+        from .mooncake import read_rows
+
+        mf = read_rows(paths)
+        tbs = trace_block_size
+        if mf.header is not None and mf.header.block_size:
+            if tbs is not None and tbs != mf.header.block_size:
+                raise TraceError(f"error: --trace-block-size {tbs} differs from the trace header's block_size "
+                                 f"{mf.header.block_size}")
+            tbs = mf.header.block_size
+        return ReplayInput(mf.rows, mf.sources, fmt, tbs or 512, None, None, row_edges(mf.rows, fmt))
+    if fmt in ("dynamo", "weka", "distserve"):
+        from . import agentic, readers
+
+        trace = readers.read_trace(paths)
+        if not trace.requests:
+            raise TraceError("error: no LLM requests found in the input")
+        if trace.mooncake_rows:
+            raise TraceError(f"error: the input holds Mooncake rows; use --trace-format agentic_mooncake or mooncake, "
+                             f"not {fmt}")
+        src = paths[0] if len(paths) == 1 else "trace"
+        if all(r.chain_id is None for r in trace.requests):
+            rows, bs = agentic.plain_rows(trace)
+            order = sorted(trace.requests, key=agentic.sort_key)  # plain_rows' order
+            rows = [replace(row, request_id=r.request_id) for row, r in zip(rows, order)]
+            sim_format, edges = "mooncake", []
+        else:
+            derived = agentic.derive(trace, rules="g2")
+            rows, bs, order = derived.rows, derived.block_size, derived.order
+            sim_format = "dynamo"
+            edges = [(e.src, e.dst, e.relation) for e in derived.edges]
+        if trace_block_size is not None and bs is not None and trace_block_size != bs:
+            raise TraceError(f"error: --trace-block-size {trace_block_size} differs from the trace's block size {bs}")
+        tbs = bs or trace_block_size or 512
+        return ReplayInput(rows, [f"{src}: request {r.request_id}" for r in rows], sim_format, tbs, trace,
+                           list(order), edges)
+    raise TraceError(f"error: --trace-format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+
+
+def row_edges(rows: list[Row], fmt: str) -> list[tuple[str, str, str]]:
+    """Dependency edges of Mooncake rows, as the replay's DAG reads them (sim/dag.py): agentic
+    `wait_for` / v2 `dependencies`, else consecutive turns of a plain session."""
+    ids = [r.request_id if r.request_id is not None else str(i) for i, r in enumerate(rows)]
+    out: list[tuple[str, str, str]] = []
+    if any(r.wait_for or r.dependencies for r in rows) or fmt == "agentic_mooncake":
+        session = {ids[i]: r.session_id for i, r in enumerate(rows)}
+        for i, r in enumerate(rows):
+            if r.dependencies:
+                seen = set()
+                for d in r.dependencies:
+                    if d.request_id not in seen:
+                        seen.add(d.request_id)
+                        out.append((d.request_id, ids[i], d.relation))
+            for d in dict.fromkeys(r.wait_for or ()):
+                out.append((d, ids[i], "sequence" if session.get(d) == r.session_id else "spawn"))
+        return out
+    last: dict[str, str] = {}
+    for i, r in enumerate(rows):
+        if r.session_id is None:
+            continue
+        prev = last.get(r.session_id)
+        if prev is not None:
+            out.append((prev, ids[i], "sequence"))
+        last[r.session_id] = ids[i]
+    return out

@@ -1,0 +1,63 @@
+"""A simulated run as plain records: what a replay produced, in the terms a timeline writer needs.
+
+The simulator converts its result into this (sim/export.py) and the Perfetto writer draws it
+(proto/simulated.py), so neither has to import the other. Times are float ms on the simulated
+clock (0 = the first recorded start, when the input carries recorded times).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+
+@dataclass(frozen=True, slots=True)
+class SimulatedRequest:
+    request_id: str
+    play: str  # play / DAG component label the simulator grouped it under
+    session_id: str | None
+    worker: int | None  # None: never routed
+    ready_ms: float | None  # released by the DAG (arrival)
+    admit_ms: float | None  # first scheduled on its worker
+    first_token_ms: float | None
+    end_ms: float | None
+    prefill_chunks: tuple[tuple[float, float, int], ...]  # (start, end, tokens) per chunk
+    input_length: int
+    output_tokens: int
+    cached_tokens: int
+    admissions: int
+    status: str  # completed | rejected | incomplete | not_started
+
+
+class EnginePass(NamedTuple):
+    """One engine pass (or, with recorded timing, one stretch of constant batch) on a worker."""
+
+    worker: int
+    start_ms: float
+    end_ms: float
+    batch_size: int
+    prefill_tokens: int
+    decode_requests: int
+
+
+class WorkerSample(NamedTuple):
+    """Worker state from `time_ms` on (until the next sample of the same worker)."""
+
+    worker: int
+    time_ms: float
+    running: int
+    waiting: int
+    kv_blocks_active: int
+    kv_blocks_cached: int
+    prefix_hit_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class SimulatedRun:
+    requests: Sequence[SimulatedRequest]  # trace order
+    passes: Sequence[EnginePass]  # per worker, in time order
+    samples: Sequence[WorkerSample]  # per worker, in time order
+    edges: Sequence[tuple[str, str, str]]  # (dependency id, dependent id, relation)
+    num_workers: int
+    description: str = ""

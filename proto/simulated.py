@@ -1,0 +1,184 @@
+"""A simulated run (`pipeline.timeline.SimulatedRun`) as a `Timeline`, drawn beside `Recorded`.
+
+Same subtree as the recorded timeline (perfetto.md §2): each request sits under the group and
+chain its recorded twin has (so the `Simulated` root has the same play / session / chain tracks
+at the same ranks), is keyed by its request id (same correlation id, so the same colour, and the
+same flows), and keeps the recorded request's slice name. Without a recorded timeline (Mooncake
+input) the group is the simulator's play and the chain the row's session.
+
+Per request: the request slice [release, end] with `queued` [release, admission], one `prefill`
+per chunk computed before the first token, a `first token` instant and `decode` [first token,
+end]; its args carry the simulated values and, when given, the recorded values and the
+differences (`annotations`). Per worker (`worker N`): what ran there (prefill / decode, as
+Recorded), one slice per engine pass on `engine passes`, and counters for running and waiting
+requests, KV blocks in use and cached, and prefix-hit tokens.
+
+Tool rows of the recorded timeline are redrawn at the same offset from the end of the request
+they follow (the last request of their chain that ended before the tool started; before a
+chain's first request, from that request's start), so a tool call moves with the simulated
+request whose answer called it.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import defaultdict
+from collections.abc import Mapping
+
+from trace_pipe.pipeline.timeline import SimulatedRun
+
+from .spans import Args, ChainItem, CounterSeries, Link, Mark, Placement, RequestSpan, Slice, Timeline, WorkerTrack
+
+NS_PER_MS = 1_000_000
+CAT_REQUEST = "dynamo.llm"
+CAT_STAGE = "dynamo.llm.stage"
+CAT_MARKER = "dynamo.llm.marker"
+CAT_WORKER = "trace_pipe.worker"
+CAT_PASS = "trace_pipe.engine"
+REQUEST_ONLY = "request-only"
+COUNTERS = (("running", "requests", "requests running (scheduled in the pass)"),
+            ("waiting", "requests", "requests waiting for admission"),
+            ("KV blocks in use", "blocks", "KV blocks held by running requests"),
+            ("KV blocks cached", "blocks", "free KV blocks still holding a reusable prefix"),
+            ("prefix-hit tokens", "tokens", "prompt tokens credited from the prefix cache by admissions in the pass"))
+
+
+def simulated_timeline(run: SimulatedRun, *, origin_ns: int = 0, recorded: Timeline | None = None,
+                       annotations: Mapping[str, Args] | None = None, name: str = "Simulated",
+                       description: str = "") -> Timeline:
+    """`origin_ns`: the absolute time of simulated 0 (the first recorded start, in ns).
+    `annotations`: extra args per request id (recorded values, differences)."""
+    def ns(ms: float) -> int:
+        return origin_ns + int(round(ms * NS_PER_MS))
+
+    place = {}
+    names = {}
+    if recorded is not None:
+        for rs in recorded.requests:
+            place[rs.key] = (rs.group, rs.chain)
+            names[rs.key] = rs.slice.name
+    ann = annotations or {}
+    last = max((t for r in run.requests for t in (r.end_ms, r.first_token_ms, r.admit_ms, r.ready_ms)
+                if t is not None), default=0.0)
+    spans: list[RequestSpan] = []
+    for r in run.requests:
+        if r.ready_ms is None:
+            continue  # never released (the run stopped first)
+        group, chain = place.get(r.request_id) or (f"play: {r.play}", r.session_id or REQUEST_ONLY)
+        spans.append(_span(r, group, chain, names.get(r.request_id, "LLM request"), ns, last,
+                           ann.get(r.request_id, ())))
+    links = tuple(Link(s, d, rel) for s, d, rel in run.edges)
+    tools = _shift_tools(recorded, spans) if recorded is not None else []
+    workers = _workers(run, ns)
+    desc = description or (f"Simulated run: {len(spans)} LLM requests on {run.num_workers} worker"
+                           f"{'s' if run.num_workers != 1 else ''}" + (f"; {run.description}" if run.description else ""))
+    return Timeline(name=name, requests=spans, tools=tools, links=links, description=desc, workers=workers)
+
+
+def _span(r, group: str, chain: str, name: str, ns, last: float, extra: Args) -> RequestSpan:
+    start = ns(r.ready_ms)
+    end = ns(r.end_ms if r.end_ms is not None else last)
+    rid = r.request_id
+    a = [("request_id", rid), ("worker", r.worker), ("status", r.status), ("input_tokens", r.input_length),
+         ("output_tokens", r.output_tokens), ("cached_tokens", r.cached_tokens), ("admissions", r.admissions),
+         ("sim.start_ms", r.ready_ms), ("sim.admit_ms", r.admit_ms), ("sim.first_token_ms", r.first_token_ms),
+         ("sim.end_ms", r.end_ms)]
+    if r.first_token_ms is not None:
+        a.append(("ttft_ms", r.first_token_ms - r.ready_ms))
+    if r.end_ms is not None:
+        a.append(("total_time_ms", r.end_ms - r.ready_ms))
+    args = tuple(kv for kv in a if kv[1] is not None) + tuple(extra)
+    base = (("request_id", rid),)
+    stages: list[Slice] = []
+    admit = ns(r.admit_ms) if r.admit_ms is not None else None
+    first = ns(r.first_token_ms) if r.first_token_ms is not None else None
+    if admit is not None and admit > start:
+        stages.append(Slice("queued", CAT_STAGE, start, min(admit, end), base))
+    cursor = admit if admit is not None else start
+    for k, (cs, ce, tokens) in enumerate(r.prefill_chunks):
+        s, e = max(ns(cs), cursor), ns(ce)
+        if first is not None and e > first:
+            break  # recompute after a preemption: inside decode, not drawn as a stage
+        e = min(e, end)
+        if e > s:
+            stages.append(Slice("prefill", CAT_STAGE, s, e, base + (("chunk", k), ("tokens", tokens))))
+            cursor = e
+    marks: tuple[Mark, ...] = ()
+    if first is not None and start <= first <= end:
+        marks = (Mark("first token", CAT_MARKER, first, (("ttft_ms", r.first_token_ms - r.ready_ms),)),)
+        if end > first:
+            stages.append(Slice("decode", CAT_STAGE, first, end, base + (("output_tokens", r.output_tokens),)))
+    placements: tuple[Placement, ...] = ()
+    if r.worker is not None and admit is not None:
+        label, order = f"worker {r.worker}", (r.worker, -1)
+        wargs = (("request_id", rid),)
+        pl = []
+        pf = first if first is not None else end
+        if pf > admit:
+            pl.append(Placement(label, order, Slice("prefill", CAT_WORKER, admit, pf, wargs)))
+        if first is not None and end > first:
+            pl.append(Placement(label, order, Slice("decode", CAT_WORKER, first, end, wargs)))
+        placements = tuple(pl)
+    return RequestSpan(key=rid, group=group, chain=chain, slice=Slice(name, CAT_REQUEST, start, end, args),
+                       stages=tuple(stages), marks=marks, placements=placements)
+
+
+def _shift_tools(recorded: Timeline, spans: list[RequestSpan]) -> list[ChainItem]:
+    sim = {s.key: s.slice for s in spans}
+    by_chain: dict[tuple[str, str], list[tuple[int, int, int, int]]] = defaultdict(list)
+    for rs in recorded.requests:
+        s = sim.get(rs.key)
+        if s is None:
+            continue
+        by_chain[(rs.group, rs.chain)].append((rs.slice.start_ns, rs.slice.end_ns,
+                                               s.start_ns - rs.slice.start_ns, s.end_ns - rs.slice.end_ns))
+    starts: dict[tuple[str, str], list[int]] = {}
+    ends: dict[tuple[str, str], list[tuple[int, int]]] = {}
+    for key, xs in by_chain.items():
+        xs.sort()
+        starts[key] = [x[0] for x in xs]
+        ends[key] = sorted((x[1], x[3]) for x in xs)
+    out = []
+    for it in recorded.tools:
+        key = (it.group, it.chain)
+        xs = by_chain.get(key)
+        if not xs:
+            continue  # no simulated request in that chain to anchor it to
+        j = bisect.bisect_right(ends[key], (it.start_ns, float("inf"))) - 1
+        if j >= 0:
+            d = ends[key][j][1]  # the request whose answer called it
+        else:
+            k = bisect.bisect_left(starts[key], it.end_ns)
+            d = xs[k][2] if k < len(xs) else xs[0][2]  # before the chain's first request
+        if it.slice is not None:
+            s = it.slice
+            out.append(ChainItem(it.group, it.chain, slice=Slice(s.name, s.category, s.start_ns + d, s.end_ns + d, s.args)))
+        else:
+            m = it.mark
+            out.append(ChainItem(it.group, it.chain, mark=Mark(m.name, m.category, m.ts_ns + d, m.args)))
+    return out
+
+
+def _workers(run: SimulatedRun, ns) -> list[WorkerTrack]:
+    passes: dict[int, list[Slice]] = defaultdict(list)
+    for p in run.passes:
+        passes[p.worker].append(Slice("pass", CAT_PASS, ns(p.start_ms), ns(p.end_ms), (
+            ("batch_size", p.batch_size), ("prefill_tokens", p.prefill_tokens),
+            ("decode_requests", p.decode_requests), ("pass_ms", p.end_ms - p.start_ms))))
+    series: dict[int, list[list[tuple[int, int]]]] = {}
+    for s in run.samples:
+        cols = series.get(s.worker)
+        if cols is None:
+            cols = series[s.worker] = [[] for _ in COUNTERS]
+        t = ns(s.time_ms)
+        for col, v in zip(cols, (s.running, s.waiting, s.kv_blocks_active, s.kv_blocks_cached, s.prefix_hit_tokens)):
+            if col and col[-1][0] == t:
+                col[-1] = (t, v)  # a zero-length pass: the later state wins
+            elif not col or col[-1][1] != v:
+                col.append((t, v))
+    out = []
+    for w in sorted(set(passes) | set(series)):
+        cols = series.get(w, [[] for _ in COUNTERS])
+        out.append(WorkerTrack(f"worker {w}", (w, -1), passes.get(w, ()),
+                               tuple(CounterSeries(n, u, tuple(c), d) for (n, u, d), c in zip(COUNTERS, cols) if c)))
+    return out

@@ -1,0 +1,283 @@
+"""`--timing recorded`: every request is served for exactly its recorded service time.
+
+No engine passes and no KV cache: a request admitted at `t` produces its first token at
+`t + ttft` (its recorded TTFT, when known and within the service time; else at its end) and
+finishes at `t + service`, where `service` is its recorded end - start. What is still simulated
+is everything around the service: the DAG release rule (sim/dag.py, so a dependent is released
+at its dependencies' simulated completion plus the recorded delay / tool wait), the router, and a
+per-worker concurrency limit (`max_num_seqs`): a released request waits in its worker's FIFO
+queue until fewer than `max_num_seqs` requests run there.
+
+With enough workers that nothing queues, simulated start and end equal the recorded ones, which
+checks the DAG reconstruction and the release rule against the recorded run.
+
+Per timestamp, as the engine replay: deliver first tokens and completions due now (completions
+release dependents), drain the router queue, release ready requests in (ready time, trace order)
+and route them, then admit on every worker with a free slot.
+
+The timeline has one "pass" per stretch of constant membership on a worker (batch size =
+running requests, prefill tokens = prompts admitted at its start, decode requests = running
+requests past their first token); `kv_blocks_active` counts the running requests' prompt blocks
+(`block_size`); cached blocks and prefix hits are 0 (no cache is modelled).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from heapq import heappop, heappush
+from typing import Callable
+
+from trace_pipe.pipeline.errors import TraceError
+from trace_pipe.pipeline.mooncake import Row
+
+from . import dag as dagmod
+from .replay import ReplayOptions
+from .result import PlayRecord, PrefillChunk, RequestRecord, SimResult, Timeline
+from .router import make_router
+from .workload import SimRequest
+
+_FIRST, _DONE = 0, 1
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    """A request's recorded service: total time (end - start) and time to first token, in ms."""
+
+    duration_ms: float
+    ttft_ms: float | None = None
+
+
+class _Slot:
+    """Router-facing stand-in for a worker (routers only read `wid`; kv_router is refused)."""
+
+    __slots__ = ("wid",)
+
+    def __init__(self, wid: int) -> None:
+        self.wid = wid
+
+
+def run_recorded(rows: list[Row], sources: list[str], fmt: str, opts: ReplayOptions, service: Sequence[Service],
+                 progress: Callable[[int], None] | None = None) -> SimResult:
+    """Replay `rows` with each request taking its recorded `service` (same order as `rows`)."""
+    t_wall = time.perf_counter()
+    if opts.num_workers < 1:
+        raise TraceError("error: --num-workers must be >= 1")
+    if len(service) != len(rows):
+        raise ValueError("one Service per row")
+    if opts.router_mode == "kv_router":
+        raise TraceError("error: --router-mode kv_router needs the engine's KV cache; with --timing recorded use "
+                         "round_robin, least_loaded or random")
+    a = opts.engine
+    speed = a.speedup_ratio if a.speedup_ratio not in (0, 1) else 1.0
+    for i, s in enumerate(service):
+        if not (math.isfinite(s.duration_ms) and s.duration_ms >= 0):
+            raise TraceError(f"{sources[i]}: recorded service time must be a finite number >= 0, got {s.duration_ms}")
+    reqs = _requests(rows, sources)
+    dag = dagmod.build_dag(rows, sources, fmt, opts.arrival_speedup_ratio)
+    n_w = opts.num_workers
+    router = make_router(opts.router_mode, [_Slot(i) for i in range(n_w)], opts.router, block_size=a.block_size,
+                         trace_block_size=opts.trace_block_size, max_num_batched_tokens=a.max_num_batched_tokens,
+                         seed=opts.seed)
+    limit = a.max_num_seqs
+    running = [0] * n_w
+    queues: list[deque[SimRequest]] = [deque() for _ in range(n_w)]
+    ready = dag.initial()
+    events: list[tuple[float, int, int, int]] = []  # (time, kind, seq, idx): first tokens before completions
+    seq = 0
+    now = 0.0
+    stop = opts.max_sim_time_ms
+    stopped_at = None
+    has_dispatch = dag.mode == "v2"
+    fire = dag.fire
+
+    def dispatch(r: SimRequest, w: int) -> None:
+        r.worker = w
+        r.dispatch = now
+        r.status = "running"
+        queues[w].append(r)
+        if has_dispatch:
+            fire(r.idx, now, dagmod.DISPATCH, ready)
+
+    while True:
+        freed = False
+        while events and events[0][0] <= now:
+            t, kind, _, idx = heappop(events)
+            r = reqs[idx]
+            if kind == _FIRST:
+                router.on_first_token(r)
+                continue
+            r.status = "completed"
+            r.terminal = t
+            running[r.worker] -= 1
+            router.on_free(r)
+            fire(idx, t, dagmod.COMPLETION, ready)
+            freed = True
+            if progress is not None:
+                progress(1)
+        if freed:
+            for r, wi in router.drain(now):
+                dispatch(r, wi)
+        while ready and ready[0][0] <= now:
+            t, _o, _turn, idx = heappop(ready)
+            r = reqs[idx]
+            r.ready = t
+            wi = router.route(r, now)
+            if wi is None:
+                r.status = "queued"
+            else:
+                dispatch(r, wi)
+        for w in range(n_w):
+            q = queues[w]
+            while q and running[w] < limit:
+                r = q.popleft()
+                running[w] += 1
+                s = service[r.idx]
+                dur = s.duration_ms / speed
+                first = dur if s.ttft_ms is None else min(max(0.0, s.ttft_ms / speed), dur)
+                r.first_admit = now
+                r.n_admit = 1
+                r.t_first = now + first
+                r.t_last = now + dur
+                r.g = r.out
+                r.chunks = [(now, r.t_first, r.prompt)]
+                heappush(events, (r.t_first, _FIRST, seq, r.idx))
+                heappush(events, (r.t_last, _DONE, seq, r.idx))
+                seq += 1
+        nxt = math.inf
+        if events:
+            nxt = events[0][0]
+        if ready and ready[0][0] < nxt:
+            nxt = ready[0][0]
+        if nxt == math.inf:
+            break
+        if stop is not None and nxt > stop:
+            stopped_at = stop
+            break
+        now = nxt if nxt > now else now
+
+    if stopped_at is None:
+        pending = sum(1 for r in reqs if r.status in ("pending", "queued"))
+        if pending:
+            raise TraceError(f"error: replay reached a dead end with {pending} requests never released")
+    return _result(reqs, dag, rows, opts, stopped_at, t_wall, n_w)
+
+
+def _requests(rows: list[Row], sources: list[str]) -> list[SimRequest]:
+    """Only what routing and the report read: no prompt identities (no cache is modelled, and
+    interning every prompt's hash chain would be most of the run's time)."""
+    out = []
+    for i, r in enumerate(rows):
+        if r.output_length <= 0:
+            raise TraceError(f"{sources[i]}: field `output_length`: must be >= 1")
+        L = r.input_length or 0
+        rid = r.request_id if r.request_id is not None else str(i)
+        out.append(SimRequest(i, rid, r.session_id, L, r.output_length, [], sources[i], r.play_id))
+    return out
+
+
+def _second_token(r: SimRequest) -> float:
+    if r.out < 2:
+        return -1.0
+    return r.t_first + (r.t_last - r.t_first) / (r.out - 1)
+
+
+def _timeline(reqs: list[SimRequest], n_w: int, block_size: int) -> Timeline:
+    """Per worker, one raw row per stretch of constant membership (see the module doc)."""
+    per: list[list[tuple[float, int, int]]] = [[] for _ in range(n_w)]
+    # (time, order, request idx): order 0 = end (frees a slot first), 1 = first token, 2 = admit, 3 = queued
+    for r in reqs:
+        if r.worker < 0 or r.first_admit < 0:
+            if r.worker >= 0 and r.dispatch >= 0:
+                per[r.worker].append((r.dispatch, 3, r.idx))
+            continue
+        ev = per[r.worker]
+        if r.first_admit > r.dispatch:
+            ev.append((r.dispatch, 3, r.idx))
+            ev.append((r.first_admit, 4, r.idx))  # leaves the queue
+        ev.append((r.first_admit, 2, r.idx))
+        if r.terminal >= 0:
+            ev.append((r.t_first, 1, r.idx))
+            ev.append((r.terminal, 0, r.idx))
+    raw = []
+    for evs in per:
+        evs.sort()
+        rows = []
+        run = wait = dec = blocks = 0
+        k = 0
+        while k < len(evs):
+            t = evs[k][0]
+            admitted = 0
+            while k < len(evs) and evs[k][0] == t:
+                _, kind, idx = evs[k]
+                r = reqs[idx]
+                nb = -(-r.prompt // block_size)
+                if kind == 0:
+                    run -= 1
+                    dec -= 1
+                    blocks -= nb
+                elif kind == 1:
+                    dec += 1
+                elif kind == 2:
+                    run += 1
+                    blocks += nb
+                    admitted += r.prompt
+                elif kind == 3:
+                    wait += 1
+                else:
+                    wait -= 1
+                k += 1
+            if run > 0 and k < len(evs):
+                end = evs[k][0]
+                rows.append((t, end, run, admitted, dec, run, wait, blocks, 0, 0, 1, 0.0))
+        raw.append(tuple(rows))
+    return Timeline(tuple(raw))
+
+
+def _result(reqs: list[SimRequest], dag: dagmod.RequestDag, rows: list[Row], opts: ReplayOptions,
+            stopped_at: float | None, t_wall: float, n_w: int) -> SimResult:
+    def opt(x: float) -> float | None:
+        return None if x < 0 else x
+
+    terminal = [r.terminal if r.terminal >= 0 else math.inf for r in reqs]
+    play_recs = []
+    names: dict[int, str] = {}
+    for members in dagmod.plays(dag, rows):
+        first = rows[members[0]]
+        name = first.play_id or first.session_id or reqs[members[0]].request_id
+        for i in members:
+            names[i] = name
+        if len(members) == 1 and dag.mode != "v2" and not dag.graph.degree(members[0]):
+            continue
+        starts = [reqs[i].ready for i in members if reqs[i].ready >= 0]
+        ends = [terminal[i] for i in members if terminal[i] != math.inf]
+        start = min(starts) if starts else 0.0
+        end = max(ends) if ends else start
+        chain = dagmod.critical_path(dag, members, [t if t != math.inf else -1.0 for t in terminal])
+        waits = tuple(0.0 if dag.binding[i] is None or dag.binding[i].parent is None else dag.binding[i].wait_ms
+                      for i in chain)
+        play_recs.append(PlayRecord(name, tuple(reqs[i].request_id for i in members), start, end, end - start,
+                                    all(reqs[i].status == "completed" for i in members),
+                                    tuple(reqs[i].request_id for i in chain), waits))
+    recs = []
+    gaps: dict[float, int] = {}
+    for r in reqs:
+        status = {"running": "incomplete", "pending": "not_started", "queued": "not_started"}.get(r.status, r.status)
+        done = status == "completed"
+        if done and r.out > 1:
+            g = (r.t_last - r.t_first) / (r.out - 1)
+            gaps[g] = gaps.get(g, 0) + r.out - 1
+        recs.append(RequestRecord(
+            request_id=r.request_id, session_id=r.session_id, play=names.get(r.idx, r.request_id), source=r.source,
+            worker=r.worker if r.worker >= 0 else None, ready_ms=opt(r.ready), dispatch_ms=opt(r.dispatch),
+            first_admit_ms=opt(r.first_admit), first_token_ms=opt(r.t_first) if done else None,
+            second_token_ms=opt(_second_token(r)) if done else None, last_token_ms=opt(r.t_last) if done else None,
+            end_ms=opt(r.terminal), input_length=r.prompt, requested_output_length=r.out,
+            output_tokens=r.out if done else 0, cached_tokens=0, first_cached_tokens=0, admissions=r.n_admit,
+            prefill_chunks=tuple(PrefillChunk(*c) for c in (r.chunks or ())) if done else (), status=status))
+    timeline = _timeline(reqs, n_w, opts.engine.block_size)
+    return SimResult(tuple(recs), timeline, tuple(play_recs), tuple(sorted(gaps.items())), n_w,
+                     (time.perf_counter() - t_wall) * 1000.0, stopped_at)

@@ -1,0 +1,135 @@
+"""Timing fitted from a recorded run (sim.fit) and the DistServe alignment reader."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from pathlib import Path
+
+import orjson
+import pytest
+
+from trace_pipe.pipeline.agentic import plain_rows, sort_key
+from trace_pipe.pipeline.distserve import BLOCK_SIZE, read_distserve
+from trace_pipe.pipeline.errors import TraceError
+from trace_pipe.pipeline.readers import read_trace
+from trace_pipe.sim.config import EngineArgs
+from trace_pipe.sim.fit import (FittedTiming, fit_timing, load_timing_file, prefill_end_first_tokens,
+                                save_timing_file)
+from trace_pipe.sim.replay import ReplayOptions, run_replay
+
+RUNS = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "distserve_alignment" / "opt-13b-sharegpt"
+needs_runs = pytest.mark.skipif(not RUNS.is_dir(), reason=f"DistServe alignment fixture not found at {RUNS}")
+# the bench's vLLM-0.x engine (bench/bench_fidelity.py explains each value)
+ENGINE = EngineArgs(block_size=16, num_gpu_blocks=3500, max_num_seqs=256, max_num_batched_tokens=2048 + 256,
+                    enable_chunked_prefill=False, enable_prefix_caching=False)
+
+
+@pytest.fixture(scope="module")
+def fitted() -> FittedTiming:
+    return fit_timing(read_trace([str(RUNS / "vllm-100-1.exp")]))
+
+
+@needs_runs
+def test_reader_orders_by_issue_time_and_never_shares_prefixes():
+    t = read_distserve(str(RUNS / "vllm-100-1.exp"))
+    assert len(t.requests) == 100
+    first = t.requests[0]
+    # the file's first element: 55-token prompt, 4 tokens out, TTFT 69.56 ms, latency 148.04 ms
+    assert (first.request_id, first.input_length, first.output_tokens) == ("vllm-100-1#0", 55, 4)
+    assert first.ttft_ms == pytest.approx(69.5630181580782, abs=1e-6)
+    assert first.total_time_ms == pytest.approx(148.03585410118103, abs=1e-6)
+    assert first.avg_itl_ms == pytest.approx((148.03585410118103 - 69.5630181580782) / 3, abs=1e-6)
+    assert [r.start_ms for r in t.requests] == sorted(r.start_ms for r in t.requests)
+    hashes = [h for r in t.requests for h in r.hashes]
+    assert len(hashes) == len(set(hashes)) == sum(math.ceil(r.input_length / BLOCK_SIZE) for r in t.requests)
+    rows, bs = plain_rows(t)
+    assert bs == BLOCK_SIZE and rows[0].timestamp == 0.0 and rows[1].timestamp == 1380.0  # workload file: 1.3806 s
+
+
+def test_reader_errors_are_one_line_and_never_eval(tmp_path):
+    evil = tmp_path / "evil.exp"
+    evil.write_text("__import__('os').system('touch pwned')\n{\n}\n")
+    with pytest.raises(TraceError, match=r"evil\.exp:1: not a DistServe result") as e:
+        read_distserve(str(evil))
+    assert "\n" not in str(e.value) and not (tmp_path / "pwned").exists()
+    bad = tmp_path / "bad.exp"
+    bad.write_text("[{'prompt_len': 5, 'output_len': 2, 'issue_time': 1.0, 'first_token_time': 1.1}]\n")
+    with pytest.raises(TraceError, match=r"bad\.exp:1: request 0: field `complete_time` is missing"):
+        read_trace([str(bad)])
+    bad.write_text("[{'prompt_len': 0, 'output_len': 2, 'issue_time': 1.0, 'first_token_time': 1.1, "
+                   "'complete_time': 1.2}]\n")
+    with pytest.raises(TraceError, match=r"request 0: field `prompt_len` must be an integer >= 1"):
+        read_trace([str(bad)])
+
+
+@needs_runs
+def test_fit_on_the_1_rps_vllm_run(fitted):
+    p0, p1, p2 = fitted.prefill
+    d0, d1, d2 = fitted.decode
+    assert p0 == pytest.approx(29.05, abs=0.01) and p1 == pytest.approx(0.10077, abs=1e-5)
+    assert p2 == pytest.approx(1.618e-5, abs=1e-8)
+    # batch and context are collinear here (r = 0.93): the fit keeps context alone
+    assert fitted.fit_error["decode_terms"] == "context" and d1 == 0.0 and not fitted.needs_requests
+    assert d0 == pytest.approx(22.59, abs=0.01) and d2 == pytest.approx(0.0011029, abs=1e-7)
+    pe, de = fitted.fit_error["prefill"], fitted.fit_error["decode"]
+    assert (pe["n"], de["n"], fitted.fit_error["contended_requests_excluded"]) == (85, 100, 15)
+    assert pe["r2"] == pytest.approx(0.927, abs=1e-3) and pe["median_ape"] == pytest.approx(0.068, abs=1e-3)
+    assert de["r2"] == pytest.approx(0.911, abs=1e-3) and de["median_ape"] == pytest.approx(0.021, abs=1e-3)
+    # the model the engine sees: a 1000-token prefill and a decode step over 10k context tokens
+    assert fitted.prefill_ms(1000, 1, None) == pytest.approx(29.05 + 100.77 + 16.18, abs=0.05)
+    assert fitted.decode_ms(0, 1, 10_000, 10, None) == pytest.approx(22.59 + 11.03, abs=0.02)
+    assert fitted.prefill_ms(0, 0, None) == 0.0
+    text = "\n".join(fitted.describe())
+    assert "prefill ms = 29.05 + 0.10077*T" in text and "decode fit: n=100" in text
+    # the explicit two-term fit is available and fits its own data better (it extrapolates worse)
+    both = fit_timing(read_trace([str(RUNS / "vllm-100-1.exp")]), decode_terms="batch+context")
+    assert both.decode[1] == pytest.approx(0.721, abs=1e-3) and both.needs_requests
+    assert both.fit_error["decode"]["median_ape"] < de["median_ape"]
+
+
+@needs_runs
+def test_timing_file_round_trip_and_errors(fitted, tmp_path):
+    f = tmp_path / "fit.json"
+    save_timing_file(fitted, f)
+    back = load_timing_file(f)
+    assert back == fitted and back.coefficients == fitted.coefficients
+    assert back.fit_error == orjson.loads(orjson.dumps(fitted.fit_error))
+    assert back.prefill_ms(777, 2, None) == fitted.prefill_ms(777, 2, None)
+    d = orjson.loads(f.read_bytes())
+    d["decode"]["per_context_token_ms"] = "fast"
+    f.write_bytes(orjson.dumps(d))
+    with pytest.raises(TraceError, match=r"fit\.json: field `decode\.per_context_token_ms`: expected a finite number"):
+        load_timing_file(f)
+    f.write_text("{")
+    with pytest.raises(TraceError, match=r"fit\.json: invalid JSON"):
+        load_timing_file(f)
+    with pytest.raises(TraceError, match=r"missing\.json: cannot read timing file"):
+        load_timing_file(tmp_path / "missing.json")
+
+
+def test_fit_needs_recorded_times(tmp_path):
+    m = tmp_path / "t.jsonl"
+    m.write_text('{"timestamp": 0, "input_length": 8, "output_length": 3, "hash_ids": [1, 2]}\n')
+    with pytest.raises(TraceError, match="needs recorded per-request times"):
+        fit_timing(read_trace([str(m)]))
+
+
+@needs_runs
+def test_replay_of_the_1_5_rps_run_with_the_fit(fitted):
+    """Measured (bench/bench_fidelity.py): TTFT median APE 9.5%, E2E 2.9% on vllm-150-1.5."""
+    trace = read_trace([str(RUNS / "vllm-150-1.5.exp")])
+    recorded = sorted(trace.requests, key=sort_key)
+    rows, bs = plain_rows(trace)
+    res = run_replay(rows, [r.request_id for r in recorded], "mooncake",
+                     ReplayOptions(trace_block_size=bs, engine=ENGINE, timing=fitted, record=True))
+    firsts = prefill_end_first_tokens(res, fitted)
+    ttft = [abs(f - s.ready_ms - r.ttft_ms) / r.ttft_ms for r, s, f in zip(recorded, res.requests, firsts)]
+    e2e = [abs(s.last_token_ms - s.ready_ms - r.total_time_ms) / r.total_time_ms
+           for r, s in zip(recorded, res.requests)]
+    assert all(s.status == "completed" for s in res.requests)
+    assert 0.08 < statistics.median(ttft) < 0.105
+    assert 0.02 < statistics.median(e2e) < 0.035
+    # read at the pass end (the decode step included) the TTFT is much worse: the read-out matters
+    raw = [abs(s.first_token_ms - s.ready_ms - r.ttft_ms) / r.ttft_ms for r, s in zip(recorded, res.requests)]
+    assert statistics.median(raw) > 0.18

@@ -1,0 +1,160 @@
+"""`trace-pipe replay --perfetto`: one .pftrace with `Recorded` and `Simulated` roots. Decoded
+back: both roots with the same request ids and colours, a flow per dependency edge in each,
+per-worker engine passes and counters under Simulated, recorded values and differences on every
+simulated request, and `trace-pipe check` passes."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import pytest
+from dynamo_records import FIXTURES, write_jsonl
+from replay_cases import agentic_records
+from typer.testing import CliRunner
+
+from trace_pipe.cli.main import _register, app
+from trace_pipe.cli.replay_cmd import run
+from trace_pipe.proto.check import check_file
+from trace_pipe.proto.decode import decode_file
+
+_register()
+
+COUNTERS = {"running", "waiting", "KV blocks in use", "KV blocks cached", "prefix-hit tokens"}
+
+
+def root_of(d, uuid):
+    while d.tracks[uuid].parent:
+        uuid = d.tracks[uuid].parent
+    return d.tracks[uuid].name
+
+
+def requests_by_root(d):
+    out = defaultdict(dict)
+    for s in d.slices:
+        if s.category == "dynamo.llm":
+            out[root_of(d, s.track)][s.args["request_id"]] = s
+    return out
+
+
+@pytest.fixture(scope="module")
+def replayed(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("pf")
+    trace = write_jsonl(tmp / "t.jsonl", agentic_records(7))
+    out = tmp / "replay.pftrace"
+    runner = CliRunner()
+    res = runner.invoke(app, ["replay", str(trace), "--trace-format", "dynamo", "--num-workers", "2",
+                              "--extra-engine-args", '{"block_size": 2}', "--perfetto", str(out),
+                              "--report-json", str(tmp / "r.json")])
+    assert res.exit_code == 0, res.output
+    chk = runner.invoke(app, ["check", str(out)])
+    assert chk.exit_code == 0, chk.output
+    return trace, out, decode_file(str(out))
+
+
+def test_both_roots_same_requests_colours_and_flows(replayed):
+    trace, out, d = replayed
+    roots = sorted(t.name for t in d.tracks.values() if not t.parent)
+    assert roots == ["Recorded", "Simulated"]
+    by_root = requests_by_root(d)
+    ids = {f"r{i}" for i in range(1, 1 + sum(1 for r in agentic_records(7) if "request" in r))}
+    assert set(by_root["Recorded"]) == set(by_root["Simulated"]) == ids
+    for rid in ids:
+        assert by_root["Recorded"][rid].correlation_id == by_root["Simulated"][rid].correlation_id != 0
+    # same play / chain tracks at the same ranks under both roots
+    def shape(root):
+        return sorted((tuple(d.track_path(t.uuid)[1:]), t.rank) for t in d.tracks.values()
+                      if d.track_path(t.uuid)[0] == root and "workers" not in d.track_path(t.uuid))
+    assert shape("Recorded") == shape("Simulated")
+    # one flow per dependency edge in each timeline, never across
+    flows = defaultdict(int)
+    for src, dst in d.flows():
+        assert root_of(d, src.track) == root_of(d, dst.track)
+        flows[root_of(d, src.track)] += 1
+    assert flows["Recorded"] == flows["Simulated"] == d.attributes["trace_pipe.Simulated.edges"] > 10
+    assert check_file(str(out)).ok
+
+
+def test_simulated_requests_stages_and_annotations(replayed):
+    _, _, d = replayed
+    sim = requests_by_root(d)["Simulated"]
+    rec = requests_by_root(d)["Recorded"]
+    kids = defaultdict(list)
+    for s in d.slices + d.instants:
+        if s.parent is not None and s.parent.category == "dynamo.llm":
+            kids[id(s.parent)].append(s.name)
+    t0 = min(r.ts for r in rec.values())
+    for rid, s in sim.items():
+        names = kids[id(s)]
+        assert "prefill" in names and "decode" in names and "first token" in names, (rid, names)
+        r = rec[rid]
+        # dotted names are nested args (debug.recorded.start_ms in SQL)
+        assert s.args["recorded"]["start_ms"] == (r.ts - t0) / 1e6
+        assert s.args["recorded"]["e2e_ms"] == r.dur / 1e6
+        assert s.args["diff"]["e2e_ms"] == pytest.approx(s.dur / 1e6 - r.dur / 1e6, abs=1e-6)
+        assert s.args["diff"]["start_ms"] == pytest.approx((s.ts - r.ts) / 1e6, abs=1e-6)
+        assert s.args["diff"]["ttft_ms"] == pytest.approx(s.args["ttft_ms"] - s.args["recorded"]["ttft_ms"])
+
+
+def test_simulated_workers_have_passes_and_counters(replayed):
+    _, _, d = replayed
+    workers = {t.uuid: t.name for t in d.tracks.values()
+               if d.track_path(t.uuid)[:2] == ["Simulated", "workers"] and len(d.track_path(t.uuid)) == 3}
+    assert sorted(workers.values()) == ["worker 0", "worker 1"]
+    for wu, wname in workers.items():
+        children = {t.name: t for t in d.tracks.values() if t.parent == wu}
+        assert COUNTERS <= {n for n, t in children.items() if t.counter}
+        passes = [s for s in d.slices if s.track == children["engine passes"].uuid]
+        assert passes and all({"batch_size", "prefill_tokens", "decode_requests", "pass_ms"} <= set(s.args)
+                              for s in passes)
+        assert sum(s.args["prefill_tokens"] for s in passes) > 0
+        running = [e.value for e in d.samples if e.track == children["running"].uuid]
+        assert max(running) >= 1 and running[-1] == 0
+        kv = [e.value for e in d.samples if e.track == children["KV blocks in use"].uuid]
+        assert max(kv) > 0 and kv[-1] == 0
+
+
+def test_recorded_timing_draws_simulated_on_top_of_recorded(tmp_path):
+    trace = write_jsonl(tmp_path / "t.jsonl", agentic_records(3))
+    out = tmp_path / "r.pftrace.gz"
+    _, res = run([str(trace)], trace_format="dynamo", timing="recorded", num_workers=4, perfetto=str(out),
+                 report_json=str(tmp_path / "r.json"), progress=False)
+    d = decode_file(str(out))
+    by_root = requests_by_root(d)
+    assert by_root["Recorded"] and set(by_root["Recorded"]) == set(by_root["Simulated"])
+    for rid, r in by_root["Recorded"].items():
+        s = by_root["Simulated"][rid]
+        assert (s.ts, s.dur) == (r.ts, r.dur), rid
+        assert s.args["diff"]["start_ms"] == 0 and s.args["diff"]["e2e_ms"] == 0
+    # tool calls move with their requests: here they stay exactly where they were recorded
+    tools = defaultdict(list)
+    for s in d.slices:
+        if s.category == "dynamo.agent.tool":
+            tools[root_of(d, s.track)].append((s.name, s.ts, s.dur))
+    assert tools["Recorded"] and sorted(tools["Recorded"]) == sorted(tools["Simulated"])
+    assert check_file(str(out)).ok
+
+
+def test_mooncake_input_draws_simulated_only(tmp_path):
+    t = tmp_path / "t.jsonl"
+    t.write_text('{"session_id": "s", "timestamp": 0, "input_length": 8, "output_length": 3, "hash_ids": [1, 2]}\n'
+                 '{"session_id": "s", "delay": 5, "input_length": 8, "output_length": 2, "hash_ids": [1, 3]}\n')
+    out = tmp_path / "m.pftrace"
+    run([str(t)], trace_block_size=4, extra_engine_args='{"block_size": 4}', perfetto=str(out),
+        report_json=str(tmp_path / "r.json"), progress=False)
+    d = decode_file(str(out))
+    assert sorted(t.name for t in d.tracks.values() if not t.parent) == ["Simulated"]
+    assert len(d.flows()) == 1 and check_file(str(out)).ok
+
+
+WEKA = FIXTURES / "kv_cache_tester_traces" / "trace_0277.json"
+
+
+@pytest.mark.skipif(not WEKA.exists(), reason=f"WEKA fixture not found at {WEKA}")
+def test_weka_replay_pftrace_checks(tmp_path):
+    out = tmp_path / "w.pftrace"
+    run([str(WEKA)], trace_format="weka", num_workers=2, perfetto=str(out), report_json=str(tmp_path / "r.json"),
+        progress=False)
+    rep = check_file(str(out))
+    assert rep.ok, rep.problems
+    by_root = requests_by_root(decode_file(str(out)))
+    assert len(by_root["Recorded"]) == len(by_root["Simulated"]) == 53
