@@ -13,15 +13,18 @@ SCHEMA = {"G1": "dynamo.agent.trace.v1", "G2": "dynamo.agent.trace.v1",
           "G3a": "dynamo.request.trace.v1", "G3b": "dynamo.request.trace.v1"}
 
 
-def context(gen: str, chain: str | None, parent: str | None = None) -> dict | None:
+def context(gen: str, chain: str | None, parent: str | None = None, *, run: str = "run-1",
+            session_type: str = "ms_agent") -> dict | None:
+    """`agent_context` naming `chain` (and `parent`) with the field names of `gen`; `run` is the
+    whole-run id G1 (`workflow_id`) and G2 (`session_id`) also carry."""
     if chain is None:
         return None
     if gen == "G1":
-        ctx = {"workflow_type_id": "wf", "workflow_id": "run-1", "program_id": chain}
+        ctx = {"workflow_type_id": "wf", "workflow_id": run, "program_id": chain}
         if parent:
             ctx["parent_program_id"] = parent
     elif gen == "G2":
-        ctx = {"session_type_id": "ms_agent", "session_id": "run-1", "trajectory_id": chain}
+        ctx = {"session_type_id": session_type, "session_id": run, "trajectory_id": chain}
         if parent:
             ctx["parent_trajectory_id"] = parent
     elif gen == "G3a":

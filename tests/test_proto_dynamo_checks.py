@@ -16,37 +16,20 @@ from __future__ import annotations
 import orjson
 import pytest
 
+from dynamo_records import SCHEMA, context
 from trace_pipe import proto
 from trace_pipe.pipeline import agentic, readers
 from trace_pipe.proto.check import check_file
 from trace_pipe.proto.decode import decode_file
 
-SCHEMA = {"G1": "dynamo.agent.trace.v1", "G2": "dynamo.agent.trace.v1",
-          "G3a": "dynamo.request.trace.v1", "G3b": "dynamo.request.trace.v1"}
 ALL = ("G1", "G2", "G3a", "G3b")
 MS = 1_000_000  # ns per ms
 
 
 def ctx(gen: str, chain: str | None, parent: str | None = None) -> dict | None:
-    if chain is None:
-        return None
-    if gen == "G1":
-        d = {"workflow_type_id": "wf", "workflow_id": "workflow-1", "program_id": chain}
-        if parent:
-            d["parent_program_id"] = parent
-    elif gen == "G2":
-        d = {"session_type_id": "research", "session_id": "session-1", "trajectory_id": chain}
-        if parent:
-            d["parent_trajectory_id"] = parent
-    elif gen == "G3a":
-        d = {"trajectory_id": chain}
-        if parent:
-            d["parent_trajectory_id"] = parent
-    else:
-        d = {"session_id": chain}
-        if parent:
-            d["parent_session_id"] = parent
-    return d
+    # the identities Dynamo's own validate_convert_to_perfetto.py uses
+    run = "workflow-1" if gen == "G1" else "session-1"
+    return context(gen, chain, parent, run=run, session_type="research")
 
 
 def request_end(gen: str, chain: str | None, event_time, request: dict, parent: str | None = None) -> dict:
