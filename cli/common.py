@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import sys
 from typing import Iterator
 
@@ -59,3 +60,16 @@ class Progress:
         if self.enabled and (self._last >= 0 or self.done >= 10000):
             sys.stderr.write("\n")
             sys.stderr.flush()
+
+
+def json_object_arg(text: str | None, flag: str) -> dict | None:
+    """A JSON-object option value (`--extra-engine-args`, `--router-config`), or a one-line error."""
+    if text is None:
+        return None
+    try:
+        v = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise TraceError(f"error: {flag}: invalid JSON: {e}") from None
+    if not isinstance(v, dict):
+        raise TraceError(f"error: {flag}: expected a JSON object")
+    return v

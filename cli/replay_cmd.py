@@ -23,25 +23,13 @@ from trace_pipe.sim.result import SimResult
 from trace_pipe.sim.router import ROUTER_MODES
 from trace_pipe.sim.timing import make_timing
 
-from .common import Progress, user_errors
+from .common import Progress, json_object_arg, user_errors
 
 TIMINGS = ("dynamo", "fit", "recorded", "table")
 ONSET_HELP = ("Error onset threshold (ms): the first request, in recorded start order, whose simulated start or end "
               "is more than this far off the recorded one is reported with the simulated queue depth when it was "
               "released (requests released but not yet admitted, on every worker and in the router queue, itself "
               "included).")
-
-
-def _json_arg(text: str | None, flag: str) -> dict | None:
-    if text is None:
-        return None
-    try:
-        v = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise TraceError(f"error: {flag}: invalid JSON: {e}") from None
-    if not isinstance(v, dict):
-        raise TraceError(f"error: {flag}: expected a JSON object")
-    return v
 
 
 def load_rows(paths: list[str], fmt: str, trace_block_size: int | None) -> tuple[list, list[str], int]:
@@ -117,8 +105,8 @@ def run(paths: list[str], *, trace_format: str = "mooncake", num_workers: int = 
     out = out or sys.stdout
     t0 = time.perf_counter()
     inp = load_input(paths, trace_format, trace_block_size)
-    engine = EngineArgs.from_json(_json_arg(extra_engine_args, "--extra-engine-args"))
-    rcfg = RouterConfig.from_json(_json_arg(router_config, "--router-config"))
+    engine = EngineArgs.from_json(json_object_arg(extra_engine_args, "--extra-engine-args"))
+    rcfg = RouterConfig.from_json(json_object_arg(router_config, "--router-config"))
     if compare_json:
         _recorded_needed(inp, "--compare-json")
     tm = resolve_timing(timing, timing_file, inp, engine, decode_timing, timing_table, out)

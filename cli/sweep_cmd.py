@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from typing import Optional
@@ -17,21 +16,9 @@ from trace_pipe.sim.config import EngineArgs, RouterConfig
 from trace_pipe.sim.router import ROUTER_MODES
 from trace_pipe.sim.timing import make_timing
 
-from .common import user_errors
+from .common import json_object_arg, user_errors
 
 TIMINGS = ("dynamo", "fit")
-
-
-def _json_arg(text: str | None, flag: str) -> dict | None:
-    if text is None:
-        return None
-    try:
-        v = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise TraceError(f"error: {flag}: invalid JSON: {e}") from None
-    if not isinstance(v, dict):
-        raise TraceError(f"error: {flag}: expected a JSON object")
-    return v
 
 
 def run(paths: list[str], *, num_workers: str = "1", router_mode: str = "round_robin", csv_out: str,
@@ -48,8 +35,8 @@ def run(paths: list[str], *, num_workers: str = "1", router_mode: str = "round_r
         if m not in ROUTER_MODES:
             raise TraceError(f"error: --router-mode must be among {', '.join(ROUTER_MODES)}, got {m!r}")
     points = sweep.grid(workers, modes)
-    engine = EngineArgs.from_json(_json_arg(extra_engine_args, "--extra-engine-args"))
-    rcfg = RouterConfig.from_json(_json_arg(router_config, "--router-config"))
+    engine = EngineArgs.from_json(json_object_arg(extra_engine_args, "--extra-engine-args"))
+    rcfg = RouterConfig.from_json(json_object_arg(router_config, "--router-config"))
     inp = load_input(paths, trace_format, trace_block_size)
 
     # --timing fit [--timing-file F: save]; --timing-file F alone: load; default Dynamo's polynomial

@@ -230,7 +230,7 @@ def _build(trace: Trace, rules: str) -> _Graph:
         if join is not None and join not in idx:
             _add(g, join, last.request_id, "join")
     if missing_parent:
-        g.notes[f"chains whose parent chain has no requests in the trace (no spawn/join edges)"] = missing_parent
+        g.notes["chains whose parent chain has no requests in the trace (no spawn/join edges)"] = missing_parent
     if trace.links:
         _explicit_spawns(trace, g)
     if rules == "g3c":
