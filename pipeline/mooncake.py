@@ -8,11 +8,13 @@ compact JSON, declared key order, absent values omitted, floats for `timestamp`/
 from __future__ import annotations
 
 import math
+from array import array
 from dataclasses import dataclass
 from typing import Iterator
 
 import orjson
 
+from .dynamo_rows import common_prefix
 from .errors import TraceError
 from .io import iter_lines
 
@@ -214,18 +216,55 @@ def _num(d: dict, key: str, where: str, *, required: bool = False, integer: bool
     return v
 
 
-def row_from_json(d: dict, where: str, intern: dict | None = None) -> Row:
+def row_from_json(d: dict, where: str, intern: dict | None = None, share: dict | None = None,
+                  no_bools: bool = False) -> Row:
     """Parse one plain / agentic v1 / v2 row, accepting Dynamo's upstream aliases. `intern`
     (one dict per file set) makes equal hash ids share one int object: agentic rows repeat the
-    same ~1,500 ids turn after turn, and separate ints cost 32 bytes each (4x the rows' memory)."""
+    same ~1,500 ids turn after turn, and separate ints cost 32 bytes each (4x the rows' memory).
+    `share` (one dict per file set, instead of `intern`) gets the same sharing cheaper: it keeps
+    each session's last `hash_ids` (as a tuple and an array('Q')), and a row's tuple reuses the
+    int objects of the common prefix (a memcmp) instead of looking every id up. `no_bools`: the
+    caller knows the row holds no JSON true/false, so ids that fit an array('Q') are exact
+    non-negative ints without a per-id type check."""
     for alias, canon in _ALIASES.items():
         if alias in d and canon not in d:
             d[canon] = d[alias]
     hash_ids = d.get("hash_ids", [])
     # C-level checks (a generator costs ~5x more per id): exact ints (bools have their own type), >= 0
-    if not isinstance(hash_ids, list) or (hash_ids and (not set(map(type, hash_ids)) <= {int} or min(hash_ids) < 0)):
+    arr = None
+    if share is not None and no_bools and isinstance(hash_ids, list) and hash_ids:
+        # array('Q') takes only ints (bools are ints too: hence `no_bools`) in [0, 2**64)
+        try:
+            arr = array("Q", hash_ids)
+        except (TypeError, OverflowError):
+            arr = None
+    if share is not None and isinstance(hash_ids, list) and hash_ids and (
+            arr is not None or set(map(type, hash_ids)) <= {int}):
+        sid = d.get("session_id")
+        skey = None if sid is None else str(sid)
+        if arr is None:
+            try:
+                arr = array("Q", hash_ids)  # exact u64 values, or an error for a negative/huge id
+            except OverflowError:
+                arr = None  # checked (and kept) below, unshared
+        prev = share.get(skey)
+        if arr is not None and prev is not None:
+            # memcmp over contiguous values, not a compare per int object (scattered in memory)
+            parr, ptup = prev
+            k = common_prefix(parr, arr)
+            t = ptup if k == len(arr) == len(ptup) else ptup[:k] + tuple(hash_ids[k:])
+        elif arr is not None:
+            t = tuple(hash_ids)
+        else:
+            if min(hash_ids) < 0:
+                raise TraceError(f"{where}: field `hash_ids` must be a list of non-negative integers")
+            t = tuple(hash_ids)
+        if arr is not None:
+            share[skey] = (arr, t)
+        hash_ids = t
+    elif not isinstance(hash_ids, list) or (hash_ids and (not set(map(type, hash_ids)) <= {int} or min(hash_ids) < 0)):
         raise TraceError(f"{where}: field `hash_ids` must be a list of non-negative integers")
-    if intern is not None:
+    elif intern is not None:
         hash_ids = map(intern.setdefault, hash_ids, hash_ids)
     tool_events = []
     for t in d.get("tool_events") or ():
@@ -263,7 +302,7 @@ def row_from_json(d: dict, where: str, intern: dict | None = None) -> Row:
     return Row(
         input_length=int(_num(d, "input_length", where, integer=True) or 0),
         output_length=int(_num(d, "output_length", where, required=True, integer=True)),
-        hash_ids=tuple(hash_ids),
+        hash_ids=hash_ids if type(hash_ids) is tuple else tuple(hash_ids),
         request_id=None if rid is None else str(rid),
         session_id=None if sid is None else str(sid),
         output_token_ids=tuple(d["output_token_ids"]) if d.get("output_token_ids") is not None else None,
@@ -294,7 +333,7 @@ def read_rows(paths: list[str]) -> MooncakeFile:
     header: Header | None = None
     rows: list[Row] = []
     sources: list[str] = []
-    intern: dict[int, int] = {}
+    share: dict[str | None, tuple[int, ...]] = {}
     for path in paths:
         for lineno, raw in iter_lines(path):
             where = f"{path}:{lineno}"
@@ -313,7 +352,7 @@ def read_rows(paths: list[str]) -> MooncakeFile:
                 continue
             if header is not None and "timestamp" in d:
                 raise TraceError(f"{where}: field `timestamp` is not allowed in agentic Mooncake v2 rows")
-            rows.append(row_from_json(d, where, intern))
+            rows.append(row_from_json(d, where, share=share, no_bools=b"true" not in raw and b"false" not in raw))
             sources.append(where)
     return MooncakeFile(header, rows, sources)
 

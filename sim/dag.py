@@ -16,8 +16,6 @@ import math
 from dataclasses import dataclass
 from heapq import heappush
 
-import networkx as nx
-
 from trace_pipe.pipeline.errors import TraceError
 from trace_pipe.pipeline.mooncake import Row
 
@@ -35,11 +33,15 @@ class Release:
 
 
 class RequestDag:
-    """Nodes are row indices; edge attrs `trigger` ("completion" | "dispatch") and `delay_ms`."""
+    """Nodes are row indices; edge attrs `trigger` ("completion" | "dispatch") and `delay_ms`.
+
+    The replay itself walks plain per-node lists; `graph` (the NetworkX DiGraph) is built on first
+    use, because importing NetworkX costs ~22 MiB and ~0.25 s, more than a replay's DAG work."""
 
     def __init__(self, n: int, mode: str) -> None:
-        self.graph = nx.DiGraph()
-        self.graph.add_nodes_from(range(n))
+        self.n = n
+        self._graph = None
+        self.edges: list[tuple[int, int, int, float]] = []  # (parent, child, trigger, delay) in order
         self.mode = mode  # "independent" | "sessions" | "agentic" | "v2"
         self.root_time: list[float | None] = [None] * n
         self.order: list[tuple[int, int]] = [(i, 0) for i in range(n)]
@@ -48,9 +50,29 @@ class RequestDag:
         self.ready_after = [-math.inf] * n
         self.binding: list[Release | None] = [None] * n
 
+    @property
+    def graph(self):
+        """The DAG as a NetworkX DiGraph (built once, on first access)."""
+        if self._graph is None:
+            import networkx as nx
+
+            g = nx.DiGraph()
+            g.add_nodes_from(range(self.n))
+            for p, c, trig, delay in self.edges:
+                g.add_edge(p, c, trigger="dispatch" if trig == DISPATCH else "completion", delay_ms=delay)
+            self._graph = g
+        return self._graph
+
+    def has_edges(self) -> bool:
+        return bool(self.edges)
+
+    def isolated(self, i: int) -> bool:
+        """No edge in or out of `i` (NetworkX degree 0)."""
+        return not self.children[i] and not self.waits[i]
+
     def add_edge(self, parent: int, child: int, trigger: int, delay: float) -> None:
-        self.graph.add_edge(parent, child, trigger="dispatch" if trigger == DISPATCH else "completion",
-                            delay_ms=delay)
+        self.edges.append((parent, child, trigger, delay))
+        self._graph = None
         lst = self.children[parent]
         if lst is None:
             lst = self.children[parent] = []
@@ -183,15 +205,31 @@ def build_dag(rows: list[Row], sources: list[str], fmt: str, speedup: float = 1.
                 dag.order[b] = (first, turn)
             dag.order[first] = (first, 0)
 
-    if dag.graph.number_of_edges():
-        try:
-            cyc = nx.find_cycle(dag.graph)
-        except nx.NetworkXNoCycle:
-            cyc = None
+    if dag.edges and _has_cycle(dag):
+        import networkx as nx
+
+        # NetworkX names the cycle, so the message stays the one it always gave.
+        cyc = nx.find_cycle(dag.graph)
         if cyc:
             names = [rows[u].request_id or str(u) for u, _v in cyc] + [rows[cyc[0][0]].request_id or str(cyc[0][0])]
             raise TraceError(f"{sources[cyc[0][0]]}: field `wait_for`: cycle detected: {' -> '.join(names)}")
     return dag
+
+
+def _has_cycle(dag: RequestDag) -> bool:
+    """Kahn's algorithm over the child lists: a cycle leaves nodes that never reach zero waits."""
+    waits = dag.waits[:]
+    stack = [i for i in range(dag.n) if waits[i] == 0]
+    seen = 0
+    children = dag.children
+    while stack:
+        i = stack.pop()
+        seen += 1
+        for c, _t, _d in children[i] or ():
+            waits[c] -= 1
+            if waits[c] == 0:
+                stack.append(c)
+    return seen < dag.n
 
 
 def plays(dag: RequestDag, rows: list[Row]) -> list[list[int]]:
@@ -202,9 +240,28 @@ def plays(dag: RequestDag, rows: list[Row]) -> list[list[int]]:
         for i, r in enumerate(rows):
             groups.setdefault(r.play_id or f"#{i}", []).append(i)
         return list(groups.values())
-    comps = [sorted(c) for c in nx.weakly_connected_components(dag.graph)]
-    comps.sort(key=lambda c: c[0])
-    return comps
+    # weakly connected components by union-find (same sets as NetworkX's)
+    parent = list(range(dag.n))
+
+    def find(x: int) -> int:
+        root = x
+        while parent[root] != root:
+            root = parent[root]
+        while parent[x] != root:
+            parent[x], x = root, parent[x]
+        return root
+
+    for p, c, _t, _d in dag.edges:
+        a, b = find(p), find(c)
+        if a != b:
+            if a < b:
+                parent[b] = a
+            else:
+                parent[a] = b
+    groups: dict[int, list[int]] = {}
+    for i in range(dag.n):
+        groups.setdefault(find(i), []).append(i)
+    return list(groups.values())  # members ascending, groups by first member (the root is the smallest)
 
 
 def critical_path(dag: RequestDag, members: list[int], terminal: list[float]) -> list[int]:

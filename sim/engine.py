@@ -6,6 +6,11 @@ order] + [at most one request part-way through its prompt, last]. Every decode-r
 schedules exactly one token per pass, so its generated count is `dclock - base` (a per-worker pass
 counter), and the passes at which it crosses a block boundary or finishes are known in advance:
 they sit in a heap keyed by pass number. A pass touches only the requests with an event.
+
+Between events a worker runs identical decode passes (`_decode_run`), jumped over in closed form
+within each float binade (`identical_passes`, bit-exact with the repeated additions). Without
+pass records, block-boundary crossings are allocated inside such a run (`_boundaries_inline`):
+only the decode time changes at them.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from heapq import heappop, heappush
+from math import ceil, floor, frexp, ldexp
 
 from trace_pipe.pipeline.errors import TraceError
 
@@ -21,6 +27,7 @@ from .kvcache import BlockPool
 from .timing import PassInfo, TimingModel, quantize_ms
 from .workload import PromptKeys, SimRequest, gen_key
 
+INLINE = True  # block-boundary crossings inside decode runs (tests compare both)
 _BOUNDARY = 0  # needs one more block at pass start
 _DONE = 1  # emits its last token at pass end
 
@@ -30,7 +37,7 @@ class Worker:
         "wid", "args", "timing", "pool", "bs", "tbs", "G", "mnbt", "max_seqs", "lifo", "caching",
         "chunked", "waiting", "dec", "chunking", "ev", "dclock", "seq", "sum_pb", "need_second",
         "pmemo", "dmemo", "p_speed", "d_speed", "stats", "passes", "first_tokens", "finished",
-        "busy", "record", "cached_tokens_pass", "prompts",
+        "busy", "record", "cached_tokens_pass", "prompts", "inline",
     )
 
     def __init__(self, wid: int, args: EngineArgs, timing: TimingModel, trace_block_size: int,
@@ -67,6 +74,8 @@ class Worker:
         self.finished: list[SimRequest] = []
         self.busy = False
         self.record = record
+        # block-boundary crossings inside decode runs (pass records would differ: not when recording)
+        self.inline = INLINE and not record and timing.decode_input == "physical" and not timing.needs_requests
         # shared with the router and the other workers: identities are compared across them
         self.prompts = prompts or PromptKeys(self.bs, trace_block_size)
 
@@ -96,7 +105,8 @@ class Worker:
                 keys = pk[lo:nfull]
             else:
                 keys = pk[lo:npk] + [gen_key(r.idx, i) for i in range(max(lo, npk), nfull)]
-            self.pool.register_many(r.blocks[lo:nfull], keys)
+            if self.pool.register_many(r.blocks[lo:nfull], keys):
+                r.dup = True
             r.nreg = nfull
 
     def _push_decode_events(self, r: SimRequest) -> None:
@@ -136,7 +146,11 @@ class Worker:
 
     def _finish(self, r: SimRequest, computed: int) -> None:
         self._register(r, computed)
-        self.pool.release(r.blocks, r.nreg)
+        if r.dup:
+            self.pool.release(r.blocks, r.nreg)
+        else:
+            # The next turn of its session usually takes most of these blocks straight back.
+            r.run = self.pool.release_run(r.blocks, r.nreg, r.pkeys)
         r.blocks = []
         r.pkeys = None
         r.status = "completed"
@@ -182,8 +196,11 @@ class Worker:
         while ev and (ev[0][0] < d0 or ev[0][3] != ev[0][4].epoch):
             heappop(ev)  # stale: its request was preempted since the event was scheduled
         if (self.chunking is None and not self.waiting and self.dec and not self.need_second
-                and (not ev or ev[0][0] > self.dclock) and not self.timing.needs_requests):
-            return self._decode_run(now, horizon)
+                and not self.timing.needs_requests):
+            if not ev or ev[0][0] > self.dclock:
+                return self._decode_run(now, horizon)
+            if self.inline and self._boundaries_inline(d0):
+                return self._decode_run(now, horizon)
         pool = self.pool
         bs = self.bs
         d = self.dclock
@@ -274,15 +291,17 @@ class Worker:
                     if memo is not None and memo[0] == pool.gen and memo[1] == lim:
                         hitb = memo[2][:]
                     else:
-                        hitb = pool.lookup(pk, lim)
+                        src = r.src
+                        hitb = pool.lookup_after(src.run if src is not None else None, r.src_n, pk, lim)
                         r.hmemo = (pool.gen, lim, hitb[:])
                     if len(hitb) * bs >= kn:
                         hitb.pop()
-                    hrefs = list(map(pool.ref.__getitem__, hitb))
-                    active_hits = pool.active_count(hrefs)
+                    if hitb:
+                        active_hits, hruns, hrest, hrefs = pool.hits(hitb, pk[0])
+                    else:
+                        active_hits = 0
                 else:
                     hitb = []
-                    hrefs = None
                     active_hits = 0
                 hit = len(hitb)
                 if nb - active_hits > pool.free:
@@ -294,7 +313,7 @@ class Worker:
                 waiting.popleft()
                 r.hmemo = None
                 if hit:
-                    pool.touch_many(hitb, hrefs)
+                    pool.take(hruns, hrest, hrefs)
                 blocks = hitb
                 need = -(-(cached + n) // bs) - hit
                 if need > 0:
@@ -404,7 +423,33 @@ class Worker:
                                 self.n_running(), len(self.waiting), pool.active, pool.ncached, hit_tokens, 1, 0.0))
         return end
 
+    def _boundaries_inline(self, p: int) -> bool:
+        """Inside a decode run, the events due at pass `p`: when they are only block-boundary
+        crossings that fit in the free blocks (no preemption, nothing finishing), allocate them
+        exactly as `step` would and return True; otherwise leave them queued for `step`."""
+        ev = self.ev
+        pool = self.pool
+        due = []
+        while ev and ev[0][0] == p:
+            item = heappop(ev)
+            if item[3] == item[4].epoch:
+                due.append(item)
+        if len(self.dec) > self.mnbt or pool.free < len(due) or any(item[1] == _DONE for item in due):
+            for item in due:
+                heappush(ev, item)
+            return False
+        bs = self.bs
+        for _p, _k, _s, _e, r in due:
+            r.blocks.extend(pool.alloc(1))
+            b = r.base + len(r.blocks) * bs + 1 - r.prompt
+            if b <= r.base + r.out - 1:
+                heappush(ev, (b, _BOUNDARY, r.seq, r.epoch, r))
+        return True
+
     def _decode_run(self, now: float, horizon: float) -> float:
+        """Identical decode passes (nothing waiting, no prompt in flight) until an event is due
+        or a pass ends at or after `horizon`. Without pass records, block-boundary crossings are
+        handled in the run (`_boundaries_inline`): only the decode time changes with them."""
         d = self.dclock
         k = len(self.dec)
         ev = self.ev
@@ -414,15 +459,30 @@ class Worker:
         dms = self._decode_ms(k, self.sum_pb + k * d, ())
         start = now
         n = 0
+        inline = self.inline
         while True:
+            if n >= m_max:  # only after a pass: an event is due at pass d + n
+                if not inline or not self._boundaries_inline(d + n):
+                    break
+                m_max = ev[0][0] - d if ev else 1 << 62
+                dms = self._decode_ms(k, self.sum_pb + k * (d + n), ())
             if not physical:
                 dms = self._decode_ms(k, self.sum_pb + k * (d + n), ())
+            elif now >= 1.0:
+                j, g, end = identical_passes(now, dms, horizon, m_max - n)
+                if j:
+                    gaps[g] = gaps.get(g, 0) + k * j
+                    n += j
+                    now = end
+                    if now >= horizon:
+                        break
+                    continue
             end = now + dms
             gap = end - now
             gaps[gap] = gaps.get(gap, 0) + k
             n += 1
             now = end
-            if n >= m_max or now >= horizon:
+            if now >= horizon:
                 break
         self.dclock = d + n
         if self.record:
@@ -439,6 +499,40 @@ class Worker:
                 self.sum_pb += r.prompt - r.base
                 r.epoch += 1
                 self._push_decode_events(r)
+
+
+_TOP = 1 << 53  # a binade holds 2**52 floats: [2**52, 2**53) ulps of its own
+
+
+def identical_passes(now: float, dms: float, horizon: float, left: int) -> tuple[int, float, float]:
+    """Jump over a run of identical passes exactly: (passes, gap, end) for up to `left` passes of
+    `dms` from `now` (>= 1), stopping at the first end >= `horizon`, as repeated float additions
+    `now = now + dms` would give them; (0, 0, now) when the jump cannot be taken.
+
+    While the sum stays in now's binade every value is a multiple of its ulp u, and
+    `now + dms` rounds to `now + G*u` with G = dms/u rounded to nearest, the same for every pass
+    unless dms/u ends in exactly .5 (then round-half-even depends on now's last bit: no jump).
+    So each gap is exactly G*u and the k-th end is exactly now + k*G*u (integers below 2**53)."""
+    m, e = frexp(now)  # now = m * 2**e, 0.5 <= m < 1, ulp u = 2**(e-53)
+    q = ldexp(dms, 53 - e)  # dms / u, exact (a power-of-two scaling)
+    t = floor(q)
+    frac = q - t
+    if frac == 0.5:
+        return 0, 0.0, now
+    G = int(t) + (frac > 0.5)
+    n0 = int(ldexp(m, 53))
+    j = (_TOP - 1 - n0) // G if G > 0 else 0  # ends stay below the binade's top
+    if j > left:
+        j = left
+    if j and horizon != math.inf:
+        jh = -(-(ceil(ldexp(horizon, 53 - e)) - n0) // G)  # first pass ending at or after horizon
+        if jh < 1:
+            jh = 1
+        if jh < j:
+            j = jh
+    if j <= 0:
+        return 0, 0.0, now
+    return j, ldexp(float(G), e - 53), ldexp(float(n0 + j * G), e - 53)
 
 
 class Stats:

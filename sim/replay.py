@@ -26,6 +26,9 @@ from .timing import TimingModel, make_timing
 from .workload import PromptKeys, SimRequest
 
 
+AHEAD = True  # decode runs may pass other workers' pass ends that cannot release work (tests compare)
+
+
 @dataclass(frozen=True, slots=True)
 class ReplayOptions:
     num_workers: int = 1
@@ -105,14 +108,41 @@ def run_replay(rows: list[Row], sources: list[str], fmt: str, opts: ReplayOption
     COMPLETION, DISPATCH = dagmod.COMPLETION, dagmod.DISPATCH
     has_dispatch = dag.mode == "v2"
     done = 0
-    # Other workers' pass ends can create arrivals only through DAG dependents or the router queue.
-    can_release = dag.graph.number_of_edges() > 0 or opts.router.router_queue_threshold is not None
+    # Other workers' pass ends can create arrivals only through DAG dependents or the router
+    # queue. A worker's run of identical decode passes must stop at the first pass end at or
+    # after the earliest time such an arrival could appear. With a router queue that is any
+    # pass end. Otherwise a request with completion dependents releases them no earlier than
+    # its end plus the smallest of their delays (`release_after`), so the bound is:
+    # - for passes in flight that finish such requests, their end plus that delay (`effects`);
+    # - for every other worker X, the start of its next pass (its current pass end, or now)
+    #   plus the smallest `release_after` of the requests it holds (`held[X]`): only those can
+    #   finish there before X receives anything new, which itself needs an arrival.
+    # A lower bound is enough for exactness: it only decides how far one step may run ahead.
+    # (Only without pass records: with them, runs would be cut differently than they always were.)
+    queue_drains = opts.router.router_queue_threshold is not None
+    ahead = AHEAD and not opts.record
+    release_after = [math.inf] * len(reqs)
+    if dag.has_edges():
+        for i, kids in enumerate(dag.children):
+            if kids:
+                release_after[i] = min((d for _c, t, d in kids if t == COMPLETION), default=math.inf)
+    held: list[list[tuple[float, int]]] = [[] for _ in workers]  # heaps of (release_after, idx)
+    pass_end = [0.0] * len(workers)
+
+    def held_min(x: int) -> float:
+        h = held[x]
+        while h and reqs[h[0][1]].status in ("completed", "rejected"):
+            heappop(h)
+        return h[0][0] if h else math.inf
+    effects: list[float] = []
 
     def dispatch(r: SimRequest, w: int) -> None:
         r.worker = w
         r.dispatch = now
         r.status = "running"
         workers[w].waiting.append(r)
+        if release_after[r.idx] != math.inf:
+            heappush(held[w], (release_after[r.idx], r.idx))
         if has_dispatch:
             fire(r.idx, now, DISPATCH, ready)
 
@@ -148,11 +178,22 @@ def run_replay(rows: list[Row], sources: list[str], fmt: str, opts: ReplayOption
             else:
                 dispatch(r, wi)
         # 4. start passes on idle workers
+        while effects and effects[0] <= now:
+            heappop(effects)  # its pass has ended: what it released is in `ready` now
         for w in workers:
             if not w.busy and (w.waiting or w.dec or w.chunking is not None):
                 horizon = ready[0][0] if ready else math.inf
-                if comp and can_release and comp[0][0] < horizon:
-                    horizon = comp[0][0]
+                if queue_drains or not ahead:
+                    if comp and comp[0][0] < horizon and (queue_drains or dag.has_edges()):
+                        horizon = comp[0][0]
+                else:
+                    if effects and effects[0] < horizon:
+                        horizon = effects[0]
+                    for x in workers:
+                        if x is not w and held[x.wid]:
+                            t = (pass_end[x.wid] if x.busy else now) + held_min(x.wid)
+                            if t < horizon:
+                                horizon = t
                 if limit is not None and limit < horizon:
                     horizon = limit
                 end = w.step(now, horizon)
@@ -160,6 +201,11 @@ def run_replay(rows: list[Row], sources: list[str], fmt: str, opts: ReplayOption
                     raise TraceError(f"error: offline replay reached a dead end with "
                                      f"{sum(x.n_running() + len(x.waiting) for x in workers)} in-flight requests remaining")
                 w.busy = True
+                pass_end[w.wid] = end
+                if w.finished and not queue_drains:
+                    d = min(release_after[r.idx] for r in w.finished)
+                    if d != math.inf:
+                        heappush(effects, end + d)
                 heappush(comp, (end, cseq, w.wid))
                 cseq += 1
         # advance the clock
@@ -204,7 +250,7 @@ def _result(reqs: list[SimRequest], workers: list[Worker], dag: dagmod.RequestDa
         name = first.play_id or first.session_id or reqs[members[0]].request_id
         for i in members:
             final.append((i, name))
-        if len(members) == 1 and dag.mode != "v2" and not dag.graph.degree(members[0]):
+        if len(members) == 1 and dag.mode != "v2" and dag.isolated(members[0]):
             continue  # a lone request is not a play worth reporting
         starts = [reqs[i].ready for i in members if reqs[i].ready >= 0]
         ends = [terminal[i] for i in members]

@@ -5,7 +5,8 @@ Interface: `route(req, now) -> worker index | None` (None = hold in the router q
 `kv_router` follows ai-dynamo 1.4.2 (observed notes §9): cost
 `(pending_prefill_w + max(0, ISL - overlap_w*bs))/bs * weight + active_blocks_w + new_blocks_w`,
 overlap from the worker's cache as soon as a pass schedules the blocks, ties broken by a seeded
-RNG (Dynamo's are unseeded), optional queue threshold (disabled by default).
+RNG (Dynamo's are unseeded), optional queue threshold (disabled by default). Exact overlaps are
+only counted for workers whose cost could still be the minimum (see `KvRouter._place`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from .config import RouterConfig
 from .workload import PromptKeys, SimRequest
 
 ROUTER_MODES = ("round_robin", "kv_router", "random", "least_loaded")
+PRUNE = True  # kv_router: skip exact overlaps of workers that cannot win (tests compare both)
 
 
 class Router(Protocol):
@@ -157,29 +159,55 @@ class KvRouter(_Base):
         isl = req.prompt
         nk = len(keys)
         w_over = self.cfg.overlap_score_weight
-        best = None
-        ties: list[int] = []
-        best_over = 0
-        overs = []
-        shared = []
+        pending = self.pending
+        # Per worker, a cheap upper bound on the cached prefix (a probed miss), hence a lower
+        # bound on its cost (the cost only falls as the overlap grows); exact overlaps are then
+        # counted in order of those bounds, only while a bound does not exceed the best cost,
+        # so a long prefix cached on a worker that cannot win is never walked. Every cost that
+        # can be the minimum (or tie it) is the exact expression the router always used.
+        cands = []
         for w, worker in enumerate(self.workers):
             cache = worker.pool.cache
-            if nk and keys[-1] in cache and all(map(cache.__contains__, keys)):
-                o = nk
+            if not nk or keys[0] not in cache:
+                u, exact = 0, True
+            elif keys[-1] in cache:
+                u, exact = nk, False
             else:
-                o = len(list(takewhile(cache.__contains__, keys)))
-            overs.append(o)
+                lo, hi = 0, nk - 1  # keys[lo] cached, keys[hi] not
+                while hi - lo > 1:
+                    mid = (lo + hi) >> 1
+                    if keys[mid] in cache:
+                        lo = mid
+                    else:
+                        hi = mid
+                u, exact = hi, False
             act = self.active[w]
             p = _active_prefix(act, keys)
-            shared.append(p)
+            la = len(act)
             new = nk - p
-            prefill = self.pending[w] + max(0, isl - o * bs)
-            logit = w_over * prefill / bs + len(act) + new
+            lb = w_over * (pending[w] + max(0, isl - u * bs)) / bs + la + new
+            cands.append((lb, w, u, exact, la, new, p))
+        prune = PRUNE and w_over >= 0
+        if prune:
+            cands.sort(key=lambda c: (c[0], c[1]))
+        best = None
+        ties: list[int] = []
+        overs = {}
+        shared = {}
+        for lb, w, u, exact, la, new, p in cands:
+            if prune and best is not None and lb > best:
+                break
+            o = u if exact else self._overlap(self.workers[w].pool, keys, u, req)
+            overs[w] = o
+            shared[w] = p
+            logit = w_over * (pending[w] + max(0, isl - o * bs)) / bs + la + new
             if best is None or logit < best:
                 best = logit
                 ties = [w]
             elif logit == best:
                 ties.append(w)
+        if len(ties) > 1:
+            ties.sort()
         w = ties[0] if len(ties) == 1 else ties[self.rng.randrange(len(ties))]
         best_over = overs[w]
         req.overlap_blocks = best_over
@@ -195,6 +223,22 @@ class KvRouter(_Base):
         self.keys[req.idx] = keys
         req.worker = w
         return w
+
+    @staticmethod
+    def _overlap(pool, keys: list[int], upto: int, req: SimRequest) -> int:
+        """Length of the cached prefix of `keys`, known to end at or before `upto`. Positions
+        the request shares with its session's previous request, while that request's released
+        run is whole in this pool, are cached without looking (see sim.kvcache)."""
+        cache = pool.cache
+        m = 0
+        src = req.src
+        run = src.run if src is not None else None
+        if run is not None and run.pool is pool and not run.lo and run.hi > 0:
+            m = min(req.src_n, run.hi, upto)
+        rest = keys[m:upto]
+        if all(map(cache.__contains__, rest)):
+            return upto
+        return m + len(list(takewhile(cache.__contains__, rest)))
 
     def on_first_token(self, req: SimRequest) -> None:
         c = self.contrib.pop(req.idx, None)

@@ -4,21 +4,20 @@ Token synthesis (1.4.2, observed §0.4/§4): the prompt is each `hash_id` repeat
 `trace_block_size` times, truncated to `input_length`; engine blocks are `block_size` tokens and
 only full blocks are hashed, with chained (position-dependent) identities. Tokens are never
 materialised: the token prefix ending at position e lies in trace block j = (e-1)//tbs at offset
-off = e - j*tbs, and is fully described by (chain id of trace blocks 0..j, off). Chain ids are
-interned ints, so an engine block's identity is the int `chain[j] * (tbs + 1) + off` (>= 0), or
-just `chain[j]` when engine and trace blocks coincide. Blocks holding generated tokens match
-nothing but the same request's own recompute after a preemption, so they get request-unique
-negative ids.
+off = e - j*tbs, and is fully described by (chain identity of trace blocks 0..j, off). Chain
+identities are 64-bit hashes (`extend_chain`), as Dynamo's block hashes are: an exact interner
+held ~20 MiB on agentic traces. An engine block's identity is `chain[j]` when it ends on a trace
+block boundary, else `chain[j]` mixed with the offset (`block_keys`). Blocks holding generated
+tokens match nothing but the same request's own recompute after a preemption, so they get
+request-unique negative ids.
 
 Identities are built when a request is first routed or admitted and dropped when it finishes, so
 memory follows the requests in flight, not the trace. Consecutive prompts of a session share most
 of their blocks (~95% on agentic traces), so `PromptKeys` reuses the previous prompt's ids for the
-common prefix (found by C-level slice compares) and interns only the new tail.
+common prefix (found by C-level slice compares) and hashes only the new tail.
 """
 
 from __future__ import annotations
-
-from array import array
 
 from trace_pipe.pipeline.dynamo_rows import common_prefix
 
@@ -31,6 +30,7 @@ class SimRequest:
         "idx", "request_id", "session_id", "prompt", "out", "hash_ids", "source", "play_id",
         # scheduling state
         "g", "computed", "blocks", "nreg", "base", "epoch", "seq", "worker", "pkeys", "hmemo",
+        "src", "src_n", "run", "dup",
         # bookkeeping for the report
         "ready", "dispatch", "first_admit", "t_first", "t_second", "t_last", "reused_max",
         "reused_first", "status", "terminal", "chunks", "overlap_blocks", "n_admit",
@@ -56,6 +56,11 @@ class SimRequest:
         self.worker = -1
         self.pkeys: list[int] | None = None
         self.hmemo: tuple | None = None  # (pool generation, limit, hit blocks) of the last lookup
+        # the request whose prompt identities this one's first `src_n` are (see `PromptKeys`)
+        self.src: SimRequest | None = None
+        self.src_n = 0
+        self.run = None  # its blocks' run in the pool's free queue, once released lazily
+        self.dup = False  # registered a duplicate copy of a cached hash (never released lazily)
         self.ready = -1.0
         self.dispatch = -1.0
         self.first_admit = -1.0
@@ -71,58 +76,64 @@ class SimRequest:
         self.n_admit = 0
 
 
-class ChainInterner:
-    """Interns (parent chain id, hash_id) pairs: equal token prefixes get equal ids.
+_EXACT = (1 << 61) - 1  # ints below this hash to themselves (CPython reduces modulo 2**61 - 1)
 
-    A hash id almost always follows the same parent (trace hash ids are themselves prefix ids),
-    so `first` maps a hash id to the chain id of its first (parent, hash id) pair and `parent`
-    remembers that pair's parent; only a hash id seen under another parent costs a tuple key."""
 
-    __slots__ = ("first", "parent", "other")
-
-    def __init__(self) -> None:
-        self.first: dict[int, int] = {}
-        self.parent = array("q")  # chain id -> parent chain id (-1 for a root)
-        self.other: dict[tuple[int, int], int] = {}
-
-    def extend(self, out: list[int], hash_ids) -> None:
-        """Append the chain ids of `hash_ids` continuing the chain `out`."""
-        first = self.first
-        par = self.parent
-        p = out[-1] if out else -1
+def extend_chain(out: list[int], hash_ids) -> None:
+    """Append the chain identities of `hash_ids` continuing the chain `out`: each is a 64-bit hash
+    of (parent identity, hash id), as Dynamo hashes block contents (a collision is as unlikely as
+    one of Dynamo's). CPython's tuple hash of ints is deterministic (PYTHONHASHSEED only salts str
+    and bytes), so runs are reproducible. Ids at or above 2**61 - 1 are split into two exact
+    halves first, so that ids congruent modulo 2**61 - 1 do not collide by construction."""
+    p = out[-1] if out else -1
+    if not hash_ids:
+        return
+    app = out.append
+    if max(hash_ids) < _EXACT:
         for h in hash_ids:
-            c = first.get(h)
-            if c is None:
-                c = first[h] = len(par)
-                par.append(p)
-            elif par[c] != p:
-                k = (p, h)
-                c = self.other.get(k)
-                if c is None:
-                    c = self.other[k] = len(par)
-                    par.append(p)
-            out.append(c)
-            p = c
+            p = hash((p, h))
+            app(p)
+    else:
+        for h in hash_ids:
+            p = hash((p, h)) if h < _EXACT else hash((p, h >> 32, h & 0xFFFFFFFF))
+            app(p)
 
-    def chain(self, hash_ids, n: int) -> list[int]:
-        out: list[int] = []
-        self.extend(out, hash_ids[:n])
-        return out
+
+def chain_of(hash_ids, n: int) -> list[int]:
+    out: list[int] = []
+    extend_chain(out, hash_ids[:n])
+    return out
+
+
+# Identity of a block ending `off` tokens into a trace block (off < tbs): the chain identity
+# XOR a fixed odd multiple of `off`. For a fixed offset that is a bijection on identities, so
+# two such blocks (or one and a chain identity) coincide only by a 64-bit accident, like any
+# two hashes; it costs one int op where hashing a tuple costs ~100 ns per block.
+_OFF = 0x9E3779B97F4A7C15
+
+
+def _off_mix(off: int) -> int:
+    return (off * _OFF) & ((1 << 63) - 1)
 
 
 def block_keys(chain: list[int], lo: int, hi: int, bs: int, tbs: int) -> list[int]:
-    """Identities of full engine blocks lo..hi-1 of a prompt whose trace-block chain is `chain`."""
+    """Identities of full engine blocks lo..hi-1 of a prompt whose trace-block chain is `chain`:
+    the chain identity itself for a block ending on a trace-block boundary, else that of the
+    trace block it ends in mixed with its offset (`_off_mix`)."""
     if tbs == bs:
         return chain[lo:hi]
-    t1 = tbs + 1
     if tbs % bs == 0:
         m = tbs // bs
-        return [chain[i // m] * t1 + bs * (i % m + 1) for i in range(lo, hi)]
+        mix = [_off_mix(bs * (t + 1)) for t in range(m - 1)] + [0]  # x ^ 0 == x: boundary blocks
+        j0 = lo // m
+        out = [c ^ f for c in chain[j0:-(-hi // m)] for f in mix]
+        return out[lo - j0 * m:hi - j0 * m]
     out = []
     for i in range(lo, hi):
         e = (i + 1) * bs
         j = (e - 1) // tbs
-        out.append(chain[j] * t1 + (e - j * tbs))
+        off = e - j * tbs
+        out.append(chain[j] if off == tbs else chain[j] ^ _off_mix(off))
     return out
 
 
@@ -132,16 +143,15 @@ def prompt_keys(chain: list[int], prompt: int, bs: int, tbs: int) -> list[int]:
 
 
 class PromptKeys:
-    """Builds requests' prompt block identities on demand, one interner per run (the router and
+    """Builds requests' prompt block identities on demand, one per run (the router and
     every worker must share it: identities are compared across them)."""
 
-    __slots__ = ("bs", "tbs", "interner", "last")
+    __slots__ = ("bs", "tbs", "last")
 
     def __init__(self, block_size: int, trace_block_size: int) -> None:
         self.bs = block_size
         self.tbs = trace_block_size
-        self.interner = ChainInterner()
-        # session -> (hash ids, chain, keys) of the last prompt built for it
+        # session -> (hash ids, chain, keys, request) of the last prompt built for it
         self.last: dict[str | None, tuple] = {}
 
     def keys(self, r: SimRequest) -> list[int]:
@@ -156,23 +166,25 @@ class PromptKeys:
         nfull = r.prompt // bs
         prev = self.last.get(r.session_id)
         if prev is not None:
-            ph, pchain, pkeys = prev
+            ph, pchain, pkeys, preq = prev
             k = common_prefix(ph, hs)
             chain = pchain[:k] if k < len(pchain) else pchain
             if k < len(hs):
                 chain = chain[:] if chain is pchain else chain
-                self.interner.extend(chain, hs[k:])
+                extend_chain(chain, hs[k:])
             nk = min(len(pkeys), k * tbs // bs, nfull)
             if nk == nfull:
                 keys = pkeys[:nk] if nk < len(pkeys) else pkeys
             else:
                 keys = pkeys[:nk]
                 keys += block_keys(chain, nk, nfull, bs, tbs)
+            r.src = preq
+            r.src_n = nk
         else:
             chain = []
-            self.interner.extend(chain, hs)
+            extend_chain(chain, hs)
             keys = block_keys(chain, 0, nfull, bs, tbs)
-        self.last[r.session_id] = (hs, chain, keys)
+        self.last[r.session_id] = (hs, chain, keys, r)
         r.pkeys = keys
         return keys
 
