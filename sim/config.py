@@ -21,6 +21,9 @@ _INERT_DEFAULTS = {
 }
 
 
+SCHEDULERS = ("dynamo", "vllm_v0")
+
+
 @dataclass(frozen=True, slots=True)
 class EngineArgs:
     engine_type: str = "vllm"
@@ -33,6 +36,10 @@ class EngineArgs:
     speedup_ratio: float = 1.0
     decode_speedup_ratio: float = 1.0
     preemption_mode: str = "lifo"
+    # Not a Dynamo key: "dynamo" is ai-dynamo 1.4.2's mocker (mixed prefill + decode passes);
+    # "vllm_v0" is vLLM 0.2/0.3's scheduler (prefill-only steps while prompts can be admitted,
+    # else decode-only steps; FCFS recompute preemption; see sim/engine.py).
+    scheduler: str = "dynamo"
 
     @classmethod
     def from_json(cls, d: dict | None) -> "EngineArgs":
@@ -65,6 +72,12 @@ class EngineArgs:
             v = getattr(self, k)
             need(isinstance(v, (int, float)) and math.isfinite(v) and v >= 0, f"`{k}` must be a finite number >= 0")
         need(self.preemption_mode in ("lifo", "fifo"), "`preemption_mode` must be lifo or fifo")
+        need(self.scheduler in SCHEDULERS, f"`scheduler` must be one of {', '.join(SCHEDULERS)}")
+        if self.scheduler == "vllm_v0":
+            # vLLM 0.2/0.3 had neither: say so rather than silently ignoring the flags
+            need(not self.enable_chunked_prefill and not self.enable_prefix_caching,
+                 "`scheduler` vllm_v0 (vLLM 0.2/0.3) needs enable_chunked_prefill false and "
+                 "enable_prefix_caching false")
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,7 @@ from .timing import PassInfo, TimingModel, quantize_ms
 from .workload import PromptKeys, SimRequest, gen_key
 
 INLINE = True  # block-boundary crossings inside decode runs (tests compare both)
+V0_WATERMARK = 0.01  # vLLM 0.x BlockSpaceManager's default: 1% of the blocks stay free at admission
 _BOUNDARY = 0  # needs one more block at pass start
 _DONE = 1  # emits its last token at pass end
 
@@ -37,7 +38,7 @@ class Worker:
         "wid", "args", "timing", "pool", "bs", "tbs", "G", "mnbt", "max_seqs", "lifo", "caching",
         "chunked", "waiting", "dec", "chunking", "ev", "dclock", "seq", "sum_pb", "need_second",
         "pmemo", "dmemo", "p_speed", "d_speed", "stats", "passes", "first_tokens", "finished",
-        "busy", "record", "cached_tokens_pass", "prompts", "inline",
+        "busy", "record", "cached_tokens_pass", "prompts", "inline", "v0", "wm", "stalled", "last_dec_end",
     )
 
     def __init__(self, wid: int, args: EngineArgs, timing: TimingModel, trace_block_size: int,
@@ -78,6 +79,15 @@ class Worker:
         self.inline = INLINE and not record and timing.decode_input == "physical" and not timing.needs_requests
         # shared with the router and the other workers: identities are compared across them
         self.prompts = prompts or PromptKeys(self.bs, trace_block_size)
+        # vLLM 0.2/0.3 scheduling (`_step_v0`): watermark blocks kept free at admission, whether a
+        # prefill-only step ran since the last decode step, and that decode step's end.
+        self.v0 = args.scheduler == "vllm_v0"
+        if self.v0 and (self.chunked or self.caching):
+            raise TraceError("error: --extra-engine-args: `scheduler` vllm_v0 (vLLM 0.2/0.3) needs "
+                             "enable_chunked_prefill false and enable_prefix_caching false")
+        self.wm = int(V0_WATERMARK * self.G)
+        self.stalled = False
+        self.last_dec_end = 0.0
 
     # -- helpers ---------------------------------------------------------------------------
     def has_work(self) -> bool:
@@ -189,6 +199,8 @@ class Worker:
         are replayed in a tight loop (same float additions, same per-pass gaps) until an event is
         due or the next pass would start at or after `horizon` (the next time anything outside
         this worker can change its queue)."""
+        if self.v0:
+            return self._step_v0(now, horizon)
         self.first_tokens = []
         self.finished = []
         ev = self.ev
@@ -423,6 +435,197 @@ class Worker:
                                 self.n_running(), len(self.waiting), pool.active, pool.ncached, hit_tokens, 1, 0.0))
         return end
 
+    # -- vLLM 0.2/0.3 scheduling -------------------------------------------------------------
+    # Each step is either prefill-only or decode-only (vLLM 0.x `Scheduler._schedule`): while the
+    # head of the waiting queue can be admitted (KV blocks above the watermark, the prompt token
+    # budget, max_num_seqs) a step prefills every prompt admitted, whole, and each emits its next
+    # token at that step's end; otherwise all running requests decode one token. Prefill steps
+    # do not advance `dclock`: only decode steps generate tokens for the running set.
+
+    def _step_v0(self, now: float, horizon: float) -> float:
+        self.first_tokens = []
+        self.finished = []
+        ev = self.ev
+        d = self.dclock
+        while ev and (ev[0][0] < d or ev[0][3] != ev[0][4].epoch):
+            heappop(ev)
+        if self.waiting:
+            end = self._prefill_v0(now)
+            if end is not None:
+                return end
+        if not self.dec:
+            for r in self.finished:  # only rejections: nothing ran
+                r.terminal = now
+            return now
+        # A run of identical decode steps: the previous step decoded (every running request
+        # emitted at `now`) and at least one block stays free (vLLM preempts at zero free).
+        if not self.stalled and not self.timing.needs_requests and self.pool.free >= 1:
+            if not ev or ev[0][0] > d or (self.inline and self._boundaries_inline(d)):
+                end = self._decode_run(now, horizon)
+                self.last_dec_end = end
+                return end
+        return self._decode_v0(now)
+
+    def _prefill_v0(self, now: float) -> float | None:
+        """Admit from the head of the waiting queue as vLLM 0.x does and run the prefill-only
+        step; None when nothing could be admitted (rejections are left in `finished`)."""
+        waiting = self.waiting
+        pool = self.pool
+        bs = self.bs
+        dec = self.dec
+        G = self.G
+        wm = self.wm
+        parts: list[tuple[SimRequest, int, int]] = []
+        tokens = 0
+        while waiting:
+            r = waiting[0]
+            kn = r.prompt + r.g  # a recompute re-prefills its generated tokens too
+            nb = -(-kn // bs)
+            # vLLM ignores a prompt over its limit (min(max_model_len, max_num_batched_tokens))
+            # or one that could never leave the watermark free
+            if kn > self.mnbt or G - nb < wm:
+                waiting.popleft()
+                r.status = "rejected"
+                self.finished.append(r)
+                continue
+            if (pool.free - nb < wm or tokens + kn > self.mnbt
+                    or len(dec) + len(parts) + 1 > self.max_seqs):
+                break
+            waiting.popleft()
+            r.hmemo = None
+            self._keys(r)  # builds its prompt identities (hashed into the pool as Dynamo's are)
+            r.blocks = pool.alloc(nb)
+            r.nreg = 0
+            self._register(r, kn)
+            r.computed = kn
+            r.seq = self.seq
+            self.seq += 1
+            r.n_admit += 1
+            if r.first_admit < 0:
+                r.first_admit = now
+                r.reused_first = 0
+            parts.append((r, 0, kn))
+            tokens += kn
+        if not parts:
+            return None
+        end = now + self._prefill_ms(tokens, len(parts), parts)
+        d = self.dclock
+        stats = self.stats
+        for r, _pre, _n in parts:
+            r.g += 1
+            if r.t_first < 0:
+                r.t_first = end
+                self.first_tokens.append(r)
+            else:
+                stats.add_gap(end - r.t_last, 1)
+                if r.t_second < 0:
+                    r.t_second = end
+            r.t_last = end
+            if r.g >= r.out:
+                self._finish(r, r.computed)
+            else:
+                r.base = d - r.g  # the next decode step (pass d) emits its token g + 1
+                dec[r.seq] = r
+                self.sum_pb += r.prompt - r.base
+                self._push_decode_events(r)
+                self.need_second.append((r, r.epoch))  # joined since the last decode step
+        self.stalled = True
+        for r in self.finished:
+            r.terminal = end
+        if self.record:
+            for r, _pre, n in parts:
+                if r.chunks is None:
+                    r.chunks = []
+                r.chunks.append((now, end, n))
+            self.passes.append((now, end, len(parts), tokens, len(parts), self.n_running(), len(waiting), pool.active,
+                                pool.ncached, 0, 1, 0.0))
+        return end
+
+    def _preempt_v0(self, v: SimRequest, now: float) -> None:
+        # its last token came from the last decode step, or from its prefill step if later
+        t_last = v.t_last if v.t_last > self.last_dec_end else self.last_dec_end
+        self._preempt(v, now, False)
+        v.t_last = t_last
+
+    def _decode_v0(self, now: float) -> float:
+        """One decode-only step. Before it, vLLM 0.x walks the running requests in FCFS order and
+        appends a slot to each; whenever no block is free at a request's turn it preempts (by
+        recompute) the latest-arrived request still unvisited, or the request itself if none."""
+        pool = self.pool
+        bs = self.bs
+        d = self.dclock
+        dec = self.dec
+        ev = self.ev
+        due: list[SimRequest] = []
+        while ev and ev[0][0] == d and ev[0][1] == _BOUNDARY:
+            _, _, _seq, epoch, r = heappop(ev)
+            if r.epoch == epoch:
+                due.append(r)
+        if pool.free > len(due):
+            # a block stays free at every request's turn: no preemption, the order does not matter
+            for r in due:
+                r.blocks.extend(pool.alloc(1))
+            grown = due
+        else:
+            needs = {id(r) for r in due}
+            order = sorted(dec.values(), key=lambda r: (r.dispatch, r.idx))
+            grown = []
+            i, j = 0, len(order)
+            while i < j:
+                r = order[i]
+                while pool.free < 1 and j > i:
+                    j -= 1
+                    self._preempt_v0(order[j], now)
+                if j == i:
+                    break  # it preempted itself
+                if id(r) in needs:
+                    r.blocks.extend(pool.alloc(1))
+                    grown.append(r)
+                i += 1
+        for r in grown:
+            b = r.base + len(r.blocks) * bs + 1 - r.prompt
+            if b <= r.base + r.out - 1:
+                heappush(ev, (b, _BOUNDARY, r.seq, r.epoch, r))
+        if not dec:
+            # everything was preempted: the waiting queue holds them again
+            end = self._prefill_v0(now)
+            if end is not None:
+                return end
+            for r in self.finished:
+                r.terminal = now
+            return now
+        k = len(dec)
+        end = now + self._decode_ms(k, self.sum_pb + k * d, ())
+        stats = self.stats
+        fresh = 0
+        for r, ep in self.need_second:
+            if r.epoch == ep and dec.get(r.seq) is r:
+                fresh += 1
+                stats.add_gap(end - r.t_last, 1)
+                if r.t_second < 0:
+                    r.t_second = end
+        self.need_second = []
+        if k > fresh:
+            stats.add_gap(end - self.last_dec_end, k - fresh)
+        while ev and ev[0][0] == d:
+            _, kind, seq, epoch, r = heappop(ev)
+            if r.epoch != epoch or kind != _DONE:
+                continue
+            del dec[seq]
+            self.sum_pb -= r.prompt - r.base
+            r.g = r.out
+            r.t_last = end
+            self._finish(r, r.prompt + r.out - 1)
+        self.dclock = d + 1
+        self.stalled = False
+        self.last_dec_end = end
+        for r in self.finished:
+            r.terminal = end
+        if self.record:
+            self.passes.append((now, end, k, 0, k, self.n_running(), len(self.waiting), pool.active, pool.ncached,
+                                0, 1, 0.0))
+        return end
+
     def _boundaries_inline(self, p: int) -> bool:
         """Inside a decode run, the events due at pass `p`: when they are only block-boundary
         crossings that fit in the free blocks (no preemption, nothing finishing), allocate them
@@ -434,7 +637,9 @@ class Worker:
             item = heappop(ev)
             if item[3] == item[4].epoch:
                 due.append(item)
-        if len(self.dec) > self.mnbt or pool.free < len(due) or any(item[1] == _DONE for item in due):
+        # vLLM 0.x preempts as soon as no block is free at a request's turn, even one that needs
+        # none: a v0 run continues only if a block is still free after these allocations.
+        if len(self.dec) > self.mnbt or pool.free < len(due) + self.v0 or any(item[1] == _DONE for item in due):
             for item in due:
                 heappush(ev, item)
             return False
@@ -487,7 +692,7 @@ class Worker:
         self.dclock = d + n
         if self.record:
             pool = self.pool
-            self.passes.append((start, now, k, 0, k, k, 0, pool.active, pool.ncached, 0, n, dms))
+            self.passes.append((start, now, k, 0, k, k, len(self.waiting), pool.active, pool.ncached, 0, n, dms))
         return now
 
     def _skip_after(self, seq: int) -> None:

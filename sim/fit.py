@@ -13,13 +13,18 @@ What is fitted against what (one request = one point):
   out: their TTFT is mostly someone else's prefill. T = `input_tokens` - `cached_tokens`.
 - Decode: (completion - first token) spread over its `output_tokens - 1` steps, after removing
   the prefills of other requests that ran while it was decoding (an engine without chunked
-  prefill stalls decoding for them, and the mock's additive pass charges the same). B and C are
+  prefill stalls decoding for them: vLLM 0.x, and the engine's `vllm_v0` scheduler, run them as
+  prefill-only steps; the Dynamo scheduler's additive pass charges the same). B and C are
   the recorded concurrency time-averaged over its decode window: every request between its first
   token and completion counts, with a context of prompt + tokens generated so far (interpolated
   linearly). Requests are grouped by recorded decode worker when the trace says which.
 - Both fits weight points by 1/y^2 (relative error) for prefill and by steps for decode, and drop
   a negative curvature / per-request term (refit without it) so the model stays monotone.
 Two passes: the first prefill fit ignores the decode residual, the decode fit then gives it.
+The prefill target (TTFT minus the expected wait for the running step) holds no decode step of
+its own: it matches the `vllm_v0` scheduler, which emits the first token at the end of a
+prefill-only step. Under the Dynamo scheduler the pass appends a decode step before the first
+token; `prefill_end_first_tokens` reads the TTFT at the prefill's end instead.
 
 Decode depends on the batch only through d1; with d1 == 0 the model declares
 `needs_requests = False` and the engine memoises it per context size (fast path); otherwise every
@@ -422,8 +427,8 @@ def prefill_end_first_tokens(res: SimResult, model: TimingModel) -> list[float |
     """Each request's first-token time read at the end of the prefill part of its first pass.
 
     Engines without mixed batches (vLLM 0.x) sample the first token at the end of a prefill-only
-    step; the mock, like Dynamo's, appends a decode step to the pass and emits it at the pass
-    end. Running requests are stalled by prefill + decode either way, so this read-out is the
+    step; the Dynamo scheduler appends a decode step to the pass and emits it at the pass end.
+    (The `vllm_v0` scheduler runs prefill-only steps and needs no such read-out.) Running requests are stalled by prefill + decode either way, so this read-out is the
     only difference. Recomputes the pass's prefill time from its participants the way the engine
     does (k * (sum(isl) // k - sum(prefix) // k) tokens, ns-quantised); None when a request never
     prefilled."""

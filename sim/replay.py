@@ -68,12 +68,19 @@ def build_requests(rows: list[Row], sources: list[str], fmt: str, tbs: int) -> l
 
 def _check_feasible(reqs: list[SimRequest], a: EngineArgs) -> None:
     cap = a.num_gpu_blocks * a.block_size
+    G = a.num_gpu_blocks
     for r in reqs:
         if -(-r.prompt // a.block_size) > a.num_gpu_blocks:
             continue  # rejected at admission, like Dynamo
         if r.prompt + r.out - 1 > cap:
             raise TraceError(f"{r.source}: request {r.request_id!r} needs {r.prompt + r.out - 1} tokens of KV but a "
                              f"worker holds {cap} (num_gpu_blocks x block_size); Dynamo's replay would reach a dead end")
+        if a.scheduler == "vllm_v0" and r.out > 1 and -(-(r.prompt + r.out - 1) // a.block_size) + max(1, int(0.01 * G)) > G:
+            # vLLM 0.x preempts a running request whenever no block is free at its turn: one that
+            # fills the pool (less the 1% admission watermark) alone would be recomputed forever
+            raise TraceError(f"{r.source}: request {r.request_id!r} needs {-(-(r.prompt + r.out - 1) // a.block_size)} "
+                             f"KV blocks but a worker has {G}; the vllm_v0 scheduler needs at least one more free "
+                             f"(and 1% of the blocks) to make progress")
         if not a.enable_chunked_prefill and r.prompt > a.max_num_batched_tokens:
             raise TraceError(f"{r.source}: request {r.request_id!r} has a {r.prompt}-token prompt, more than "
                              f"max_num_batched_tokens {a.max_num_batched_tokens} with chunked prefill disabled")
