@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/parity_replay.py            # parity: round_robin x1 exact, kv_router x4 means
     .venv/bin/python bench/parity_replay.py --bench    # also wall time ratio and peak RSS of both
+    .venv/bin/python bench/parity_replay.py --dynamo-runs 5   # kv_router: Dynamo's spread over 5 runs
 
 The oracle runs from its own venv: $TRACE_PIPE_ORACLE_PYTHON, default /work/oracle/bin/python
 (`python3 -m venv /work/oracle && /work/oracle/bin/pip install ai-dynamo==1.4.2 ai-dynamo-runtime==1.4.2`).
@@ -9,6 +10,11 @@ Both tools run as child processes, one after the other, so wall time and peak RS
 same way (os.wait4). Inputs: the Mooncake conversation trace, and the WEKA fixtures converted with
 `trace-pipe convert --agentic` (Dynamo 1.4.2 writes an empty --report-jsonl for agentic traces, so
 those runs are compared on the summary).
+
+kv_router breaks ties at random in Dynamo (ours is seeded), so one Dynamo run is one sample: over 9
+runs its agentic x4 mean TTFT ranged 175.0-182.7 ms. The kv_router check therefore runs Dynamo
+--dynamo-runs times (default 3) and passes when our mean TTFT lies within Dynamo's observed range
+widened by 2% of its mean on each side.
 """
 
 from __future__ import annotations
@@ -78,6 +84,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--bench", action="store_true", help="print wall ratio and peak RSS")
     ap.add_argument("--skip-agentic", action="store_true")
+    ap.add_argument("--dynamo-runs", type=int, default=3, help="Dynamo runs per kv_router case (random ties)")
     args = ap.parse_args()
     py = oracle_python()
     if py is None:
@@ -97,8 +104,13 @@ def main() -> int:
             for mode, workers in (("round_robin", 1), ("kv_router", 4)):
                 ro, rt = os.path.join(tmp, "o.json"), os.path.join(tmp, "t.json")
                 a = run_child(ours_cmd + replay_args(trace, fmt, mode, workers, tbs, ro), tmp)
-                b = run_child(theirs_cmd + replay_args(trace, fmt, mode, workers, tbs, rt) + ["--replay-mode", "offline"], tmp)
-                ours, theirs = json.loads(Path(ro).read_text()), json.loads(Path(rt).read_text())
+                ours = json.loads(Path(ro).read_text())
+                runs = []
+                for _ in range(1 if workers == 1 else max(1, args.dynamo_runs)):
+                    b = run_child(theirs_cmd + replay_args(trace, fmt, mode, workers, tbs, rt)
+                                  + ["--replay-mode", "offline"], tmp)
+                    runs.append(json.loads(Path(rt).read_text()))
+                theirs = runs[0]
                 print(f"== {name} {mode} x{workers}")
                 if workers == 1:
                     bad = compare_exact(ours, theirs)
@@ -110,10 +122,12 @@ def main() -> int:
                 else:
                     for k in sorted(theirs):
                         if k.startswith("mean_") or k in ("duration_ms", "prefix_cache_reused_ratio", "completed_requests"):
-                            v, x = theirs[k], ours[k]
+                            vs = [r[k] for r in runs]
+                            v, x = sum(vs) / len(vs), ours[k]
                             rel = (x - v) / v if v else 0.0
-                            print(f"   {k:45s} ours {x:16.6f} dynamo {v:16.6f} diff {rel * 100:+.3f}%")
-                            if k == "mean_ttft_ms" and abs(rel) > 0.02:
+                            print(f"   {k:45s} ours {x:16.6f} dynamo mean {v:16.6f} [{min(vs):.3f}, {max(vs):.3f}]"
+                                  f" diff {rel * 100:+.3f}%")
+                            if k == "mean_ttft_ms" and not min(vs) - 0.02 * v <= x <= max(vs) + 0.02 * v:
                                 failures += 1
                 if args.bench:
                     print(f"   wall  ours {a[0]:6.2f} s  dynamo {b[0]:6.2f} s  ratio {a[0] / b[0]:.2f}")

@@ -53,6 +53,9 @@ INTERNED_VALUE_KEYS = frozenset((
 # neither: interned from their second use on, so single-use ids cost nothing extra.
 REPEATED_ID_KEYS = frozenset(("request_id", "x_request_id"))
 _PLAIN, _INTERN, _REPEATED, _DOTTED = range(4)  # how a top-level annotation key is written
+# InternedData lists used (field number -> tag): event_categories, event_names,
+# debug_annotation_names, debug_annotation_string_values
+_INTERNED = {1: b"\x0a", 2: b"\x12", 3: b"\x1a", 29: b"\xea\x01"}
 _VALUE_CACHE = 1 << 16  # interned string values remembered; older ones are re-defined if used again
 
 
@@ -196,7 +199,7 @@ class Encoder:
         self._dotted: dict[str, str] = {}  # top-level dotted key -> its prefix
         self._groups: dict[tuple, bytes] = {}  # run of dotted (key, value) items -> encoded dict
         self._seen: dict[str, None] = {}  # REPEATED_ID_KEYS values used once so far (FIFO-bounded)
-        self._n_names = self._n_cats = self._n_ann = self._n_vals = 0
+        self._iids = dict.fromkeys(_INTERNED, 0)  # InternedData list -> last iid given
         self._defs: list[tuple[int, bytes]] = []  # InternedData entries defined by the packet being built
         self._flag = b"\x68\x02" if intern else b""  # sequence_flags of packets that may use iids
 
@@ -205,14 +208,18 @@ class Encoder:
         return frame(b"\x50" + varint(SEQ_ID) + b"\x68\x03")
 
     # -- interning ---------------------------------------------------------------------------
+    def _define(self, kind: int, s: str) -> int:
+        """A new iid for string `s` in InternedData list `kind`, defined by the packet being
+        built. Each list numbers its own iids from 1; `_INTERNED` has each list's field tag."""
+        iid = self._iids[kind] = self._iids[kind] + 1
+        self._defs.append((kind, _ld(_INTERNED[kind], b"\x08" + varint(iid) + _ld(b"\x12", s.encode()))))
+        return iid
+
     def _name(self, s: str) -> bytes:
         ref = self._names.get(s)
         if ref is None:
             if self.intern:
-                self._n_names += 1
-                iid = self._n_names
-                ref = b"\x50" + varint(iid)  # TrackEvent.name_iid = 10
-                self._defs.append((2, _ld(b"\x12", b"\x08" + varint(iid) + _ld(b"\x12", s.encode()))))
+                ref = b"\x50" + varint(self._define(2, s))  # TrackEvent.name_iid = 10
             else:
                 ref = _ld(b"\xba\x01", s.encode())  # TrackEvent.name = 23
             self._names[s] = ref
@@ -222,10 +229,7 @@ class Encoder:
         ref = self._cats.get(s)
         if ref is None:
             if self.intern:
-                self._n_cats += 1
-                iid = self._n_cats
-                ref = b"\x18" + varint(iid)  # TrackEvent.category_iids = 3
-                self._defs.append((1, _ld(b"\x0a", b"\x08" + varint(iid) + _ld(b"\x12", s.encode()))))
+                ref = b"\x18" + varint(self._define(1, s))  # TrackEvent.category_iids = 3
             else:
                 ref = _ld(b"\xb2\x01", s.encode())  # TrackEvent.categories = 22
             self._cats[s] = ref
@@ -236,21 +240,13 @@ class Encoder:
         if ref is None:
             if len(self._vals) >= _VALUE_CACHE:  # bounded memory: forget the oldest (FIFO)
                 del self._vals[next(iter(self._vals))]
-            self._n_vals += 1
-            iid = self._n_vals
-            ref = b"\x88\x01" + varint(iid)  # DebugAnnotation.string_value_iid = 17
-            self._defs.append((29, _ld(b"\xea\x01", b"\x08" + varint(iid) + _ld(b"\x12", s.encode()))))
-            self._vals[s] = ref
+            ref = self._vals[s] = b"\x88\x01" + varint(self._define(29, s))  # DebugAnnotation.string_value_iid = 17
         return ref
 
     def _ann_name(self, s: str) -> bytes:
         ref = self._ann.get(s)
         if ref is None:
-            self._n_ann += 1
-            iid = self._n_ann
-            ref = b"\x08" + varint(iid)  # DebugAnnotation.name_iid = 1
-            self._defs.append((3, _ld(b"\x1a", b"\x08" + varint(iid) + _ld(b"\x12", s.encode()))))
-            self._ann[s] = ref
+            ref = self._ann[s] = b"\x08" + varint(self._define(3, s))  # DebugAnnotation.name_iid = 1
         return ref
 
     def _repeated(self, v: str) -> bytes:
