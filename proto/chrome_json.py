@@ -120,7 +120,7 @@ def write_timelines_json(timelines: Sequence[Timeline], out_path: str | os.PathL
             put(m)
 
         def block(b: Block) -> None:
-            nonlocal slices, instants
+            nonlocal slices
             pid, tid, _ = where[b.track]
             ts = us(b.start)
             put({"name": b.name, "cat": b.cat, "ph": "X", "pid": pid, "tid": tid, "ts": ts,

@@ -215,25 +215,21 @@ class Encoder:
         self._defs.append((kind, _ld(_INTERNED[kind], b"\x08" + varint(iid) + _ld(b"\x12", s.encode()))))
         return iid
 
-    def _name(self, s: str) -> bytes:
-        ref = self._names.get(s)
-        if ref is None:
-            if self.intern:
-                ref = b"\x50" + varint(self._define(2, s))  # TrackEvent.name_iid = 10
-            else:
-                ref = _ld(b"\xba\x01", s.encode())  # TrackEvent.name = 23
-            self._names[s] = ref
+    def _ref(self, table: dict, s: str, kind: int, iid_tag: bytes, inline_tag: bytes) -> bytes:
+        """How an event refers to name / category `s`: its iid (defined on first use) or, without
+        interning, the string inline; cached in `table`."""
+        if self.intern:
+            ref = iid_tag + varint(self._define(kind, s))
+        else:
+            ref = _ld(inline_tag, s.encode())
+        table[s] = ref
         return ref
 
-    def _cat(self, s: str) -> bytes:
-        ref = self._cats.get(s)
-        if ref is None:
-            if self.intern:
-                ref = b"\x18" + varint(self._define(1, s))  # TrackEvent.category_iids = 3
-            else:
-                ref = _ld(b"\xb2\x01", s.encode())  # TrackEvent.categories = 22
-            self._cats[s] = ref
-        return ref
+    def _name(self, s: str) -> bytes:  # TrackEvent.name_iid = 10, or name = 23
+        return self._names.get(s) or self._ref(self._names, s, 2, b"\x50", b"\xba\x01")
+
+    def _cat(self, s: str) -> bytes:  # TrackEvent.category_iids = 3, or categories = 22
+        return self._cats.get(s) or self._ref(self._cats, s, 1, b"\x18", b"\xb2\x01")
 
     def _val_iid(self, s: str) -> bytes:
         ref = self._vals.get(s)

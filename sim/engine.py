@@ -392,29 +392,13 @@ class Worker:
                     if r.epoch == ep and r.t_second < 0:
                         r.t_second = end
                 self.need_second = []
-            while ev and ev[0][0] == d:
-                _, kind, seq, epoch, r = heappop(ev)
-                if r.epoch != epoch or kind != _DONE:
-                    continue
-                del dec[seq]
-                self.sum_pb -= r.prompt - r.base
-                r.g = r.out
-                r.t_last = end
-                self._finish(r, r.prompt + r.out - 1)
+            self._finish_due(d, end)
         elif self.need_second:
             self.need_second = []
         d1 = d + 1
         for r in newly:
-            r.g += 1
-            if r.t_first < 0:
-                r.t_first = end
-                self.first_tokens.append(r)
+            if self._prompt_token(r, end):
                 self.need_second.append((r, r.epoch))
-            else:
-                stats.add_gap(end - r.t_last, 1)
-                if r.t_second < 0:
-                    r.t_second = end
-            r.t_last = end
             if r.g >= r.out:
                 self._finish(r, r.computed)
             else:
@@ -434,6 +418,34 @@ class Worker:
             self.passes.append((now, end, len(parts) + len(dec), prefill_tok, n_ready,
                                 self.n_running(), len(self.waiting), pool.active, pool.ncached, hit_tokens, 1, 0.0))
         return end
+
+    def _prompt_token(self, r: SimRequest, end: float) -> bool:
+        """`r` emits the token its prompt pass produced, at `end`; True when it is its first."""
+        r.g += 1
+        first = r.t_first < 0
+        if first:
+            r.t_first = end
+            self.first_tokens.append(r)
+        else:  # a recomputed request resumes
+            self.stats.add_gap(end - r.t_last, 1)
+            if r.t_second < 0:
+                r.t_second = end
+        r.t_last = end
+        return first
+
+    def _finish_due(self, d: int, end: float) -> None:
+        """Finish the decoding requests whose last token is emitted by decode pass `d` (ending at
+        `end`); stale events (of a request preempted since) are dropped."""
+        ev, dec = self.ev, self.dec
+        while ev and ev[0][0] == d:
+            _, kind, seq, epoch, r = heappop(ev)
+            if r.epoch != epoch or kind != _DONE:
+                continue
+            del dec[seq]
+            self.sum_pb -= r.prompt - r.base
+            r.g = r.out
+            r.t_last = end
+            self._finish(r, r.prompt + r.out - 1)
 
     # -- vLLM 0.2/0.3 scheduling -------------------------------------------------------------
     # Each step is either prefill-only or decode-only (vLLM 0.x `Scheduler._schedule`): while the
@@ -510,17 +522,8 @@ class Worker:
             return None
         end = now + self._prefill_ms(tokens, len(parts), parts)
         d = self.dclock
-        stats = self.stats
         for r, _pre, _n in parts:
-            r.g += 1
-            if r.t_first < 0:
-                r.t_first = end
-                self.first_tokens.append(r)
-            else:
-                stats.add_gap(end - r.t_last, 1)
-                if r.t_second < 0:
-                    r.t_second = end
-            r.t_last = end
+            self._prompt_token(r, end)
             if r.g >= r.out:
                 self._finish(r, r.computed)
             else:
@@ -607,15 +610,7 @@ class Worker:
         self.need_second = []
         if k > fresh:
             stats.add_gap(end - self.last_dec_end, k - fresh)
-        while ev and ev[0][0] == d:
-            _, kind, seq, epoch, r = heappop(ev)
-            if r.epoch != epoch or kind != _DONE:
-                continue
-            del dec[seq]
-            self.sum_pb -= r.prompt - r.base
-            r.g = r.out
-            r.t_last = end
-            self._finish(r, r.prompt + r.out - 1)
+        self._finish_due(d, end)
         self.dclock = d + 1
         self.stalled = False
         self.last_dec_end = end

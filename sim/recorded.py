@@ -35,7 +35,7 @@ from trace_pipe.pipeline.errors import TraceError
 from trace_pipe.pipeline.mooncake import Row
 
 from . import dag as dagmod
-from .replay import ReplayOptions
+from .replay import ReplayOptions, next_time, release_ready
 from .result import PlayRecord, PrefillChunk, RequestRecord, SimResult, Timeline
 from .router import make_router
 from .workload import SimRequest
@@ -121,15 +121,7 @@ def run_recorded(rows: list[Row], sources: list[str], fmt: str, opts: ReplayOpti
         if freed:
             for r, wi in router.drain(now):
                 dispatch(r, wi)
-        while ready and ready[0][0] <= now:
-            t, _o, _turn, idx = heappop(ready)
-            r = reqs[idx]
-            r.ready = t
-            wi = router.route(r, now)
-            if wi is None:
-                r.status = "queued"
-            else:
-                dispatch(r, wi)
+        release_ready(ready, reqs, now, router, dispatch)
         for w in range(n_w):
             q = queues[w]
             while q and running[w] < limit:
@@ -147,11 +139,7 @@ def run_recorded(rows: list[Row], sources: list[str], fmt: str, opts: ReplayOpti
                 heappush(events, (r.t_first, _FIRST, seq, r.idx))
                 heappush(events, (r.t_last, _DONE, seq, r.idx))
                 seq += 1
-        nxt = math.inf
-        if events:
-            nxt = events[0][0]
-        if ready and ready[0][0] < nxt:
-            nxt = ready[0][0]
+        nxt = next_time(events, ready)
         if nxt == math.inf:
             break
         if stop is not None and nxt > stop:

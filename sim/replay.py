@@ -175,15 +175,7 @@ def run_replay(rows: list[Row], sources: list[str], fmt: str, opts: ReplayOption
             for r, wi in router.drain(now):
                 dispatch(r, wi)
         # 3. release ready requests
-        while ready and ready[0][0] <= now:
-            t, _o, _turn, idx = heappop(ready)
-            r = reqs[idx]
-            r.ready = t
-            wi = router.route(r, now)
-            if wi is None:
-                r.status = "queued"
-            else:
-                dispatch(r, wi)
+        release_ready(ready, reqs, now, router, dispatch)
         # 4. start passes on idle workers
         while effects and effects[0] <= now:
             heappop(effects)  # its pass has ended: what it released is in `ready` now
@@ -215,12 +207,7 @@ def run_replay(rows: list[Row], sources: list[str], fmt: str, opts: ReplayOption
                         heappush(effects, end + d)
                 heappush(comp, (end, cseq, w.wid))
                 cseq += 1
-        # advance the clock
-        nxt = math.inf
-        if comp:
-            nxt = comp[0][0]
-        if ready and ready[0][0] < nxt:
-            nxt = ready[0][0]
+        nxt = next_time(comp, ready)
         if nxt == math.inf:
             break
         if limit is not None and nxt > limit:
@@ -233,6 +220,29 @@ def run_replay(rows: list[Row], sources: list[str], fmt: str, opts: ReplayOption
         if pending:
             raise TraceError(f"error: offline replay reached a dead end with {len(pending)} in-flight requests remaining")
     return _result(reqs, workers, dag, rows, stats, opts, stopped_at, t_wall)
+
+
+def release_ready(ready: list, reqs: list[SimRequest], now: float, router, dispatch) -> None:
+    """Hand every request the DAG has released by `now` to the router: dispatched to the worker
+    it picks, or queued at the router (it dispatches them from `drain` as capacity frees)."""
+    while ready and ready[0][0] <= now:
+        t, _o, _turn, idx = heappop(ready)
+        r = reqs[idx]
+        r.ready = t
+        wi = router.route(r, now)
+        if wi is None:
+            r.status = "queued"
+        else:
+            dispatch(r, wi)
+
+
+def next_time(events: list, ready: list) -> float:
+    """The next instant anything happens: the earliest of the event heap and the release heap
+    (both keyed by time first); inf when both are empty."""
+    nxt = events[0][0] if events else math.inf
+    if ready and ready[0][0] < nxt:
+        nxt = ready[0][0]
+    return nxt
 
 
 def _emitted(r: SimRequest, workers: list[Worker]) -> int:
