@@ -40,6 +40,10 @@ class EngineArgs:
     # "vllm_v0" is vLLM 0.2/0.3's scheduler (prefill-only steps while prompts can be admitted,
     # else decode-only steps; FCFS recompute preemption; see sim/engine.py).
     scheduler: str = "dynamo"
+    # vllm_v0 only: vLLM 0.2.2-0.3.x batch prompts padded to the longest one, and stop adding
+    # prompts to a step once the padded size would pass max_num_batched_tokens or the padding
+    # would pass max_paddings (its default 256); the step is still timed on the real tokens.
+    max_paddings: int = 256
 
     @classmethod
     def from_json(cls, d: dict | None) -> "EngineArgs":
@@ -71,6 +75,8 @@ class EngineArgs:
         for k in ("speedup_ratio", "decode_speedup_ratio"):
             v = getattr(self, k)
             need(isinstance(v, (int, float)) and math.isfinite(v) and v >= 0, f"`{k}` must be a finite number >= 0")
+        need(isinstance(self.max_paddings, int) and not isinstance(self.max_paddings, bool)
+             and self.max_paddings >= 0, "`max_paddings` must be an integer >= 0")
         need(self.preemption_mode in ("lifo", "fifo"), "`preemption_mode` must be lifo or fifo")
         need(self.scheduler in SCHEDULERS, f"`scheduler` must be one of {', '.join(SCHEDULERS)}")
         if self.scheduler == "vllm_v0":

@@ -488,7 +488,8 @@ class Worker:
         G = self.G
         wm = self.wm
         parts: list[tuple[SimRequest, int, int]] = []
-        tokens = 0
+        tokens = longest = 0
+        max_pad = self.args.max_paddings
         while waiting:
             r = waiting[0]
             kn = r.prompt + r.g  # a recompute re-prefills its generated tokens too
@@ -500,7 +501,10 @@ class Worker:
                 r.status = "rejected"
                 self.finished.append(r)
                 continue
-            if (pool.free - nb < wm or tokens + kn > self.mnbt
+            # vLLM 0.2/0.3 pads the prompts of a step to the longest one (`max_paddings`)
+            longest = kn if kn > longest else longest
+            padded = (len(parts) + 1) * longest
+            if (pool.free - nb < wm or padded > self.mnbt or padded - tokens - kn > max_pad
                     or len(dec) + len(parts) + 1 > self.max_seqs):
                 break
             waiting.popleft()
