@@ -32,7 +32,8 @@ def _convert(inputs, mooncake, agentic_rows, fmt, rules, weka_subagents, perfett
     bar.close()
     derived = None
     if mooncake:
-        res = convert.write_mooncake(trace, mooncake, agentic_rows=agentic_rows, fmt=fmt, rules=rules)
+        res = convert.write_mooncake(trace, mooncake, agentic_rows=agentic_rows, fmt=fmt, rules=rules,
+                                     edges=bool(perfetto or chrome_json))
         derived = res.derived if res.agentic else None
         for line in res.lines:
             print(line, file=out)

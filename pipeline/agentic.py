@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import operator
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Iterator
 
 import blake3
 import orjson
@@ -24,6 +26,9 @@ from .model import Generation, Request, ToolEvent, Trace
 from .mooncake import Dependency, Row, ToolSpan
 
 RULES = ("g2", "g3c")
+_START_END = operator.itemgetter(0, 1)
+# embeds already-serialized JSON (the streamed rows' hash ids); recent orjson only, else id lists
+_FRAGMENT = getattr(orjson, "Fragment", None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -349,13 +354,17 @@ class _ChainTools:
 
     def overlapping(self, lo: int, hi: int) -> list[tuple[int, int, ToolEvent]]:
         """Spans with positive overlap with [lo, hi], in (start, end) order."""
+        if hi <= lo:
+            return []
         a = bisect.bisect_right(self.starts, lo - self.max_short)
         b = bisect.bisect_left(self.starts, hi)
-        found = [s for s in self.spans[a:b] if s[1] > lo]
-        found.extend(s for s in self.long if s[0] < hi and s[1] > lo)
+        # positive overlap: start < hi (the bisect, for the short ones), end > lo, end > start
+        found = [s for s in self.spans[a:b] if s[1] > lo and s[1] > s[0]]
+        if self.long:
+            found += [s for s in self.long if s[0] < hi and s[1] > lo and s[1] > s[0]]
         if len(found) > 1:
-            found.sort(key=lambda s: (s[0], s[1]))
-        return [s for s in found if min(s[1], hi) > max(s[0], lo)]
+            found.sort(key=_START_END)
+        return found
 
     def ending_in(self, lo: int, hi: int) -> list[tuple[int, int, ToolEvent]]:
         """Spans whose end lies in (lo, hi], in (start, end) order."""
@@ -410,42 +419,178 @@ def derive(trace: Trace, *, rules: str = "g2") -> Derived:
         raise TraceError(f"error: unknown rules {rules!r}, expected one of {', '.join(RULES)}")
     if trace.mooncake_rows:
         return _from_mooncake(trace)
+    rows: list[Row] = []
+    add = rows.append
+    derived, fields = _derive_v1(trace, rules, True, False)
+    for (r, chain, ids, ts, delay, kind, deps, branches, reset, tool_wait, spans) in fields:
+        add(Row(
+            request_id=r.request_id, session_id=chain, input_length=r.input_length or 0,
+            output_length=_require_output(r), hash_ids=ids, timestamp=ts, delay=delay, request_kind=kind,
+            wait_for=tuple(deps), branches=tuple(branches), prefix_reset=reset,
+            tool_wait_ms=float(tool_wait) if tool_wait else None, tool_events=tuple(_tool_span(s) for s in spans)))
+    derived.rows = rows
+    return derived
+
+
+def derive_lazy(trace: Trace, *, rules: str = "g2", edges: bool = True) -> tuple[Derived, Iterator[tuple]]:
+    """`derive` for streaming (`write_v1`): every error it can raise is raised here, before any
+    row exists; the rows come as a lazy iterator of their fields (see `_v1_fields`), so no Row,
+    ToolSpan or id list outlives its line and memory stays with the requests. The Derived's
+    `rows` stays empty; its `edges` (none when `edges` is False: only Perfetto flows need them)
+    and `attached_tools` are complete once the iterator is exhausted."""
+    if rules not in RULES:
+        raise TraceError(f"error: unknown rules {rules!r}, expected one of {', '.join(RULES)}")
+    if trace.mooncake_rows:
+        raise TraceError("error: Mooncake input: use derive")
+    return _derive_v1(trace, rules, edges, _FRAGMENT is not None)
+
+
+def write_v1(fields: Iterator[tuple], write) -> None:
+    """Each row of `derive_lazy` to `write` as its JSON line: the bytes `Row.to_agentic_v1` gives."""
+    dumps = orjson.dumps
+    fragment = _FRAGMENT
+    nl = orjson.OPT_APPEND_NEWLINE
+    batch: list[bytes] = []
+    add = batch.append
+    for (r, chain, ids, ts, delay, kind, deps, branches, reset, tool_wait, spans) in fields:
+        # Key order and omissions of `Row.to_agentic_v1` for the fields `derive` sets (a test
+        # checks the two against each other); lists serialize as the tuples the Row would hold.
+        d = {"request_id": r.request_id, "session_id": chain, "input_length": r.input_length or 0,
+             "output_length": r.output_tokens, "hash_ids": fragment(ids) if type(ids) is bytes else ids, "timestamp": ts}
+        if delay is not None:
+            d["delay"] = delay
+        if kind is not None:
+            d["request_kind"] = kind
+        if deps:
+            d["wait_for"] = deps
+        if branches:
+            d["branches"] = branches
+        d["prefix_reset"] = reset
+        if tool_wait:
+            d["tool_wait_ms"] = float(tool_wait)
+        if spans:
+            d["tool_events"] = [_tool_json(s) for s in spans]
+        add(dumps(d, option=nl))
+        if len(batch) >= 256:  # one write per batch: fewer buffer flushes than a write per row
+            write(b"".join(batch))
+            batch.clear()
+    if batch:
+        write(b"".join(batch))
+
+
+def _ids_text(prev: tuple | None, hashes, ids_of) -> bytes:
+    """The row's hash ids as their JSON array, built like `HashMapper.map` (the same ids, assigned
+    in the same order) but from the chain's last array text: the shared prefix is a byte slice,
+    so neither it nor its ~350 int objects are touched (copying and serializing them was a third
+    of the writing), and only the new tail is looked up and serialized."""
+    if prev is None:
+        return orjson.dumps(list(map(ids_of, hashes)))
+    ph, ptext = prev
+    k = common_prefix(ph, hashes)
+    n, lp = len(hashes), len(ph)
+    if k == n == lp:
+        return ptext
+    if k == 0:
+        return orjson.dumps(list(map(ids_of, hashes)))
+    if k == lp:
+        base = ptext[:-1]  # "[a,b,c"
+    elif k == lp - 1:
+        base = ptext[:ptext.rfind(b",")]  # the usual other case: only the last (partial) block differs
+    else:
+        base = orjson.dumps(orjson.loads(ptext)[:k])[:-1]
+    if k == n:
+        return base + b"]"
+    return base + b"," + orjson.dumps(list(map(ids_of, hashes[k:])))[1:]
+
+
+def _tool_json(s: tuple[int, int, ToolEvent]) -> dict:
+    """`_tool_span(s).to_json()` without the intermediate record."""
+    start, end, t = s
+    d = {"tool_call_id": t.tool_call_id or "", "tool_class": t.tool_class or "",
+         "started_at_unix_ms": start if start > 0 else 0, "ended_at_unix_ms": end if end > 0 else 0,
+         "duration_ms": float(t.duration_ms if t.duration_ms is not None else end - start),
+         "status": tool_status(t)}
+    if t.output_bytes is not None:
+        d["output_bytes"] = t.output_bytes
+    if t.output_tokens is not None:
+        d["output_tokens"] = t.output_tokens
+    if t.error_type is not None:
+        d["error_type"] = t.error_type
+    return d
+
+
+def _derive_v1(trace: Trace, rules: str, want_edges: bool, text_ids: bool) -> tuple[Derived, Iterator[tuple]]:
+    """The v1 lowering (every error it can raise is raised here, before any row is produced) and
+    a lazy iterator of its rows' fields (see `_v1_fields`); the Derived's `rows` stays empty, its
+    `edges` and `attached_tools` are complete once the iterator is exhausted."""
     g = _build(trace, rules)
     bs = check_block_size(g.order)
     tools, n_tools = _tool_index(trace)
-    t0 = g.order[0].start_ms
-    mapper = HashMapper()
-    rows: list[Row] = []
-    edges: list[Edge] = []
+    for r in g.order:  # the first row without an output length is the error `derive` always gave
+        if r.output_tokens is None:
+            _require_output(r)
+    derived = Derived([], [], bs, g.order, tool_spans=n_tools, notes=g.notes)
+    return derived, _v1_fields(g, rules, tools, derived, want_edges, text_ids)
+
+
+def _v1_fields(g: _Graph, rules: str, tools: dict, derived: Derived, want_edges: bool,
+               text_ids: bool) -> Iterator[tuple]:
+    """Per row, in output order: (request, chain, hash ids, timestamp, delay, request_kind,
+    wait_for, branches, prefix_reset, tool_wait, tool spans). Edges go to `derived.edges`. The
+    hash ids are a list, or with `text_ids` their JSON array (see `_ids_text`)."""
+    order = g.order
+    index = g.index
+    ends = [r.end_ms for r in order]
+    t0 = order[0].start_ms
+    first = {idx[0] for idx in g.chains.values()}
+    ids_of = defaultdict(itertools.count().__next__).__getitem__  # HashMapper, inlined
+    last: dict = {}
+    edges = derived.edges
     attached: set[int] = set()
-    for i, r in enumerate(g.order):
+    g3c = rules == "g3c"
+    for i, r in enumerate(order):
         deps = g.wait_for[i]
-        delay = tool_wait = None
-        spans: list = []
-        chain = _chain(r)
+        delay = None
+        tool_wait = 0
+        spans: list = ()  # type: ignore[assignment]
+        cid = r.chain_id
+        chain = cid if cid is not None else r.request_id
+        start = r.start_ms
         if deps:
-            dep_end = max(g.order[g.index[d]].end_ms for d in deps)
-            gap = max(0, r.start_ms - dep_end)
+            if len(deps) == 1:
+                dep_end = ends[index[deps[0]]]
+            else:
+                dep_end = max([ends[index[d]] for d in deps])
+            gap = start - dep_end if start > dep_end else 0
             ct = tools.get(chain)
-            if rules == "g3c":
+            if g3c:
                 spans = _g3c_spans(g, i, r, chain, dep_end, ct)
             elif ct is not None:
-                spans = ct.overlapping(dep_end, r.start_ms)
-            union = _union([(max(s, dep_end), min(e, r.start_ms)) for s, e, _ in spans
-                            if min(e, r.start_ms) > max(s, dep_end)])
-            tool_wait = min(union, gap)
+                spans = ct.overlapping(dep_end, start)
+            if spans:
+                union = _union([(s if s > dep_end else dep_end, e if e < start else start) for s, e, _ in spans
+                                if min(e, start) > max(s, dep_end)])
+                tool_wait = union if union < gap else gap
+                attached.update([id(s[2]) for s in spans])
             delay = float(gap - tool_wait)
-            attached.update(id(s[2]) for s in spans)
-            for d, rel in zip(deps, g.relations[i]):
-                edges.append(Edge(d, r.request_id, rel))
-        rows.append(Row(
-            request_id=r.request_id, session_id=chain, input_length=r.input_length or 0,
-            output_length=_require_output(r), hash_ids=mapper.map(r.hashes, chain),
-            timestamp=float(r.start_ms - t0), delay=delay, request_kind=g.kind[i],
-            wait_for=tuple(deps), branches=tuple(g.branches[i]), prefix_reset=g.chains[chain][0] == i,
-            tool_wait_ms=float(tool_wait) if tool_wait else None,
-            tool_events=tuple(_tool_span(s) for s in spans)))
-    return Derived(rows, edges, bs, g.order, tool_spans=n_tools, attached_tools=len(attached), notes=g.notes)
+            if want_edges:
+                rid = r.request_id
+                for d, rel in zip(deps, g.relations[i]):
+                    edges.append(Edge(d, rid, rel))
+        hashes = r.hashes
+        prev = last.get(chain)
+        if text_ids:
+            ids = _ids_text(prev, hashes, ids_of)
+        elif prev is not None:
+            k = common_prefix(prev[0], hashes)
+            ids = prev[1][:k]
+            if k < len(hashes):
+                ids.extend(map(ids_of, hashes[k:]))
+        else:
+            ids = list(map(ids_of, hashes))
+        last[chain] = (hashes, ids)
+        yield (r, chain, ids, float(start - t0), delay, g.kind[i], deps, g.branches[i], i in first, tool_wait, spans)
+    derived.attached_tools = len(attached)
 
 
 def _g3c_spans(g: _Graph, i: int, r: Request, chain: str, dep_end: int, ct: _ChainTools | None) -> list:

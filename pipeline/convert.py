@@ -38,23 +38,33 @@ def lower(trace: Trace, *, agentic_rows: bool, fmt: str = "v1", rules: str = "g2
     return agentic.Derived(rows, [], bs, [])
 
 
-def write_mooncake(trace: Trace, out: str, *, agentic_rows: bool, fmt: str = "v1", rules: str = "g2") -> MooncakeResult:
-    """Write (agentic) Mooncake JSONL to `out` atomically; returns the summary Dynamo prints."""
+def write_mooncake(trace: Trace, out: str, *, agentic_rows: bool, fmt: str = "v1", rules: str = "g2",
+                   edges: bool = True) -> MooncakeResult:
+    """Write (agentic) Mooncake JSONL to `out` atomically; returns the summary Dynamo prints.
+    Agentic v1 rows are streamed (`agentic.write_v1`): the result's `derived.rows` is then empty;
+    `edges` False leaves `derived.edges` empty too (only Perfetto flows need them)."""
     if fmt == "v2":
         agentic_rows = True
-    derived = lower(trace, agentic_rows=agentic_rows, fmt=fmt, rules=rules)
-    to_json = {("v1", False): "to_plain", ("v1", True): "to_agentic_v1", ("v2", True): "to_agentic_v2"}[(fmt, agentic_rows)]
-    if trace.mooncake_rows and fmt == "v1" and agentic_rows and trace.mooncake_header is not None:
-        raise TraceError("error: the input is agentic Mooncake v2; write it with --format v2")
-    with atomic_output(out) as f:
-        if fmt == "v2" and derived.header is not None:
-            f.write(dumps(derived.header))
-        write = f.write
-        for row in derived.rows:
-            write(dumps(getattr(row, to_json)()))
+    if fmt == "v1" and agentic_rows and not trace.mooncake_rows:
+        derived, fields = agentic.derive_lazy(trace, rules=rules, edges=edges)  # raises before the file opens
+        with atomic_output(out) as f:
+            agentic.write_v1(fields, f.write)
+        n = len(derived.order)
+    else:
+        derived = lower(trace, agentic_rows=agentic_rows, fmt=fmt, rules=rules)
+        to_json = {("v1", False): "to_plain", ("v1", True): "to_agentic_v1", ("v2", True): "to_agentic_v2"}[(fmt, agentic_rows)]
+        if trace.mooncake_rows and fmt == "v1" and agentic_rows and trace.mooncake_header is not None:
+            raise TraceError("error: the input is agentic Mooncake v2; write it with --format v2")
+        with atomic_output(out) as f:
+            if fmt == "v2" and derived.header is not None:
+                f.write(dumps(derived.header))
+            write = f.write
+            for row in derived.rows:
+                write(dumps(getattr(row, to_json)()))
+        n = len(derived.rows)
     kind = "Agentic Mooncake" if agentic_rows else "Mooncake"
-    res = MooncakeResult(out, len(derived.rows), agentic_rows, derived.block_size, derived)
-    res.lines.append(f"Wrote {len(derived.rows)} {kind} rows to {out}")
+    res = MooncakeResult(out, n, agentic_rows, derived.block_size, derived)
+    res.lines.append(f"Wrote {n} {kind} rows to {out}")
     res.lines.append(f"Trace block size: {derived.block_size}")
     res.lines.extend(tool_summary(trace))
     return res

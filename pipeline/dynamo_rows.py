@@ -10,9 +10,25 @@ from __future__ import annotations
 
 import math
 from array import array
+from dataclasses import fields
 
 from .errors import TraceError
 from .model import ClaudeLink, Generation, Request, Source, ToolCallRef, ToolEvent, Worker
+
+def _check_order(cls: type, names: str) -> None:
+    """The parsers build Request and ToolEvent positionally (keyword matching of ~30 fields costs
+    more than the rest of a record); fail at import, not with shuffled fields, if the model changes."""
+    if tuple(f.name for f in fields(cls)) != tuple(names.split()):
+        raise ImportError(f"{cls.__name__} fields changed: update the positional calls in dynamo_rows.py")
+
+
+_check_order(Request, """request_id chain_id parent_chain_id start_ms end_ms output_tokens block_size input_length
+    hashes completion_hashes model x_request_id input_tokens cached_tokens prefill_wait_time_ms prefill_time_ms
+    ttft_ms total_time_ms avg_itl_ms kv_hit_rate kv_transfer_estimated_latency_ms queue_depth worker finish
+    tool_calls event_time_ms run_id identity generation source""")
+_check_order(ToolEvent, """event_type chain_id parent_chain_id tool_call_id tool_class event_time_ms started_at_ms
+    ended_at_ms duration_ms status output_tokens output_bytes tool_name_hash error_type claude event_source run_id
+    identity generation source""")
 
 AGENT_SCHEMA = "dynamo.agent.trace.v1"
 REQUEST_SCHEMA = "dynamo.request.trace.v1"
@@ -26,6 +42,7 @@ _IDENTITY = {
     Generation.G3A: ("trajectory_id", "parent_trajectory_id", "session_id"),
     Generation.G3B: ("session_id", "parent_session_id", None),
 }
+_G3B_FIELDS = _IDENTITY[Generation.G3B]
 _METRICS_F = ("prefill_wait_time_ms", "prefill_time_ms", "ttft_ms", "total_time_ms", "avg_itl_ms",
               "kv_hit_rate", "kv_transfer_estimated_latency_ms")
 
@@ -61,7 +78,8 @@ def _identity(gen: Generation, ctx: dict | None, src: Source):
         return None, None, None, ()
     if not isinstance(ctx, dict):
         raise TraceError(f"{src}: field `agent_context` must be an object")
-    chain_f, parent_f, run_f = _IDENTITY[gen]
+    # (Enum members hash in Python: spare the lookup for the common generation)
+    chain_f, parent_f, run_f = _G3B_FIELDS if gen is Generation.G3B else _IDENTITY[gen]
     chain = ctx.get(chain_f)
     if not isinstance(chain, str) or not chain:
         raise TraceError(f"{src}: field `agent_context.{chain_f}` is required ({gen.value} record)")
@@ -97,6 +115,13 @@ def _worker(w: object, src: Source) -> Worker | None:
     """Placement records repeat across a trace: one shared Worker per distinct placement."""
     if not isinstance(w, dict):
         return None
+    key = (w.get("prefill_worker_id"), w.get("prefill_dp_rank"), w.get("decode_worker_id"), w.get("decode_dp_rank"))
+    a, b, c, d = key
+    # the cache holds checked keys only; exact ints (never bools, which equal 0/1) can hit it unchecked
+    if type(a) is int and type(b) is int and type(c) is int and type(d) is int:
+        found = _workers.get(key)
+        if found is not None:
+            return found
     key = tuple(_opt_u64(w, k, src, "request.worker.") for k in _WORKER_KEYS)
     found = _workers.get(key)
     if found is None:
@@ -129,11 +154,77 @@ def _hashes(v: object, src: Source, field: str):
         raise TraceError(f"{src}: field `{field}` holds {bad!r}, not a u64 integer (0 to 2^64-1)") from None
 
 
+_HASH_KEY = b'"input_sequence_hashes"'
+_HASH_AT = b'"input_sequence_hashes":['
+
+
+class HashTexts:
+    """Skips most of the u64 conversion of `input_sequence_hashes` (about 40 ns per hash, as
+    much as parsing the line): consecutive prompts of a chain repeat their prefix, so when the
+    line's hash list starts with the same JSON text as the chain's last checked list, those
+    elements are the same u64 values, and only the new tail is converted (and checked).
+
+    The text is trusted only where it cannot be anything but this record's hash list: a line
+    that parsed, with no backslash (a key could be spelled with a `\\u` escape), the key exactly once,
+    right after `{` or `,` and followed by `[` (compact JSON: the key of an array). Anything
+    else takes the full conversion, which also makes every error message."""
+
+    __slots__ = ("last",)
+    MAX_CHAINS = 1024  # a bound on the texts kept (one per chain), not a tuning knob
+
+    def __init__(self) -> None:
+        self.last: dict = {}  # chain -> (text from "[" up to the closing "]", array('Q'))
+
+    def parse(self, v: object, raw: bytes, chain: object) -> array | None:
+        """The hashes as array('Q'), or None: use `_hashes` (also when `v` is bad)."""
+        if type(v) is not list or b"\\" in raw:  # one memchr; rare in request_end lines
+            return None
+        i = raw.find(_HASH_AT)
+        if i <= 0 or raw[i - 1] not in b"{," or raw.rfind(_HASH_KEY) != i:  # (the first is the last)
+            return None
+        start = i + len(_HASH_AT) - 1
+        end = raw.find(b"]", start)
+        if end < 0:
+            return None
+        text = raw[start:end]
+        prev = self.last.get(chain)
+        arr = None
+        if prev is not None:
+            ptext, parr = prev
+            n = len(ptext)
+            if text.startswith(ptext) and (len(text) == n or text[n] == 44):  # then "]" or ","
+                k = len(parr)
+            else:
+                c = ptext.rfind(b",") + 1  # all but the last element (a partial block changes)
+                k = len(parr) - 1 if c > 1 and text.startswith(memoryview(ptext)[:c]) else 0
+            if 0 < k <= len(v):
+                if k == len(v):
+                    arr = parr  # the same list: share it (rows never mutate their hashes)
+                else:
+                    arr = parr[:k]
+                    try:
+                        arr.fromlist(v[k:])  # converts and checks the tail
+                    except (TypeError, OverflowError):
+                        return None
+        if arr is None:
+            try:
+                arr = array("Q", v)
+            except (TypeError, OverflowError):
+                return None
+        last = self.last
+        if len(last) >= self.MAX_CHAINS and chain not in last:
+            last.clear()
+        last[chain] = (text, arr)
+        return arr
+
+
 def common_prefix(a, b) -> int:
     """Length of the common prefix of two sequences, by C-level slice compares (a memcmp for
     array('Q'), ~1 µs for 400 hashes, where mapping them one by one costs ~40 µs)."""
-    n = min(len(a), len(b))
-    if a[:n] == b[:n]:
+    la, lb = len(a), len(b)
+    n = la if la < lb else lb
+    # the usual cases first, slicing (copying) only the longer side: a prompt extends the last one
+    if a == b if la == lb else (a == b[:la] if la < lb else a[:lb] == b):
         return n
     if n > 1 and a[:n - 1] == b[:n - 1]:  # the usual case: only a trailing partial block differs
         return n - 1
@@ -147,26 +238,35 @@ def common_prefix(a, b) -> int:
     return lo
 
 
-def parse_request(ev: dict, gen: Generation, src: Source, nonfinite: list) -> Request:
+def parse_request(ev: dict, gen: Generation, src: Source, nonfinite: list, raw: bytes | None = None,
+                  texts: HashTexts | None = None) -> Request:
     """A `request_end` record to a Request, with Dynamo's loader checks and time rules (§4.2).
-    Hashes are kept as array('Q'): 8 bytes each, exact u64, and compared by memcmp later."""
-    strict = gen in (Generation.G3A, Generation.G3B, Generation.G3_FREE)
+    Hashes are kept as array('Q'): 8 bytes each, exact u64, and compared by memcmp later. `raw`
+    (the record's line) and `texts` (one per read) let `HashTexts` skip converting repeated
+    prefixes. The checks run in a fixed order: the first problem is the one reported."""
+    strict = gen is Generation.G3B or gen is Generation.G3A or gen is Generation.G3_FREE
     ctx = ev.get("agent_context")
     chain, parent, run, identity = _identity(gen, ctx, src) if gen is not Generation.G3_FREE else (None, None, None, ())
     req = ev.get("request")
     if not isinstance(req, dict):
         raise TraceError(f"invalid request_end at {src}: field `request`: request_end record is missing request payload")
-    rid = req.get("request_id")
+    g = req.get
+    rid = g("request_id")
     if not isinstance(rid, str) or not rid:
         raise TraceError(f"invalid request_end at {src}: field `request.request_id` is required")
-    replay = req.get("replay")
+    replay = g("replay")
     if not isinstance(replay, dict):
         raise TraceError(f"invalid request_end at {src}: field `request.replay`: request payload is missing replay metrics")
     bs = replay.get("trace_block_size")
-    if isinstance(bs, bool) or not isinstance(bs, int) or bs <= 0:
+    if type(bs) is not int or bs <= 0:  # bools have their own type
         raise TraceError(f"invalid request_end at {src}: field `request.replay.trace_block_size` must be a positive integer, got {bs!r}")
-    input_length = _u64(replay.get("input_length"), src, "request.replay.input_length")
-    hashes = _hashes(replay.get("input_sequence_hashes"), src, "request.replay.input_sequence_hashes")
+    input_length = replay.get("input_length")
+    if type(input_length) is not int or input_length < 0 or input_length > U64_MAX:
+        input_length = _u64(input_length, src, "request.replay.input_length")
+    v = replay.get("input_sequence_hashes")
+    hashes = texts.parse(v, raw, chain) if texts is not None and raw is not None else None
+    if hashes is None:
+        hashes = _hashes(v, src, "request.replay.input_sequence_hashes")
     n = len(hashes)
     if strict:
         need = -(-input_length // bs)
@@ -182,7 +282,6 @@ def parse_request(ev: dict, gen: Generation, src: Source, nonfinite: list) -> Re
     if completion is not None:
         completion = _hashes(completion, src, "request.replay.completion_sequence_hashes")
 
-    g = req.get
     received = g("request_received_ms")
     if received is not None and (type(received) is not int or received < 0):
         received = _u64(received, src, "request.request_received_ms")
@@ -200,7 +299,7 @@ def parse_request(ev: dict, gen: Generation, src: Source, nonfinite: list) -> Re
             et = None
         elif isinstance(et, bool) or not isinstance(et, (int, float)) or not math.isfinite(et) or et < 0:
             raise TraceError(f"invalid request_end at {src}: field `event_time_unix_ms` must be a non-negative number, got {et!r}")
-    metrics = {}
+    metrics = []
     for k in _METRICS_F:
         v = g(k)
         if v is not None:
@@ -213,8 +312,8 @@ def parse_request(ev: dict, gen: Generation, src: Source, nonfinite: list) -> Re
                 v = float(v)
             else:
                 v = _opt_float(req, k, src, nonfinite)
-        metrics[k] = v
-    total = metrics["total_time_ms"]
+        metrics.append(v)
+    prefill_wait, prefill, ttft, total, itl, kv_hit, kv_transfer = metrics
     et_ms = (et if type(et) is int else round_half_away(et)) if et is not None else None
     if total is not None:
         total_i = round_half_away(total) if total > 0.0 else 0
@@ -241,15 +340,22 @@ def parse_request(ev: dict, gen: Generation, src: Source, nonfinite: list) -> Re
                 for c in calls if isinstance(c, dict))
     else:
         finish = None
-    model = req.get("model")
+    model = g("model")
+    input_tokens = g("input_tokens")
+    if input_tokens is not None and (type(input_tokens) is not int or input_tokens < 0 or input_tokens > U64_MAX):
+        input_tokens = _u64(input_tokens, src, "request.input_tokens")
+    cached = g("cached_tokens")
+    if cached is not None and (type(cached) is not int or cached < 0 or cached > U64_MAX):
+        cached = _u64(cached, src, "request.cached_tokens")
+    depth = g("queue_depth")
+    if depth is not None and (type(depth) is not int or depth < 0 or depth > U64_MAX):
+        depth = _u64(depth, src, "request.queue_depth")
+    # positional: keyword matching of Request's 30 fields cost 2.2 µs a row (see _check_order)
     return Request(
-        request_id=rid, chain_id=chain, parent_chain_id=parent, start_ms=start, end_ms=end,
-        output_tokens=output_tokens, block_size=bs, input_length=input_length, hashes=hashes,
-        completion_hashes=completion, model=model if isinstance(model, str) else None,
-        x_request_id=g("x_request_id"), input_tokens=_opt_u64(req, "input_tokens", src),
-        cached_tokens=_opt_u64(req, "cached_tokens", src), queue_depth=_opt_u64(req, "queue_depth", src),
-        worker=worker, finish=finish, tool_calls=tool_calls, event_time_ms=et, run_id=run,
-        identity=identity, generation=gen, source=src, **metrics)
+        rid, chain, parent, start, end, output_tokens, bs, input_length, hashes, completion,
+        model if isinstance(model, str) else None, g("x_request_id"), input_tokens, cached,
+        prefill_wait, prefill, ttft, total, itl, kv_hit, kv_transfer, depth,
+        worker, finish, tool_calls, et, run, identity, gen, src)
 
 
 def parse_tool(ev: dict, gen: Generation, src: Source) -> ToolEvent | None:
@@ -268,30 +374,44 @@ def parse_tool(ev: dict, gen: Generation, src: Source) -> ToolEvent | None:
         gen = generation_of(ev.get("schema"), ctx, src)
     chain, parent, run, identity = _identity(gen, ctx, src)
     et = ev.get("event_time_unix_ms")
-    if isinstance(et, bool) or not isinstance(et, (int, float)) or not math.isfinite(et):
-        raise TraceError(f"{src}: field `event_time_unix_ms` must be a finite number, got {et!r}")
-    dur = tool.get("duration_ms")
+    tet = type(et)
+    if tet is not int and not (tet is float and et - et == 0.0):  # else: the full check
+        if isinstance(et, bool) or not isinstance(et, (int, float)) or not math.isfinite(et):
+            raise TraceError(f"{src}: field `event_time_unix_ms` must be a finite number, got {et!r}")
+    g = tool.get
+    dur = g("duration_ms")
     if dur is not None:
-        if isinstance(dur, bool) or not isinstance(dur, (int, float)):
+        if type(dur) is float and dur - dur == 0.0:
+            pass
+        elif isinstance(dur, bool) or not isinstance(dur, (int, float)):
             raise TraceError(f"{src}: field `tool.duration_ms` must be a number, got {dur!r}")
-        if not math.isfinite(dur):
+        elif not math.isfinite(dur):
             raise TraceError(f"{src}: field `tool.duration_ms`: tool duration_ms must be finite")
-    claude = tool.get("claude")
+        else:
+            dur = float(dur)
+    claude = g("claude")
     if isinstance(claude, dict):
         claude = ClaudeLink(claude.get("source_request_id"), claude.get("consumer_request_id"),
                             claude.get("child_session_id"), claude.get("execution_mode"))
     else:
         claude = None
-    return ToolEvent(
-        event_type=ev["event_type"], chain_id=chain, parent_chain_id=parent,
-        tool_call_id=tool.get("tool_call_id"), tool_class=tool.get("tool_class"), event_time_ms=et,
-        started_at_ms=_opt_u64(tool, "started_at_unix_ms", src, "tool."),
-        ended_at_ms=_opt_u64(tool, "ended_at_unix_ms", src, "tool."),
-        duration_ms=None if dur is None else float(dur), status=tool.get("status"),
-        output_tokens=_opt_u64(tool, "output_tokens", src, "tool."),
-        output_bytes=_opt_u64(tool, "output_bytes", src, "tool."),
-        tool_name_hash=tool.get("tool_name_hash"), error_type=tool.get("error_type"), claude=claude,
-        event_source=ev.get("event_source"), run_id=run, identity=identity, generation=gen, source=src)
+    # u64 fields in the order they are reported (`_opt_u64`, inlined for exact ints in range)
+    started = g("started_at_unix_ms")
+    if started is not None and (type(started) is not int or started < 0 or started > U64_MAX):
+        started = _u64(started, src, "tool.started_at_unix_ms")
+    ended = g("ended_at_unix_ms")
+    if ended is not None and (type(ended) is not int or ended < 0 or ended > U64_MAX):
+        ended = _u64(ended, src, "tool.ended_at_unix_ms")
+    out_tokens = g("output_tokens")
+    if out_tokens is not None and (type(out_tokens) is not int or out_tokens < 0 or out_tokens > U64_MAX):
+        out_tokens = _u64(out_tokens, src, "tool.output_tokens")
+    out_bytes = g("output_bytes")
+    if out_bytes is not None and (type(out_bytes) is not int or out_bytes < 0 or out_bytes > U64_MAX):
+        out_bytes = _u64(out_bytes, src, "tool.output_bytes")
+    return ToolEvent(  # positional, as Request above
+        ev["event_type"], chain, parent, g("tool_call_id"), g("tool_class"), et, started, ended, dur,
+        g("status"), out_tokens, out_bytes, g("tool_name_hash"), g("error_type"), claude,
+        ev.get("event_source"), run, identity, gen, src)
 
 
 def tool_interval(t: ToolEvent) -> tuple[int, int] | None:

@@ -53,6 +53,7 @@ def read_trace(inputs: list[str], *, subagents: str = "recorded", on_line: Calla
     plays = 0
     header_seen = False
     nonfinite: list[str] = []
+    texts = dynamo_rows.HashTexts()
     for path in paths:
         if distserve.is_distserve(path):  # DistServe alignment run (Python-literal first line)
             distserve.read_into(path, trace)
@@ -68,14 +69,18 @@ def read_trace(inputs: list[str], *, subagents: str = "recorded", on_line: Calla
                 weka.read_play(d, plays, src, trace, subagents)
                 plays += 1
             continue
+        loads = orjson.loads
         for lineno, raw in iter_lines(path):
             if on_line is not None:
                 on_line(1)
-            src = Source(path, lineno)
             if raw.find(_PAYLOAD_MARK, 0, 256) >= 0:
                 trace.skipped["request_payload rows"] += 1
                 continue
-            d = _loads(raw, src)
+            src = Source(path, lineno)
+            try:
+                d = loads(raw)
+            except orjson.JSONDecodeError:
+                d = _loads(raw, src)  # raises, naming the problem
             if not isinstance(d, dict):
                 trace.skipped["lines that are not JSON objects"] += 1
                 continue
@@ -98,7 +103,7 @@ def read_trace(inputs: list[str], *, subagents: str = "recorded", on_line: Calla
             schema = d.get("schema")
             if et == "request_end":
                 gen = dynamo_rows.generation_of(schema, d.get("agent_context"), src)
-                req = dynamo_rows.parse_request(d, gen, src, nonfinite)
+                req = dynamo_rows.parse_request(d, gen, src, nonfinite, raw, texts)
                 prev = seen.get(req.request_id)
                 if prev is not None:
                     raise TraceError(f"invalid request_end at {src}: field `request.request_id`: duplicate request_id {req.request_id} (first at {prev})")
