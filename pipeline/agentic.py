@@ -23,7 +23,7 @@ import orjson
 from .dynamo_rows import common_prefix, tool_interval, tool_status
 from .errors import TraceError
 from .model import Generation, Request, ToolEvent, Trace
-from .mooncake import Dependency, Row, ToolSpan
+from .mooncake import Dependency, Row, ToolSpan, tool_event_json
 
 RULES = ("g2", "g3c")
 _START_END = operator.itemgetter(0, 1)
@@ -403,14 +403,16 @@ def _union(intervals: list[tuple[int, int]]) -> int:
     return total
 
 
-def _tool_span(s: tuple[int, int, ToolEvent]) -> ToolSpan:
+def _tool_fields(s: tuple[int, int, ToolEvent]) -> tuple:
+    """ToolSpan's fields, in order, for a tool event clipped to (start, end)."""
     start, end, t = s
-    return ToolSpan(
-        tool_call_id=t.tool_call_id or "", tool_class=t.tool_class or "",
-        started_at_unix_ms=max(0, start), ended_at_unix_ms=max(0, end),
-        duration_ms=float(t.duration_ms if t.duration_ms is not None else end - start),
-        status=tool_status(t), output_bytes=t.output_bytes, output_tokens=t.output_tokens,
-        error_type=t.error_type)
+    return (t.tool_call_id or "", t.tool_class or "", start if start > 0 else 0, end if end > 0 else 0,
+            float(t.duration_ms if t.duration_ms is not None else end - start), tool_status(t),
+            t.output_bytes, t.output_tokens, t.error_type)
+
+
+def _tool_span(s: tuple[int, int, ToolEvent]) -> ToolSpan:
+    return ToolSpan(*_tool_fields(s))
 
 
 def derive(trace: Trace, *, rules: str = "g2") -> Derived:
@@ -505,18 +507,7 @@ def _ids_text(prev: tuple | None, hashes, ids_of) -> bytes:
 
 def _tool_json(s: tuple[int, int, ToolEvent]) -> dict:
     """`_tool_span(s).to_json()` without the intermediate record."""
-    start, end, t = s
-    d = {"tool_call_id": t.tool_call_id or "", "tool_class": t.tool_class or "",
-         "started_at_unix_ms": start if start > 0 else 0, "ended_at_unix_ms": end if end > 0 else 0,
-         "duration_ms": float(t.duration_ms if t.duration_ms is not None else end - start),
-         "status": tool_status(t)}
-    if t.output_bytes is not None:
-        d["output_bytes"] = t.output_bytes
-    if t.output_tokens is not None:
-        d["output_tokens"] = t.output_tokens
-    if t.error_type is not None:
-        d["error_type"] = t.error_type
-    return d
+    return tool_event_json(*_tool_fields(s))
 
 
 def _derive_v1(trace: Trace, rules: str, want_edges: bool, text_ids: bool) -> tuple[Derived, Iterator[tuple]]:

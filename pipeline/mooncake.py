@@ -36,21 +36,29 @@ class ToolSpan:
     error_type: str | None = None
 
     def to_json(self) -> dict:
-        d = {
-            "tool_call_id": self.tool_call_id,
-            "tool_class": self.tool_class,
-            "started_at_unix_ms": self.started_at_unix_ms,
-            "ended_at_unix_ms": self.ended_at_unix_ms,
-            "duration_ms": float(self.duration_ms),
-            "status": self.status,
-        }
-        if self.output_bytes is not None:
-            d["output_bytes"] = self.output_bytes
-        if self.output_tokens is not None:
-            d["output_tokens"] = self.output_tokens
-        if self.error_type is not None:
-            d["error_type"] = self.error_type
-        return d
+        return tool_event_json(self.tool_call_id, self.tool_class, self.started_at_unix_ms, self.ended_at_unix_ms,
+                               self.duration_ms, self.status, self.output_bytes, self.output_tokens, self.error_type)
+
+
+def tool_event_json(tool_call_id: str, tool_class: str, started_at_unix_ms: int, ended_at_unix_ms: int,
+                    duration_ms: float, status: str, output_bytes: int | None = None,
+                    output_tokens: int | None = None, error_type: str | None = None) -> dict:
+    """A `tool_events[]` element in Dynamo's key order (ToolSpan's fields, in order)."""
+    d = {
+        "tool_call_id": tool_call_id,
+        "tool_class": tool_class,
+        "started_at_unix_ms": started_at_unix_ms,
+        "ended_at_unix_ms": ended_at_unix_ms,
+        "duration_ms": float(duration_ms),
+        "status": status,
+    }
+    if output_bytes is not None:
+        d["output_bytes"] = output_bytes
+    if output_tokens is not None:
+        d["output_tokens"] = output_tokens
+    if error_type is not None:
+        d["error_type"] = error_type
+    return d
 
 
 @dataclass(frozen=True, slots=True)
