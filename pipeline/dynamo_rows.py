@@ -12,6 +12,8 @@ import math
 from array import array
 from dataclasses import fields
 
+import orjson
+
 from .errors import TraceError
 from .model import ClaudeLink, Generation, Request, Source, ToolCallRef, ToolEvent, Worker
 
@@ -155,62 +157,75 @@ def _hashes(v: object, src: Source, field: str):
 
 
 _HASH_KEY = b'"input_sequence_hashes"'
-_HASH_AT = b'"input_sequence_hashes":['
+
+
+class Reparse(Exception):
+    """A line read with `HashTexts.cut` must be read again whole: its hash text was not plain."""
 
 
 class HashTexts:
-    """Skips most of the u64 conversion of `input_sequence_hashes` (about 40 ns per hash, as
-    much as parsing the line): consecutive prompts of a chain repeat their prefix, so when the
-    line's hash list starts with the same JSON text as the chain's last checked list, those
-    elements are the same u64 values, and only the new tail is converted (and checked).
+    """Keeps `input_sequence_hashes` out of the JSON parser. The list is most of a request_end
+    line, and consecutive prompts of a chain repeat its prefix: parsing it costs 60% of the
+    line's parse and converting it to u64 as much again, for values the chain's last list
+    already holds. So `cut` lifts the list's text out of the line before parsing, and `ids`
+    converts only the tail that differs from the chain's last list.
 
-    The text is trusted only where it cannot be anything but this record's hash list: a line
-    that parsed, with no backslash (a key could be spelled with a `\\u` escape), the key exactly once,
-    right after `{` or `,` and followed by `[` (compact JSON: the key of an array). Anything
-    else takes the full conversion, which also makes every error message."""
+    The text is trusted only where it cannot be anything but the list of numbers of this key:
+    no backslash in the line (a key could be spelled with a `\\u` escape, a quote escaped), the
+    key exactly once, right after `{` or `,` and followed by `[` (compact JSON), and no quote or
+    `[` before the first `]` (no strings, no nested lists). Every byte of it is then either in a
+    prefix equal to text already parsed or in a tail parsed here; anything else raises `Reparse`,
+    and the line takes the full parse, which also makes every error message."""
 
     __slots__ = ("last",)
     MAX_CHAINS = 1024  # a bound on the texts kept (one per chain), not a tuning knob
 
     def __init__(self) -> None:
-        self.last: dict = {}  # chain -> (text from "[" up to the closing "]", array('Q'))
+        self.last: dict = {}  # chain -> (text between "[" and "]", array('Q'))
 
-    def parse(self, v: object, raw: bytes, chain: object) -> array | None:
-        """The hashes as array('Q'), or None: use `_hashes` (also when `v` is bad)."""
-        if type(v) is not list or b"\\" in raw:  # one memchr; rare in request_end lines
+    @staticmethod
+    def cut(raw: bytes) -> tuple[bytes, bytes] | None:
+        """(the line with an empty list for the key, the list's text), or None: parse it whole."""
+        i = raw.find(_HASH_KEY)
+        if i <= 0 or raw[i - 1] not in b"{," or not raw.startswith(b":[", i + len(_HASH_KEY)) or b"\\" in raw:
             return None
-        i = raw.find(_HASH_AT)
-        if i <= 0 or raw[i - 1] not in b"{," or raw.rfind(_HASH_KEY) != i:  # (the first is the last)
-            return None
-        start = i + len(_HASH_AT) - 1
+        start = i + len(_HASH_KEY) + 2
         end = raw.find(b"]", start)
-        if end < 0:
+        # (single-byte finds are memchr; the key is searched for again only after the list)
+        if end < 0 or raw.find(b'"', start, end) >= 0 or raw.find(b"[", start, end) >= 0 or raw.find(_HASH_KEY, end) >= 0:
             return None
         text = raw[start:end]
+        return raw[:start] + raw[end:], text
+
+    def ids(self, text: bytes, chain: object) -> array:
+        """The hashes of a `cut` text as array('Q'); raises Reparse where the full parse must judge."""
         prev = self.last.get(chain)
         arr = None
         if prev is not None:
             ptext, parr = prev
             n = len(ptext)
             if text.startswith(ptext) and (len(text) == n or text[n] == 44):  # then "]" or ","
-                k = len(parr)
+                k, c = len(parr), n + 1
             else:
                 c = ptext.rfind(b",") + 1  # all but the last element (a partial block changes)
                 k = len(parr) - 1 if c > 1 and text.startswith(memoryview(ptext)[:c]) else 0
-            if 0 < k <= len(v):
-                if k == len(v):
+            if k > 0:
+                if c > len(text):
                     arr = parr  # the same list: share it (rows never mutate their hashes)
                 else:
-                    arr = parr[:k]
                     try:
-                        arr.fromlist(v[k:])  # converts and checks the tail
-                    except (TypeError, OverflowError):
-                        return None
+                        tail = orjson.loads(b"[" + text[c:] + b"]")
+                        if not tail:  # "[1,]": a comma with nothing after it
+                            raise Reparse
+                        arr = parr[:k]
+                        arr.fromlist(tail)  # converts and checks the tail
+                    except (orjson.JSONDecodeError, TypeError, OverflowError):
+                        raise Reparse from None
         if arr is None:
             try:
-                arr = array("Q", v)
-            except (TypeError, OverflowError):
-                return None
+                arr = array("Q", orjson.loads(b"[" + text + b"]"))
+            except (orjson.JSONDecodeError, TypeError, OverflowError):
+                raise Reparse from None
         last = self.last
         if len(last) >= self.MAX_CHAINS and chain not in last:
             last.clear()
@@ -238,12 +253,12 @@ def common_prefix(a, b) -> int:
     return lo
 
 
-def parse_request(ev: dict, gen: Generation, src: Source, nonfinite: list, raw: bytes | None = None,
+def parse_request(ev: dict, gen: Generation, src: Source, nonfinite: list, hash_text: bytes | None = None,
                   texts: HashTexts | None = None) -> Request:
     """A `request_end` record to a Request, with Dynamo's loader checks and time rules (§4.2).
-    Hashes are kept as array('Q'): 8 bytes each, exact u64, and compared by memcmp later. `raw`
-    (the record's line) and `texts` (one per read) let `HashTexts` skip converting repeated
-    prefixes. The checks run in a fixed order: the first problem is the one reported."""
+    Hashes are kept as array('Q'): 8 bytes each, exact u64, and compared by memcmp later. With
+    `hash_text` (from `HashTexts.cut`; `ev` then holds an empty list) `texts` (one per read)
+    parses only what differs from the chain's last list, or raises Reparse. The checks run in a fixed order: the first problem is the one reported."""
     strict = gen is Generation.G3B or gen is Generation.G3A or gen is Generation.G3_FREE
     ctx = ev.get("agent_context")
     chain, parent, run, identity = _identity(gen, ctx, src) if gen is not Generation.G3_FREE else (None, None, None, ())
@@ -263,10 +278,10 @@ def parse_request(ev: dict, gen: Generation, src: Source, nonfinite: list, raw: 
     input_length = replay.get("input_length")
     if type(input_length) is not int or input_length < 0 or input_length > U64_MAX:
         input_length = _u64(input_length, src, "request.replay.input_length")
-    v = replay.get("input_sequence_hashes")
-    hashes = texts.parse(v, raw, chain) if texts is not None and raw is not None else None
-    if hashes is None:
-        hashes = _hashes(v, src, "request.replay.input_sequence_hashes")
+    if hash_text is not None:  # the line was parsed without the list (`HashTexts.cut`)
+        hashes = texts.ids(hash_text, chain)
+    else:
+        hashes = _hashes(replay.get("input_sequence_hashes"), src, "request.replay.input_sequence_hashes")
     n = len(hashes)
     if strict:
         need = -(-input_length // bs)

@@ -42,6 +42,11 @@ def _loads(raw: bytes, src: Source):
         raise TraceError(f"{src}: invalid JSON: integer outside the u64 range") from None
 
 
+def _is_request_end(d: object) -> bool:
+    ev = d.get("event", d) if type(d) is dict else None
+    return type(ev) is dict and ev.get("event_type") == "request_end"
+
+
 def read_trace(inputs: list[str], *, subagents: str = "recorded", on_line: Callable[[int], None] | None = None,
                expand: bool = True) -> Trace:
     """Read files, directories and glob patterns into one Trace (raises TraceError on bad input)."""
@@ -70,6 +75,7 @@ def read_trace(inputs: list[str], *, subagents: str = "recorded", on_line: Calla
                 plays += 1
             continue
         loads = orjson.loads
+        cut_hashes = texts.cut
         for lineno, raw in iter_lines(path):
             if on_line is not None:
                 on_line(1)
@@ -77,10 +83,20 @@ def read_trace(inputs: list[str], *, subagents: str = "recorded", on_line: Calla
                 trace.skipped["request_payload rows"] += 1
                 continue
             src = Source(path, lineno)
-            try:
-                d = loads(raw)
-            except orjson.JSONDecodeError:
-                d = _loads(raw, src)  # raises, naming the problem
+            cut = cut_hashes(raw)
+            if cut is not None:
+                try:
+                    d = loads(cut[0])
+                except orjson.JSONDecodeError:
+                    cut = None
+                else:
+                    if not _is_request_end(d):  # the list is a request_end's or the line is read whole
+                        cut = None
+            if cut is None:
+                try:
+                    d = loads(raw)
+                except orjson.JSONDecodeError:
+                    d = _loads(raw, src)  # raises, naming the problem
             if not isinstance(d, dict):
                 trace.skipped["lines that are not JSON objects"] += 1
                 continue
@@ -103,7 +119,11 @@ def read_trace(inputs: list[str], *, subagents: str = "recorded", on_line: Calla
             schema = d.get("schema")
             if et == "request_end":
                 gen = dynamo_rows.generation_of(schema, d.get("agent_context"), src)
-                req = dynamo_rows.parse_request(d, gen, src, nonfinite, raw, texts)
+                try:
+                    req = dynamo_rows.parse_request(d, gen, src, nonfinite, cut and cut[1], texts)
+                except dynamo_rows.Reparse:
+                    d = _loads(raw, src)
+                    req = dynamo_rows.parse_request(d.get("event", d), gen, src, nonfinite)
                 prev = seen.get(req.request_id)
                 if prev is not None:
                     raise TraceError(f"invalid request_end at {src}: field `request.request_id`: duplicate request_id {req.request_id} (first at {prev})")

@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from trace_pipe.pipeline import agentic
-from trace_pipe.pipeline.dynamo_rows import HashTexts
+from trace_pipe.pipeline.dynamo_rows import HashTexts, Reparse
 from trace_pipe.pipeline.mooncake import dumps
 from trace_pipe.pipeline.readers import read_trace
 
@@ -71,35 +71,88 @@ def test_ids_text_is_the_mapper_json(rows):
 _value = st.one_of(st.integers(0, 12), st.just(2**64 - 1), st.sampled_from([-1, 2**64, 3.0, 2.5]), st.booleans())
 
 
+def _line(hashes, spaced=False) -> bytes:
+    # json, not orjson: it writes 2**64 too; spaced: not compact
+    return json.dumps({"event": {"event_type": "request_end", "request": {"replay": {"input_sequence_hashes": hashes}}}},
+                      separators=(", ", ": ") if spaced else (",", ":")).encode()
+
+
+def _ids(texts: HashTexts, raw: bytes, chain):
+    """What the reader does with a line: the array, or None where it reads the line whole."""
+    cut = texts.cut(raw)
+    if cut is None:
+        return None
+    assert orjson.loads(cut[0]) == _with_empty_list(orjson.loads(raw))
+    try:
+        return texts.ids(cut[1], chain)
+    except Reparse:
+        return None
+
+
+def _with_empty_list(d):
+    inner = d["event"]["request"]["replay"] if "event" in d else d
+    inner["input_sequence_hashes"] = []
+    return d
+
+
 @given(st.lists(st.tuples(st.sampled_from("xy"), st.lists(_value, max_size=8), st.booleans()), max_size=25))
 def test_hash_texts_give_the_array_or_defer(rows):
     texts = HashTexts()
     for chain, hashes, spaced in rows:
-        # the line as JSON text (json, not orjson: it writes 2**64 too); spaced: not compact
-        raw = json.dumps({"request": {"replay": {"input_sequence_hashes": hashes}}},
-                         separators=(", ", ": ") if spaced else (",", ":")).encode()
         try:
             want = array("Q", hashes)
         except (TypeError, OverflowError):
             want = None
-        got = texts.parse(hashes, raw, chain)
+        got = _ids(texts, _line(hashes, spaced), chain)
         if want is None:
             assert got is None
-        elif got is not None:
+        elif got is None:
+            assert spaced  # compact lines take the shortcut where the list is good
+        else:
             assert got == want and got.typecode == "Q"
 
 
 def test_hash_texts_share_the_prefix_and_refuse_what_they_cannot_trust():
     t = HashTexts()
-    a = t.parse([1, 2, 3], b'{"input_sequence_hashes":[1,2,3]}', "c")
-    b = t.parse([1, 2, 3, 4], b'{"input_sequence_hashes":[1,2,3,4]}', "c")
+    a = _ids(t, b'{"input_sequence_hashes":[1,2,3]}', "c")
+    b = _ids(t, b'{"input_sequence_hashes":[1,2,3,4]}', "c")
     assert (list(a), list(b)) == ([1, 2, 3], [1, 2, 3, 4])
-    assert t.parse([1, 2, 3, 4], b'{"input_sequence_hashes":[1,2,3,4]}', "c") is b  # same list: shared
-    # a float where the last text had the same integer: the text differs, so the full check runs
-    assert t.parse([1, 2, 3.0, 5], b'{"input_sequence_hashes":[1,2,3.0,5]}', "c") is None
-    # the key twice, or spelled with an escape: not trusted
-    assert t.parse([1, 2], b'{"x":{"input_sequence_hashes":[9]},"input_sequence_hashes":[1,2]}', "d") is None
-    assert t.parse([1, 2], b'{"a":"\\u0041","input_sequence_hashes":[1,2]}', "d") is None
+    assert t.ids(b"1,2,3,4", "c") is b  # same list: shared
+    assert list(t.ids(b"1,2,5", "c")) == [1, 2, 5]  # the last element changed (a partial block)
+    # a float where the last text had the same integer: the text differs, so the tail is parsed
+    with pytest.raises(Reparse):
+        t.ids(b"1,2,3.0,5", "c")
+    # a prefix that is known text, then nothing valid after its comma
+    for bad in (b"1,2,", b"1,2, ", b"1,2,,5", b"1,2,5,"):
+        with pytest.raises(Reparse):
+            t.ids(bad, "c")
+    assert list(t.ids(b"", "d")) == [] and list(t.ids(b" 7 , 8", "d")) == [7, 8]
+    # not the one plain list of this key: the line is read whole
+    for raw in (b'{"x":{"input_sequence_hashes":[9]},"input_sequence_hashes":[1,2]}',  # the key twice
+                b'{"a":"\\u0041","input_sequence_hashes":[1,2]}',  # an escape somewhere
+                b'{"input_sequence_hashes":[[1],2]}', b'{"input_sequence_hashes":[1,"]"]}',  # a list, a string
+                b'{"input_sequence_hashes": [1,2]}', b'{"input_sequence_hashes":[1,2'):  # spaced, unclosed
+        assert t.cut(raw) is None, raw
+    assert t.cut(b'{"input_sequence_hashes":[1,2],"k":[3]}') == (b'{"input_sequence_hashes":[],"k":[3]}', b"1,2")
+
+
+@pytest.mark.parametrize(("hashes", "error"), [
+    (b"1,2,3.5", "holds 3.5, not a u64 integer"),
+    (b"1,-2", "holds -2, not a u64 integer"),
+    (b"1,2,", "invalid JSON"),
+])
+def test_a_bad_hash_list_reports_as_the_full_parse_does(tmp_path, hashes, error):
+    """The shortcut never makes its own errors: the line is parsed whole and judged as always."""
+    from trace_pipe.pipeline.errors import TraceError
+
+    head = (b'{"schema":"dynamo.request.trace.v1","event_type":"request_end","event_time_unix_ms":2,'
+            b'"agent_context":{"session_id":"s"},"request":{"request_id":"%s","output_tokens":1,'
+            b'"request_received_ms":1,"replay":{"trace_block_size":1,"input_length":%d,"input_sequence_hashes":[%s]}}}\n')
+    p = tmp_path / "t.jsonl"
+    p.write_bytes(head % (b"a", 2, b"1,2") + head % (b"b", 3, hashes))
+    with pytest.raises(TraceError) as e:
+        read_trace([str(p)])
+    assert f"{p}:2" in str(e.value) and error in str(e.value)
 
 
 def test_streamed_rows_without_orjson_fragment(monkeypatch):
