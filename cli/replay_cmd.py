@@ -16,7 +16,7 @@ import typer
 from trace_pipe.pipeline.errors import TraceError
 from trace_pipe.pipeline.io import atomic_output
 from trace_pipe.pipeline.replay_input import FORMATS, ReplayInput, load_input
-from trace_pipe.sim import report
+from trace_pipe.sim import fit, report
 from trace_pipe.sim.config import EngineArgs, RouterConfig
 from trace_pipe.sim.replay import ReplayOptions, run_replay
 from trace_pipe.sim.result import SimResult
@@ -44,17 +44,10 @@ def _recorded_needed(inp: ReplayInput, what: str) -> None:
                          f"(Mooncake rows carry arrival times only)")
 
 
-def _fit_module():
-    try:
-        from trace_pipe.sim import fit
-    except ImportError:
-        raise TraceError("error: --timing fit / --timing-file: not available yet in this build") from None
-    return fit
-
-
 def resolve_timing(name: str | None, timing_file: str | None, inp: ReplayInput, engine: EngineArgs,
                    decode_timing: str, timing_table: str | None, out) -> object:
-    """The timing model for the engine, or "recorded" (served by sim.recorded instead)."""
+    """The timing model for the engine, or "recorded" (served by sim.recorded instead). --timing
+    fit [--timing-file F: save]; --timing-file F alone: load; default Dynamo's polynomial."""
     if name is None:
         name = "file" if timing_file else "dynamo"
     if name == "poly":
@@ -66,7 +59,6 @@ def resolve_timing(name: str | None, timing_file: str | None, inp: ReplayInput, 
         return "recorded"
     if name == "fit":
         _recorded_needed(inp, "--timing fit")
-        fit = _fit_module()
         model = fit.fit_timing(inp.trace)
         for line in model.describe():
             print(line, file=out)
@@ -75,7 +67,6 @@ def resolve_timing(name: str | None, timing_file: str | None, inp: ReplayInput, 
             print(f"Saved fitted timing to: {timing_file}", file=out)
         return model
     if name == "file":
-        fit = _fit_module()
         model = fit.load_timing_file(timing_file)
         for line in model.describe():
             print(line, file=out)

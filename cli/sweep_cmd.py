@@ -11,20 +11,17 @@ import typer
 from trace_pipe.pipeline.errors import TraceError
 from trace_pipe.pipeline.io import atomic_output
 from trace_pipe.pipeline.replay_input import FORMATS, load_input
-from trace_pipe.sim import fit, sweep
+from trace_pipe.sim import sweep
 from trace_pipe.sim.config import EngineArgs, RouterConfig
 from trace_pipe.sim.router import ROUTER_MODES
-from trace_pipe.sim.timing import make_timing
 
 from .common import json_object_arg, user_errors
-
-TIMINGS = ("dynamo", "fit")
-
+from .replay_cmd import resolve_timing
 
 def run(paths: list[str], *, num_workers: str = "1", router_mode: str = "round_robin", csv_out: str,
         trace_format: str = "mooncake", trace_block_size: int | None = None, extra_engine_args: str | None = None,
         router_config: str | None = None, timing: str | None = None, timing_file: str | None = None,
-        decode_timing: str = "physical", jobs: int | None = None, seed: int = 0, arrival_speedup_ratio: float = 1.0,
+        decode_timing: str = "physical", timing_table: str | None = None, jobs: int | None = None, seed: int = 0, arrival_speedup_ratio: float = 1.0,
         out=None) -> list[dict]:
     """The whole command as a function (tests call it); raises TraceError on bad input."""
     out = out or sys.stdout
@@ -39,29 +36,10 @@ def run(paths: list[str], *, num_workers: str = "1", router_mode: str = "round_r
     rcfg = RouterConfig.from_json(json_object_arg(router_config, "--router-config"))
     inp = load_input(paths, trace_format, trace_block_size)
 
-    # --timing fit [--timing-file F: save]; --timing-file F alone: load; default Dynamo's polynomial
-    if timing is None:
-        timing = "file" if timing_file else "dynamo"
-    if timing == "fit":
-        if inp.trace is None:
-            raise TraceError("error: --timing fit needs recorded times: use --trace-format dynamo, weka or distserve "
-                             "(Mooncake rows carry arrival times only)")
-        tm = fit.fit_timing(inp.trace)
-        for line in tm.describe():
-            print(line, file=out)
-        if timing_file:
-            fit.save_timing_file(tm, timing_file)
-            print(f"Saved fitted timing to: {timing_file}", file=out)
-    elif timing == "file":
-        tm = fit.load_timing_file(timing_file)
-        for line in tm.describe():
-            print(line, file=out)
-    elif timing in ("dynamo", "poly"):
-        if timing_file:
-            raise TraceError("error: --timing-file goes with --timing fit (save) or alone (load)")
-        tm = make_timing("poly", block_size=engine.block_size, decode=decode_timing)
-    else:
-        raise TraceError(f"error: --timing must be one of {', '.join(TIMINGS)}, got {timing!r}")
+    tm = resolve_timing(timing, timing_file, inp, engine, decode_timing, timing_table, out)
+    if tm == "recorded":
+        raise TraceError("error: --timing recorded replays one configuration's recorded service times: use "
+                         "`trace-pipe replay`; a sweep needs an engine timing model (dynamo, fit, table)")
 
     spec = sweep.SweepSpec(inp.sim_format, inp.block_size, engine, rcfg, tm, seed, arrival_speedup_ratio)
     results = sweep.run_sweep(inp.rows, inp.sources, spec, points, jobs)
@@ -89,10 +67,11 @@ def register(app: typer.Typer) -> None:
         extra_engine_args: Optional[str] = typer.Option(None, "--extra-engine-args", help="MockEngineArgs JSON."),
         router_config: Optional[str] = typer.Option(None, "--router-config", help="KvRouterConfig JSON."),
         timing: Optional[str] = typer.Option(None, "--timing", help="dynamo (default) | fit (from the trace's "
-                                             "recorded times)"),
+                                             "recorded times) | table (--timing-table)"),
         timing_file: Optional[str] = typer.Option(None, "--timing-file", help="With --timing fit: save the fit "
                                                   "here. Alone: load a saved fit."),
         decode_timing: str = typer.Option("physical", "--decode-timing", help="physical | logical (dynamo timing)"),
+        timing_table: Optional[str] = typer.Option(None, "--timing-table", help="JSON profile for --timing table."),
         jobs: Optional[int] = typer.Option(None, "--jobs", help="Parallel processes (default: one per core)."),
         seed: int = typer.Option(0, "--seed", help="Seed for router tie-breaks and random routing."),
         arrival_speedup_ratio: float = typer.Option(1.0, "--arrival-speedup-ratio"),
@@ -102,5 +81,6 @@ def register(app: typer.Typer) -> None:
         with user_errors():
             run(trace, num_workers=num_workers, router_mode=router_mode, csv_out=csv_out, trace_format=trace_format,
                 trace_block_size=trace_block_size, extra_engine_args=extra_engine_args, router_config=router_config,
-                timing=timing, timing_file=timing_file, decode_timing=decode_timing, jobs=jobs, seed=seed,
+                timing=timing, timing_file=timing_file, decode_timing=decode_timing, timing_table=timing_table, jobs=jobs,
+                seed=seed,
                 arrival_speedup_ratio=arrival_speedup_ratio)

@@ -35,7 +35,7 @@ from trace_pipe.pipeline.errors import TraceError
 from trace_pipe.pipeline.mooncake import Row
 
 from . import dag as dagmod
-from .replay import ReplayOptions, next_time, release_ready
+from .replay import ReplayOptions, advance, dead_end, release_ready
 from .result import PlayRecord, PrefillChunk, RequestRecord, SimResult, Timeline
 from .router import make_router
 from .workload import SimRequest
@@ -139,18 +139,13 @@ def run_recorded(rows: list[Row], sources: list[str], fmt: str, opts: ReplayOpti
                 heappush(events, (r.t_first, _FIRST, seq, r.idx))
                 heappush(events, (r.t_last, _DONE, seq, r.idx))
                 seq += 1
-        nxt = next_time(events, ready)
-        if nxt == math.inf:
+        nxt, stopped_at = advance(events, ready, now, stop)
+        if nxt is None:
             break
-        if stop is not None and nxt > stop:
-            stopped_at = stop
-            break
-        now = nxt if nxt > now else now
+        now = nxt
 
     if stopped_at is None:
-        pending = sum(1 for r in reqs if r.status in ("pending", "queued"))
-        if pending:
-            raise TraceError(f"error: replay reached a dead end with {pending} requests never released")
+        dead_end(reqs)
     return _result(reqs, dag, rows, opts, stopped_at, t_wall, n_w)
 
 

@@ -207,18 +207,13 @@ def run_replay(rows: list[Row], sources: list[str], fmt: str, opts: ReplayOption
                         heappush(effects, end + d)
                 heappush(comp, (end, cseq, w.wid))
                 cseq += 1
-        nxt = next_time(comp, ready)
-        if nxt == math.inf:
+        nxt, stopped_at = advance(comp, ready, now, limit)
+        if nxt is None:
             break
-        if limit is not None and nxt > limit:
-            stopped_at = limit
-            break
-        now = nxt if nxt > now else now
+        now = nxt
 
     if stopped_at is None:
-        pending = [r for r in reqs if r.status in ("pending", "queued")]
-        if pending:
-            raise TraceError(f"error: offline replay reached a dead end with {len(pending)} in-flight requests remaining")
+        dead_end(reqs)
     return _result(reqs, workers, dag, rows, stats, opts, stopped_at, t_wall)
 
 
@@ -243,6 +238,24 @@ def next_time(events: list, ready: list) -> float:
     if ready and ready[0][0] < nxt:
         nxt = ready[0][0]
     return nxt
+
+
+def advance(events: list, ready: list, now: float, limit: float | None) -> tuple[float | None, float | None]:
+    """(the clock's next value, never back; None when the run is over, and where it stopped:
+    None when nothing is left, `limit` when the next event lies beyond it)."""
+    nxt = next_time(events, ready)
+    if nxt == math.inf:
+        return None, None
+    if limit is not None and nxt > limit:
+        return None, limit
+    return (nxt if nxt > now else now), None
+
+
+def dead_end(reqs: list[SimRequest]) -> None:
+    """Dynamo's error when a finished run leaves requests never released or never served."""
+    pending = sum(1 for r in reqs if r.status in ("pending", "queued"))
+    if pending:
+        raise TraceError(f"error: offline replay reached a dead end with {pending} in-flight requests remaining")
 
 
 def _emitted(r: SimRequest, workers: list[Worker]) -> int:

@@ -83,3 +83,25 @@ def test_sweep_cli_weka_grid_and_bad_router_mode(tmp_path):
                               "--csv", str(tmp_path / "x.csv")])
     assert bad.exit_code == 2 and "--router-mode must be among" in bad.output
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_sweep_takes_replays_timing_choices(tmp_path):
+    """--timing resolves as in `trace-pipe replay` (one rule): a profile table slows every pass
+    here; recorded service times are one configuration's, so a sweep refuses them."""
+    t = str(_trace(tmp_path))
+    table = tmp_path / "table.json"
+    table.write_bytes(orjson.dumps({"prefill_tokens": [0, 1000], "prefill_ms": [100.0, 200.0],
+                                    "decode_kv_tokens": [0, 10000], "decode_context": [0, 10000],
+                                    "decode_itl_ms": [[50.0, 50.0], [50.0, 50.0]]}))
+    args = dict(num_workers="1", router_mode="round_robin", trace_block_size=16, extra_engine_args='{"block_size": 16}',
+                jobs=1, out=io.StringIO())
+    poly = sweep_cmd.run([t], csv_out=str(tmp_path / "p.csv"), **args)[0]
+    slow = sweep_cmd.run([t], csv_out=str(tmp_path / "t.csv"), timing="table", timing_table=str(table), **args)[0]
+    assert poly["makespan_ms"] == pytest.approx(66.986233)
+    assert slow["makespan_ms"] == pytest.approx(482.3)  # passes of >= 100 ms, 50 ms decode steps
+    with pytest.raises(TraceError, match="--timing table needs --timing-table FILE"):
+        sweep_cmd.run([t], csv_out=str(tmp_path / "x.csv"), timing="table", **args)
+    with pytest.raises(TraceError, match="use `trace-pipe replay`"):
+        sweep_cmd.run([str(WEKA)], csv_out=str(tmp_path / "x.csv"), trace_format="weka", timing="recorded",
+                      **{**args, "trace_block_size": None, "extra_engine_args": None})
+    assert not (tmp_path / "x.csv").exists()
