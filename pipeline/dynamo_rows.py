@@ -151,9 +151,10 @@ def _hashes(v: object, src: Source, field: str):
         # array('Q') keeps u64 exactly in 8 bytes each and rejects negatives, > 2^64-1 and floats
         return array("Q", v)
     except (TypeError, OverflowError):
-        # JSON integers beyond u64 arrive as floats from orjson: name the value, never round it
+        # JSON integers beyond u64 arrive as floats from orjson: say so rather than print a rounded float
         bad = next(h for h in v if isinstance(h, bool) or not isinstance(h, int) or not 0 <= h <= U64_MAX)
-        raise TraceError(f"{src}: field `{field}` holds {bad!r}, not a u64 integer (0 to 2^64-1)") from None
+        what = "an integer above 2^64-1" if type(bad) is float and bad >= 2.0 ** 64 and bad.is_integer() else repr(bad)
+        raise TraceError(f"{src}: field `{field}` holds {what}, not a u64 integer (0 to 2^64-1)") from None
 
 
 _HASH_KEY = b'"input_sequence_hashes"'

@@ -140,6 +140,7 @@ def test_hash_texts_share_the_prefix_and_refuse_what_they_cannot_trust():
     (b"1,2,3.5", "holds 3.5, not a u64 integer"),
     (b"1,-2", "holds -2, not a u64 integer"),
     (b"1,2,", "invalid JSON"),
+    (b"1,2,18446744073709551616", "holds an integer above 2^64-1, not a u64 integer"),
 ])
 def test_a_bad_hash_list_reports_as_the_full_parse_does(tmp_path, hashes, error):
     """The shortcut never makes its own errors: the line is parsed whole and judged as always."""
