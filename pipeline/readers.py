@@ -2,7 +2,8 @@
 
 Per line (JSONL, plain or multi-member gzip): a Dynamo record (enveloped `{"timestamp","event"}`
 or bare, any generation), a WEKA play object, or a Mooncake row / v2 header. Whole-file `.json`:
-one WEKA play (kv-cache-tester's `trace_NNNN.json`). Shards may come in any order: everything is
+one WEKA play (kv-cache-tester's `trace_NNNN.json`). `.exp`: a DistServe run; `.csv`: an Azure
+LLM inference trace. Shards may come in any order: everything is
 ordered by time later, never by file.
 """
 
@@ -14,7 +15,7 @@ from typing import Callable
 
 import orjson
 
-from . import distserve, dynamo_rows, mooncake, weka
+from . import azure, distserve, dynamo_rows, mooncake, weka
 from .errors import TraceError
 from .io import expand_inputs, iter_lines
 from .model import Generation, Request, Source, Trace
@@ -62,6 +63,9 @@ def read_trace(inputs: list[str], *, subagents: str = "recorded", on_line: Calla
     for path in paths:
         if distserve.is_distserve(path):  # DistServe alignment run (Python-literal first line)
             distserve.read_into(path, trace)
+            continue
+        if azure.is_azure(path):  # Azure LLM inference trace (CSV)
+            azure.read_into(path, trace)
             continue
         if path.endswith(".json"):
             src = Source(path, 1)

@@ -8,7 +8,9 @@ Formats (`--trace-format`):
   agentic v1 rows (`agentic.derive`, G2 rules; WEKA sub-agents by the default "recorded" rule);
   a trace whose requests have no chain at all (context-free Dynamo rows) becomes independent
   timed arrivals (plain rows) instead;
-- `distserve`: DistServe `.exp` runs (context-free requests: independent timed arrivals).
+- `distserve`: DistServe `.exp` runs (context-free requests: independent timed arrivals);
+- `azure`: Azure LLM inference CSV traces (independent arrivals with prompt and output lengths,
+  nothing recorded about their serving: no comparison, as for Mooncake rows).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from .errors import TraceError
 from .model import Request, Trace
 from .mooncake import Row
 
-FORMATS = ("mooncake", "agentic_mooncake", "dynamo", "weka", "distserve")
+FORMATS = ("mooncake", "agentic_mooncake", "dynamo", "weka", "distserve", "azure")
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +51,7 @@ def load_input(paths: list[str], fmt: str, trace_block_size: int | None = None) 
                                  f"{mf.header.block_size}")
             tbs = mf.header.block_size
         return ReplayInput(mf.rows, mf.sources, fmt, tbs or 512, None, None, row_edges(mf.rows, fmt))
-    if fmt in ("dynamo", "weka", "distserve"):
+    if fmt in ("dynamo", "weka", "distserve", "azure"):
         from . import agentic, readers
 
         trace = readers.read_trace(paths)
@@ -72,8 +74,10 @@ def load_input(paths: list[str], fmt: str, trace_block_size: int | None = None) 
         if trace_block_size is not None and bs is not None and trace_block_size != bs:
             raise TraceError(f"error: --trace-block-size {trace_block_size} differs from the trace's block size {bs}")
         tbs = bs or trace_block_size or 512
+        # an Azure trace records arrivals only: nothing to compare a simulated run with
+        recorded = None if fmt == "azure" else list(order)
         return ReplayInput(rows, [f"{src}: request {r.request_id}" for r in rows], sim_format, tbs, trace,
-                           list(order), edges)
+                           recorded, edges)
     raise TraceError(f"error: --trace-format must be one of {', '.join(FORMATS)}, got {fmt!r}")
 
 

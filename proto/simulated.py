@@ -27,15 +27,10 @@ from collections.abc import Mapping
 
 from trace_pipe.pipeline.timeline import SimulatedRun
 
+from .recorded import CAT_MARKER, CAT_REQUEST, CAT_STAGE, CAT_WORKER, NS_PER_MS, REQUEST_ONLY
 from .spans import Args, ChainItem, CounterSeries, Link, Mark, Placement, RequestSpan, Slice, Timeline, WorkerTrack
 
-NS_PER_MS = 1_000_000
-CAT_REQUEST = "dynamo.llm"
-CAT_STAGE = "dynamo.llm.stage"
-CAT_MARKER = "dynamo.llm.marker"
-CAT_WORKER = "trace_pipe.worker"
 CAT_PASS = "trace_pipe.engine"
-REQUEST_ONLY = "request-only"
 COUNTERS = (("running", "requests", "requests running (scheduled in the pass)"),
             ("waiting", "requests", "requests waiting for admission"),
             ("KV blocks in use", "blocks", "KV blocks held by running requests"),
@@ -64,7 +59,15 @@ def simulated_timeline(run: SimulatedRun, *, origin_ns: int = 0, recorded: Timel
     for r in run.requests:
         if r.ready_ms is None:
             continue  # never released (the run stopped first)
-        group, chain = place.get(r.request_id) or (f"play: {r.play}", r.session_id or REQUEST_ONLY)
+        where = place.get(r.request_id)
+        if where is not None:
+            group, chain = where
+        elif r.session_id is None and r.play == r.request_id:
+            # a lone context-free row (Mooncake, Azure): one shared group, its requests packed into
+            # lanes, as the recorded side lays them out; a group each would be a track pair per request
+            group = chain = REQUEST_ONLY
+        else:
+            group, chain = f"play: {r.play}", r.session_id or REQUEST_ONLY
         spans.append(_span(r, group, chain, names.get(r.request_id, "LLM request"), ns, last,
                            ann.get(r.request_id, ())))
     links = tuple(Link(s, d, rel) for s, d, rel in run.edges)
