@@ -11,7 +11,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from hypothesis import given
+from hypothesis import event, given
 from hypothesis import strategies as st
 
 from trace_pipe.pipeline import agentic
@@ -162,3 +162,46 @@ def test_streamed_rows_without_orjson_fragment(monkeypatch):
     with_text, _ = _streamed(trace, "g2")
     monkeypatch.setattr(agentic, "_FRAGMENT", None)
     assert _streamed(trace, "g2")[0] == with_text
+
+
+_hash = st.one_of(st.integers(0, 20), st.just(2**64 - 1), st.sampled_from([-1, 2**64, 3.0, True]))
+
+
+@given(st.lists(st.tuples(st.sampled_from(["a", "b", None]), st.integers(0, 6), st.lists(_hash, max_size=4),
+                          st.booleans(), st.booleans()), min_size=1, max_size=12))
+def test_reading_with_the_cut_equals_reading_whole_lines(tmp_path_factory, rows):
+    """Whatever the lines hold, lifting the hash lists out of the parse changes nothing: the same
+    records, or the same first error."""
+    import trace_pipe.pipeline.dynamo_rows as dr
+    from trace_pipe.pipeline.errors import TraceError
+
+    lines, last = [], {}
+    for i, (chain, keep, new, envelope, spaced) in enumerate(rows):
+        hashes = last.get(chain, [])[:keep] + new  # chains repeat a prefix, as Dynamo's do
+        last[chain] = hashes
+        rec = {"schema": "dynamo.request.trace.v1", "event_type": "request_end", "event_time_unix_ms": 10 + i,
+               "request": {"request_id": f"r{i}", "output_tokens": 1, "request_received_ms": i,
+                           "replay": {"trace_block_size": 1, "input_length": len(hashes),
+                                      "input_sequence_hashes": hashes}}}
+        if chain is not None:
+            rec["agent_context"] = {"session_id": chain}
+        d = {"timestamp": i, "event": rec} if envelope else rec
+        lines.append(json.dumps(d, separators=(", ", ": ") if spaced else (",", ":")))
+    p = tmp_path_factory.mktemp("cut") / "t.jsonl"
+    p.write_text("\n".join(lines) + "\n")
+
+    def read(cut):
+        try:
+            return [(r.request_id, r.chain_id, list(r.hashes), r.start_ms, r.end_ms) for r in read_trace([str(p)]).requests]
+        except TraceError as e:
+            return str(e)
+
+    with_cut = read(True)
+    saved = dr.HashTexts.__dict__["cut"]  # the staticmethod itself, to put back as it was
+    dr.HashTexts.cut = staticmethod(lambda raw: None)
+    try:
+        whole = read(False)
+    finally:
+        dr.HashTexts.cut = saved
+    assert with_cut == whole
+    event("an error" if isinstance(whole, str) else "records")
