@@ -39,8 +39,16 @@ class ReplayInput:
         return [r.request_id if r.request_id is not None else str(i) for i, r in enumerate(self.rows)]
 
 
+# inputs that are never Mooncake JSONL, by extension: the format to ask for instead
+_OTHER = ((".csv", "azure", "an Azure LLM inference trace"), (".exp", "distserve", "a DistServe run"))
+
+
 def load_input(paths: list[str], fmt: str, trace_block_size: int | None = None) -> ReplayInput:
     if fmt in ("mooncake", "agentic_mooncake"):
+        for path in paths:
+            for ext, other, what in _OTHER:
+                if path.endswith(ext):
+                    raise TraceError(f"error: {path}: {what}, not Mooncake rows: use --trace-format {other}")
         from .mooncake import read_rows
 
         mf = read_rows(paths)

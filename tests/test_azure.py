@@ -118,3 +118,11 @@ def test_the_public_azure_code_trace(tmp_path):
     assert len(rs) == 8819  # SOURCE.md: 8,819 rows over 3,436 s
     assert rs[-1].start_ms - rs[0].start_ms == 3435948
     assert sum(r.input_length for r in rs) / len(rs) == pytest.approx(2048, abs=1)
+
+
+def test_a_csv_replayed_as_mooncake_names_the_format_to_use(tmp_path):
+    p = _csv(tmp_path)
+    res = CliRunner().invoke(app, ["replay", str(p), "--report-json", str(tmp_path / "r.json")])
+    assert res.exit_code == 2
+    assert f"error: {p}: an Azure LLM inference trace, not Mooncake rows: use --trace-format azure" in res.output
+    assert not (tmp_path / "r.json").exists()
