@@ -31,7 +31,9 @@ class SimulatedRequest:
 
 
 class EnginePass(NamedTuple):
-    """One engine pass (or, with recorded timing, one stretch of constant batch) on a worker."""
+    """One engine pass (or, with recorded timing, one stretch of constant batch) on a worker; with
+    `repeat` > 1, a run of that many back-to-back decode passes of the same batch, from the first's
+    start to the last's end (a long replay has millions of passes, mostly such runs)."""
 
     worker: int
     start_ms: float
@@ -39,6 +41,7 @@ class EnginePass(NamedTuple):
     batch_size: int
     prefill_tokens: int
     decode_requests: int
+    repeat: int = 1
 
 
 class WorkerSample(NamedTuple):

@@ -165,9 +165,13 @@ def _shift_tools(recorded: Timeline, spans: list[RequestSpan]) -> list[ChainItem
 def _workers(run: SimulatedRun, ns) -> list[WorkerTrack]:
     passes: dict[int, list[Slice]] = defaultdict(list)
     for p in run.passes:
-        passes[p.worker].append(Slice("pass", CAT_PASS, ns(p.start_ms), ns(p.end_ms), (
-            ("batch_size", p.batch_size), ("prefill_tokens", p.prefill_tokens),
-            ("decode_requests", p.decode_requests), ("pass_ms", p.end_ms - p.start_ms))))
+        n = p.repeat
+        args = (("batch_size", p.batch_size), ("prefill_tokens", p.prefill_tokens),
+                ("decode_requests", p.decode_requests), ("pass_ms", (p.end_ms - p.start_ms) / n))
+        # a run of identical decode passes is one slice (its passes and their mean length as args):
+        # a slice per pass made a long replay's trace ten times slower to write than to simulate
+        passes[p.worker].append(Slice("pass", CAT_PASS, ns(p.start_ms), ns(p.end_ms), args) if n == 1 else
+                                Slice("decode passes", CAT_PASS, ns(p.start_ms), ns(p.end_ms), args + (("passes", n),)))
     series: dict[int, list[list[tuple[int, int]]]] = {}
     for s in run.samples:
         cols = series.get(s.worker)

@@ -18,23 +18,16 @@ def simulated_run(res: SimResult, edges: Iterable[tuple[str, str, str]] = (), de
         prefill_chunks=tuple((c.start_ms, c.end_ms, c.tokens) for c in r.prefill_chunks),
         input_length=r.input_length, output_tokens=r.output_tokens, cached_tokens=r.cached_tokens,
         admissions=r.admissions, status=r.status) for r in res.requests)
-    passes = [EnginePass(p.worker, p.start_ms, p.end_ms, p.batch_size, p.prefill_tokens, p.decode_requests)
-              for p in res.timeline.passes()]
-    samples = _samples(res, passes)
+    passes: list[EnginePass] = []
+    samples: list[WorkerSample] = []
+    runs = list(res.timeline.runs())
+    for k, (wid, start, end, row) in enumerate(runs):
+        passes.append(EnginePass(wid, start, end, row[2], row[3], row[4], row[10]))
+        # counters are sampled at each pass start and stay constant through a run
+        samples.append(WorkerSample(wid, start, row[5], row[6], row[7], row[8], row[9]))
+        nxt = runs[k + 1] if k + 1 < len(runs) else None
+        if nxt is None or nxt[0] != wid or nxt[1] > end:
+            # the worker goes idle: nothing runs or waits then and no prefix hits land, so the
+            # counters drop to 0 rather than hold across the gap; freed blocks stay cached
+            samples.append(WorkerSample(wid, end, 0, 0, 0, row[8], 0))
     return SimulatedRun(reqs, passes, samples, tuple(edges), res.num_workers, description)
-
-
-def _samples(res: SimResult, passes: list[EnginePass]) -> list[WorkerSample]:
-    """The result's samples (one per pass start) plus one where a worker goes idle: nothing runs
-    or waits there then and no prefix hits land, so the counters drop to 0 instead of holding the
-    last pass's values across the gap. Cached blocks keep their last value (freed blocks stay
-    cached)."""
-    out: list[WorkerSample] = []
-    for k, c in enumerate(res.timeline.counters()):
-        out.append(WorkerSample(c.worker, c.time_ms, c.running, c.waiting, c.kv_blocks_active, c.kv_blocks_cached,
-                                c.prefix_hit_tokens))
-        p = passes[k]
-        nxt = passes[k + 1] if k + 1 < len(passes) else None
-        if nxt is None or nxt.worker != p.worker or nxt.start_ms > p.end_ms:
-            out.append(WorkerSample(p.worker, p.end_ms, 0, 0, 0, c.kv_blocks_cached, 0))
-    return out

@@ -106,6 +106,13 @@ class Timeline:
         for wid, s, _e, row in self._expand():
             yield CounterSample(wid, s, row[5], row[6], row[7], row[8], row[9])
 
+    def runs(self):
+        """(worker, start, end, raw row) per raw row, not expanded: a run of identical decode
+        passes from its first pass's start to its last pass's end (the engine's own clock)."""
+        for wid, rows in enumerate(self.raw):
+            for row in rows:
+                yield wid, row[0], row[1], row
+
     def pass_count(self) -> int:
         return sum(row[10] for rows in self.raw for row in rows)
 

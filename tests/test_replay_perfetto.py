@@ -158,3 +158,24 @@ def test_weka_replay_pftrace_checks(tmp_path):
     assert rep.ok, rep.problems
     by_root = requests_by_root(decode_file(str(out)))
     assert len(by_root["Recorded"]) == len(by_root["Simulated"]) == 53
+
+
+def test_a_run_of_identical_decode_passes_is_one_slice(tmp_path):
+    """Two requests decoding side by side for hundreds of steps: each stretch of identical decode
+    passes is one `decode passes` slice whose `passes` add up, with the singles, to the engine's
+    pass count, and whose length is `passes` x `pass_ms`."""
+    t = tmp_path / "t.jsonl"
+    t.write_text('{"timestamp": 0, "input_length": 64, "output_length": 300, "hash_ids": [1, 2, 3, 4]}\n'
+                 '{"timestamp": 0, "input_length": 64, "output_length": 200, "hash_ids": [5, 6, 7, 8]}\n')
+    out = tmp_path / "m.pftrace"
+    _, res = run([str(t)], trace_block_size=16, extra_engine_args='{"block_size": 16}', perfetto=str(out),
+                 report_json=str(tmp_path / "r.json"), progress=False)
+    d = decode_file(str(out))
+    passes = [s for s in d.slices if s.category == "trace_pipe.engine"]
+    runs = [s for s in passes if s.name == "decode passes"]
+    assert runs and all(s.args["prefill_tokens"] == 0 and s.args["passes"] > 1 for s in runs)
+    assert sum(s.args.get("passes", 1) for s in passes) == res.timeline.pass_count() >= 300
+    assert len(passes) < res.timeline.pass_count() / 5  # runs break only where a KV block fills
+    for s in runs:
+        assert s.dur == pytest.approx(s.args["passes"] * s.args["pass_ms"] * 1e6, abs=1)
+    assert check_file(str(out)).ok
