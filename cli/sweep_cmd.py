@@ -18,11 +18,12 @@ from trace_pipe.sim.router import ROUTER_MODES
 from .common import json_object_arg, user_errors
 from .replay_cmd import resolve_timing
 
+
 def run(paths: list[str], *, num_workers: str = "1", router_mode: str = "round_robin", csv_out: str,
         trace_format: str = "mooncake", trace_block_size: int | None = None, extra_engine_args: str | None = None,
         router_config: str | None = None, timing: str | None = None, timing_file: str | None = None,
-        decode_timing: str = "physical", timing_table: str | None = None, jobs: int | None = None, seed: int = 0, arrival_speedup_ratio: float = 1.0,
-        out=None) -> list[dict]:
+        decode_timing: str = "physical", timing_table: str | None = None, jobs: int | None = None, seed: int = 0,
+        arrival_speedup_ratio: float = 1.0, out=None) -> list[dict]:
     """The whole command as a function (tests call it); raises TraceError on bad input."""
     out = out or sys.stdout
     t0 = time.perf_counter()
@@ -81,6 +82,5 @@ def register(app: typer.Typer) -> None:
         with user_errors():
             run(trace, num_workers=num_workers, router_mode=router_mode, csv_out=csv_out, trace_format=trace_format,
                 trace_block_size=trace_block_size, extra_engine_args=extra_engine_args, router_config=router_config,
-                timing=timing, timing_file=timing_file, decode_timing=decode_timing, timing_table=timing_table, jobs=jobs,
-                seed=seed,
-                arrival_speedup_ratio=arrival_speedup_ratio)
+                timing=timing, timing_file=timing_file, decode_timing=decode_timing, timing_table=timing_table,
+                jobs=jobs, seed=seed, arrival_speedup_ratio=arrival_speedup_ratio)

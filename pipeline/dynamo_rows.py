@@ -260,7 +260,8 @@ def parse_request(ev: dict, gen: Generation, src: Source, nonfinite: list, hash_
     """A `request_end` record to a Request, with Dynamo's loader checks and time rules (§4.2).
     Hashes are kept as array('Q'): 8 bytes each, exact u64, and compared by memcmp later. With
     `hash_text` (from `HashTexts.cut`; `ev` then holds an empty list) `texts` (one per read)
-    parses only what differs from the chain's last list, or raises Reparse. The checks run in a fixed order: the first problem is the one reported."""
+    parses only what differs from the chain's last list, or raises Reparse. The checks run in a
+    fixed order: the first problem is the one reported."""
     strict = gen is Generation.G3B or gen is Generation.G3A or gen is Generation.G3_FREE
     ctx = ev.get("agent_context")
     chain, parent, run, identity = _identity(gen, ctx, src) if gen is not Generation.G3_FREE else (None, None, None, ())

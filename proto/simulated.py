@@ -170,8 +170,10 @@ def _workers(run: SimulatedRun, ns) -> list[WorkerTrack]:
                 ("decode_requests", p.decode_requests), ("pass_ms", (p.end_ms - p.start_ms) / n))
         # a run of identical decode passes is one slice (its passes and their mean length as args):
         # a slice per pass made a long replay's trace ten times slower to write than to simulate
-        passes[p.worker].append(Slice("pass", CAT_PASS, ns(p.start_ms), ns(p.end_ms), args) if n == 1 else
-                                Slice("decode passes", CAT_PASS, ns(p.start_ms), ns(p.end_ms), args + (("passes", n),)))
+        name = "pass"
+        if n > 1:
+            name, args = "decode passes", args + (("passes", n),)
+        passes[p.worker].append(Slice(name, CAT_PASS, ns(p.start_ms), ns(p.end_ms), args))
     series: dict[int, list[list[tuple[int, int]]]] = {}
     for s in run.samples:
         cols = series.get(s.worker)
