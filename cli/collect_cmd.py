@@ -12,7 +12,7 @@ from trace_pipe.cli.common import user_errors
 
 
 def register(app: typer.Typer) -> None:
-    app.command("collect")(collect_cmd)
+    app.command("collect", short_help="Collect harness tool events from a ZMQ socket into rows convert reads.")(collect_cmd)
 
 
 def collect_cmd(

@@ -185,7 +185,8 @@ def _write_perfetto(path: str, inp: ReplayInput, res: SimResult, cmp: dict | Non
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("replay")
+    @app.command("replay", short_help="Replay a trace through mock vLLM workers; compare with and draw beside "
+                                       "the recorded run.")
     def replay(
         trace: list[str] = typer.Argument(..., help="Trace file(s)."),
         trace_format: str = typer.Option("mooncake", "--trace-format", help=" | ".join(FORMATS)),

@@ -56,7 +56,8 @@ def run(paths: list[str], *, num_workers: str = "1", router_mode: str = "round_r
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("sweep")
+    @app.command("sweep", short_help="Replay a trace over a grid of worker counts x router modes; one table of "
+                                     "latency, throughput and cache reuse.")
     def sweep_cmd(
         trace: list[str] = typer.Argument(..., help="Trace file(s)."),
         num_workers: str = typer.Option("1", "--num-workers", help="Comma-separated worker counts, e.g. 2,4,8."),
