@@ -158,6 +158,11 @@ def iter_packets(path: str, report: CheckReport, chunk: int = 1 << 22):
                 return
 
 
+def _uses_iids(e) -> bool:
+    return e.HasField("name_iid") or len(e.category_iids) > 0 or any(
+        a.HasField("name_iid") or a.HasField("string_value_iid") for a in e.debug_annotations)
+
+
 # -- the checker -------------------------------------------------------------------------------
 
 @dataclass(slots=True)
@@ -226,19 +231,33 @@ class _Checker:
             return
         if p.HasField("trace_attributes"):
             for a in p.trace_attributes.attribute:
-                self.attrs[a.key] = a.long_value if a.HasField("long_value") else a.string_value
+                key = self._text(idx, a.key, "trace attribute key")
+                self.attrs[key] = (a.long_value if a.HasField("long_value")
+                                   else self._text(idx, a.string_value, "trace attribute value"))
         seq_id = p.trusted_packet_sequence_id
         flags = p.sequence_flags
         seq = self.seqs[seq_id] if seq_id else None
         if seq is not None and flags & SEQ_CLEARED:
             seq.valid = True
             seq.names.clear(), seq.cats.clear(), seq.ann.clear(), seq.vals.clear()
+        if flags & SEQ_NEEDS and (seq is None or not seq.valid) and not p.HasField("interned_data") and not (
+                p.HasField("track_event") and _uses_iids(p.track_event)):  # those get a sharper message below
+            rep.problem(f"packet {idx}: SEQ_NEEDS_INCREMENTAL_STATE on sequence {seq_id} before any packet with "
+                        f"SEQ_INCREMENTAL_STATE_CLEARED (trace processor drops the packet)")
         if p.HasField("interned_data"):
             self._interned(idx, p, seq, flags)
         if p.HasField("track_descriptor"):
             self._descriptor(idx, p.track_descriptor)
         if p.HasField("track_event"):
             self._event(idx, p, seq, flags)
+
+    def _text(self, idx: int, s, what: str) -> str:
+        """A string field as text: the protos are proto2, so a string that is not valid UTF-8
+        decodes as bytes; report it and go on with its repr."""
+        if type(s) is str:
+            return s
+        self.rep.problem(f"packet {idx}: {what} {s!r} is not valid UTF-8")
+        return repr(s)
 
     def _interned(self, idx: int, p, seq: _Seq | None, flags: int) -> None:
         rep = self.rep
@@ -258,6 +277,8 @@ class _Checker:
                                            ("annotation string", d.debug_annotation_string_values, seq.vals, "str")):
             for e in entries:
                 s = getattr(e, attr)
+                if attr == "name":
+                    s = self._text(idx, s, f"interned {kind}")
                 if e.iid < 1:
                     rep.problem(f"packet {idx}: interned {kind} {s!r} has iid 0 (iids start at 1)")
                     continue
@@ -286,7 +307,7 @@ class _Checker:
             kind = "slice"
         if kind in ("thread", "process") and d.parent_uuid:
             rep.problem(f"packet {idx}: {kind} track {d.uuid} has a parent_uuid (trace processor ignores it)")
-        name = d.name or d.static_name or d.atrace_name
+        name = self._text(idx, d.name or d.static_name or d.atrace_name, "track name")
         has_unit = kind != "counter" or bool(d.counter.unit or d.counter.unit_name)
         t = _Track(d.uuid, d.parent_uuid, name, kind, idx, d.sibling_order_rank, d.sibling_merge_behavior, has_unit)
         old = self.tracks.get(d.uuid)
@@ -323,9 +344,7 @@ class _Checker:
         if track not in self.first_use:
             self.first_use[track] = idx
         # names, resolving iids
-        uses_iid = e.HasField("name_iid") or len(e.category_iids) > 0 or any(
-            a.HasField("name_iid") or a.HasField("string_value_iid") for a in e.debug_annotations)
-        if uses_iid:
+        if _uses_iids(e):
             if seq is None or not seq.valid:
                 rep.problem(f"packet {idx}: uses interned ids on a sequence that was never "
                             f"SEQ_INCREMENTAL_STATE_CLEARED (trace processor drops the packet)")
@@ -341,8 +360,8 @@ class _Checker:
                 if not name:
                     rep.problem(f"packet {idx}: name_iid {e.name_iid} is not defined before use on its sequence")
         else:
-            name = e.name
-        cat = ",".join(e.categories)
+            name = self._text(idx, e.name, "event name")
+        cat = ",".join([self._text(idx, c, "category") for c in e.categories])
         if e.category_iids:
             cats = seq.cats if seq is not None else {}
             got = []
@@ -361,7 +380,7 @@ class _Checker:
                     rep.problem(f"packet {idx}: annotation name iid {a.name_iid} is not defined before use")
                     continue
             else:
-                an = a.name
+                an = self._text(idx, a.name, "annotation name")
             if a.HasField("string_value_iid") and (seq is None or a.string_value_iid not in seq.vals):
                 rep.problem(f"packet {idx}: annotation string iid {a.string_value_iid} is not defined before use")
             if an == "request_id":
@@ -636,19 +655,29 @@ class _Checker:
 
 # -- trace processor cross-check -----------------------------------------------------------------
 
+def tp_bin_problem(tp_bin: str) -> str | None:
+    """Why `tp_bin` cannot be a trace_processor_shell binary, or None (it may still fail to run)."""
+    if not os.path.exists(tp_bin):
+        return f"trace processor binary not found: {tp_bin}"
+    if os.path.isdir(tp_bin) or not os.access(tp_bin, os.X_OK):
+        return f"trace processor binary is not an executable file: {tp_bin}"
+    return None
+
+
 def _cross_check(path: str, tp_bin: str, rep: CheckReport, c: _Checker) -> None:
     try:
         from perfetto.trace_processor import TraceProcessor, TraceProcessorConfig
     except ImportError as e:  # pragma: no cover - the perfetto package is a dependency
         rep.problem(f"trace processor: cannot import perfetto.trace_processor ({e})")
         return
-    if not os.path.exists(tp_bin):
-        rep.problem(f"trace processor binary not found: {tp_bin}")
+    bad = tp_bin_problem(tp_bin)
+    if bad:
+        rep.problem(bad)
         return
     try:
         tp = TraceProcessor(trace=path, config=TraceProcessorConfig(bin_path=tp_bin))
-    except Exception as e:  # the wrapper raises its own exception types
-        rep.problem(f"trace processor failed to load the trace: {e}")
+    except Exception as e:  # the wrapper raises its own exception types, with multi-line text
+        rep.problem(f"trace processor failed to start or to load the trace: {' '.join(str(e).split())}")
         return
     try:
         def one(sql: str) -> int:

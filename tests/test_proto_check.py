@@ -3,6 +3,8 @@ trace per row), framing damage and our own semantic rules; clean traces pass."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from perfetto.protos.perfetto.trace import perfetto_trace_pb2 as pb
 from typer.testing import CliRunner
@@ -53,6 +55,7 @@ def ev(ts, typ, track=2, name=None, cat=None, seq=1, flows=(), term=(), rid=None
     return p
 
 
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "trace_0277.json"  # shipped
 BASE = [desc(1, "Recorded"), desc(2, "chain", parent=1), desc(3, "in flight", parent=1, counter=True)]
 
 
@@ -195,6 +198,15 @@ def test_needs_incremental_state_but_never_cleared(tmp_path):
     assert "SEQ_INCREMENTAL_STATE_CLEARED" in problems(tmp_path, BASE + [p])
 
 
+def test_needs_incremental_state_without_iids_but_never_cleared(tmp_path):
+    # trace processor drops any packet flagged NEEDS on a never-cleared sequence, iids or not
+    p = ev(10, I, name="x", sequence_flags=2)
+    assert "SEQ_NEEDS_INCREMENTAL_STATE on sequence 1 before any packet with SEQ_INCREMENTAL_STATE_CLEARED" in problems(
+        tmp_path, BASE + [p])
+    q = ev(10, I, name="x", sequence_flags=3)
+    assert check_file(write(tmp_path, BASE + [q])).ok
+
+
 def test_interned_name_used_before_definition_or_redefined(tmp_path):
     p = ev(10, I, sequence_flags=3)
     p.track_event.name_iid = 4
@@ -209,6 +221,36 @@ def test_interned_name_used_before_definition_or_redefined(tmp_path):
 
 
 # -- framing, descriptors, our own rules -----------------------------------------------------------
+
+def test_strings_that_are_not_utf8_are_problems_not_crashes(tmp_path):
+    # proto2 string fields decode invalid UTF-8 as bytes: a track name and an event name here
+    bad = frame(b"\xe2\x03\x05\x08\x05\x12\x01\xff") + frame(b"\x40\x01\x50\x01\x5a\x08\x48\x03\x58\x05\xba\x01\x01\xff")
+    out = problems(tmp_path, [bad])
+    assert "packet 0: track name b'\\xff' is not valid UTF-8" in out
+    assert "packet 1: event name b'\\xff' is not valid UTF-8" in out
+
+
+def test_random_damage_never_raises(tmp_path):
+    import random
+
+    from trace_pipe.pipeline import agentic, readers
+    from trace_pipe.proto import recorded_timeline
+
+    trace = readers.read_trace([str(FIXTURE)])
+    path = tmp_path / "good.pftrace"
+    write_timelines([recorded_timeline(trace, agentic.derive(trace).edges)], str(path))
+    data = path.read_bytes()
+    assert check_file(str(path)).ok
+    rng = random.Random(7)
+    bad = tmp_path / "bad.pftrace"
+    found = 0
+    for _ in range(150):
+        b = bytearray(data)
+        for _ in range(rng.randint(1, 4)):
+            b[rng.randrange(len(b))] = rng.randrange(256)
+        bad.write_bytes(bytes(b))
+        found += not check_file(str(bad)).ok  # a report, whatever the bytes (never an exception)
+    assert found > 100  # most random damage is caught
 
 def test_framing_damage(tmp_path):
     good = frame(BASE[0].SerializeToString())
@@ -299,6 +341,13 @@ def test_gzipped_trace_and_cli(tmp_path):
     assert res.exit_code == 1 and "with no open slice" in res.output
     res = CliRunner().invoke(app, ["check", str(tmp_path / "missing.pftrace")])
     assert res.exit_code == 2 and "no such file" in res.output
+    # a binary that cannot be one is a usage error (exit 2), not a problem of the trace (exit 1)
+    res = CliRunner().invoke(app, ["check", str(path), "--tp-bin", str(tmp_path / "no-tp")])
+    assert res.exit_code == 2 and f"trace processor binary not found: {tmp_path / 'no-tp'}" in res.output
+    res = CliRunner().invoke(app, ["check", str(path), "--tp-bin", str(path)])
+    assert res.exit_code == 2 and "is not an executable file" in res.output
+    res = CliRunner().invoke(app, ["check", str(path)], env={"TRACE_PIPE_TP_BIN": ""})  # empty: not given
+    assert res.exit_code == 0 and "OK" in res.output
 
 
 def test_second_timeline_must_match_the_first(tmp_path):
