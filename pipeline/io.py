@@ -113,8 +113,20 @@ def _lines_from_chunks(chunks: Iterator[bytes]) -> Iterator[tuple[int, bytes]]:
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike, *, gz: bool | None = None) -> Iterator[IO[bytes]]:
     """Write to a temp file beside `path` and rename it over `path` only if the block succeeds.
-    `gz` (default: by suffix) compresses the stream."""
+    `gz` (default: by suffix) compresses the stream. A target that exists and is not a regular
+    file (a pipe, /dev/stdout, /dev/null) is written directly: renaming over it would replace the
+    device or pipe with a file nobody reads. A directory is an error before anything is written."""
     target = Path(path)
+    if target.is_dir():
+        raise IsADirectoryError(f"{path}: is a directory")
+    if target.exists() and not target.is_file():
+        with open(target, "wb") as raw:
+            if str(target).endswith(".gz") if gz is None else gz:
+                with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as z:
+                    yield z
+            else:
+                yield raw
+        return
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     use_gz = str(target).endswith(".gz") if gz is None else gz

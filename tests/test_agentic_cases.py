@@ -359,6 +359,31 @@ def test_c1_atomic_output(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "out.jsonl"]
 
 
+def test_c1_outputs_to_pipes_and_devices_are_written_in_place(tmp_path):
+    import os
+    import stat
+    import threading
+
+    from trace_pipe.pipeline.io import atomic_output
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(open(fifo, "rb").read()))
+    reader.start()
+    with atomic_output(fifo) as f:
+        f.write(b"row\n")
+    reader.join(5)
+    assert got == [b"row\n"] and stat.S_ISFIFO(os.stat(fifo).st_mode)  # not renamed over
+    with atomic_output("/dev/null") as f:
+        f.write(b"x")
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    with pytest.raises(IsADirectoryError, match="is a directory"):
+        with atomic_output(tmp_path):
+            pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo"]
+
+
 def test_d1_multi_shard_any_order(tmp_path):
     from trace_pipe.pipeline.readers import read_trace
     for name, rec in (("trace.0001.jsonl.gz", req("req-b", None, None, 1500, 1600, [11, 33], output_tokens=4)),
