@@ -35,10 +35,12 @@ def us(ns: int) -> int:
 
 
 def _jsonable(v: object) -> object:
+    """Nested values as Dynamo's script copies them: nulls inside dicts and lists stay (only the
+    top-level args drop None), so list indices keep their meaning."""
     if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items() if x is not None}
+        return {str(k): _jsonable(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v if x is not None]
+        return [_jsonable(x) for x in v]
     return v
 
 
@@ -97,7 +99,7 @@ class _Threads:
 
 def write_timelines_json(timelines: Sequence[Timeline], out_path: str | os.PathLike, *, gz: bool | None = None) -> WriteStats:
     """Write the timelines as one Chrome JSON document `{"displayTimeUnit":"ms","traceEvents":[...]}`."""
-    layout = Layout(timelines)
+    layout = Layout(timelines, lane_units=us)  # JSON slices are whole µs, at least one
     threads = _Threads(layout, prefix_roots=len(timelines) > 1)
     where = threads.where
     rel = layout.flow_relation

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter as _itemgetter
 
@@ -119,7 +119,12 @@ class _Plan:
 
 
 class Layout:
-    def __init__(self, timelines: Sequence[Timeline]) -> None:
+    """`lane_units`: the unit a writer rounds times to (the Chrome JSON writer's ns -> µs, which
+    also widens every slice to at least one unit); lanes are packed on those rounded intervals,
+    so slices that meet in ns but overlap once rounded never share a lane."""
+
+    def __init__(self, timelines: Sequence[Timeline], *, lane_units: Callable[[int], int] | None = None) -> None:
+        self._units = lane_units
         names = [t.name for t in timelines]
         if len(set(names)) != len(names):
             raise ValueError(f"timeline root names must differ (same-named roots merge in the UI): {names}")
@@ -133,6 +138,16 @@ class Layout:
         self.origin_ns = min((_first_ns(tl) for tl in timelines if tl.requests or tl.tools), default=0)
 
     # -- planning ------------------------------------------------------------------------------
+    def _lane_iv(self, iv: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        q = self._units
+        if q is None:
+            return iv
+        out = []
+        for s, e in iv:
+            qs = q(s)
+            out.append((qs, max(qs + 1, q(e))))
+        return out
+
     def _plan(self, ti: int, tl: Timeline) -> _Plan:
         p = _Plan(tl)
         reqs = tl.requests
@@ -157,7 +172,7 @@ class Layout:
         for i in order:
             by_chain[(reqs[i].group, reqs[i].chain)].append(i)
         for chain, idx in by_chain.items():
-            lanes, k = pack_lanes([(reqs[i].slice.start_ns, reqs[i].slice.end_ns) for i in idx])
+            lanes, k = pack_lanes(self._lane_iv([(reqs[i].slice.start_ns, reqs[i].slice.end_ns) for i in idx]))
             for i, lane in zip(idx, lanes):
                 req_lane[i] = lane
             req_lanes[chain] = k
@@ -169,7 +184,7 @@ class Layout:
         for j in tools:
             tools_by_chain[(tl.tools[j].group, tl.tools[j].chain)].append(j)
         for chain, idx in tools_by_chain.items():
-            lanes, k = pack_lanes([(tl.tools[j].start_ns, tl.tools[j].end_ns) for j in idx])
+            lanes, k = pack_lanes(self._lane_iv([(tl.tools[j].start_ns, tl.tools[j].end_ns) for j in idx]))
             for j, lane in zip(idx, lanes):
                 tool_lane[j] = lane
             tool_lanes[chain] = k
@@ -249,7 +264,7 @@ class Layout:
                     cu = tree.add(wu, "in flight", kind=COUNTER, rank=0, unit_name=COUNTER_UNIT,
                                   description=f"LLM requests in flight on {w}")
                     counters.append((cu, [(x[0], x[1]) for x in xs]))
-                    lanes, k = pack_lanes([(x[0], x[1]) for x in xs])
+                    lanes, k = pack_lanes(self._lane_iv([(x[0], x[1]) for x in xs]))
                     lane_tracks = tree.lanes(wu, "requests", k, 1)
                     for x, lane in zip(xs, lanes):
                         p.placements.append((x[0], x[1], x[2], lane_tracks[lane], x[5], x[6]))

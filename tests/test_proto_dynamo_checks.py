@@ -205,6 +205,26 @@ def test_p4_overlapping_requests_get_lanes(tmp_path, gen):
     assert sorted([o.jthread(ja), o.jthread(jb)]) == [f"{label} [lane 1]", f"{label} [lane 2]"]
 
 
+def test_p4_json_lanes_are_packed_on_whole_microseconds(tmp_path):
+    # a 0 ms request and the next one in the same µs meet in ns (one protobuf track) but both are
+    # at least 1 µs long in JSON: Dynamo packs its lanes on those widened slices, so must we
+    recs = [req("G3b", "s", "a", 1000, 0), req("G3b", "s", "b", 1000, 10)]
+    o = Out(tmp_path, recs, stages=False, markers=False)
+    a, b = o.cat("dynamo.llm")
+    assert a.track == b.track and (a.dur, b.dur) == (0, 10_000_000)
+    ja, jb = o.jcat("dynamo.llm")
+    assert (ja["ts"], ja["dur"], jb["ts"], jb["dur"]) == (1_000_000, 1, 1_000_000, 10_000)
+    assert (ja["pid"], ja["tid"]) != (jb["pid"], jb["tid"])
+
+
+def test_json_keeps_nulls_inside_nested_args(tmp_path):
+    fin = {"finish_reason": "stop", "choices": [None, {"choice_index": 1, "finish_reason": "stop"}],
+           "stop_reason": None}
+    o = Out(tmp_path, [req("G3b", "s", "a", 1000, 10, finish_reason_metadata=fin)], stages=False, markers=False)
+    (j,) = o.jcat("dynamo.llm")
+    assert j["args"]["finish_reason_metadata"] == fin  # as Dynamo's script copies it
+
+
 @pytest.mark.parametrize("gen", ALL)
 def test_p5_tool_duration_slices(tmp_path, gen):
     tool = {"tool_call_id": "call-1", "tool_class": "web_search", "status": "succeeded", "duration_ms": 250,
