@@ -11,6 +11,7 @@ import typer
 from trace_pipe.pipeline import agentic, convert, readers
 from trace_pipe.pipeline.errors import TraceError
 from trace_pipe.pipeline.gcpause import gc_paused
+from trace_pipe.pipeline.io import check_outputs
 
 from .common import Progress, user_errors
 
@@ -21,6 +22,7 @@ def run_convert(inputs: list[str], *, mooncake: str | None = None, agentic_rows:
     """The whole command as a function (tests call it); raises TraceError on bad input."""
     if not (mooncake or perfetto or chrome_json):
         raise TraceError("error: nothing to write: give --mooncake, --perfetto and/or --chrome-json")
+    check_outputs({"--mooncake": mooncake, "--perfetto": perfetto, "--chrome-json": chrome_json}, inputs)
     with gc_paused():
         _convert(inputs, mooncake, agentic_rows, fmt, "g3c" if g3c_rules else "g2", weka_subagents, perfetto,
                  chrome_json, out, err)
@@ -38,6 +40,8 @@ def _convert(inputs, mooncake, agentic_rows, fmt, rules, weka_subagents, perfett
         for line in res.lines:
             print(line, file=out)
     if perfetto or chrome_json:
+        if not trace.requests and not trace.tools:
+            raise TraceError("error: nothing to draw: the input has no LLM requests and no tool rows")
         if derived is None:
             derived = _edges_if_agentic(trace, rules, err)
         from trace_pipe import proto

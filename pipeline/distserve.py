@@ -29,6 +29,7 @@ from .model import Generation, Request, Source, Trace
 
 #: Tokens per synthesized hash id (vLLM's default KV block size, which these runs used).
 BLOCK_SIZE = 16
+_MAX_NS = 2 ** 63
 _FIELDS = ("prompt_len", "output_len", "issue_time", "first_token_time", "complete_time")
 
 
@@ -71,6 +72,9 @@ def read_into(path: str, trace: Trace) -> None:
                 raise TraceError(f"{src}: request {i}: field `{k}` is missing")
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
                 raise TraceError(f"{src}: request {i}: field `{k}` must be a finite number, got {v!r}")
+            if k.endswith("_time") and abs(v) * 1e9 >= _MAX_NS:
+                # Perfetto timestamps are 64-bit nanoseconds: such a time cannot be drawn or replayed
+                raise TraceError(f"{src}: request {i}: field `{k}` is out of range: {v!r} s is beyond 2^63 ns")
             vals.append(v)
         p, o, t_in, t_first, t_end = vals
         for k, v in (("prompt_len", p), ("output_len", o)):

@@ -110,6 +110,26 @@ def _lines_from_chunks(chunks: Iterator[bytes]) -> Iterator[tuple[int, bytes]]:
         yield n + 1, rest.strip()
 
 
+def check_outputs(outputs: dict[str, str | None], inputs: list[str] = ()) -> None:
+    """Before any work: each output (option name -> path) is not a directory, not also an input
+    file, and not named by two options (pipes and devices may be shared: /dev/null twice is fine)."""
+    ins = {os.path.realpath(p) for p in inputs if os.path.isfile(p)}
+    seen: dict[str, str] = {}
+    for opt, path in outputs.items():
+        if not path:
+            continue
+        if os.path.isdir(path):
+            raise TraceError(f"error: {opt} {path}: is a directory")
+        real = os.path.realpath(path)
+        if real in ins:
+            raise TraceError(f"error: {opt} {path} is also an input (it would be overwritten)")
+        if os.path.exists(path) and not os.path.isfile(path):
+            continue
+        if real in seen:
+            raise TraceError(f"error: {seen[real]} and {opt} name the same file {path}")
+        seen[real] = opt
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike, *, gz: bool | None = None) -> Iterator[IO[bytes]]:
     """Write to a temp file beside `path` and rename it over `path` only if the block succeeds.

@@ -33,6 +33,7 @@ class ReplayInput:
     trace: Trace | None  # the records read (None for Mooncake rows)
     recorded: list[Request] | None  # the recorded request behind each row (None: no recorded times)
     edges: list[tuple[str, str, str]] = field(default_factory=list)  # (dependency, dependent, relation)
+    derived: object | None = None  # the agentic.Derived behind the rows (its notes are reported)
 
     def request_ids(self) -> list[str]:
         """The ids the simulator gives the rows (row index when a plain row has none)."""
@@ -52,6 +53,8 @@ def load_input(paths: list[str], fmt: str, trace_block_size: int | None = None) 
         from .mooncake import read_rows
 
         mf = read_rows(paths)
+        if not mf.rows:  # as the other formats (and Dynamo, which refuses an empty trace)
+            raise TraceError("error: no LLM requests found in the input")
         tbs = trace_block_size
         if mf.header is not None and mf.header.block_size:
             if tbs is not None and tbs != mf.header.block_size:
@@ -73,7 +76,7 @@ def load_input(paths: list[str], fmt: str, trace_block_size: int | None = None) 
             rows, bs = agentic.plain_rows(trace)
             order = sorted(trace.requests, key=agentic.sort_key)  # plain_rows' order
             rows = [replace(row, request_id=r.request_id) for row, r in zip(rows, order)]
-            sim_format, edges = "mooncake", []
+            sim_format, edges, derived = "mooncake", [], None
         else:
             derived = agentic.derive(trace, rules="g2")
             rows, bs, order = derived.rows, derived.block_size, derived.order
@@ -85,7 +88,7 @@ def load_input(paths: list[str], fmt: str, trace_block_size: int | None = None) 
         # an Azure trace records arrivals only: nothing to compare a simulated run with
         recorded = None if fmt == "azure" else list(order)
         return ReplayInput(rows, [f"{src}: request {r.request_id}" for r in rows], sim_format, tbs, trace,
-                           recorded, edges)
+                           recorded, edges, derived)
     raise TraceError(f"error: --trace-format must be one of {', '.join(FORMATS)}, got {fmt!r}")
 
 

@@ -9,6 +9,8 @@ recognise them: `LLM request: {model}` (`dynamo.llm`), stages `prefill wait` / `
 
 from __future__ import annotations
 
+import os
+
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -74,7 +76,10 @@ def recorded_timeline(trace: Trace, edges: Iterable = (), *, stages: bool | str 
         show_stages = bool(stages)
         requests = [_request_span(r, groups, show_stages, markers) for r in trace.requests]
         tools = _tool_items(trace, groups)
-    files = ", ".join(trace.files[:5]) + (f" and {len(trace.files) - 5} more" if len(trace.files) > 5 else "")
+    # file names, sorted: the same files given in another order or from another directory give
+    # the same bytes
+    names = sorted(os.path.basename(f) for f in trace.files)
+    files = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
     desc = f"Recorded run: {len(requests)} LLM requests, {len(trace.tools)} tool rows"
     if files:
         desc += f", read from {files}"

@@ -7,8 +7,11 @@ null where the input has no first-token time or the simulation did not get there
 - `start_abs_err_ms`: |simulated start - recorded start|;
 - `ttft_ape`, `e2e_ape`: absolute percentage error, 100 * |sim - rec| / rec (rec > 0 only);
 - `makespan_err_pct`: signed, 100 * (sim - rec) / rec, of first start to last end;
-each as {median, p90, max} (sorted index floor((n - 1) p + 0.5), as the report; null when empty).
-`plays`: the same summary per play (DAG component) of two or more requests.
+each as {median, p90, max} (sorted index floor((n - 1) p + 0.5), as the report; null when empty),
+with how many values each has (`start_compared`, `ttft_compared`, `e2e_compared`) and how many
+requests finished in the simulation (`finished`).
+`plays`: the same summary per play (DAG component) with a chain, a single request's included;
+context-free requests (no chain) belong to no play.
 `error_onset`: the first request, in recorded start order, whose simulated start or end is more
 than `onset_ms` off the recorded one (the first the simulation gets noticeably wrong: a start
 error is drift inherited through its dependencies, an end error its own queueing or service
@@ -60,6 +63,7 @@ def _summary(items: list[dict]) -> dict:
     starts, ttft, e2e = [], [], []
     rec_lo = rec_hi = sim_lo = sim_hi = None
     complete = True
+    finished = 0
     for it in items:
         rec, sim = it["recorded"], it["simulated"]
         if sim["start_ms"] is not None:
@@ -74,6 +78,7 @@ def _summary(items: list[dict]) -> dict:
         if sim["e2e_ms"] is None:
             complete = False
             continue
+        finished += 1
         ss, se = sim["start_ms"], sim["start_ms"] + sim["e2e_ms"]
         sim_lo = ss if sim_lo is None else min(sim_lo, ss)
         sim_hi = se if sim_hi is None else max(sim_hi, se)
@@ -81,7 +86,8 @@ def _summary(items: list[dict]) -> dict:
     if complete and items and rec_hi - rec_lo > 0:
         mk = 100.0 * ((sim_hi - sim_lo) - (rec_hi - rec_lo)) / (rec_hi - rec_lo)
     return {"start_abs_err_ms": _stat(starts), "ttft_ape": _stat(ttft), "e2e_ape": _stat(e2e),
-            "makespan_err_pct": mk, "requests": len(items), "ttft_compared": len(ttft), "e2e_compared": len(e2e)}
+            "makespan_err_pct": mk, "requests": len(items), "start_compared": len(starts),
+            "finished": finished, "ttft_compared": len(ttft), "e2e_compared": len(e2e)}
 
 
 def compare(recorded: Sequence[Request], res: SimResult, *, onset_ms: float = ONSET_MS) -> dict:
@@ -92,13 +98,17 @@ def compare(recorded: Sequence[Request], res: SimResult, *, onset_ms: float = ON
     order = sorted(range(len(recorded)), key=lambda i: (recorded[i].start_ms, recorded[i].end_ms, i))
     items = []
     by_play: dict[str, list[dict]] = defaultdict(list)
+    chained: set[str] = set()
     for i in order:
         s = res.requests[i]
         it = {"request_id": s.request_id, "recorded": recorded_times(recorded[i], t0),
               "simulated": simulated_times(s)}
         items.append(it)
         by_play[s.play].append(it)
-    plays = {p.play: _summary(by_play[p.play]) for p in res.plays if len(by_play.get(p.play, ())) > 1}
+        if recorded[i].chain_id is not None:
+            chained.add(s.play)
+    # every play with a chain, a lone request's included; context-free requests belong to none
+    plays = {p: _summary(its) for p, its in by_play.items() if p in chained}
     return {"requests": items, "summary": _summary(items), "plays": dict(sorted(plays.items())),
             "error_onset": _onset(items, res.requests, onset_ms)}
 
@@ -145,7 +155,7 @@ def table(cmp: dict) -> str:
         return "n/a" if v is None else f"{v:,.2f}{unit}"
 
     head = ("Recorded vs simulated", "median", "p90", "max", "n")
-    rows = [("Start abs error (ms)", *(f(s["start_abs_err_ms"][k]) for k in ("median", "p90", "max")), str(s["requests"])),
+    rows = [("Start abs error (ms)", *(f(s["start_abs_err_ms"][k]) for k in ("median", "p90", "max")), str(s["start_compared"])),
             ("TTFT abs % error", *(f(s["ttft_ape"][k], "%") for k in ("median", "p90", "max")), str(s["ttft_compared"])),
             ("E2E abs % error", *(f(s["e2e_ape"][k], "%") for k in ("median", "p90", "max")), str(s["e2e_compared"]))]
     w = [max(len(r[i]) for r in (head, *rows)) for i in range(len(head))]
@@ -158,6 +168,14 @@ def table(cmp: dict) -> str:
         end = "n/a" if on["end_err_ms"] is None else f"{on['end_err_ms']:+,.2f}"
         out.append(f"Error onset (> {on['threshold_ms']:g} ms): request {on['request_id']}, start "
                    f"{on['start_err_ms']:+,.2f} ms, end {end} ms off; simulated queue depth {on['queue_depth']}")
+    elif s["start_compared"] == 0:
+        out.append("Error onset: n/a (no request was released in the simulation: nothing compared)")
+    elif s["finished"] == 0:
+        out.append(f"Error onset: n/a (no request finished in the simulation: no end compared; the "
+                   f"{s['start_compared']} simulated starts are within {on['threshold_ms']:g} ms)")
+    elif s["finished"] < s["requests"]:
+        out.append(f"Error onset: none among the compared requests (every simulated start, and the end of the "
+                   f"{s['finished']} of {s['requests']} that finished, within {on['threshold_ms']:g} ms)")
     else:
         out.append(f"Error onset: none (every start and end within {on['threshold_ms']:g} ms)")
     return "\n".join(out)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -57,6 +58,7 @@ COLUMNS = (
     ("request_throughput_rps", "request_throughput_rps", "req/s"),
     ("output_throughput_tok_s", "output_throughput_tok_s", "out tok/s"),
     ("prefix_cache_reused_ratio", "prefix_cache_reused_ratio", "cache reuse"),
+    ("rejected", None, "rejected"),  # prompts larger than a worker's KV cache (as replay reports them)
     ("error", None, "error"),
 )
 
@@ -120,6 +122,7 @@ def run_point(rows: list[Row], sources: list[str], spec: SweepSpec, p: SweepPoin
     for col, key, _ in COLUMNS:
         if key is not None:
             row[col] = rep[key]
+    row["rejected"] = sum(1 for r in res.requests if r.status == "rejected")
     row["error"] = ""
     return row
 
@@ -143,10 +146,29 @@ def _fmt(col: str, v: object) -> str:
     if v is None:
         return ""
     if isinstance(v, float):
-        if col.endswith("_ratio"):
+        if col.endswith("_ratio") or col in _THROUGHPUT:
             return f"{v:.6f}"
         return f"{v:.3f}"
     return str(v)
+
+
+_THROUGHPUT = ("request_throughput_rps", "output_throughput_tok_s")
+
+
+def _sig3(v: float) -> str:
+    """Three significant digits, never in exponent form: a slow trace's 0.0150 req/s is not 0.0."""
+    if v == 0 or not math.isfinite(v):
+        return f"{v:g}"
+    return f"{v:,.{max(0, 2 - math.floor(math.log10(abs(v))))}f}"
+
+
+def failure_line(results: list[dict]) -> str | None:
+    """One line when every configuration failed (the command then exits non-zero), else None."""
+    if not results or not all(r.get("error") for r in results):
+        return None
+    first = results[0]
+    return (f"error: all {len(results)} configurations failed; first (workers={first['num_workers']} "
+            f"router={first['router_mode']}): {first['error'].removeprefix('error: ')}")
 
 
 def to_csv(results: list[dict]) -> bytes:
@@ -172,6 +194,8 @@ def table(results: list[dict]) -> str:
                 cells.append("-")
             elif c == "prefix_cache_reused_ratio":
                 cells.append(f"{v:.3f}")
+            elif c in _THROUGHPUT:
+                cells.append(_sig3(v))
             elif isinstance(v, float):
                 cells.append(f"{v:,.1f}")
             else:

@@ -103,6 +103,37 @@ def test_no_requests(tmp_path):
     assert r.returncode == 2 and "no request_end records with replay fields found" in r.stderr
 
 
+def test_empty_input_has_nothing_to_draw(tmp_path):
+    src = tmp_path / "empty.jsonl"
+    src.write_bytes(b"")
+    r = cli("convert", str(src), "--perfetto", str(tmp_path / "o.pftrace"))
+    assert r.returncode == 2 and r.stderr.strip() == "error: nothing to draw: the input has no LLM requests and no tool rows"
+    assert list(tmp_path.iterdir()) == [src]
+
+
+def test_output_paths_checked_before_any_work(tmp_path):
+    src = write_jsonl(tmp_path / "in.jsonl", [req("r1", "root", None, 1000, 1100, [11])])
+    same = tmp_path / "x.out"
+    r = cli("convert", str(src), "--perfetto", str(same), "--chrome-json", str(same))
+    assert r.returncode == 2 and r.stderr.strip() == f"error: --perfetto and --chrome-json name the same file {same}"
+    r = cli("convert", str(src), "--mooncake", str(src))
+    assert r.returncode == 2 and r.stderr.strip() == f"error: --mooncake {src} is also an input (it would be overwritten)"
+    r = cli("convert", str(src), "--perfetto", str(tmp_path))
+    assert r.returncode == 2 and r.stderr.strip() == f"error: --perfetto {tmp_path}: is a directory"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl"]
+    r = cli("convert", str(src), "--perfetto", "/dev/null", "--chrome-json", "/dev/null")  # discarding both is fine
+    assert r.returncode == 0, r.stderr
+
+
+def test_input_order_and_directory_do_not_change_the_perfetto_bytes(tmp_path, monkeypatch):
+    a = write_jsonl(tmp_path / "a.jsonl", [req("r1", "root", None, 1000, 1100, [11])])
+    b = write_jsonl(tmp_path / "b.jsonl", [req("r2", "root", None, 1200, 1300, [11, 22])])
+    assert cli("convert", str(a), str(b), "--perfetto", str(tmp_path / "1.pftrace")).returncode == 0
+    monkeypatch.chdir(tmp_path)
+    assert cli("convert", "b.jsonl", "a.jsonl", "--perfetto", "2.pftrace").returncode == 0
+    assert (tmp_path / "1.pftrace").read_bytes() == (tmp_path / "2.pftrace").read_bytes()
+
+
 @pytest.mark.parametrize("gen", ["G1", "G2", "G3a", "G3b"])
 def test_every_generation_reads_with_chain_and_parent(tmp_path, gen):
     trace = read_trace([str(write_jsonl(tmp_path / "g.jsonl", [req("c1", "kid", "root", 1200, 1300, [33], gen=gen),
