@@ -21,6 +21,8 @@ def user_errors(exit_code: int = 2) -> Iterator[None]:
         msg = str(e)
         print(msg if msg.startswith("error") else f"error: {msg}", file=sys.stderr)
         raise typer.Exit(exit_code) from None
+    except BrokenPipeError:
+        raise  # the reader went away (`| head`): not a user error; cli.main exits quietly
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         raise typer.Exit(exit_code) from None

@@ -5,6 +5,7 @@ in one Perfetto trace."""
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Optional
 import orjson
 import typer
 
+from trace_pipe.pipeline import convert
 from trace_pipe.pipeline.errors import TraceError
 from trace_pipe.pipeline.io import atomic_output
 from trace_pipe.pipeline.replay_input import FORMATS, ReplayInput, load_input
@@ -44,14 +46,65 @@ def _recorded_needed(inp: ReplayInput, what: str) -> None:
                          f"(Mooncake rows carry arrival times only)")
 
 
+def check_outputs(outputs: list[tuple[str, str | None]]) -> None:
+    """Refuse, before any replay runs, an output path nothing could be written to (a directory, or
+    below a file) and two outputs naming one file: a long replay must not fail at its last step."""
+    seen: dict[Path, str] = {}
+    for flag, path in outputs:
+        if path is None:
+            continue
+        p = Path(path)
+        if p.is_dir():
+            raise TraceError(f"error: {flag} {path}: is a directory")
+        up = p.parent
+        while not up.exists() and up != up.parent:
+            up = up.parent
+        if not up.is_dir():
+            raise TraceError(f"error: {flag} {path}: {up} is not a directory")
+        key = p.resolve()
+        if key in seen and (p.is_file() or not p.exists()):  # /dev/null may take several
+            raise TraceError(f"error: {flag} {path}: the same file as {seen[key]}")
+        seen[key] = flag
+
+
+def check_options(max_sim_time_seconds: float | None, onset_ms: float) -> None:
+    """Numeric options, as Dynamo's replay takes them: a limit of 0 s is legal (nothing runs)."""
+    if max_sim_time_seconds is not None and not (math.isfinite(max_sim_time_seconds) and max_sim_time_seconds >= 0):
+        raise TraceError(f"error: --max-sim-time-seconds must be a finite number >= 0, got {max_sim_time_seconds:g}")
+    if not (math.isfinite(onset_ms) and onset_ms >= 0):
+        raise TraceError(f"error: --onset-ms must be a finite number >= 0, got {onset_ms:g}")
+
+
+def print_notes(inp: ReplayInput, err) -> None:
+    """What the reader skipped or adjusted, as `convert` reports it (nothing dropped silently)."""
+    if inp.trace is not None:
+        for line in convert.report_lines(inp.trace, inp.derived):
+            print(line, file=err)
+
+
 def resolve_timing(name: str | None, timing_file: str | None, inp: ReplayInput, engine: EngineArgs,
-                   decode_timing: str, timing_table: str | None, out) -> object:
+                   decode_timing: str | None, timing_table: str | None, out, err=None) -> object:
     """The timing model for the engine, or "recorded" (served by sim.recorded instead). --timing
-    fit [--timing-file F: save]; --timing-file F alone: load; default Dynamo's polynomial."""
+    fit [--timing-file F: save]; --timing-file F alone: load; --timing-table F alone: --timing
+    table; default Dynamo's polynomial. `decode_timing` None is physical; given with a model it does
+    not apply to, it is ignored with a note on `err`."""
+    if decode_timing is not None and decode_timing not in ("physical", "logical"):
+        raise TraceError(f"error: --decode-timing must be physical or logical, got {decode_timing!r}")
     if name is None:
-        name = "file" if timing_file else "dynamo"
+        if timing_file and timing_table:
+            raise TraceError("error: --timing-file and --timing-table: choose one timing model (--timing fit or "
+                             "--timing table)")
+        name = "table" if timing_table else "file" if timing_file else "dynamo"
     if name == "poly":
         name = "dynamo"
+    if timing_table and name != "table":
+        raise TraceError(f"error: --timing-table goes with --timing table, not --timing {name}: add --timing table "
+                         f"(or drop --timing)")
+    if decode_timing is not None and name != "dynamo" and err is not None:
+        what = "a saved fit (--timing-file)" if name == "file" else f"--timing {name}"
+        print(f"note: --decode-timing {decode_timing} is ignored with {what}: it applies to the dynamo timing only",
+              file=err)
+    decode_timing = decode_timing or "physical"
     if name == "recorded":
         if timing_file:
             raise TraceError("error: --timing-file goes with --timing fit (save) or alone (load), not --timing recorded")
@@ -87,20 +140,25 @@ def resolve_timing(name: str | None, timing_file: str | None, inp: ReplayInput, 
 def run(paths: list[str], *, trace_format: str = "mooncake", num_workers: int = 1, router_mode: str = "round_robin",
         trace_block_size: int | None = None, extra_engine_args: str | None = None, router_config: str | None = None,
         arrival_speedup_ratio: float = 1.0, max_sim_time_seconds: float | None = None, seed: int = 0,
-        timing: str | None = None, timing_file: str | None = None, decode_timing: str = "physical",
+        timing: str | None = None, timing_file: str | None = None, decode_timing: str | None = None,
         timing_table: str | None = None, sla_ttft_ms: float | None = None, sla_itl_ms: float | None = None,
         sla_e2e_ms: float | None = None, report_json: str | None = None, report_jsonl: str | None = None,
         perfetto: str | None = None, compare_json: str | None = None, onset_ms: float = 100.0, out=None,
-        progress: bool = True) -> tuple[dict, SimResult]:
+        err=None, progress: bool = True) -> tuple[dict, SimResult]:
     """The whole command as a function (tests call it); raises TraceError on bad input."""
     out = out or sys.stdout
+    err = err or sys.stderr
     t0 = time.perf_counter()
+    check_options(max_sim_time_seconds, onset_ms)
+    check_outputs([("--report-json", None if report_json is None or Path(report_json).is_dir() else report_json),
+                   ("--report-jsonl", report_jsonl), ("--compare-json", compare_json), ("--perfetto", perfetto)])
     inp = load_input(paths, trace_format, trace_block_size)
+    print_notes(inp, err)
     engine = EngineArgs.from_json(json_object_arg(extra_engine_args, "--extra-engine-args"))
     rcfg = RouterConfig.from_json(json_object_arg(router_config, "--router-config"))
     if compare_json:
         _recorded_needed(inp, "--compare-json")
-    tm = resolve_timing(timing, timing_file, inp, engine, decode_timing, timing_table, out)
+    tm = resolve_timing(timing, timing_file, inp, engine, decode_timing, timing_table, out, err)
     opts = ReplayOptions(num_workers=num_workers, router_mode=router_mode, trace_block_size=inp.block_size,
                          engine=engine, router=rcfg, arrival_speedup_ratio=arrival_speedup_ratio,
                          max_sim_time_ms=None if max_sim_time_seconds is None else max_sim_time_seconds * 1000.0,
@@ -210,9 +268,11 @@ def register(app: typer.Typer) -> None:
         timing_file: Optional[str] = typer.Option(
             None, "--timing-file", help="With --timing fit: save the fitted coefficients here (JSON). Alone: load "
             "a saved fit."),
-        decode_timing: str = typer.Option("physical", "--decode-timing",
-                                          help="physical (ai-dynamo 1.4.2) | logical (later Dynamo)"),
-        timing_table: Optional[str] = typer.Option(None, "--timing-table", help="JSON profile for --timing table."),
+        decode_timing: Optional[str] = typer.Option(
+            None, "--decode-timing", help="physical (default; ai-dynamo 1.4.2) | logical (later Dynamo); dynamo "
+            "timing only (ignored, with a note, otherwise)."),
+        timing_table: Optional[str] = typer.Option(None, "--timing-table", help="JSON profile for --timing table "
+                                                   "(given alone, it implies --timing table)."),
         perfetto: Optional[str] = typer.Option(
             None, "--perfetto", help="Write one .pftrace[.gz] with a `Simulated` root beside `Recorded` (when the "
             "input carries recorded times)."),

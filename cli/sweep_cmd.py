@@ -16,16 +16,18 @@ from trace_pipe.sim.config import EngineArgs, RouterConfig
 from trace_pipe.sim.router import ROUTER_MODES
 
 from .common import json_object_arg, user_errors
-from .replay_cmd import resolve_timing
+from .replay_cmd import check_outputs, print_notes, resolve_timing
 
 
 def run(paths: list[str], *, num_workers: str = "1", router_mode: str = "round_robin", csv_out: str,
         trace_format: str = "mooncake", trace_block_size: int | None = None, extra_engine_args: str | None = None,
         router_config: str | None = None, timing: str | None = None, timing_file: str | None = None,
-        decode_timing: str = "physical", timing_table: str | None = None, jobs: int | None = None, seed: int = 0,
-        arrival_speedup_ratio: float = 1.0, out=None) -> list[dict]:
-    """The whole command as a function (tests call it); raises TraceError on bad input."""
+        decode_timing: str | None = None, timing_table: str | None = None, jobs: int | None = None, seed: int = 0,
+        arrival_speedup_ratio: float = 1.0, out=None, err=None) -> list[dict]:
+    """The whole command as a function (tests call it); raises TraceError on bad input. When every
+    configuration fails the CSV is still written; `sweep.failure_line(results)` says so."""
     out = out or sys.stdout
+    err = err or sys.stderr
     t0 = time.perf_counter()
     workers = sweep.parse_list(num_workers, "--num-workers", int)
     modes = sweep.parse_list(router_mode, "--router-mode")
@@ -35,9 +37,10 @@ def run(paths: list[str], *, num_workers: str = "1", router_mode: str = "round_r
     points = sweep.grid(workers, modes)
     engine = EngineArgs.from_json(json_object_arg(extra_engine_args, "--extra-engine-args"))
     rcfg = RouterConfig.from_json(json_object_arg(router_config, "--router-config"))
+    check_outputs([("--csv", csv_out)])
     inp = load_input(paths, trace_format, trace_block_size)
-
-    tm = resolve_timing(timing, timing_file, inp, engine, decode_timing, timing_table, out)
+    print_notes(inp, err)
+    tm = resolve_timing(timing, timing_file, inp, engine, decode_timing, timing_table, out, err)
     if tm == "recorded":
         raise TraceError("error: --timing recorded replays one configuration's recorded service times: use "
                          "`trace-pipe replay`; a sweep needs an engine timing model (dynamo, fit, table)")
@@ -72,16 +75,24 @@ def register(app: typer.Typer) -> None:
                                              "recorded times) | table (--timing-table)"),
         timing_file: Optional[str] = typer.Option(None, "--timing-file", help="With --timing fit: save the fit "
                                                   "here. Alone: load a saved fit."),
-        decode_timing: str = typer.Option("physical", "--decode-timing", help="physical | logical (dynamo timing)"),
-        timing_table: Optional[str] = typer.Option(None, "--timing-table", help="JSON profile for --timing table."),
+        decode_timing: Optional[str] = typer.Option(None, "--decode-timing", help="physical (default) | logical "
+                                                    "(dynamo timing only)"),
+        timing_table: Optional[str] = typer.Option(None, "--timing-table", help="JSON profile for --timing table "
+                                                   "(given alone, it implies --timing table)."),
         jobs: Optional[int] = typer.Option(None, "--jobs", help="Parallel processes (default: one per core)."),
         seed: int = typer.Option(0, "--seed", help="Seed for router tie-breaks and random routing."),
         arrival_speedup_ratio: float = typer.Option(1.0, "--arrival-speedup-ratio"),
     ) -> None:
         """Replay a trace over a grid of worker counts x router modes; one table of makespan, TTFT/E2E
-        percentiles, throughput and cache reuse per configuration."""
+        percentiles, throughput, cache reuse and rejected requests per configuration; exits 1 when every
+        configuration fails."""
         with user_errors():
-            run(trace, num_workers=num_workers, router_mode=router_mode, csv_out=csv_out, trace_format=trace_format,
-                trace_block_size=trace_block_size, extra_engine_args=extra_engine_args, router_config=router_config,
-                timing=timing, timing_file=timing_file, decode_timing=decode_timing, timing_table=timing_table,
-                jobs=jobs, seed=seed, arrival_speedup_ratio=arrival_speedup_ratio)
+            results = run(trace, num_workers=num_workers, router_mode=router_mode, csv_out=csv_out,
+                          trace_format=trace_format, trace_block_size=trace_block_size,
+                          extra_engine_args=extra_engine_args, router_config=router_config, timing=timing,
+                          timing_file=timing_file, decode_timing=decode_timing, timing_table=timing_table,
+                          jobs=jobs, seed=seed, arrival_speedup_ratio=arrival_speedup_ratio)
+        line = sweep.failure_line(results)
+        if line is not None:
+            print(line, file=sys.stderr)
+            raise typer.Exit(1)

@@ -27,7 +27,7 @@ def _check_order(cls: type, names: str) -> None:
 _check_order(Request, """request_id chain_id parent_chain_id start_ms end_ms output_tokens block_size input_length
     hashes completion_hashes model x_request_id input_tokens cached_tokens prefill_wait_time_ms prefill_time_ms
     ttft_ms total_time_ms avg_itl_ms kv_hit_rate kv_transfer_estimated_latency_ms queue_depth worker finish
-    tool_calls event_time_ms run_id identity generation source""")
+    tool_calls event_time_ms run_id identity generation source received_recorded""")
 _check_order(ToolEvent, """event_type chain_id parent_chain_id tool_call_id tool_class event_time_ms started_at_ms
     ended_at_ms duration_ms status output_tokens output_bytes tool_name_hash error_type claude event_source run_id
     identity generation source""")
@@ -373,7 +373,7 @@ def parse_request(ev: dict, gen: Generation, src: Source, nonfinite: list, hash_
         rid, chain, parent, start, end, output_tokens, bs, input_length, hashes, completion,
         model if isinstance(model, str) else None, g("x_request_id"), input_tokens, cached,
         prefill_wait, prefill, ttft, total, itl, kv_hit, kv_transfer, depth,
-        worker, finish, tool_calls, et, run, identity, gen, src)
+        worker, finish, tool_calls, et, run, identity, gen, src, received is not None)
 
 
 def parse_tool(ev: dict, gen: Generation, src: Source) -> ToolEvent | None:

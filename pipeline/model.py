@@ -103,6 +103,9 @@ class Request:
     identity: tuple[tuple[str, object], ...] = ()  # agent_context fields as recorded, in order
     generation: Generation = Generation.G3B
     source: Source | None = None
+    # False: a Dynamo row without request_received_ms (G1/G2), whose start was derived from its
+    # end and total time; the Perfetto args then leave the field out rather than invent it
+    received_recorded: bool = True
 
     @property
     def duration_ms(self) -> int:

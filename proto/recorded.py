@@ -166,7 +166,8 @@ def request_args(r: Request) -> Args:
     if r.event_time_ms is not None:
         a.append(("event_time_unix_ms", r.event_time_ms))
     a += [kv for kv in zip(_REQ_FIELDS, _get_req(r)) if kv[1] is not None]
-    a.append(("request_received_ms", r.start_ms))
+    if r.received_recorded:
+        a.append(("request_received_ms", r.start_ms))
     a += [kv for kv in zip(_REQ_METRICS, _get_metrics(r)) if kv[1] is not None]
     if r.worker is not None:
         a += [kv for kv in zip(_WORKER_KEYS, _get_worker(r.worker)) if kv[1] is not None]

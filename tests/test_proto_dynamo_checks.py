@@ -217,6 +217,20 @@ def test_p4_json_lanes_are_packed_on_whole_microseconds(tmp_path):
     assert (ja["pid"], ja["tid"]) != (jb["pid"], jb["tid"])
 
 
+@pytest.mark.parametrize("gen", ["G1", "G2"])
+def test_request_without_received_time(tmp_path, gen):
+    # §5.4 copies request_received_ms only if present: it is not invented from the derived start.
+    # The slice ends at the event time and lasts total_time_ms (the start the Mooncake rows use;
+    # Dynamo's script would start it at the event time, after the request had finished).
+    rec = request_end(gen, "c", 2000, {"request_id": "r", "total_time_ms": 50})
+    o = Out(tmp_path, [rec], stages=False, markers=False)
+    (s,) = o.cat("dynamo.llm")
+    assert "request_received_ms" not in s.args and s.args["event_time_unix_ms"] == 2000
+    assert s.dur == 50_000_000
+    (j,) = o.jcat("dynamo.llm")
+    assert "request_received_ms" not in j["args"] and j["dur"] == 50_000
+
+
 def test_json_keeps_nulls_inside_nested_args(tmp_path):
     fin = {"finish_reason": "stop", "choices": [None, {"choice_index": 1, "finish_reason": "stop"}],
            "stop_reason": None}
