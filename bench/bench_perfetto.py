@@ -147,7 +147,7 @@ def _pb2_baseline(timeline, path: str) -> int:
                     block(c)
                 else:
                     ev(c.ts, c.track, 3, c.name, c.cat, c.args)
-            ev(b.end, b.track, 2, term=b.end_flows_in)
+            ev(b.end, b.track, 2)
 
         for e in layout.events():
             if type(e) is Block:

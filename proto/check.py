@@ -63,6 +63,7 @@ class CheckReport:
     notes: list[str] = field(default_factory=list)
     hidden: int = 0  # problems beyond MAX_LISTED
     tp: dict | None = None  # trace processor cross-check results, when run
+    roots: dict = field(default_factory=dict)  # timeline root name -> request ids drawn under it
 
     @property
     def ok(self) -> bool:
@@ -81,6 +82,12 @@ class CheckReport:
 
     def lines(self) -> list[str]:
         out = [self.counts()]
+        if len(self.roots) > 1:
+            first, *rest = self.roots
+            ids = self.roots[first]
+            same = all(self.roots[r] == ids for r in rest)
+            out.append("roots: " + ", ".join(f"{r} {len(self.roots[r])} requests" for r in self.roots)
+                       + ("; the same request ids" if same else ""))
         if self.tp is not None:
             out.append("trace processor: " + ", ".join(f"{k} {v}" for k, v in self.tp.items()))
         out += [f"note: {n}" for n in self.notes]
@@ -219,6 +226,7 @@ class _Checker:
         self.flow_dst: dict[int, list[tuple[int, int, int]]] = defaultdict(list)
         self.seqs: dict[int, _Seq] = defaultdict(_Seq)
         self.attrs: dict[str, object] = {}
+        self.request_ids: list[tuple[int, object]] = []  # (track, request_id) of each request slice
 
     # -- per packet ----------------------------------------------------------------------------
     def packet(self, idx: int, body: bytes) -> None:
@@ -373,6 +381,7 @@ class _Checker:
                     got.append(s)
             cat = ",".join(([cat] if cat else []) + got)
         has_rid = False
+        rid = None
         for a in e.debug_annotations:
             if a.HasField("name_iid"):
                 an = seq.ann.get(a.name_iid) if seq is not None else None
@@ -385,6 +394,11 @@ class _Checker:
                 rep.problem(f"packet {idx}: annotation string iid {a.string_value_iid} is not defined before use")
             if an == "request_id":
                 has_rid = True
+                if a.HasField("string_value_iid"):
+                    v = seq.vals.get(a.string_value_iid) if seq is not None else None
+                    rid = v.decode("utf-8", "replace") if isinstance(v, bytes) else v
+                else:
+                    rid = a.string_value
         value = None
         if typ == COUNTER:
             self.rep.counter_samples += 1
@@ -410,15 +424,18 @@ class _Checker:
             if both:
                 rep.problem(f"packet {idx}: flow id(s) {sorted(both)} both start and terminate on one event")
             if fids and typ not in (BEGIN, INSTANT):
-                rep.problem(f"packet {idx}: flow source on a {'END' if typ == END else 'COUNTER'} event "
+                rep.problem(f"packet {idx}: flow source on {'an END' if typ == END else 'a COUNTER'} event "
                             f"(put it on the BEGIN: a terminator at the same time may be read first)")
-            if tids and typ == COUNTER:
-                rep.problem(f"packet {idx}: flow terminator on a COUNTER event")
+            if tids and typ not in (BEGIN, INSTANT):
+                rep.problem(f"packet {idx}: flow terminator on {'an END' if typ == END else 'a COUNTER'} event "
+                            f"(flows sit on BEGIN or INSTANT events: trace processor orients them by start time)")
             for f in fids:
                 self.flow_src[f].append((ts, idx, track))
             for f in tids:
                 self.flow_dst[f].append((ts, idx, track))
         self.events[track].append((ts, idx, typ, name, cat, has_rid, value))
+        if typ == BEGIN and cat == "dynamo.llm" and rid is not None:
+            self.request_ids.append((track, rid))
 
     # -- whole-trace checks --------------------------------------------------------------------
     def finish(self, expect) -> None:
@@ -624,16 +641,38 @@ class _Checker:
                     rep.problem(f"timeline {name!r}: {got} flows drawn, the writer declared {v}")
                 edges = self.attrs.get(f"trace_pipe.{name}.edges")
                 if isinstance(edges, int) and edges != v:
-                    rep.notes.append(f"timeline {name!r}: {edges - v} of {edges} dependency edges have no flow "
-                                     f"(recorded times put the dependent before its dependency)")
+                    why = self.attrs.get(f"trace_pipe.{name}.edges_not_drawn") or "reason not recorded"
+                    rep.notes.append(f"timeline {name!r}: {edges - v} of {edges} dependency edges have no flow ({why})")
+        ids: dict[str, list] = defaultdict(list)
+        names_of = {t.uuid: t.name for t in roots.values()}
+        for track, rid in self.request_ids:
+            ids[names_of.get(self.root_of.get(track), "")].append(rid)
+        for name in declared:
+            n = self.attrs.get(f"trace_pipe.{name}.requests")
+            if isinstance(n, int) and len(ids.get(name, ())) != n:
+                rep.problem(f"timeline {name!r}: {len(ids.get(name, ()))} request slices with a request_id, "
+                            f"the writer declared {n}")
+        rep.roots = {name: frozenset(ids.get(name, ())) for name in declared if name in roots}
         if len(declared) >= 2:
             shapes = {name: self._shape(roots[name].uuid) for name in declared if name in roots}
             names = list(shapes)
+            first = names[0] if names else None
             for other in names[1:]:
-                if shapes[other] != shapes[names[0]]:
-                    diff = sorted(shapes[other] ^ shapes[names[0]])[:3]
+                # a replay that stopped early declares the requests it never released: then its
+                # tree and its request ids are a part of the first timeline's, not all of them
+                missing = self.attrs.get(f"trace_pipe.{other}.requests_not_drawn", 0)
+                a, b = rep.roots[first], rep.roots[other]
+                if b - a:
+                    rep.problem(f"timeline {other!r} has request ids that {first!r} lacks "
+                                f"(e.g. {sorted(map(str, b - a))[:3]})")
+                elif len(a - b) != (missing if isinstance(missing, int) else 0):
+                    rep.problem(f"timeline {other!r} lacks {len(a - b)} of {first!r}'s request ids "
+                                f"(e.g. {sorted(map(str, a - b))[:3]}), the writer declared {missing or 0} not drawn")
+                ok = shapes[other] <= shapes[first] if missing else shapes[other] == shapes[first]
+                if not ok:
+                    diff = sorted(shapes[other] ^ shapes[first])[:3]
                     rep.problem(f"timeline {other!r} does not have the same track names and ranks as "
-                                f"{names[0]!r} (e.g. {diff})")
+                                f"{first!r} (e.g. {diff})")
 
     def _shape(self, root: int) -> frozenset:
         """(path of names, rank) of every group / chain track under a root, lanes and workers aside."""

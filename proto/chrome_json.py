@@ -133,9 +133,6 @@ def write_timelines_json(timelines: Sequence[Timeline], out_path: str | os.PathL
             for f in b.flows_in:
                 put({"name": rel.get(f, "dependency"), "cat": FLOW_CAT, "ph": "f", "bp": "e", "id": f, "pid": pid,
                      "tid": tid, "ts": ts})
-            for f in b.end_flows_in:  # bound to the dependent while it is still open
-                put({"name": rel.get(f, "dependency"), "cat": FLOW_CAT, "ph": "f", "bp": "e", "id": f, "pid": pid,
-                     "tid": tid, "ts": max(ts, us(b.end) - 1)})
             for c in b.children:
                 if type(c) is Block:
                     block(c)

@@ -18,8 +18,8 @@ requests are written as whole blocks (BEGIN, stages, marks, END) in (start, end,
 a dependency written before its dependent when both start at the same instant; each lane is
 packed in that same order, so on any track an END is written before a BEGIN at the same time.
 A flow's source sits on the dependency's BEGIN and its terminator on the dependent's BEGIN; when
-recorded times put the dependent's start first, the terminator moves to the dependent's END if
-that comes after the source, else the edge cannot be drawn and is counted.
+recorded times put the dependent's start first (`--weka-subagents wait` joins, a stopped replay),
+the edge is not drawn (trace processor would point the arrow backwards) and is counted by reason.
 Then tool items, worker slices and counter samples, each track in time order.
 """
 
@@ -40,11 +40,10 @@ COUNTER_UNIT = "requests"
 class Block:
     """A slice with its nested children, written BEGIN, children, END."""
 
-    __slots__ = ("start", "end", "track", "name", "cat", "args", "corr", "flows_out", "flows_in",
-                 "end_flows_in", "children")
+    __slots__ = ("start", "end", "track", "name", "cat", "args", "corr", "flows_out", "flows_in", "children")
 
     def __init__(self, start: int, end: int, track: int, name: str, cat: str, args: tuple, corr: int = 0,
-                 flows_out: tuple = (), flows_in: tuple = (), end_flows_in: tuple = (), children: tuple = ()) -> None:
+                 flows_out: tuple = (), flows_in: tuple = (), children: tuple = ()) -> None:
         self.start = start
         self.end = end
         self.track = track
@@ -54,7 +53,6 @@ class Block:
         self.corr = corr
         self.flows_out = flows_out
         self.flows_in = flows_in
-        self.end_flows_in = end_flows_in
         self.children = children
 
 
@@ -101,16 +99,18 @@ class LayoutStats:
     tool_items: int = 0
     links: int = 0
     flows: int = 0
-    flows_on_end: int = 0  # terminator moved to the dependent's END (dependent started first)
     links_skipped: Counter = field(default_factory=Counter)  # reason -> edges not drawn
     flows_per_timeline: dict = field(default_factory=dict)  # root name -> flows drawn
     links_per_timeline: dict = field(default_factory=dict)  # root name -> edges given
+    skipped_per_timeline: dict = field(default_factory=dict)  # root name -> {reason: edges not drawn}
+    requests_per_timeline: dict = field(default_factory=dict)  # root name -> request slices
+    not_drawn_per_timeline: dict = field(default_factory=dict)  # root name -> requests declared missing
 
 
 class _Plan:
     """One timeline's tracks, write order and flow endpoints."""
 
-    __slots__ = ("tl", "order", "req_track", "stage_track", "flow_out", "flow_in", "flow_end_in", "tools",
+    __slots__ = ("tl", "order", "req_track", "stage_track", "flow_out", "flow_in", "tools",
                  "tool_track", "placements", "counters", "corr",
                  "worker_series", "worker_counters")
 
@@ -132,6 +132,7 @@ class Layout:
         self.stats = LayoutStats(timelines=len(timelines))
         self.flow_relation: dict[int, str] = {}  # flow id -> "sequence" | "spawn" | "join"
         self._order: tuple[dict, dict] = ({}, {})  # first timeline's group / chain positions
+        self._sizes: dict[str, int] = {}  # first timeline's chains per group
         self._plans = [self._plan(i, tl) for i, tl in enumerate(timelines)]
         # t = 0 of the protobuf file: the earliest thing drawn in any timeline (so timestamps are
         # small varints; a clock snapshot maps them back to wall-clock time)
@@ -154,6 +155,8 @@ class Layout:
         n = len(reqs)
         st = self.stats
         st.requests += n
+        st.requests_per_timeline[tl.name] = n
+        st.not_drawn_per_timeline[tl.name] = tl.not_drawn
         st.tool_items += len(tl.tools)
         pos_of_key: dict[str, int] = {}
         for i, r in enumerate(reqs):
@@ -220,11 +223,20 @@ class Layout:
         chain_tool_tracks: dict[tuple[str, str], list[int]] = {}
         groups = sorted(first, key=lambda g: (g_rank.get(g, big), first[g], g))
         if ti == 0:
-            self._order = ({g: i for i, g in enumerate(groups)},
-                           {(g, c): i for g in groups for i, c in enumerate(chains_of[g])})
-        for gi, g in enumerate(groups):
-            gu = tree.add(root, g, rank=gi + 1, child_ordering=ORDER_EXPLICIT)
-            for ci, c in enumerate(chains_of[g]):
+            self._order = g_rank, c_rank = ({g: i for i, g in enumerate(groups)},
+                                            {(g, c): i for g in groups for i, c in enumerate(chains_of[g])})
+            self._sizes = {g: len(chains_of[g]) for g in groups}
+        # ranks: the first timeline's for the names it has (so a later timeline missing some, a
+        # replay that stopped early, still lines up), new names after them and after `workers`
+        n_first = len(g_rank)
+        new_groups = [g for g in groups if g not in g_rank]
+        for g in groups:
+            gu = tree.add(root, g, rank=g_rank[g] + 1 if g in g_rank else n_first + 2 + new_groups.index(g),
+                          child_ordering=ORDER_EXPLICIT)
+            known = self._sizes.get(g, 0)
+            new_chains = [c for c in chains_of[g] if (g, c) not in c_rank]
+            for c in chains_of[g]:
+                ci = c_rank[(g, c)] if (g, c) in c_rank else known + new_chains.index(c)
                 key = (g, c)
                 if key in req_lanes:
                     chain_req_tracks[key] = tree.lanes(gu, c, req_lanes[key], 3 * ci)
@@ -252,7 +264,7 @@ class Layout:
         p.worker_counters = []
         p.placements = []
         if workers:
-            wg = tree.add(root, "workers", rank=len(groups) + 1, child_ordering=ORDER_EXPLICIT,
+            wg = tree.add(root, "workers", rank=n_first + 1, child_ordering=ORDER_EXPLICIT,
                           description="What ran on each prefill / decode worker (dp rank)")
             by_worker: dict[str, list] = defaultdict(list)
             for x in placed:
@@ -283,36 +295,35 @@ class Layout:
         # flows: one id per edge
         flow_out: dict[int, list[int]] = defaultdict(list)
         flow_in: dict[int, list[int]] = defaultdict(list)
-        flow_end_in: dict[int, list[int]] = defaultdict(list)
         base = flow_base(ti)
+        skipped: Counter = Counter()
         drawn = 0
         for k, e in enumerate(tl.links):
             st.links += 1
             s = pos_of_key.get(e.src)
             d = pos_of_key.get(e.dst)
             if s is None or d is None:
-                st.links_skipped["edge names a request that is not in the trace"] += 1
+                skipped["edge names a request that is not in the timeline"] += 1
                 continue
             if s == d:
-                st.links_skipped["edge from a request to itself"] += 1
+                skipped["edge from a request to itself"] += 1
+                continue
+            if rank_of[s] > rank_of[d]:
+                # the trace processor orients a flow by its slices' start times: drawn, this
+                # arrow would point from the dependent back to its dependency
+                skipped["the dependent starts before its dependency (recorded times contradict the edge)"] += 1
                 continue
             fid = base + k + 1
-            if rank_of[s] < rank_of[d]:
-                flow_out[s].append(fid)
-                flow_in[d].append(fid)
-            elif reqs[d].slice.end_ns > reqs[s].slice.start_ns:
-                flow_out[s].append(fid)
-                flow_end_in[d].append(fid)
-                st.flows_on_end += 1
-            else:
-                st.links_skipped["dependency starts after the dependent request ended"] += 1
-                continue
+            flow_out[s].append(fid)
+            flow_in[d].append(fid)
             drawn += 1
             self.flow_relation[fid] = e.relation
         st.flows += drawn
+        st.links_skipped.update(skipped)
         st.flows_per_timeline[tl.name] = drawn
         st.links_per_timeline[tl.name] = len(tl.links)
-        p.flow_out, p.flow_in, p.flow_end_in = flow_out, flow_in, flow_end_in
+        st.skipped_per_timeline[tl.name] = dict(skipped)
+        p.flow_out, p.flow_in = flow_out, flow_in
         self.tracks.extend(tree.specs)
         return p
 
@@ -417,7 +428,7 @@ def _topo(run: list[int], edges: list[tuple[int, int]]) -> list[int]:
 def _request_blocks(p: _Plan) -> Iterator[Block]:
     reqs = p.tl.requests
     req_track, stage_track, corr = p.req_track, p.stage_track, p.corr
-    flow_out, flow_in, flow_end_in = p.flow_out, p.flow_in, p.flow_end_in
+    flow_out, flow_in = p.flow_out, p.flow_in
     for i in p.order:
         r = reqs[i]
         track = req_track[i]
@@ -439,7 +450,7 @@ def _request_blocks(p: _Plan) -> Iterator[Block]:
         sl = r.slice
         yield Block(sl.start_ns, sl.end_ns, track, sl.name, sl.category, sl.args, corr[i],
                     tuple(flow_out[i]) if i in flow_out else (), tuple(flow_in[i]) if i in flow_in else (),
-                    tuple(flow_end_in[i]) if i in flow_end_in else (), children)
+                    children)
 
 
 def _tool_events(p: _Plan) -> Iterator[Block | Instant]:

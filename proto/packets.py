@@ -611,9 +611,6 @@ class Encoder:
                 self.block(c)
             else:
                 self.instant_event(c)
-        if b.end_flows_in:
-            self._put(b.end, b"\x48\x02" + tr + b"".join([b"\x81\x03" + _pack_q(f) for f in b.end_flows_in]), b"")
-            return
         # a plain END differs from the track's other ENDs only in its timestamp
         tail = self._ends.get(tr)
         if tail is None:

@@ -56,9 +56,11 @@ def simulated_timeline(run: SimulatedRun, *, origin_ns: int = 0, recorded: Timel
     last = max((t for r in run.requests for t in (r.end_ms, r.first_token_ms, r.admit_ms, r.ready_ms)
                 if t is not None), default=0.0)
     spans: list[RequestSpan] = []
+    not_drawn = 0
     for r in run.requests:
         if r.ready_ms is None:
-            continue  # never released (the run stopped first)
+            not_drawn += 1  # never released (the run stopped first)
+            continue
         where = place.get(r.request_id)
         if where is not None:
             group, chain = where
@@ -75,7 +77,8 @@ def simulated_timeline(run: SimulatedRun, *, origin_ns: int = 0, recorded: Timel
     workers = _workers(run, ns)
     desc = description or (f"Simulated run: {len(spans)} LLM requests on {run.num_workers} worker"
                            f"{'s' if run.num_workers != 1 else ''}" + (f"; {run.description}" if run.description else ""))
-    return Timeline(name=name, requests=spans, tools=tools, links=links, description=desc, workers=workers)
+    return Timeline(name=name, requests=spans, tools=tools, links=links, description=desc, workers=workers,
+                    not_drawn=not_drawn)
 
 
 def _span(r, group: str, chain: str, name: str, ns, last: float, extra: Args) -> RequestSpan:
@@ -128,6 +131,7 @@ def _span(r, group: str, chain: str, name: str, ns, last: float, extra: Args) ->
 
 def _shift_tools(recorded: Timeline, spans: list[RequestSpan]) -> list[ChainItem]:
     sim = {s.key: s.slice for s in spans}
+    recorded_chains = {(rs.group, rs.chain) for rs in recorded.requests}
     by_chain: dict[tuple[str, str], list[tuple[int, int, int, int]]] = defaultdict(list)
     for rs in recorded.requests:
         s = sim.get(rs.key)
@@ -146,9 +150,11 @@ def _shift_tools(recorded: Timeline, spans: list[RequestSpan]) -> list[ChainItem
         key = (it.group, it.chain)
         xs = by_chain.get(key)
         if not xs:
-            continue  # no simulated request in that chain to anchor it to
-        j = bisect.bisect_right(ends[key], (it.start_ns, float("inf"))) - 1
-        if j >= 0:
+            if key not in recorded_chains:
+                d = 0  # a chain of tools alone (no request of its own): they keep their recorded times
+            else:
+                continue  # its requests were never released (the run stopped first)
+        elif (j := bisect.bisect_right(ends[key], (it.start_ns, float("inf"))) - 1) >= 0:
             d = ends[key][j][1]  # the request whose answer called it
         else:
             k = bisect.bisect_left(starts[key], it.end_ns)

@@ -125,3 +125,4 @@ class Timeline:
     description: str = ""
     separate_stages: bool = False  # stages on a sibling "<chain> stages" track instead of nested
     workers: Sequence[WorkerTrack] = ()  # per-worker passes / counters (simulated runs)
+    not_drawn: int = 0  # requests of the input missing here (a replay that stopped before releasing them)

@@ -50,12 +50,20 @@ class WriteStats:
 
 
 def trace_attributes(layout: Layout, extra: Sequence[tuple[str, object]] = ()) -> list[tuple[str, object]]:
-    """Self-description `check` reads back: flows it must find per timeline."""
+    """Self-description `check` reads back, per timeline: the flows it must find (and why edges
+    have none), the request slices, and the requests declared missing (a replay that stopped)."""
     st = layout.stats
     attrs: list[tuple[str, object]] = [("trace_pipe.writer", WRITER), ("trace_pipe.origin_unix_ns", layout.origin_ns)]
     for name, n in st.links_per_timeline.items():
         attrs.append((f"trace_pipe.{name}.edges", n))
         attrs.append((f"trace_pipe.{name}.flows", st.flows_per_timeline[name]))
+        skipped = st.skipped_per_timeline.get(name)
+        if skipped:
+            attrs.append((f"trace_pipe.{name}.edges_not_drawn",
+                          "; ".join(f"{k} {why}" for why, k in sorted(skipped.items()))))
+        attrs.append((f"trace_pipe.{name}.requests", st.requests_per_timeline[name]))
+        if st.not_drawn_per_timeline.get(name):
+            attrs.append((f"trace_pipe.{name}.requests_not_drawn", st.not_drawn_per_timeline[name]))
     attrs.extend(extra)
     return attrs
 

@@ -159,7 +159,7 @@ def test_flow_source_read_after_its_terminator(tmp_path):
     pk = BASE + [desc(4, "other", parent=1), ev(10, B, name="a"), ev(20, B, track=4, name="b", term=[5]),
                  ev(20, E, flows=[5]), ev(30, E, track=4)]
     got = problems(tmp_path, pk)
-    assert "flow source on a END event" in got and "read before its source" in got
+    assert "flow source on an END event" in got and "read before its source" in got
     # a source at a later time than its terminator
     pk = BASE + [desc(4, "other", parent=1), ev(10, B, name="a", term=[6]), ev(20, E),
                  ev(30, B, track=4, name="b", flows=[6]), ev(40, E, track=4)]

@@ -179,3 +179,34 @@ def test_a_run_of_identical_decode_passes_is_one_slice(tmp_path):
     for s in runs:
         assert s.dur == pytest.approx(s.args["passes"] * s.args["pass_ms"] * 1e6, abs=1)
     assert check_file(str(out)).ok
+
+
+def test_check_compares_request_ids_across_roots(replayed):
+    trace, out, d = replayed
+    rep = check_file(str(out))
+    n = len(requests_by_root(d)["Recorded"])
+    assert rep.ok and rep.roots["Recorded"] == rep.roots["Simulated"] and len(rep.roots["Recorded"]) == n
+    assert f"roots: Recorded {n} requests, Simulated {n} requests; the same request ids" in rep.lines()
+
+
+def test_stopped_replay_and_tools_without_requests_still_check(tmp_path):
+    """A replay that stops early draws only what it released (and declares the rest); a chain made of
+    tool rows alone keeps them at their recorded times. `check` passes on both and reports the roots."""
+    from dynamo_records import tool
+
+    recs = agentic_records(7) + [tool("orphan", "o1", "bash", 500, 900)]
+    trace = write_jsonl(tmp_path / "t.jsonl", recs)
+    for stop in (None, 5.0):
+        out = tmp_path / f"s{stop}.pftrace"
+        run([str(trace)], trace_format="dynamo", num_workers=2, perfetto=str(out), max_sim_time_seconds=stop,
+            report_json=str(tmp_path / "r.json"), progress=False)
+        rep = check_file(str(out))
+        assert rep.ok, rep.problems
+        rec, sim = rep.roots["Recorded"], rep.roots["Simulated"]
+        attrs = decode_file(str(out)).attributes
+        if stop is None:
+            assert rec == sim and "trace_pipe.Simulated.requests_not_drawn" not in attrs
+        else:
+            assert sim < rec and attrs["trace_pipe.Simulated.requests_not_drawn"] == len(rec - sim) > 0
+        paths = {tuple(decode_file(str(out)).track_path(t)) for t in decode_file(str(out)).tracks}
+        assert ("Simulated", "session: orphan", "orphan tools") in paths
