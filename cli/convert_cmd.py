@@ -22,7 +22,7 @@ def run_convert(inputs: list[str], *, mooncake: str | None = None, agentic_rows:
     """The whole command as a function (tests call it); raises TraceError on bad input."""
     if not (mooncake or perfetto or chrome_json):
         raise TraceError("error: nothing to write: give --mooncake, --perfetto and/or --chrome-json")
-    check_outputs({"--mooncake": mooncake, "--perfetto": perfetto, "--chrome-json": chrome_json}, inputs)
+    check_outputs([("--mooncake", mooncake), ("--perfetto", perfetto), ("--chrome-json", chrome_json)], inputs)
     with gc_paused():
         _convert(inputs, mooncake, agentic_rows, fmt, "g3c" if g3c_rules else "g2", weka_subagents, perfetto,
                  chrome_json, out, err)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 import typer
 
 app = typer.Typer(
@@ -27,7 +30,22 @@ def _register() -> None:
 
 def main() -> None:
     _register()
-    app()
+    try:
+        app()
+    finally:
+        _flush_stdout()
+
+
+def _flush_stdout() -> None:
+    """`trace-pipe ... | head -1`: the reader left. Typer turns a broken pipe met while a command
+    runs into exit 1; output still buffered meets it here, at the last flush. Either way: no
+    traceback, no error line, exit 1 (stdout pointed at devnull so the interpreter's own final
+    flush cannot fail again)."""
+    try:
+        sys.__stdout__.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.__stdout__.fileno())
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

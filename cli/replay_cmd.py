@@ -16,7 +16,7 @@ import typer
 
 from trace_pipe.pipeline import convert
 from trace_pipe.pipeline.errors import TraceError
-from trace_pipe.pipeline.io import atomic_output
+from trace_pipe.pipeline.io import atomic_output, check_outputs
 from trace_pipe.pipeline.replay_input import FORMATS, ReplayInput, load_input
 from trace_pipe.sim import fit, report
 from trace_pipe.sim.config import EngineArgs, RouterConfig
@@ -44,27 +44,6 @@ def _recorded_needed(inp: ReplayInput, what: str) -> None:
     if inp.recorded is None:
         raise TraceError(f"error: {what} needs recorded times: use --trace-format dynamo, weka or distserve "
                          f"(Mooncake rows carry arrival times only)")
-
-
-def check_outputs(outputs: list[tuple[str, str | None]]) -> None:
-    """Refuse, before any replay runs, an output path nothing could be written to (a directory, or
-    below a file) and two outputs naming one file: a long replay must not fail at its last step."""
-    seen: dict[Path, str] = {}
-    for flag, path in outputs:
-        if path is None:
-            continue
-        p = Path(path)
-        if p.is_dir():
-            raise TraceError(f"error: {flag} {path}: is a directory")
-        up = p.parent
-        while not up.exists() and up != up.parent:
-            up = up.parent
-        if not up.is_dir():
-            raise TraceError(f"error: {flag} {path}: {up} is not a directory")
-        key = p.resolve()
-        if key in seen and (p.is_file() or not p.exists()):  # /dev/null may take several
-            raise TraceError(f"error: {flag} {path}: the same file as {seen[key]}")
-        seen[key] = flag
 
 
 def check_options(max_sim_time_seconds: float | None, onset_ms: float) -> None:
@@ -100,7 +79,7 @@ def resolve_timing(name: str | None, timing_file: str | None, inp: ReplayInput, 
     if timing_table and name != "table":
         raise TraceError(f"error: --timing-table goes with --timing table, not --timing {name}: add --timing table "
                          f"(or drop --timing)")
-    if decode_timing is not None and name != "dynamo" and err is not None:
+    if decode_timing is not None and name in ("fit", "recorded", "table", "file") and err is not None:
         what = "a saved fit (--timing-file)" if name == "file" else f"--timing {name}"
         print(f"note: --decode-timing {decode_timing} is ignored with {what}: it applies to the dynamo timing only",
               file=err)
@@ -130,7 +109,12 @@ def resolve_timing(name: str | None, timing_file: str | None, inp: ReplayInput, 
     if name == "table":
         if not timing_table:
             raise TraceError("error: --timing table needs --timing-table FILE")
-        table = orjson.loads(Path(timing_table).read_bytes())
+        try:
+            table = orjson.loads(Path(timing_table).read_bytes())
+        except OSError as e:
+            raise TraceError(f"error: --timing-table {timing_table}: cannot read: {e.strerror}") from None
+        except orjson.JSONDecodeError as e:
+            raise TraceError(f"error: --timing-table {timing_table}: invalid JSON: {e}") from None
     elif name != "dynamo":
         raise TraceError(f"error: --timing must be one of {', '.join(TIMINGS)}, got {name!r}")
     return make_timing("table" if name == "table" else "poly", block_size=engine.block_size, decode=decode_timing,
@@ -151,7 +135,8 @@ def run(paths: list[str], *, trace_format: str = "mooncake", num_workers: int = 
     t0 = time.perf_counter()
     check_options(max_sim_time_seconds, onset_ms)
     check_outputs([("--report-json", None if report_json is None or Path(report_json).is_dir() else report_json),
-                   ("--report-jsonl", report_jsonl), ("--compare-json", compare_json), ("--perfetto", perfetto)])
+                   ("--report-jsonl", report_jsonl), ("--compare-json", compare_json), ("--perfetto", perfetto),
+                   ("--timing-file", timing_file if timing == "fit" else None)], paths)
     inp = load_input(paths, trace_format, trace_block_size)
     print_notes(inp, err)
     engine = EngineArgs.from_json(json_object_arg(extra_engine_args, "--extra-engine-args"))

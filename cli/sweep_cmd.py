@@ -9,14 +9,14 @@ from typing import Optional
 import typer
 
 from trace_pipe.pipeline.errors import TraceError
-from trace_pipe.pipeline.io import atomic_output
+from trace_pipe.pipeline.io import atomic_output, check_outputs
 from trace_pipe.pipeline.replay_input import FORMATS, load_input
 from trace_pipe.sim import sweep
 from trace_pipe.sim.config import EngineArgs, RouterConfig
 from trace_pipe.sim.router import ROUTER_MODES
 
 from .common import json_object_arg, user_errors
-from .replay_cmd import check_outputs, print_notes, resolve_timing
+from .replay_cmd import print_notes, resolve_timing
 
 
 def run(paths: list[str], *, num_workers: str = "1", router_mode: str = "round_robin", csv_out: str,
@@ -37,7 +37,7 @@ def run(paths: list[str], *, num_workers: str = "1", router_mode: str = "round_r
     points = sweep.grid(workers, modes)
     engine = EngineArgs.from_json(json_object_arg(extra_engine_args, "--extra-engine-args"))
     rcfg = RouterConfig.from_json(json_object_arg(router_config, "--router-config"))
-    check_outputs([("--csv", csv_out)])
+    check_outputs([("--csv", csv_out), ("--timing-file", timing_file if timing == "fit" else None)], paths)
     inp = load_input(paths, trace_format, trace_block_size)
     print_notes(inp, err)
     tm = resolve_timing(timing, timing_file, inp, engine, decode_timing, timing_table, out, err)

@@ -110,24 +110,29 @@ def _lines_from_chunks(chunks: Iterator[bytes]) -> Iterator[tuple[int, bytes]]:
         yield n + 1, rest.strip()
 
 
-def check_outputs(outputs: dict[str, str | None], inputs: list[str] = ()) -> None:
-    """Before any work: each output (option name -> path) is not a directory, not also an input
-    file, and not named by two options (pipes and devices may be shared: /dev/null twice is fine)."""
+def check_outputs(outputs: list[tuple[str, str | None]], inputs: list[str] = ()) -> None:
+    """Before any work, so a long run cannot fail at its last step: each output (option, path) can
+    be written (not a directory, not below a file), is not also an input file, and no two options
+    name one file (pipes and devices may be shared: /dev/null twice is fine)."""
     ins = {os.path.realpath(p) for p in inputs if os.path.isfile(p)}
     seen: dict[str, str] = {}
-    for opt, path in outputs.items():
+    for flag, path in outputs:
         if not path:
             continue
-        if os.path.isdir(path):
-            raise TraceError(f"error: {opt} {path}: is a directory")
+        p = Path(path)
+        if p.is_dir():
+            raise TraceError(f"error: {flag} {path}: is a directory")
+        up = p.parent
+        while not up.exists() and up != up.parent:
+            up = up.parent
+        if not up.is_dir():
+            raise TraceError(f"error: {flag} {path}: {up} is not a directory")
         real = os.path.realpath(path)
         if real in ins:
-            raise TraceError(f"error: {opt} {path} is also an input (it would be overwritten)")
-        if os.path.exists(path) and not os.path.isfile(path):
-            continue
-        if real in seen:
-            raise TraceError(f"error: {seen[real]} and {opt} name the same file {path}")
-        seen[real] = opt
+            raise TraceError(f"error: {flag} {path} is also an input (it would be overwritten)")
+        if real in seen and (p.is_file() or not p.exists()):
+            raise TraceError(f"error: {flag} {path}: the same file as {seen[real]}")
+        seen[real] = flag
 
 
 @contextlib.contextmanager

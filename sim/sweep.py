@@ -159,7 +159,8 @@ def _sig3(v: float) -> str:
     """Three significant digits, never in exponent form: a slow trace's 0.0150 req/s is not 0.0."""
     if v == 0 or not math.isfinite(v):
         return f"{v:g}"
-    return f"{v:,.{max(0, 2 - math.floor(math.log10(abs(v))))}f}"
+    exp = int(f"{v:.2e}".split("e")[1])  # the decade after rounding: 0.00999 is 0.0100
+    return f"{v:,.{max(0, 2 - exp)}f}"
 
 
 def failure_line(results: list[dict]) -> str | None:

@@ -115,7 +115,7 @@ def test_output_paths_checked_before_any_work(tmp_path):
     src = write_jsonl(tmp_path / "in.jsonl", [req("r1", "root", None, 1000, 1100, [11])])
     same = tmp_path / "x.out"
     r = cli("convert", str(src), "--perfetto", str(same), "--chrome-json", str(same))
-    assert r.returncode == 2 and r.stderr.strip() == f"error: --perfetto and --chrome-json name the same file {same}"
+    assert r.returncode == 2 and r.stderr.strip() == f"error: --chrome-json {same}: the same file as --perfetto"
     r = cli("convert", str(src), "--mooncake", str(src))
     assert r.returncode == 2 and r.stderr.strip() == f"error: --mooncake {src} is also an input (it would be overwritten)"
     r = cli("convert", str(src), "--perfetto", str(tmp_path))

@@ -43,7 +43,8 @@ def test_compare_json_exact_values(tmp_path, capsys):
     assert s["ttft_ape"] == {"median": 500.0, "p90": pytest.approx(4000 / 3), "max": pytest.approx(4000 / 3)}
     assert s["e2e_ape"] == {"median": 100.0, "p90": pytest.approx(400 / 3), "max": pytest.approx(400 / 3)}
     assert s["makespan_err_pct"] == 25.0  # 3500 ms simulated against 2800 recorded
-    assert list(d["plays"]) == ["B"]  # lone requests are not plays
+    assert list(d["plays"]) == ["A", "B", "C", "D"]  # every chain's play, a lone request's included
+    assert d["plays"]["A"]["requests"] == 1 and d["plays"]["A"]["e2e_ape"]["max"] == 0.0
     assert d["plays"]["B"]["start_abs_err_ms"] == {"median": 1000.0, "p90": 1000.0, "max": 1000.0}
     assert d["plays"]["B"]["makespan_err_pct"] == 75.0
     # b ends 1000 ms late (it waited for a's slot); at its release it is the only one waiting
