@@ -55,6 +55,8 @@ def round_half_away(x: float) -> int:
 
 
 def generation_of(schema: object, ctx: dict | None, src: Source) -> Generation:
+    if ctx is not None and not isinstance(ctx, dict):
+        raise TraceError(f"{src}: field `agent_context` must be an object, got {ctx!r}")
     if schema is None or schema == AGENT_SCHEMA:
         if ctx is None:
             return Generation.G3_FREE if schema is None else Generation.G2
@@ -94,7 +96,7 @@ def _identity(gen: Generation, ctx: dict | None, src: Source):
 
 def _u64(v: object, src: Source, field: str) -> int:
     if isinstance(v, bool) or not isinstance(v, int):
-        if isinstance(v, float) and v.is_integer() and v >= 0:
+        if isinstance(v, float) and v.is_integer() and 0 <= v <= U64_MAX:
             return int(v)
         raise TraceError(f"{src}: field `{field}` must be a non-negative integer, got {v!r}")
     if v < 0 or v > U64_MAX:
@@ -409,8 +411,8 @@ def parse_tool(ev: dict, gen: Generation, src: Source) -> ToolEvent | None:
             dur = float(dur)
     claude = g("claude")
     if isinstance(claude, dict):
-        claude = ClaudeLink(claude.get("source_request_id"), claude.get("consumer_request_id"),
-                            claude.get("child_session_id"), claude.get("execution_mode"))
+        c = claude.get
+        claude = ClaudeLink(*(_opt_str(c(k), src, f"tool.claude.{k}") for k in _CLAUDE_KEYS))
     else:
         claude = None
     # u64 fields in the order they are reported (`_opt_u64`, inlined for exact ints in range)
@@ -426,10 +428,21 @@ def parse_tool(ev: dict, gen: Generation, src: Source) -> ToolEvent | None:
     out_bytes = g("output_bytes")
     if out_bytes is not None and (type(out_bytes) is not int or out_bytes < 0 or out_bytes > U64_MAX):
         out_bytes = _u64(out_bytes, src, "tool.output_bytes")
+    call_id, tool_class, status, name_hash, error_type = (
+        _opt_str(g(k), src, f"tool.{k}") for k in ("tool_call_id", "tool_class", "status", "tool_name_hash", "error_type"))
     return ToolEvent(  # positional, as Request above
-        ev["event_type"], chain, parent, g("tool_call_id"), g("tool_class"), et, started, ended, dur,
-        g("status"), out_tokens, out_bytes, g("tool_name_hash"), g("error_type"), claude,
-        ev.get("event_source"), run, identity, gen, src)
+        ev["event_type"], chain, parent, call_id, tool_class, et, started, ended, dur,
+        status, out_tokens, out_bytes, name_hash, error_type, claude,
+        _opt_str(ev.get("event_source"), src, "event_source"), run, identity, gen, src)
+
+
+_CLAUDE_KEYS = ("source_request_id", "consumer_request_id", "child_session_id", "execution_mode")
+
+
+def _opt_str(v: object, src: Source, field: str) -> str | None:
+    if v is None or type(v) is str:
+        return v
+    raise TraceError(f"{src}: field `{field}` must be a string, got {v!r}")
 
 
 def tool_interval(t: ToolEvent) -> tuple[int, int] | None:

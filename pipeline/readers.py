@@ -133,7 +133,7 @@ def read_trace(inputs: list[str], *, subagents: str = "recorded", on_line: Calla
                     raise TraceError(f"invalid request_end at {src}: field `request.request_id`: duplicate request_id {req.request_id} (first at {prev})")
                 seen[req.request_id] = src
                 trace.requests.append(req)
-            elif et in dynamo_rows.TOOL_TYPES:
+            elif type(et) is str and et in dynamo_rows.TOOL_TYPES:
                 gen = dynamo_rows.generation_of(schema, d.get("agent_context"), src)
                 tool = dynamo_rows.parse_tool(d, gen, src)
                 if tool is None:

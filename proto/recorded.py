@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from operator import attrgetter
 
+from trace_pipe.pipeline.errors import TraceError
 from trace_pipe.pipeline.gcpause import gc_paused
 from trace_pipe.pipeline.model import Generation, Request, ToolEvent, Trace
 
@@ -62,6 +63,14 @@ def ns(ms: float) -> int:
     return int(ms) * NS_PER_MS if isinstance(ms, int) else int(round(ms * NS_PER_MS))
 
 
+TS_LIMIT = 1 << 63  # Perfetto timestamps are int64 ns from the unix epoch here
+
+
+def _undrawable(src, what: str, s: int, e: int) -> None:
+    raise TraceError(f"{src}: the {what}'s times ({s / NS_PER_MS:.17g} to {e / NS_PER_MS:.17g} ms since the unix "
+                     f"epoch) are outside what Perfetto can draw (0 to 2^63 ns, year 2262)")
+
+
 def recorded_timeline(trace: Trace, edges: Iterable = (), *, stages: bool | str = True, markers: bool = True,
                       name: str = "Recorded") -> Timeline:
     """`edges`: objects with `src`, `dst`, `relation` (pipeline.agentic.Edge) between request ids.
@@ -75,6 +84,9 @@ def recorded_timeline(trace: Trace, edges: Iterable = (), *, stages: bool | str 
         groups = _Groups(trace)
         show_stages = bool(stages)
         requests = [_request_span(r, groups, show_stages, markers) for r in trace.requests]
+        for r, rs in zip(trace.requests, requests):
+            if rs.slice.start_ns < 0 or rs.slice.end_ns >= TS_LIMIT:
+                _undrawable(r.source, "request", rs.slice.start_ns, rs.slice.end_ns)
         tools = _tool_items(trace, groups)
     # file names, sorted: the same files given in another order or from another directory give
     # the same bytes
@@ -324,6 +336,8 @@ def _tool_items(trace: Trace, groups: _Groups) -> list[ChainItem]:
             real_ids.add((chain, t.tool_call_id))
         start = stacks[key].pop() if stacks[key] else None
         s, e, synthetic = _tool_span(t, start)
+        if s < 0 or e >= TS_LIMIT:
+            _undrawable(t.source, "tool span", s, e)
         cls = t.tool_class or "unknown-tool"
         name = f"Tool error: {cls}" if t.event_type == "tool_error" else f"Tool: {cls}"
         items.append(ChainItem(groups.of(t.chain_id), chain,
