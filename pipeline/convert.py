@@ -7,7 +7,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from . import agentic
-from .dynamo_rows import tool_status
+from .dynamo_rows import tool_interval, tool_status
 from .errors import TraceError
 from .io import atomic_output
 from .model import Generation, Trace
@@ -78,14 +78,17 @@ def _counts(c: Counter) -> str:
 
 def tool_summary(trace: Trace) -> list[str]:
     """Dynamo's G2–G3b tool block (§4.1), when terminal tool rows were loaded."""
-    terminal = [t for t in trace.tools if t.terminal]
-    if not terminal:
+    # over the tool entries Dynamo loads (§4.2): a span that ends before it starts is skipped, and
+    # a missing duration_ms is end - start
+    spans = [(t, iv) for t in trace.tools if t.terminal and (iv := tool_interval(t)) is not None]
+    if not spans:
         return []
+    terminal = [t for t, _ in spans]
     word = "sessions" if any(t.generation is Generation.G3B for t in terminal) else "trajectories"
     chains = {t.chain_id for t in terminal}
     status = Counter(tool_status(t) if t.status != "" else t.event_type for t in terminal)
     classes = Counter(t.tool_class or "(unlabeled)" for t in terminal)
-    wall = sum(t.duration_ms for t in terminal if t.duration_ms is not None) / 1000.0
+    wall = sum(t.duration_ms if t.duration_ms is not None else e - s for t, (s, e) in spans) / 1000.0
     return ["", f"Tool events: {len(terminal)} spans across {len(chains)} {word}",
             f"  Status:    {_counts(status)}", f"  Class:     {_counts(classes)}", f"  Wall-time: {wall:.2f}s"]
 

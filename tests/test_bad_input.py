@@ -74,6 +74,19 @@ def test_negative_durations(tmp_path):
     assert "skipped 1 tool spans ending before they start" in r.stderr
 
 
+def test_tool_summary_counts_the_spans_dynamo_loads(tmp_path):
+    # §4.2: a span ending before it starts is not loaded, and a missing duration_ms is end - start;
+    # the §4.1 summary is over the loaded entries
+    back = tool("root", "c1", "bash", 1300, 1200, duration_ms=-100.0)
+    nodur = tool("root", "c2", "ls", 1100, 1250)
+    del nodur["tool"]["duration_ms"]
+    src = write_jsonl(tmp_path / "in.jsonl", [req("r1", "root", None, 1000, 1100, [11]), back, nodur])
+    r = cli("convert", str(src), "--mooncake", str(tmp_path / "o.jsonl"), "--agentic")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[2:] == ["", "Tool events: 1 spans across 1 sessions", "  Status:    succeeded=1",
+                                         "  Class:     ls=1", "  Wall-time: 0.15s"]
+
+
 def test_u64_hashes_above_2_63_are_exact(tmp_path):
     big = [2**64 - 1, 2**63 + 12345, 14879255164371896291]
     rec = req("r1", None, None, 1000, 1100, big)
