@@ -38,6 +38,24 @@ def lower(trace: Trace, *, agentic_rows: bool, fmt: str = "v1", rules: str = "g2
     return agentic.Derived(rows, [], bs, [])
 
 
+_FLAGS = {"plain": "without --agentic", "agentic v1": "with --agentic", "agentic v2": "with --format v2"}
+
+
+def _same_shape(trace: Trace, want: str) -> None:
+    """Mooncake input is written back in its own shape only: its rows lack what another shape
+    needs (plain rows have no edges, v2 rows no timestamps, v1 rows no play ids or models), so any
+    other output would be quietly wrong."""
+    if trace.mooncake_header is not None:
+        kind = "agentic v2"
+    elif any(r.prefix_reset is not None or r.wait_for or r.branches for r in trace.mooncake_rows):
+        kind = "agentic v1"
+    else:
+        kind = "plain"
+    if kind != want:
+        raise TraceError(f"error: the input is {kind} Mooncake, which converts only to itself ({_FLAGS[kind]}); "
+                         f"for {want} rows convert the Dynamo or WEKA trace it came from")
+
+
 def write_mooncake(trace: Trace, out: str, *, agentic_rows: bool, fmt: str = "v1", rules: str = "g2",
                    edges: bool = True) -> MooncakeResult:
     """Write (agentic) Mooncake JSONL to `out` atomically; returns the summary Dynamo prints.
@@ -45,6 +63,8 @@ def write_mooncake(trace: Trace, out: str, *, agentic_rows: bool, fmt: str = "v1
     `edges` False leaves `derived.edges` empty too (only Perfetto flows need them)."""
     if fmt == "v2":
         agentic_rows = True
+    if trace.mooncake_rows:
+        _same_shape(trace, "agentic v2" if fmt == "v2" else "agentic v1" if agentic_rows else "plain")
     if fmt == "v1" and agentic_rows and not trace.mooncake_rows:
         derived, fields = agentic.derive_lazy(trace, rules=rules, edges=edges)  # raises before the file opens
         with atomic_output(out) as f:
@@ -53,8 +73,6 @@ def write_mooncake(trace: Trace, out: str, *, agentic_rows: bool, fmt: str = "v1
     else:
         derived = lower(trace, agentic_rows=agentic_rows, fmt=fmt, rules=rules)
         to_json = {("v1", False): "to_plain", ("v1", True): "to_agentic_v1", ("v2", True): "to_agentic_v2"}[(fmt, agentic_rows)]
-        if trace.mooncake_rows and fmt == "v1" and agentic_rows and trace.mooncake_header is not None:
-            raise TraceError("error: the input is agentic Mooncake v2; write it with --format v2")
         with atomic_output(out) as f:
             if fmt == "v2" and derived.header is not None:
                 f.write(dumps(derived.header))
@@ -65,7 +83,8 @@ def write_mooncake(trace: Trace, out: str, *, agentic_rows: bool, fmt: str = "v1
     kind = "Agentic Mooncake" if agentic_rows else "Mooncake"
     res = MooncakeResult(out, n, agentic_rows, derived.block_size, derived)
     res.lines.append(f"Wrote {n} {kind} rows to {out}")
-    res.lines.append(f"Trace block size: {derived.block_size}")
+    if derived.block_size is not None:  # plain Mooncake input does not say
+        res.lines.append(f"Trace block size: {derived.block_size}")
     res.lines.extend(tool_summary(trace))
     return res
 

@@ -91,7 +91,16 @@ def _identity(gen: Generation, ctx: dict | None, src: Source):
     if parent is not None and not isinstance(parent, str):
         raise TraceError(f"{src}: field `agent_context.{parent_f}` must be a string")
     run = ctx.get(run_f) if run_f else None
+    if gen is Generation.G1 and isinstance(run, str) and run:
+        # program ids are per workflow (Dynamo's G1 converter, §4.3): scope them unless they are already
+        chain = _in_workflow(run, chain)
+        if parent:
+            parent = _in_workflow(run, parent)
     return chain, (parent or None), run, tuple(ctx.items())
+
+
+def _in_workflow(workflow: str, program: str) -> str:
+    return program if program == workflow or program.startswith(workflow + ":") else f"{workflow}:{program}"
 
 
 def _u64(v: object, src: Source, field: str) -> int:

@@ -30,6 +30,8 @@ class Generation(enum.Enum):
     @property
     def chain_word(self) -> str:
         """The noun Dynamo's messages use for a chain in this generation."""
+        if self is Generation.G1:
+            return "program"
         return "session" if self in (Generation.G3B, Generation.G3_FREE) else "trajectory"
 
 

@@ -40,7 +40,8 @@ def _loads(raw: bytes, src: Source):
             raise TraceError(f"{src}: invalid JSON: {e}") from None
         if bad:
             raise TraceError(f"{src}: invalid JSON: non-finite number `{bad[0]}` (Dynamo never writes NaN or Infinity)") from None
-        raise TraceError(f"{src}: invalid JSON: integer outside the u64 range") from None
+        raise TraceError(f"{src}: invalid JSON: a number outside the 64-bit range (an integer above 2^64-1 "
+                         f"or a float that overflows)") from None
 
 
 def _is_request_end(d: object) -> bool:
@@ -161,9 +162,9 @@ def _mooncake_line(d: dict, src: Source, trace: Trace, v2: bool) -> None:
         raise TraceError(f"{src}: field `timestamp` is not allowed in agentic Mooncake v2 rows")
     row = mooncake.row_from_json(d, str(src))
     i = len(trace.mooncake_rows)
+    # a row without an id keeps none (writing it back must not add one); its Request, which
+    # every other output needs to name, gets the row's position
     rid = row.request_id if row.request_id is not None else f"row-{i}"
-    if row.request_id is None:
-        row = _with_id(row, rid)
     ts = row.not_before_ms if row.not_before_ms is not None else (row.timestamp or 0.0)
     start = dynamo_rows.round_half_away(ts)
     bs = (trace.mooncake_header or {}).get("block_size")
@@ -172,12 +173,6 @@ def _mooncake_line(d: dict, src: Source, trace: Trace, v2: bool) -> None:
         request_id=rid, chain_id=row.session_id, parent_chain_id=None, start_ms=start, end_ms=start,
         output_tokens=row.output_length, block_size=bs, input_length=row.input_length,
         hashes=row.hash_ids, model=row.model, generation=Generation.MOONCAKE, source=src))
-
-
-def _with_id(row: mooncake.Row, rid: str) -> mooncake.Row:
-    from dataclasses import replace
-
-    return replace(row, request_id=rid)
 
 
 def _check_ids(trace: Trace) -> None:

@@ -148,6 +148,16 @@ def _chain_label(chain: str | None) -> str:
     return REQUEST_ONLY if chain is None else chain
 
 
+def _track_label(rec: Request | ToolEvent) -> str:
+    """The chain's track name: a G1 chain id is scoped by its workflow (§4.3), but its track sits
+    in the workflow's group already, so it shows the program id as recorded (as Dynamo's script)."""
+    if rec.generation is Generation.G1 and rec.chain_id is not None:
+        for k, v in rec.identity:
+            if k == "program_id" and isinstance(v, str) and v:
+                return v
+    return _chain_label(rec.chain_id)
+
+
 def _identity_args(identity: tuple, gen: Generation) -> list:
     fields = _ID_FIELDS.get(gen)
     if fields is None:  # WEKA, Mooncake, simulated: whatever the reader recorded, in order
@@ -261,7 +271,7 @@ def _request_span(r: Request, groups: _Groups, show_stages: bool, markers: bool)
     marks: tuple[Mark, ...] = ()
     if markers and plan.first_token is not None:
         marks = (Mark("first token", CAT_MARKER, t0 + plan.first_token, (("ttft_ms", r.ttft_ms),)),)
-    return RequestSpan(key=r.request_id, group=groups.of(r.chain_id), chain=_chain_label(r.chain_id),
+    return RequestSpan(key=r.request_id, group=groups.of(r.chain_id), chain=_track_label(r),
                        slice=req_slice, stages=tuple(stages), marks=marks, placements=_placements(r, t0, dur, plan, name))
 
 
@@ -340,11 +350,11 @@ def _tool_items(trace: Trace, groups: _Groups) -> list[ChainItem]:
             _undrawable(t.source, "tool span", s, e)
         cls = t.tool_class or "unknown-tool"
         name = f"Tool error: {cls}" if t.event_type == "tool_error" else f"Tool: {cls}"
-        items.append(ChainItem(groups.of(t.chain_id), chain,
+        items.append(ChainItem(groups.of(t.chain_id), _track_label(t),
                                slice=Slice(name, CAT_TOOL, s, e, _tool_args(t, _SYNTHETIC if synthetic else ()))))
     for key in sorted(stacks):
         for t in stacks[key]:  # a tool_start no terminal row closed
-            items.append(ChainItem(groups.of(t.chain_id), key[0], mark=Mark(
+            items.append(ChainItem(groups.of(t.chain_id), _track_label(t), mark=Mark(
                 f"Tool start: {t.tool_class or 'unknown-tool'}", CAT_TOOL_MARKER, ns(t.event_time_ms), _tool_args(t))))
     items.extend(_inferred_tools(trace, groups, real_ids))
     return items
@@ -385,6 +395,6 @@ def _inferred_tools(trace: Trace, groups: _Groups, real_ids: set[tuple[str, str]
                     if nxt is not None:
                         a.append(("overlapping_request_id", nxt.request_id))
                 name = f"Tool: {call.name or 'unknown-tool'}"
-                out.append(ChainItem(groups.of(r.chain_id), chain,
+                out.append(ChainItem(groups.of(r.chain_id), _track_label(r),
                                      slice=Slice(name, CAT_TOOL, start, end, tuple((k, v) for k, v in a if v is not None))))
     return out

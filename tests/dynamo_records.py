@@ -77,3 +77,21 @@ def write_jsonl(path: Path, records: list[dict], *, envelope: bool = False) -> P
 
 def read_jsonl(path: Path) -> list[dict]:
     return [orjson.loads(line) for line in Path(path).read_bytes().splitlines() if line.strip()]
+
+
+def read_lines(path: Path) -> list[bytes]:
+    """The output lines exactly as written (for byte comparisons)."""
+    return [line for line in Path(path).read_bytes().splitlines() if line.strip()]
+
+
+def assert_rows(lines: list[bytes], expected: list[dict]) -> None:
+    """Whole-row comparison with Dynamo's rows: the same rows in the same order, the same keys in
+    the same (Dynamo's) order, equal values with the same JSON spelling (`100.0`, never `100`), so
+    each line is byte-equal to the compact JSON of its expected row. (Lists are compared in order:
+    §10's hash-map order only affects a row that joins or spawns several child chains.)"""
+    rows = [orjson.loads(line) for line in lines]
+    assert len(rows) == len(expected), f"{len(rows)} rows, expected {len(expected)}: {rows}"
+    for i, (got, want) in enumerate(zip(rows, expected)):
+        assert list(got) == list(want), f"row {i}: keys {list(got)} != {list(want)}"
+        assert got == want, f"row {i}: {got} != {want}"
+        assert lines[i] == orjson.dumps(want), f"row {i}: {lines[i]} != {orjson.dumps(want)}"

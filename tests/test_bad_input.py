@@ -87,6 +87,28 @@ def test_tool_summary_counts_the_spans_dynamo_loads(tmp_path):
                                          "  Class:     ls=1", "  Wall-time: 0.15s"]
 
 
+def test_mooncake_input_converts_only_to_its_own_shape(tmp_path):
+    plain = tmp_path / "plain.jsonl"
+    plain.write_bytes(b'{"input_length":4,"output_length":5,"hash_ids":[0,1],"timestamp":0.0}\n')
+    out = tmp_path / "o.jsonl"
+    r = cli("convert", str(plain), "--mooncake", str(out))
+    assert r.returncode == 0 and out.read_bytes() == plain.read_bytes()  # no invented request_id
+    assert r.stdout.splitlines() == [f"Wrote 1 Mooncake rows to {out}"]  # no block size to report
+    r = cli("convert", str(plain), "--mooncake", str(out), "--agentic")
+    assert r.returncode == 2 and r.stderr.strip() == (
+        "error: the input is plain Mooncake, which converts only to itself (without --agentic); for agentic v1 "
+        "rows convert the Dynamo or WEKA trace it came from")
+    src = write_jsonl(tmp_path / "d.jsonl", [req("r1", "root", None, 1000, 1100, [11]),
+                                            req("r2", "root", None, 1200, 1300, [11, 22])])
+    v1 = tmp_path / "v1.jsonl"
+    assert cli("convert", str(src), "--mooncake", str(v1), "--agentic").returncode == 0
+    for args, want in ((["--format", "v2"], "agentic v2"), ([], "plain")):
+        r = cli("convert", str(v1), "--mooncake", str(out), *args)
+        assert r.returncode == 2 and f"the input is agentic v1 Mooncake, which converts only to itself (with --agentic); for {want} rows" in r.stderr
+    r = cli("convert", str(v1), "--mooncake", str(out), "--agentic")
+    assert r.returncode == 0 and out.read_bytes() == v1.read_bytes()
+
+
 def test_u64_hashes_above_2_63_are_exact(tmp_path):
     big = [2**64 - 1, 2**63 + 12345, 14879255164371896291]
     rec = req("r1", None, None, 1000, 1100, big)
@@ -152,8 +174,9 @@ def test_every_generation_reads_with_chain_and_parent(tmp_path, gen):
     trace = read_trace([str(write_jsonl(tmp_path / "g.jsonl", [req("c1", "kid", "root", 1200, 1300, [33], gen=gen),
                                                                  tool("kid", "t1", "ls", 1300, 1350, gen=gen)]))])
     (r,) = trace.requests
-    assert (r.chain_id, r.parent_chain_id, r.generation.value) == ("kid", "root", gen)
-    assert trace.tools[0].chain_id == "kid"
+    scoped = "run-1:" if gen == "G1" else ""  # G1 program ids are per workflow (§4.3)
+    assert (r.chain_id, r.parent_chain_id, r.generation.value) == (scoped + "kid", scoped + "root", gen)
+    assert trace.tools[0].chain_id == scoped + "kid"
 
 
 def test_perfetto_of_a_mixed_context_trace_draws_without_flows(tmp_path):
