@@ -328,8 +328,10 @@ def _check_acyclic(g: _Graph) -> None:
             if indeg[j] == 0:
                 stack.append(j)
     if seen != n:
-        left = [g.order[i].request_id for i in range(n) if indeg[i] > 0]
-        raise TraceError(f"error: agentic request dependencies contain a cycle (involving {', '.join(left[:6])}{' …' if len(left) > 6 else ''})")
+        stuck = [g.order[i] for i in range(n) if indeg[i] > 0]
+        left = [r.request_id for r in stuck]
+        raise TraceError(f"error: agentic request dependencies contain a cycle (involving {', '.join(left[:6])}"
+                         f"{' …' if len(left) > 6 else ''}; first at {stuck[0].source})")
 
 
 class _ChainTools:

@@ -28,24 +28,30 @@ def expand_inputs(inputs: list[str], patterns: tuple[str, ...] = ("*.jsonl", "*.
             seen.add(p)
             out.append(p)
 
+    def add_dir(path: str, arg: str) -> None:
+        found = False
+        for pat in patterns:
+            for p in sorted(glob.glob(os.path.join(glob.escape(path), pat))):
+                add(p)
+                found = True
+        if not found:
+            raise TraceError(f"error: no trace files ({', '.join(patterns)}) in directory: {arg}")
+
     for arg in inputs:
         path = os.path.expanduser(arg)
         if os.path.isdir(path):
-            found = False
-            for pat in patterns:
-                for p in sorted(glob.glob(os.path.join(glob.escape(path), pat))):
-                    add(p)
-                    found = True
-            if not found:
-                raise TraceError(f"error: no trace files ({', '.join(patterns)}) in directory: {arg}")
+            add_dir(path, arg)
         elif os.path.exists(path):
             add(path)
         elif glob.has_magic(path):
             matches = sorted(glob.glob(path))
             if not matches:
                 raise TraceError(f"error: no input files matched: {arg}")
-            for p in matches:
-                add(p)
+            for p in matches:  # a directory a pattern matched reads like one given by name
+                if os.path.isdir(p):
+                    add_dir(p, p)
+                else:
+                    add(p)
         else:
             raise TraceError(f"error: input path does not exist: {arg}")
     if not out:

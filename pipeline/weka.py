@@ -112,10 +112,15 @@ def _read_chain(entries: list, chain: str, parent: str | None, play: str, origin
             hashes.extend(base + _PRIVATE + private.next() for _ in range(-(-n_in // bs) - len(hashes)))
             trace.notes["weka calls with a partial last block (private hash label added)"] += 1
         ttft = e.get("ttft")
+        if ttft is not None and (isinstance(ttft, bool) or not isinstance(ttft, (int, float)) or not math.isfinite(ttft)):
+            raise TraceError(f"{src}: field `{path}.ttft` must be a finite number of seconds, got {ttft!r}")
+        model = e.get("model")
+        if model is not None and not isinstance(model, str):
+            raise TraceError(f"{src}: field `{path}.model` must be a string, got {model!r}")
         req = Request(
             request_id=rid, chain_id=chain, parent_chain_id=parent, start_ms=start, end_ms=end,
             output_tokens=n_out, block_size=bs, input_length=n_in,
-            hashes=tuple(hashes), model=e.get("model"), input_tokens=n_in,
+            hashes=tuple(hashes), model=model, input_tokens=n_in,
             ttft_ms=None if ttft is None else float(ttft) * 1000.0,
             total_time_ms=float(end - start), run_id=play,
             identity=(("play_id", play), ("agent_id", chain)) if parent else (("play_id", play),),

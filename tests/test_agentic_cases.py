@@ -245,7 +245,8 @@ A8 = [req("parent-1", "root", None, 1000, 1100, [11]), req("child-1", "child", "
 @pytest.mark.parametrize("mode", ["background", "blocking"])
 def test_a8_explicit_cycle(tmp_path, mode):
     recs = A8 + [tool("root", "agent-call", "Agent", 1100, 1200, **claude("parent-2", "parent-1", "child", mode))]
-    with pytest.raises(TraceError, match="agentic request dependencies contain a cycle"):
+    with pytest.raises(TraceError, match=r"agentic request dependencies contain a cycle \(involving .*; first at "
+                                          r".*in\.jsonl:\d+\)"):
         convert(tmp_path, recs, g3c=True)
     with pytest.raises(TraceError, match="agentic request dependencies contain a cycle"):
         convert(tmp_path, recs, fmt="v2")

@@ -109,6 +109,23 @@ def test_mooncake_input_converts_only_to_its_own_shape(tmp_path):
     assert r.returncode == 0 and out.read_bytes() == v1.read_bytes()
 
 
+def test_glob_matching_a_directory_reads_it(tmp_path):
+    (tmp_path / "shards" / "a").mkdir(parents=True)
+    write_jsonl(tmp_path / "shards" / "a" / "t.jsonl", [req("r1", None, None, 1000, 1100, [11])])
+    r = cli("convert", str(tmp_path / "shards" / "*"), "--mooncake", str(tmp_path / "o.jsonl"))
+    assert r.returncode == 0, r.stderr
+    assert len(read_jsonl(tmp_path / "o.jsonl")) == 1
+
+
+def test_weka_field_types_are_one_line_errors(tmp_path):
+    play = {"id": "p", "block_size": 64, "requests": [
+        {"t": 0, "type": "n", "in": 10, "out": 2, "hash_ids": [1], "model": "m", "api_time": 1.0, "ttft": "x"}]}
+    src = tmp_path / "trace_0001.json"
+    src.write_bytes(orjson.dumps(play))
+    r = cli("convert", str(src), "--mooncake", str(tmp_path / "o.jsonl"))
+    assert r.returncode == 2 and "field `requests[0].ttft` must be a finite number of seconds, got 'x'" in r.stderr
+
+
 def test_u64_hashes_above_2_63_are_exact(tmp_path):
     big = [2**64 - 1, 2**63 + 12345, 14879255164371896291]
     rec = req("r1", None, None, 1000, 1100, big)
