@@ -150,7 +150,7 @@ def _opt_float(d: dict, key: str, src: Source, nonfinite: list) -> float | None:
         raise TraceError(f"{src}: field `request.{key}` must be a number, got {v!r}")
     if not math.isfinite(v):
         # Dynamo's producer drops non-finite metrics before writing; do the same, and count it.
-        nonfinite.append(key)
+        nonfinite.append(f"non-finite request.{key} dropped")
         return None
     return float(v)
 
@@ -335,7 +335,7 @@ def parse_request(ev: dict, gen: Generation, src: Source, nonfinite: list, hash_
             tv = type(v)
             if tv is float:
                 if v - v != 0.0:  # NaN or +-Inf: Dynamo's producer drops these; count it
-                    nonfinite.append(k)
+                    nonfinite.append(f"non-finite request.{k} dropped")
                     v = None
             elif tv is int:
                 v = float(v)
@@ -343,6 +343,9 @@ def parse_request(ev: dict, gen: Generation, src: Source, nonfinite: list, hash_
                 v = _opt_float(req, k, src, nonfinite)
         metrics.append(v)
     prefill_wait, prefill, ttft, total, itl, kv_hit, kv_transfer = metrics
+    if ttft is not None and (ttft < 0.0 or (total is not None and ttft > total >= 0.0)):
+        # kept as recorded (Perfetto clamps the stages; replay compares no TTFT to it): counted
+        nonfinite.append("request.ttft_ms negative or beyond total_time_ms (kept as recorded, not compared)")
     et_ms = (et if type(et) is int else round_half_away(et)) if et is not None else None
     if total is not None:
         total_i = round_half_away(total) if total > 0.0 else 0

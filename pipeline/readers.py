@@ -59,7 +59,7 @@ def read_trace(inputs: list[str], *, subagents: str = "recorded", on_line: Calla
     seen: dict[str, Source] = {}
     plays = 0
     header_seen = False
-    nonfinite: list[str] = []
+    nonfinite: list[str] = []  # notes on values parse_request dropped or kept with a caveat
     texts = dynamo_rows.HashTexts()
     for path in paths:
         if distserve.is_distserve(path):  # DistServe alignment run (Python-literal first line)
@@ -146,8 +146,8 @@ def read_trace(inputs: list[str], *, subagents: str = "recorded", on_line: Calla
             else:
                 dynamo_rows.generation_of(schema, None, src)  # unknown schema is an error
                 trace.skipped[f"{et if isinstance(et, str) else 'untyped'} rows"] += 1
-    for key in nonfinite:
-        trace.notes[f"non-finite request.{key} dropped"] += 1
+    for note in nonfinite:  # odd values found while parsing, counted
+        trace.notes[note] += 1
     _check_ids(trace)
     return trace
 

@@ -49,7 +49,11 @@ def _ape(sim: float | None, rec: float | None) -> float | None:
 
 
 def recorded_times(r: Request, t0: int) -> dict:
-    return {"start_ms": float(r.start_ms - t0), "ttft_ms": r.ttft_ms, "e2e_ms": float(r.end_ms - r.start_ms)}
+    e2e = float(r.end_ms - r.start_ms)
+    ttft = r.ttft_ms
+    if ttft is not None and not 0.0 <= ttft <= e2e + 1.0:  # impossible (the reader counted it): unknown
+        ttft = None
+    return {"start_ms": float(r.start_ms - t0), "ttft_ms": ttft, "e2e_ms": e2e}
 
 
 def simulated_times(s: RequestRecord) -> dict:

@@ -260,3 +260,18 @@ def test_timing_table_alone_implies_table_and_decode_timing_note(tmp_path):
     assert res.exit_code == 0 and res.stderr == ""
     res = invoke(*common, "--max-sim-time-seconds", "0", "--report-json", str(tmp_path / "r.json"))
     assert res.exit_code == 0 and "Stopped at the simulated-time limit (0 s): 1 requests not completed" in res.stdout
+
+
+def test_impossible_recorded_ttft_is_counted_and_not_compared(tmp_path):
+    from trace_pipe.cli.replay_cmd import run
+
+    recs = [req("a", "s", None, 1000, 1100, [1], ttft_ms=-5.0), req("b", "s", None, 1200, 1300, [1, 2], ttft_ms=500.0),
+            req("c", "s", None, 1400, 1500, [1, 2], ttft_ms=20.0)]
+    src = write_jsonl(tmp_path / "t.jsonl", recs)
+    err = io.StringIO()
+    run([str(src)], trace_format="dynamo", compare_json=str(tmp_path / "c.json"),
+        report_json=str(tmp_path / "r.json"), out=io.StringIO(), err=err, progress=False)
+    assert "note: 2 request.ttft_ms negative or beyond total_time_ms (kept as recorded, not compared)" in err.getvalue()
+    cmp = json.loads((tmp_path / "c.json").read_text())
+    assert [r["recorded"]["ttft_ms"] for r in cmp["requests"]] == [None, None, 20.0]
+    assert cmp["summary"]["ttft_compared"] == 1
