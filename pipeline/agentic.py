@@ -645,13 +645,14 @@ def private_block_id(request_id: str, block_index: int, input_length: int) -> in
     return int.from_bytes(digest[:8], "little")
 
 
-def _play_of(chain: str, parent: dict[str, str], chains: dict, word: str) -> str:
+def _play_of(chain: str, parent: dict[str, str], chains: dict, word: str, src: object = None) -> str:
     seen = [chain]
     c = chain
     while c in parent:
         p = parent[c]
         if p not in chains:
-            raise TraceError(f"error: agent {word} {c} references unknown parent {word} {p}")
+            where = f"{src}: field `agent_context.parent_{word}_id`: " if src is not None else "error: "
+            raise TraceError(f"{where}agent {word} {c} references unknown parent {word} {p}")
         if p in seen:
             raise TraceError(f"error: agent {word} parent links contain a cycle: {' -> '.join(seen + [p])}")
         seen.append(p)
@@ -686,7 +687,7 @@ def derive_v2(trace: Trace) -> Derived:
                 deps.append(Dependency(d, "completion", float(max(0, r.start_ms - q.end_ms)), rel))
             edges.append(Edge(d, r.request_id, rel))
         rows.append(Row(
-            request_id=r.request_id, play_id=_play_of(chain, g.parent, g.chains, word), session_id=chain,
+            request_id=r.request_id, play_id=_play_of(chain, g.parent, g.chains, word, r.source), session_id=chain,
             model=r.model, input_length=r.input_length or 0, output_length=_require_output(r), hash_ids=tuple(ids),
             not_before_ms=float(r.start_ms - t0), dependencies=tuple(sorted(deps, key=Dependency.sort_key))))
     body = b"[" + b",".join(orjson.dumps(row.to_agentic_v2()) for row in rows) + b"]"

@@ -126,6 +126,14 @@ def test_weka_field_types_are_one_line_errors(tmp_path):
     assert r.returncode == 2 and "field `requests[0].ttft` must be a finite number of seconds, got 'x'" in r.stderr
 
 
+def test_v2_unknown_parent_names_the_record(tmp_path):
+    src = write_jsonl(tmp_path / "in.jsonl", [req("r1", "child", "ghost", 1000, 1100, [11], model="m")])
+    r = cli("convert", str(src), "--mooncake", str(tmp_path / "o.jsonl"), "--format", "v2")
+    assert r.returncode == 2 and r.stderr.strip() == (
+        f"error: {src}:1: field `agent_context.parent_session_id`: agent session child references unknown parent "
+        f"session ghost")
+
+
 def test_u64_hashes_above_2_63_are_exact(tmp_path):
     big = [2**64 - 1, 2**63 + 12345, 14879255164371896291]
     rec = req("r1", None, None, 1000, 1100, big)
