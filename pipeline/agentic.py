@@ -120,6 +120,10 @@ def plain_rows(trace: Trace, *, rules: str = "g2") -> tuple[list[Row], int | Non
         return list(trace.mooncake_rows), trace.block_size
     reqs = _requests(trace)
     if rules == "g3c" and any(r.chain_id is not None for r in reqs):
+        free = [r for r in reqs if r.chain_id is None]
+        if free:  # G3c detects the mode from the rows: a mix is neither
+            raise TraceError(f"{free[0].source}: field `agent_context`: Dynamo request trace cannot mix requests "
+                             f"with and without agent_context")
         raise TraceError("error: agentic request traces require --agentic")
     bs = check_block_size(reqs)
     reqs.sort(key=sort_key)
@@ -160,6 +164,11 @@ def _chain(r: Request) -> str:
 
 def _build(trace: Trace, rules: str) -> _Graph:
     reqs = _requests(trace)
+    if rules == "g3c":  # G3c's loader requires both on terminal tool rows (§4.2)
+        for t in trace.tools:
+            if t.terminal and (t.tool_call_id is None or t.tool_class is None):
+                k = "tool_call_id" if t.tool_call_id is None else "tool_class"
+                raise TraceError(f"{t.source}: field `tool.{k}`: missing field `{k}` (required by the G3c rules)")
     word = _word(reqs)
     free = [r for r in reqs if r.chain_id is None]
     if free:

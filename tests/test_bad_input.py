@@ -134,6 +134,22 @@ def test_v2_unknown_parent_names_the_record(tmp_path):
         f"session ghost")
 
 
+def test_g3c_rules_require_tool_ids_and_a_single_mode(tmp_path):
+    t = tool("root", "c1", "ls", 1150, 1250)
+    del t["tool"]["tool_class"]
+    src = write_jsonl(tmp_path / "in.jsonl", [req("r1", "root", None, 1000, 1100, [11]), t])
+    r = cli("convert", str(src), "--mooncake", str(tmp_path / "o.jsonl"), "--agentic", "--g3c-rules")
+    assert r.returncode == 2 and r.stderr.strip() == (
+        f"error: {src}:2: field `tool.tool_class`: missing field `tool_class` (required by the G3c rules)")
+    assert cli("convert", str(src), "--mooncake", str(tmp_path / "o.jsonl"), "--agentic").returncode == 0  # G2-G3b: fine
+    mixed = write_jsonl(tmp_path / "m.jsonl", [req("r1", "root", None, 1000, 1100, [11]),
+                                               req("r2", None, None, 1200, 1300, [11])])
+    r = cli("convert", str(mixed), "--mooncake", str(tmp_path / "o.jsonl"), "--g3c-rules")
+    assert r.returncode == 2 and r.stderr.strip() == (
+        f"error: {mixed}:2: field `agent_context`: Dynamo request trace cannot mix requests with and without "
+        f"agent_context")
+
+
 def test_u64_hashes_above_2_63_are_exact(tmp_path):
     big = [2**64 - 1, 2**63 + 12345, 14879255164371896291]
     rec = req("r1", None, None, 1000, 1100, big)
