@@ -440,15 +440,20 @@ def parse_tool(ev: dict, gen: Generation, src: Source) -> ToolEvent | None:
     out_bytes = g("output_bytes")
     if out_bytes is not None and (type(out_bytes) is not int or out_bytes < 0 or out_bytes > U64_MAX):
         out_bytes = _u64(out_bytes, src, "tool.output_bytes")
-    call_id, tool_class, status, name_hash, error_type = (
-        _opt_str(g(k), src, f"tool.{k}") for k in ("tool_call_id", "tool_class", "status", "tool_name_hash", "error_type"))
+    strs = (g("tool_call_id"), g("tool_class"), g("status"), g("tool_name_hash"), g("error_type"), ev.get("event_source"))
+    if not set(map(type, strs)) <= _STR_OR_NONE:  # one C-level test; the slow path names the field
+        for k, v in zip(_TOOL_STR_KEYS, strs):
+            _opt_str(v, src, k)
+    call_id, tool_class, status, name_hash, error_type, source = strs
     return ToolEvent(  # positional, as Request above
         ev["event_type"], chain, parent, call_id, tool_class, et, started, ended, dur,
-        status, out_tokens, out_bytes, name_hash, error_type, claude,
-        _opt_str(ev.get("event_source"), src, "event_source"), run, identity, gen, src)
+        status, out_tokens, out_bytes, name_hash, error_type, claude, source, run, identity, gen, src)
 
 
 _CLAUDE_KEYS = ("source_request_id", "consumer_request_id", "child_session_id", "execution_mode")
+_TOOL_STR_KEYS = ("tool.tool_call_id", "tool.tool_class", "tool.status", "tool.tool_name_hash", "tool.error_type",
+                  "event_source")
+_STR_OR_NONE = frozenset((str, type(None)))
 
 
 def _opt_str(v: object, src: Source, field: str) -> str | None:
