@@ -20,6 +20,7 @@ from typing import Iterator
 import blake3
 import orjson
 
+from . import completion
 from .dynamo_rows import common_prefix, tool_interval, tool_status
 from .errors import TraceError
 from .model import Generation, Request, ToolEvent, Trace
@@ -128,6 +129,11 @@ def plain_rows(trace: Trace, *, rules: str = "g2") -> tuple[list[Row], int | Non
     bs = check_block_size(reqs)
     reqs.sort(key=sort_key)
     t0 = reqs[0].start_ms
+    given = completion.token_ids(reqs, bs) if rules == "g3c" else None
+    if given is not None:
+        return [Row(input_length=r.input_length or 0, output_length=_require_output(r), hash_ids=ids,
+                    output_token_ids=tuple(out) if out is not None else None, timestamp=float(r.start_ms - t0))
+                for r, (ids, out) in zip(reqs, given)], bs
     mapper = HashMapper()
     rows = [Row(input_length=r.input_length or 0, output_length=_require_output(r), hash_ids=mapper.map(r.hashes, r.chain_id),
                 timestamp=float(r.start_ms - t0)) for r in reqs]
@@ -435,10 +441,11 @@ def derive(trace: Trace, *, rules: str = "g2") -> Derived:
     rows: list[Row] = []
     add = rows.append
     derived, fields = _derive_v1(trace, rules, True, False)
-    for (r, chain, ids, ts, delay, kind, deps, branches, reset, tool_wait, spans) in fields:
+    for (r, chain, ids, ts, delay, kind, deps, branches, reset, tool_wait, spans, out_ids) in fields:
         add(Row(
             request_id=r.request_id, session_id=chain, input_length=r.input_length or 0,
             output_length=_require_output(r), hash_ids=ids, timestamp=ts, delay=delay, request_kind=kind,
+            output_token_ids=tuple(out_ids) if out_ids is not None else None,
             wait_for=tuple(deps), branches=tuple(branches), prefix_reset=reset,
             tool_wait_ms=float(tool_wait) if tool_wait else None, tool_events=tuple(_tool_span(s) for s in spans)))
     derived.rows = rows
@@ -465,11 +472,15 @@ def write_v1(fields: Iterator[tuple], write) -> None:
     nl = orjson.OPT_APPEND_NEWLINE
     batch: list[bytes] = []
     add = batch.append
-    for (r, chain, ids, ts, delay, kind, deps, branches, reset, tool_wait, spans) in fields:
+    for (r, chain, ids, ts, delay, kind, deps, branches, reset, tool_wait, spans, out_ids) in fields:
         # Key order and omissions of `Row.to_agentic_v1` for the fields `derive` sets (a test
         # checks the two against each other); lists serialize as the tuples the Row would hold.
         d = {"request_id": r.request_id, "session_id": chain, "input_length": r.input_length or 0,
-             "output_length": r.output_tokens, "hash_ids": fragment(ids) if type(ids) is bytes else ids, "timestamp": ts}
+             "output_length": r.output_tokens}
+        if out_ids is not None:
+            d["output_token_ids"] = out_ids
+        d["hash_ids"] = fragment(ids) if type(ids) is bytes else ids
+        d["timestamp"] = ts
         if delay is not None:
             d["delay"] = delay
         if kind is not None:
@@ -532,14 +543,16 @@ def _derive_v1(trace: Trace, rules: str, want_edges: bool, text_ids: bool) -> tu
         if r.output_tokens is None:
             _require_output(r)
     derived = Derived([], [], bs, g.order, tool_spans=n_tools, notes=g.notes)
-    return derived, _v1_fields(g, rules, tools, derived, want_edges, text_ids)
+    given = completion.token_ids(g.order, bs) if rules == "g3c" else None  # checks them, before any row
+    return derived, _v1_fields(g, rules, tools, derived, want_edges, text_ids, given)
 
 
 def _v1_fields(g: _Graph, rules: str, tools: dict, derived: Derived, want_edges: bool,
-               text_ids: bool) -> Iterator[tuple]:
+               text_ids: bool, given: list | None = None) -> Iterator[tuple]:
     """Per row, in output order: (request, chain, hash ids, timestamp, delay, request_kind,
-    wait_for, branches, prefix_reset, tool_wait, tool spans). Edges go to `derived.edges`. The
-    hash ids are a list, or with `text_ids` their JSON array (see `_ids_text`)."""
+    wait_for, branches, prefix_reset, tool_wait, tool spans, output_token_ids or None). Edges go
+    to `derived.edges`. The hash ids are a list, or with `text_ids` their JSON array (see
+    `_ids_text`); `given`: both id lists per row, from completion hashes (`completion.token_ids`)."""
     order = g.order
     index = g.index
     ends = [r.end_ms for r in order]
@@ -581,7 +594,10 @@ def _v1_fields(g: _Graph, rules: str, tools: dict, derived: Derived, want_edges:
                     edges.append(Edge(d, rid, rel))
         hashes = r.hashes
         prev = last.get(chain)
-        if text_ids:
+        out_ids = None
+        if given is not None:
+            ids, out_ids = given[i]
+        elif text_ids:
             ids = _ids_text(prev, hashes, ids_of)
         elif prev is not None:
             k = common_prefix(prev[0], hashes)
@@ -591,7 +607,8 @@ def _v1_fields(g: _Graph, rules: str, tools: dict, derived: Derived, want_edges:
         else:
             ids = list(map(ids_of, hashes))
         last[chain] = (hashes, ids)
-        yield (r, chain, ids, float(start - t0), delay, g.kind[i], deps, g.branches[i], i in first, tool_wait, spans)
+        yield (r, chain, ids, float(start - t0), delay, g.kind[i], deps, g.branches[i], i in first, tool_wait, spans,
+               out_ids)
     derived.attached_tools = len(attached)
 
 
