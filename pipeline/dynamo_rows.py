@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from array import array
+from collections import Counter
 from dataclasses import fields
 
 import orjson
@@ -142,7 +143,7 @@ def _worker(w: object, src: Source) -> Worker | None:
     return found
 
 
-def _opt_float(d: dict, key: str, src: Source, nonfinite: list) -> float | None:
+def _opt_float(d: dict, key: str, src: Source, notes: Counter) -> float | None:
     v = d.get(key)
     if v is None:
         return None
@@ -150,7 +151,7 @@ def _opt_float(d: dict, key: str, src: Source, nonfinite: list) -> float | None:
         raise TraceError(f"{src}: field `request.{key}` must be a number, got {v!r}")
     if not math.isfinite(v):
         # Dynamo's producer drops non-finite metrics before writing; do the same, and count it.
-        nonfinite.append(f"non-finite request.{key} dropped")
+        notes[f"non-finite request.{key} dropped"] += 1
         return None
     return float(v)
 
@@ -266,7 +267,7 @@ def common_prefix(a, b) -> int:
     return lo
 
 
-def parse_request(ev: dict, gen: Generation, src: Source, nonfinite: list, hash_text: bytes | None = None,
+def parse_request(ev: dict, gen: Generation, src: Source, notes: Counter, hash_text: bytes | None = None,
                   texts: HashTexts | None = None) -> Request:
     """A `request_end` record to a Request, with Dynamo's loader checks and time rules (§4.2).
     Hashes are kept as array('Q'): 8 bytes each, exact u64, and compared by memcmp later. With
@@ -335,17 +336,17 @@ def parse_request(ev: dict, gen: Generation, src: Source, nonfinite: list, hash_
             tv = type(v)
             if tv is float:
                 if v - v != 0.0:  # NaN or +-Inf: Dynamo's producer drops these; count it
-                    nonfinite.append(f"non-finite request.{k} dropped")
+                    notes[f"non-finite request.{k} dropped"] += 1
                     v = None
             elif tv is int:
                 v = float(v)
             else:
-                v = _opt_float(req, k, src, nonfinite)
+                v = _opt_float(req, k, src, notes)
         metrics.append(v)
     prefill_wait, prefill, ttft, total, itl, kv_hit, kv_transfer = metrics
     if ttft is not None and (ttft < 0.0 or (total is not None and ttft > total >= 0.0)):
         # kept as recorded (Perfetto clamps the stages; replay compares no TTFT to it): counted
-        nonfinite.append("request.ttft_ms negative or beyond total_time_ms (kept as recorded, not compared)")
+        notes["request.ttft_ms negative or beyond total_time_ms (kept as recorded, not compared)"] += 1
     et_ms = (et if type(et) is int else round_half_away(et)) if et is not None else None
     if total is not None:
         total_i = round_half_away(total) if total > 0.0 else 0

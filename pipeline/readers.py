@@ -59,7 +59,6 @@ def read_trace(inputs: list[str], *, subagents: str = "recorded", on_line: Calla
     seen: dict[str, Source] = {}
     plays = 0
     header_seen = False
-    nonfinite: list[str] = []  # notes on values parse_request dropped or kept with a caveat
     texts = dynamo_rows.HashTexts()
     for path in paths:
         if distserve.is_distserve(path):  # DistServe alignment run (Python-literal first line)
@@ -125,10 +124,10 @@ def read_trace(inputs: list[str], *, subagents: str = "recorded", on_line: Calla
             if et == "request_end":
                 gen = dynamo_rows.generation_of(schema, d.get("agent_context"), src)
                 try:
-                    req = dynamo_rows.parse_request(d, gen, src, nonfinite, cut and cut[1], texts)
+                    req = dynamo_rows.parse_request(d, gen, src, trace.notes, cut and cut[1], texts)
                 except dynamo_rows.Reparse:
                     d = _loads(raw, src)
-                    req = dynamo_rows.parse_request(d.get("event", d), gen, src, nonfinite)
+                    req = dynamo_rows.parse_request(d.get("event", d), gen, src, trace.notes)
                 prev = seen.get(req.request_id)
                 if prev is not None:
                     raise TraceError(f"invalid request_end at {src}: field `request.request_id`: duplicate request_id {req.request_id} (first at {prev})")
@@ -146,8 +145,6 @@ def read_trace(inputs: list[str], *, subagents: str = "recorded", on_line: Calla
             else:
                 dynamo_rows.generation_of(schema, None, src)  # unknown schema is an error
                 trace.skipped[f"{et if isinstance(et, str) else 'untyped'} rows"] += 1
-    for note in nonfinite:  # odd values found while parsing, counted
-        trace.notes[note] += 1
     _check_ids(trace)
     return trace
 

@@ -26,6 +26,7 @@ Then tool items, worker slices and counter samples, each track in time order.
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -229,15 +230,14 @@ class Layout:
         # ranks: the first timeline's for the names it has (so a later timeline missing some, a
         # replay that stopped early, still lines up), new names after them and after `workers`
         n_first = len(g_rank)
-        new_groups = [g for g in groups if g not in g_rank]
+        new_group_rank = itertools.count(n_first + 2)  # groups and chains come sorted known-first
         for g in groups:
-            gu = tree.add(root, g, rank=g_rank[g] + 1 if g in g_rank else n_first + 2 + new_groups.index(g),
+            gu = tree.add(root, g, rank=g_rank[g] + 1 if g in g_rank else next(new_group_rank),
                           child_ordering=ORDER_EXPLICIT)
-            known = self._sizes.get(g, 0)
-            new_chains = [c for c in chains_of[g] if (g, c) not in c_rank]
+            new_chain_pos = itertools.count(self._sizes.get(g, 0))
             for c in chains_of[g]:
-                ci = c_rank[(g, c)] if (g, c) in c_rank else known + new_chains.index(c)
                 key = (g, c)
+                ci = c_rank[key] if key in c_rank else next(new_chain_pos)
                 if key in req_lanes:
                     chain_req_tracks[key] = tree.lanes(gu, c, req_lanes[key], 3 * ci)
                     if tl.separate_stages:
