@@ -350,22 +350,25 @@ def _check_acyclic(g: _Graph) -> None:
 
 
 class _ChainTools:
-    """Terminal tool spans of one chain, sorted by (start, end), for overlap queries. The few
-    longest spans (user pauses of hours) are checked on every query; the rest are found by a
-    bisect on start bounded by their longest duration, so a query costs what it returns."""
+    """Terminal tool spans of one chain, sorted by (start, end), for overlap queries. `reach[i]`
+    is the latest end among the first i+1 spans, so a bisect on it skips every span that ends
+    before the query. A span still running past the starts of the next LONG spans (a user pause
+    of hours, a background tool) would keep the reach high over all of them: those few are kept
+    aside and checked on every query, so a query costs about what it returns."""
 
-    __slots__ = ("spans", "starts", "long", "max_short", "by_end", "ends")
-    LONG = 8
+    __slots__ = ("spans", "starts", "reach", "long", "by_end", "ends")
+    LONG = 4
 
     def __init__(self, spans: list[tuple[int, int, ToolEvent]]) -> None:
-        spans.sort(key=lambda s: (s[0], s[1]))
-        by_len = sorted(range(len(spans)), key=lambda i: spans[i][1] - spans[i][0], reverse=True)
-        long_idx = set(by_len[:self.LONG])
+        spans.sort(key=_START_END)
+        k = self.LONG
+        starts = [s[0] for s in spans]
+        long_idx = {i for i in range(len(spans) - k) if spans[i][1] > starts[i + k]}
         self.long = [spans[i] for i in sorted(long_idx)]
-        short = [s for i, s in enumerate(spans) if i not in long_idx]
-        self.max_short = max((s[1] - s[0] for s in short), default=0)
+        short = [s for i, s in enumerate(spans) if i not in long_idx] if long_idx else spans
         self.spans = short
         self.starts = [s[0] for s in short]
+        self.reach = list(itertools.accumulate((s[1] for s in short), max))
         self.by_end = sorted(spans, key=lambda s: (s[1], s[0]))
         self.ends = [s[1] for s in self.by_end]
 
@@ -373,10 +376,10 @@ class _ChainTools:
         """Spans with positive overlap with [lo, hi], in (start, end) order."""
         if hi <= lo:
             return []
-        a = bisect.bisect_right(self.starts, lo - self.max_short)
-        b = bisect.bisect_left(self.starts, hi)
+        a = bisect.bisect_right(self.reach, lo)
+        b = bisect.bisect_left(self.starts, hi, a)
         # positive overlap: start < hi (the bisect, for the short ones), end > lo, end > start
-        found = [s for s in self.spans[a:b] if s[1] > lo and s[1] > s[0]]
+        found = [s for s in self.spans[a:b] if s[1] > lo and s[1] > s[0]] if a < b else []
         if self.long:
             found += [s for s in self.long if s[0] < hi and s[1] > lo and s[1] > s[0]]
         if len(found) > 1:
