@@ -520,14 +520,17 @@ def _ids_text(prev: tuple | None, hashes, ids_of) -> bytes:
     if k == 0:
         return orjson.dumps(list(map(ids_of, hashes)))
     if k == lp:
-        base = ptext[:-1]  # "[a,b,c"
+        cut = len(ptext) - 1  # "[a,b,c"
     elif k == lp - 1:
-        base = ptext[:ptext.rfind(b",")]  # the usual other case: only the last (partial) block differs
+        cut = ptext.rfind(b",")  # the usual other case: only the last (partial) block differs
     else:
-        base = orjson.dumps(orjson.loads(ptext)[:k])[:-1]
+        ptext = orjson.dumps(orjson.loads(ptext)[:k])
+        cut = len(ptext) - 1
+    # one copy of the ~3 KB prefix (slicing and `+` copied it three times)
     if k == n:
-        return base + b"]"
-    return base + b"," + orjson.dumps(list(map(ids_of, hashes[k:])))[1:]
+        return b"".join((memoryview(ptext)[:cut], b"]"))
+    tail = orjson.dumps(list(map(ids_of, hashes[k:])))
+    return b"".join((memoryview(ptext)[:cut], b",", memoryview(tail)[1:]))
 
 
 def _tool_json(s: tuple[int, int, ToolEvent]) -> dict:
