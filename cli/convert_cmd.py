@@ -11,7 +11,7 @@ import typer
 from trace_pipe.pipeline import agentic, convert, readers
 from trace_pipe.pipeline.errors import TraceError
 from trace_pipe.pipeline.gcpause import gc_paused
-from trace_pipe.pipeline.io import check_outputs
+from trace_pipe.pipeline.io import check_outputs, output_group
 
 from .common import Progress, user_errors
 
@@ -23,12 +23,15 @@ def run_convert(inputs: list[str], *, mooncake: str | None = None, agentic_rows:
     if not (mooncake or perfetto or chrome_json):
         raise TraceError("error: nothing to write: give --mooncake, --perfetto and/or --chrome-json")
     check_outputs([("--mooncake", mooncake), ("--perfetto", perfetto), ("--chrome-json", chrome_json)], inputs)
-    with gc_paused():
+    lines: list[str] = []  # said once every output is in place: a failed run wrote nothing
+    with gc_paused(), output_group():
         _convert(inputs, mooncake, agentic_rows, fmt, "g3c" if g3c_rules else "g2", weka_subagents, perfetto,
-                 chrome_json, out, err)
+                 chrome_json, lines, err)
+    for line in lines:
+        print(line, file=out)
 
 
-def _convert(inputs, mooncake, agentic_rows, fmt, rules, weka_subagents, perfetto, chrome_json, out, err) -> None:
+def _convert(inputs, mooncake, agentic_rows, fmt, rules, weka_subagents, perfetto, chrome_json, lines, err) -> None:
     bar = Progress(None, "reading")
     trace = readers.read_trace(inputs, subagents=weka_subagents, on_line=bar.update if bar.enabled else None)
     bar.close()
@@ -37,8 +40,7 @@ def _convert(inputs, mooncake, agentic_rows, fmt, rules, weka_subagents, perfett
         res = convert.write_mooncake(trace, mooncake, agentic_rows=agentic_rows, fmt=fmt, rules=rules,
                                      edges=bool(perfetto or chrome_json))
         derived = res.derived if res.agentic else None
-        for line in res.lines:
-            print(line, file=out)
+        lines.extend(res.lines)
     if perfetto or chrome_json:
         if not trace.requests and not trace.tools:
             raise TraceError("error: nothing to draw: the input has no LLM requests and no tool rows")
@@ -49,10 +51,10 @@ def _convert(inputs, mooncake, agentic_rows, fmt, rules, weka_subagents, perfett
         edges = derived.edges if derived is not None else []
         if perfetto:
             stats = proto.write_perfetto(trace, edges, perfetto)
-            print(f"Wrote {stats.summary()} to {perfetto}", file=out)
+            lines.append(f"Wrote {stats.summary()} to {perfetto}")
         if chrome_json:
             stats = proto.write_chrome_json(trace, edges, chrome_json)
-            print(f"Wrote {stats.summary()} to {chrome_json}", file=out)
+            lines.append(f"Wrote {stats.summary()} to {chrome_json}")
     for line in convert.report_lines(trace, derived):
         print(line, file=err)
 

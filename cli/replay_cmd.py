@@ -16,7 +16,7 @@ import typer
 
 from trace_pipe.pipeline import convert
 from trace_pipe.pipeline.errors import TraceError
-from trace_pipe.pipeline.io import atomic_output, check_outputs
+from trace_pipe.pipeline.io import atomic_output, check_outputs, output_group
 from trace_pipe.pipeline.replay_input import FORMATS, ReplayInput, load_input
 from trace_pipe.sim import fit, report
 from trace_pipe.sim.config import EngineArgs, RouterConfig
@@ -172,17 +172,18 @@ def run(paths: list[str], *, trace_format: str = "mooncake", num_workers: int = 
     target = Path(report_json)
     if target.is_dir():
         target = target / time.strftime("trace_pipe_replay_report_%Y%m%d_%H%M%S.json")
-    with atomic_output(target) as f:
-        f.write(json.dumps(rep, indent=2, sort_keys=True).encode() + b"\n")
-    if report_jsonl:
-        with atomic_output(report_jsonl) as f:
-            for row in report.jsonl_rows(res):
-                f.write(orjson.dumps(row) + b"\n")
-    if compare_json:
-        with atomic_output(compare_json) as f:
-            f.write(orjson.dumps(cmp, option=orjson.OPT_INDENT_2) + b"\n")
-    if perfetto:
-        _write_perfetto(perfetto, inp, res, cmp, tm, opts, out)
+    with output_group():  # all or none of the outputs
+        with atomic_output(target) as f:
+            f.write(json.dumps(rep, indent=2, sort_keys=True).encode() + b"\n")
+        if report_jsonl:
+            with atomic_output(report_jsonl) as f:
+                for row in report.jsonl_rows(res):
+                    f.write(orjson.dumps(row) + b"\n")
+        if compare_json:
+            with atomic_output(compare_json) as f:
+                f.write(orjson.dumps(cmp, option=orjson.OPT_INDENT_2) + b"\n")
+        if perfetto:
+            _write_perfetto(perfetto, inp, res, cmp, tm, opts, out)
     print(report.table(rep), file=out)
     if cmp is not None:
         from trace_pipe.sim.compare import table

@@ -160,8 +160,12 @@ def _hashes(v: object, src: Source, field: str):
     if not isinstance(v, list):
         raise TraceError(f"{src}: field `{field}` must be a list of u64 integers")
     try:
-        # array('Q') keeps u64 exactly in 8 bytes each and rejects negatives, > 2^64-1 and floats
-        return array("Q", v)
+        # array('Q') keeps u64 exactly in 8 bytes each and rejects negatives, > 2^64-1 and floats,
+        # but takes true/false as 1/0: look for those only where a 0 or 1 came out
+        arr = array("Q", v)
+        if (0 in arr or 1 in arr) and bool in set(map(type, v)):
+            raise TypeError
+        return arr
     except (TypeError, OverflowError):
         # JSON integers beyond u64 arrive as floats from orjson: say so rather than print a rounded float
         bad = next(h for h in v if isinstance(h, bool) or not isinstance(h, int) or not 0 <= h <= U64_MAX)
@@ -226,6 +230,8 @@ class HashTexts:
                 if c > len(text):
                     arr = parr  # the same list: share it (rows never mutate their hashes)
                 else:
+                    if _has_bool(text, c):
+                        raise Reparse
                     try:
                         tail = orjson.loads(b"[" + text[c:] + b"]")
                         if not tail:  # "[1,]": a comma with nothing after it
@@ -236,6 +242,8 @@ class HashTexts:
                     except (orjson.JSONDecodeError, TypeError, OverflowError):
                         raise Reparse from None
         if arr is None:
+            if _has_bool(text, 0):
+                raise Reparse
             try:
                 arr = array("Q", orjson.loads(b"[" + text + b"]"))
             except (orjson.JSONDecodeError, TypeError, OverflowError):
@@ -245,6 +253,11 @@ class HashTexts:
             last.clear()
         last[chain] = (text, arr)
         return arr
+
+
+def _has_bool(text: bytes, start: int) -> bool:
+    """A `true` or `false` in a hash list's text from `start` (array('Q') would take it as 1 or 0)."""
+    return text.find(b"t", start) >= 0 or text.find(b"f", start) >= 0
 
 
 def common_prefix(a, b) -> int:

@@ -174,11 +174,48 @@ def atomic_output(path: str | os.PathLike, *, gz: bool | None = None) -> Iterato
                 os.chmod(tmp, target.stat().st_mode & 0o7777)
         else:
             os.chmod(tmp, 0o644 & ~_umask())
-        os.replace(tmp, target)
+        if _group is not None:
+            _group.append((tmp, target))  # renamed when the group ends (`output_group`)
+        else:
+            os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+_group: list[tuple[str, Path]] | None = None
+
+
+def size_written(f: IO[bytes]) -> int:
+    """Bytes written so far to an `atomic_output` stream (0 for a pipe or device). Inside an
+    `output_group` the target does not exist yet, so its size cannot be read from the path."""
+    f.flush()
+    try:
+        return f.tell()
+    except OSError:
+        return 0
+
+
+@contextlib.contextmanager
+def output_group() -> Iterator[None]:
+    """The outputs of one command land together: inside the group each `atomic_output` keeps
+    its finished temp file, renamed over its target only when the whole group succeeds, so a
+    run that fails at its third output leaves none of them (not the first two, written)."""
+    global _group
+    outer, _group = _group, []
+    done = False
+    try:
+        yield
+        for tmp, target in _group:
+            os.replace(tmp, target)
+        done = True
+    finally:
+        if not done:
+            for tmp, _target in _group:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+        _group = outer
 
 
 def _umask() -> int:

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import orjson
 
-from trace_pipe.pipeline.io import atomic_output
+from trace_pipe.pipeline.io import atomic_output, size_written
 
 from .layout import Block, Instant, Layout, Sample
 from .spans import Timeline
@@ -159,8 +159,9 @@ def write_timelines_json(timelines: Sequence[Timeline], out_path: str | os.PathL
         sink.flush()
         if z is not None:
             z.close()
+        size = size_written(raw)
     st = layout.stats
-    return WriteStats(path=str(out_path), format="chrome-json", bytes=os.path.getsize(out_path), raw_bytes=sink.raw,
+    return WriteStats(path=str(out_path), format="chrome-json", bytes=size, raw_bytes=sink.raw,
                       packets=n_events, tracks=len(layout.tracks), slices=slices, instants=instants,
                       counter_samples=samples, flows=st.flows, edges=st.links, requests=st.requests,
                       tool_items=st.tool_items, edges_not_drawn=dict(st.links_skipped))

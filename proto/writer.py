@@ -12,7 +12,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from trace_pipe.pipeline.io import atomic_output
+from trace_pipe.pipeline.io import atomic_output, size_written
 
 from .layout import Block, Layout, Series
 from .packets import Encoder, attributes_packet, clock_packet, descriptor_packet
@@ -132,10 +132,11 @@ def write_timelines(timelines: Sequence[Timeline], out_path: str | os.PathLike, 
         flush()
         if z is not None:
             z.close()
+        size = size_written(raw)
     packets = 3 + len(layout.tracks) + 2 * enc.slices + enc.instants + enc.samples
     slices, instants, samples = enc.slices, enc.instants, enc.samples
     st = layout.stats
-    return WriteStats(path=str(out_path), format="perfetto", bytes=os.path.getsize(out_path), raw_bytes=sink.raw,
+    return WriteStats(path=str(out_path), format="perfetto", bytes=size, raw_bytes=sink.raw,
                       packets=packets, tracks=len(layout.tracks), slices=slices, instants=instants,
                       counter_samples=samples, flows=st.flows, edges=st.links, requests=st.requests,
                       tool_items=st.tool_items, edges_not_drawn=dict(st.links_skipped))

@@ -529,6 +529,26 @@ def test_c1_atomic_output(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "out.jsonl"]
 
 
+def test_c1_outputs_land_together(tmp_path):
+    # the Mooncake rows are fine, the Perfetto trace is not (a time it cannot draw): neither file
+    # appears, an older Mooncake file stays, and no "Wrote" line claims otherwise
+    bad = req("r2", "root", None, 1200, 1300, [11])
+    bad["request"]["total_time_ms"] = 1e300
+    inp = tmp_path / "in.jsonl"
+    write_jsonl(inp, [req("r1", "root", None, 1000, 1100, [11]), bad])
+    (tmp_path / "rows.jsonl").write_text("previous content\n")
+    out = io.StringIO()
+    with pytest.raises(TraceError, match="Perfetto"):
+        run_convert([str(inp)], mooncake=str(tmp_path / "rows.jsonl"), agentic_rows=True,
+                    perfetto=str(tmp_path / "t.pftrace"), out=out, err=io.StringIO())
+    assert (tmp_path / "rows.jsonl").read_text() == "previous content\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "rows.jsonl"]
+    assert out.getvalue() == ""
+    run_convert([str(inp)], mooncake=str(tmp_path / "rows.jsonl"), agentic_rows=True,
+                out=out, err=io.StringIO())  # the rows alone convert
+    assert out.getvalue().startswith("Wrote 2 Agentic Mooncake rows to ")
+
+
 def test_c1_outputs_to_pipes_and_devices_are_written_in_place(tmp_path):
     import os
     import stat

@@ -164,6 +164,26 @@ def test_u64_hashes_above_2_63_are_exact(tmp_path):
     assert r.returncode == 2 and "over.jsonl:1: field `request.replay.input_sequence_hashes` holds an integer above 2^64-1, not a u64 integer" in r.stderr
 
 
+@pytest.mark.parametrize("hashes", [[11, True], [False, True], [True]])
+@pytest.mark.parametrize("key", ["input_sequence_hashes", "completion_sequence_hashes"])
+def test_booleans_are_not_hashes(tmp_path, hashes, key):
+    # JSON true/false would pass as 1/0 into a u64 array; Dynamo's u64 type rejects them. The
+    # second row takes the prefix shortcut (its chain's last list is known), the first does not.
+    first = req("r1", "root", None, 1000, 1100, [11, 12])
+    bad = req("r2", "root", None, 1200, 1300, [11, 12])
+    bad["request"]["replay"][key] = hashes
+    if key == "input_sequence_hashes":
+        bad["request"]["replay"]["input_length"] = 2 * len(hashes)
+    for name, recs in (("second", [first, bad]), ("first", [bad])):
+        src = write_jsonl(tmp_path / f"{name}.jsonl", recs)
+        r = cli("convert", str(src), "--mooncake", str(tmp_path / "o.jsonl"), "--agentic")
+        line = len(recs)
+        assert r.returncode == 2 and r.stderr.strip() == (
+            f"error: {src}:{line}: field `request.replay.{key}` holds {next(h for h in hashes if type(h) is bool)}, "
+            f"not a u64 integer (0 to 2^64-1)")
+        assert not (tmp_path / "o.jsonl").exists()
+
+
 def test_missing_input_and_non_objects(tmp_path):
     r = cli("convert", str(tmp_path / "nope.jsonl"), "--mooncake", str(tmp_path / "o.jsonl"))
     assert r.returncode == 2 and r.stderr.strip() == f"error: input path does not exist: {tmp_path / 'nope.jsonl'}"

@@ -39,7 +39,8 @@ def test_streamed_rows_are_derive_rows(rules):
     want = agentic.derive(trace, rules=rules)
     got, derived = _streamed(trace, rules)
     assert got == b"".join(dumps(r.to_agentic_v1()) for r in want.rows)
-    assert got.count(b"\n") == len(want.rows) > 100
+    # trace_0277 alone (a fresh machine without ../shared) has 53 rows, 3 of them sub-agent ones
+    assert got.count(b"\n") == len(want.rows) >= 53
     assert [(e.src, e.dst, e.relation) for e in derived.edges] == [(e.src, e.dst, e.relation) for e in want.edges]
     assert (derived.tool_spans, derived.attached_tools, derived.block_size) == \
         (want.tool_spans, want.attached_tools, want.block_size)
@@ -100,7 +101,8 @@ def test_hash_texts_give_the_array_or_defer(rows):
     texts = HashTexts()
     for chain, hashes, spaced in rows:
         try:
-            want = array("Q", hashes)
+            # what the full parse accepts: array('Q') takes true/false as 1/0, the reader does not
+            want = array("Q", hashes) if bool not in map(type, hashes) else None
         except (TypeError, OverflowError):
             want = None
         got = _ids(texts, _line(hashes, spaced), chain)
