@@ -74,6 +74,36 @@ def test_negative_durations(tmp_path):
     assert "skipped 1 tool spans ending before they start" in r.stderr
 
 
+def test_negative_tool_duration_and_fractional_event_time(tmp_path):
+    # as Dynamo's converter: a negative duration_ms without a start makes a zero-length span at the
+    # end (loaded, counted in the summary with its own duration), and is copied verbatim into
+    # tool_events; a fractional event_time_unix_ms (Dynamo's Rust readers take only integers, its
+    # Perfetto script any number: §6.1 P3 has one) is rounded half away from zero for Mooncake
+    r1 = req("r1", "root", None, 1000, 1100, [11])
+    r2 = req("r2", "root", None, 1200, 1300, [11, 12])
+    zero = tool("root", "c0", "ls", 0, 0, duration_ms=-20.0)
+    del zero["tool"]["started_at_unix_ms"]
+    zero["tool"]["ended_at_unix_ms"] = 1150
+    inside = tool("root", "c1", "bash", 1120, 1180, duration_ms=-7.0)
+    late = tool("root", "c2", "grep", 0, 0)
+    del late["tool"]["started_at_unix_ms"], late["tool"]["ended_at_unix_ms"]
+    late["tool"]["duration_ms"] = 10.0
+    late["event_time_unix_ms"] = 1190.5  # the end: 1191
+    src = write_jsonl(tmp_path / "in.jsonl", [r1, r2, zero, inside, late])
+    out = tmp_path / "o.jsonl"
+    r = cli("convert", str(src), "--mooncake", str(out), "--agentic")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[2:] == ["", "Tool events: 3 spans across 1 sessions", "  Status:    succeeded=3",
+                                         "  Class:     bash=1 grep=1 ls=1", "  Wall-time: -0.02s"]
+    row = read_jsonl(out)[1]
+    assert row["tool_events"] == [
+        {"tool_call_id": "c1", "tool_class": "bash", "started_at_unix_ms": 1120, "ended_at_unix_ms": 1180,
+         "duration_ms": -7.0, "status": "succeeded"},
+        {"tool_call_id": "c2", "tool_class": "grep", "started_at_unix_ms": 1181, "ended_at_unix_ms": 1191,
+         "duration_ms": 10.0, "status": "succeeded"}]
+    assert (row["tool_wait_ms"], row["delay"]) == (70.0, 30.0)
+
+
 def test_tool_summary_counts_the_spans_dynamo_loads(tmp_path):
     # §4.2: a span ending before it starts is not loaded, and a missing duration_ms is end - start;
     # the §4.1 summary is over the loaded entries
