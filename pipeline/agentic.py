@@ -680,13 +680,14 @@ def private_block_id(request_id: str, block_index: int, input_length: int) -> in
 def _play_of(chain: str, parent: dict[str, str], chains: dict, word: str, src: object = None) -> str:
     seen = [chain]
     c = chain
+    # `src`: a record of `chain`, whose parent link starts the walk
+    where = f"{src}: field `agent_context.parent_{word}_id`: " if src is not None else "error: "
     while c in parent:
         p = parent[c]
         if p not in chains:
-            where = f"{src}: field `agent_context.parent_{word}_id`: " if src is not None else "error: "
             raise TraceError(f"{where}agent {word} {c} references unknown parent {word} {p}")
         if p in seen:
-            raise TraceError(f"error: agent {word} parent links contain a cycle: {' -> '.join(seen + [p])}")
+            raise TraceError(f"{where}agent {word} parent links contain a cycle: {' -> '.join(seen + [p])}")
         seen.append(p)
         c = p
     return c

@@ -85,7 +85,7 @@ def write_mooncake(trace: Trace, out: str, *, agentic_rows: bool, fmt: str = "v1
     res.lines.append(f"Wrote {n} {kind} rows to {out}")
     if derived.block_size is not None:  # plain Mooncake input does not say
         res.lines.append(f"Trace block size: {derived.block_size}")
-    if rules != "g3c":  # the G3c converter no longer prints it (§4.1)
+    if rules != "g3c" and fmt != "v2":  # the G3c converter (the one that writes v2) no longer prints it (§4.1)
         res.lines.extend(tool_summary(trace))
     return res
 

@@ -315,6 +315,9 @@ def test_v1_sequence_folds_tool_time(tmp_path):
         v2_row("r1", "root", [0], 0.0),
         v2_row("r2", "root", [0, 1], 300.0, ("r1", "completion", 200.0, "sequence")),  # tool time in the delay
     ])
+    # v2 is written by Dynamo's G3c converter, which prints no tool summary (§4.1)
+    _, out = run(tmp_path, recs, fmt="v2")
+    assert out.splitlines() == [f"Wrote 2 Agentic Mooncake rows to {tmp_path / 'out.jsonl'}", "Trace block size: 2"]
 
 
 def test_v2_union_folded(tmp_path):
@@ -352,9 +355,20 @@ def test_v6_missing_child(tmp_path):
 
 
 def test_v7_conflicting_parents(tmp_path):
-    with pytest.raises(TraceError, match="session child has conflicting parent_session_id values: root-a and root-b"):
+    with pytest.raises(TraceError) as e:
         convert(tmp_path, [req("child-1", "child", "root-a", 1000, 1100, [11]),
                            req("child-2", "child", "root-b", 1200, 1300, [22])], fmt="v2")
+    assert str(e.value) == (f"{tmp_path / 'in.jsonl'}:2: field `agent_context.parent_session_id`: session child has "
+                            f"conflicting parent_session_id values: root-a and root-b (first at {tmp_path / 'in.jsonl'}:1)")
+
+
+@pytest.mark.parametrize("links, loop", [({"a": "a"}, "a -> a"), ({"a": "b", "b": "a"}, "a -> b -> a")])
+def test_v2_parent_cycle_names_the_record(tmp_path, links, loop):
+    recs = [req(f"{c}-1", c, p, 1000 + 100 * k, 1050 + 100 * k, [k]) for k, (c, p) in enumerate(sorted(links.items()))]
+    with pytest.raises(TraceError) as e:
+        convert(tmp_path, recs, fmt="v2")
+    assert str(e.value) == (f"{tmp_path / 'in.jsonl'}:1: field `agent_context.parent_session_id`: agent session "
+                            f"parent links contain a cycle: {loop}")
 
 
 def test_v8_join_relation(tmp_path):
