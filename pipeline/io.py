@@ -120,7 +120,7 @@ def check_outputs(outputs: list[tuple[str, str | None]], inputs: list[str] = ())
     """Before any work, so a long run cannot fail at its last step: each output (option, path) can
     be written (not a directory, not below a file), is not also an input file, and no two options
     name one file (pipes and devices may be shared: /dev/null twice is fine)."""
-    ins = {os.path.realpath(p) for p in inputs if os.path.isfile(p)}
+    ins = {os.path.realpath(p) for p in _input_files(inputs)}
     seen: dict[str, str] = {}
     for flag, path in outputs:
         if not path:
@@ -139,6 +139,19 @@ def check_outputs(outputs: list[tuple[str, str | None]], inputs: list[str] = ())
         if real in seen and (p.is_file() or not p.exists()):
             raise TraceError(f"error: {flag} {path}: the same file as {seen[real]}")
         seen[real] = flag
+
+
+def _input_files(inputs: list[str]) -> Iterator[str]:
+    """The files the inputs name, directories and glob matches included (every name a reader
+    might take: an earlier run's output inside an input directory is read back on the next run)."""
+    for arg in inputs:
+        path = os.path.expanduser(arg)
+        found = [path] if os.path.exists(path) else sorted(glob.glob(path)) if glob.has_magic(path) else []
+        for p in found:
+            if os.path.isdir(p):
+                yield from (os.path.join(p, n) for n in os.listdir(p) if n.endswith((".jsonl", ".jsonl.gz", ".json")))
+            elif os.path.isfile(p):
+                yield p
 
 
 @contextlib.contextmanager

@@ -249,6 +249,13 @@ def test_output_paths_checked_before_any_work(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl"]
     r = cli("convert", str(src), "--perfetto", "/dev/null", "--chrome-json", "/dev/null")  # discarding both is fine
     assert r.returncode == 0, r.stderr
+    # an output inside an input directory: fine the first time; on the next run it would be read back
+    out = tmp_path / "rows.jsonl"
+    assert cli("convert", str(tmp_path), "--mooncake", str(out), "--agentic").returncode == 0
+    r = cli("convert", str(tmp_path), "--mooncake", str(out), "--agentic")
+    assert r.returncode == 2 and r.stderr.strip() == f"error: --mooncake {out} is also an input (it would be overwritten)"
+    r = cli("convert", str(tmp_path / "*.jsonl"), "--mooncake", str(out), "--agentic")  # a glob that matches it
+    assert r.returncode == 2 and r.stderr.strip() == f"error: --mooncake {out} is also an input (it would be overwritten)"
 
 
 def test_input_order_and_directory_do_not_change_the_perfetto_bytes(tmp_path, monkeypatch):
