@@ -215,7 +215,7 @@ def _build(trace: Trace, rules: str) -> _Graph:
             _add(g, b, reqs[a].request_id, "sequence")
 
     claude_children = _claude_edges(trace, g, word) if rules == "g3c" else {}
-    missing_parent = 0
+    missing_parent = no_spawn = 0
     for c, idx in g.chains.items():
         p = parent.get(c)
         if p is None:
@@ -236,9 +236,11 @@ def _build(trace: Trace, rules: str) -> _Graph:
                     spawn = j
             elif q.end_ms <= first.start_ms and (spawn is None or q.end_ms >= reqs[spawn].end_ms):
                 spawn = j
+        link = trace.links.get(c)
         if spawn is not None and spawn != idx[0]:
             _spawn(g, spawn, idx[0])
-        link = trace.links.get(c)
+        elif spawn is None and (link is None or link.spawn_request_id is None):
+            no_spawn += 1  # (a reader's explicit spawn, below, links it)
         if link is not None and link.join_request_id is not None:
             join = index.get(link.join_request_id)
         else:
@@ -251,6 +253,9 @@ def _build(trace: Trace, rules: str) -> _Graph:
             _add(g, join, last.request_id, "join")
     if missing_parent:
         g.notes["chains whose parent chain has no requests in the trace (no spawn/join edges)"] = missing_parent
+    if no_spawn:
+        when = "started" if rules == "g3c" else "ended"  # the spawn rules above
+        g.notes[f"child chains that start before any parent request {when} (no spawn edge)"] = no_spawn
     if trace.links:
         _explicit_spawns(trace, g)
     if rules == "g3c":

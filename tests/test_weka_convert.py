@@ -82,9 +82,21 @@ def test_wait_rule_makes_the_parent_wait(tmp_path):
 
 def test_two_plays_fixture(tmp_path):
     out = tmp_path / "two.jsonl"
-    run_convert([str(TWO_PLAYS)], mooncake=str(out), agentic_rows=True, out=io.StringIO(), err=io.StringIO())
-    assert [(r["request_id"], r["timestamp"], r["hash_ids"]) for r in read_jsonl(out)] == [
+    err = io.StringIO()
+    run_convert([str(TWO_PLAYS)], mooncake=str(out), agentic_rows=True, out=io.StringIO(), err=err)
+    rows = read_jsonl(out)
+    assert [(r["request_id"], r["timestamp"], r["hash_ids"]) for r in rows] == [
         ("play-a/0", 0.0, [0]), ("play-b/0", 0.0, [1]), ("play-a/worker/0", 5.0, [2])]
+    # the marker (5 ms) falls inside the parent's only call (0-10 ms): by recorded times nothing
+    # spawned the sub-agent, and stderr says so; the `wait` rule links it to the call before the marker
+    assert [r.get("wait_for") for r in rows] == [None, None, None]
+    assert "note: 1 child chains that start before any parent request ended (no spawn edge)" in err.getvalue()
+    err = io.StringIO()
+    run_convert([str(TWO_PLAYS)], mooncake=str(out), agentic_rows=True, weka_subagents="wait", out=io.StringIO(), err=err)
+    rows = read_jsonl(out)
+    assert [(r.get("wait_for"), r.get("branches"), r.get("delay")) for r in rows] == [
+        (None, ["play-a/worker/0"], None), (None, None, None), (["play-a/0"], None, 0.0)]
+    assert "no spawn edge" not in err.getvalue()
 
 
 def test_round_trip_reads_back_the_same_requests_and_edges(weka_rows, tmp_path):
