@@ -87,7 +87,8 @@ def _identity(gen: Generation, ctx: dict | None, src: Source):
     chain_f, parent_f, run_f = _G3B_FIELDS if gen is Generation.G3B else _IDENTITY[gen]
     chain = ctx.get(chain_f)
     if not isinstance(chain, str) or not chain:
-        raise TraceError(f"{src}: field `agent_context.{chain_f}` is required ({gen.value} record)")
+        what = "is required" if chain is None else f"must be a non-empty string, got {chain!r}"
+        raise TraceError(f"{src}: field `agent_context.{chain_f}` {what} ({gen.value} record)")
     parent = ctx.get(parent_f)
     if parent is not None and not isinstance(parent, str):
         raise TraceError(f"{src}: field `agent_context.{parent_f}` must be a string")
@@ -296,7 +297,8 @@ def parse_request(ev: dict, gen: Generation, src: Source, notes: Counter, hash_t
     g = req.get
     rid = g("request_id")
     if not isinstance(rid, str) or not rid:
-        raise TraceError(f"invalid request_end at {src}: field `request.request_id` is required")
+        what = "is required" if rid is None else f"must be a non-empty string, got {rid!r}"
+        raise TraceError(f"invalid request_end at {src}: field `request.request_id` {what}")
     replay = g("replay")
     if not isinstance(replay, dict):
         raise TraceError(f"invalid request_end at {src}: field `request.replay`: request payload is missing replay metrics")

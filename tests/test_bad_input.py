@@ -285,3 +285,20 @@ def test_perfetto_of_a_mixed_context_trace_draws_without_flows(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "note: no dependency flows:" in r.stderr and "without agent_context" in r.stderr
     assert cli("check", str(out)).returncode == 0
+
+
+@pytest.mark.parametrize("where, value, text", [
+    ("request_id", 5, "invalid request_end at {src}:1: field `request.request_id` must be a non-empty string, got 5"),
+    ("request_id", None, "invalid request_end at {src}:1: field `request.request_id` is required"),
+    ("session_id", 7, "{src}:1: field `agent_context.session_id` must be a non-empty string, got 7 (G3b record)"),
+    ("session_id", None, "{src}:1: field `agent_context.session_id` is required (G3b record)"),
+])
+def test_wrong_type_and_missing_ids_are_told_apart(tmp_path, where, value, text):
+    rec = req("r1", "root", None, 1000, 1100, [11])
+    parent = rec["request"] if where == "request_id" else rec["agent_context"]
+    parent[where] = value
+    if value is None:
+        del parent[where]
+    src = write_jsonl(tmp_path / "in.jsonl", [rec])
+    r = cli("convert", str(src), "--mooncake", str(tmp_path / "o.jsonl"), "--agentic")
+    assert r.returncode == 2 and r.stderr.strip() == "error: " + text.format(src=src)
