@@ -33,7 +33,9 @@ def run_convert(inputs: list[str], *, mooncake: str | None = None, agentic_rows:
 
 def _convert(inputs, mooncake, agentic_rows, fmt, rules, weka_subagents, perfetto, chrome_json, lines, err) -> None:
     bar = Progress(None, "reading")
-    trace = readers.read_trace(inputs, subagents=weka_subagents, on_line=bar.update if bar.enabled else None)
+    # without Mooncake output, rows need only what Dynamo's Perfetto script needs (§5)
+    trace = readers.read_trace(inputs, subagents=weka_subagents, on_line=bar.update if bar.enabled else None,
+                               replay_rules=bool(mooncake))
     bar.close()
     derived = None
     if mooncake:
@@ -65,7 +67,7 @@ def _edges_if_agentic(trace, rules: str, err):
     if not trace.requests or all(r.chain_id is None for r in trace.requests):
         return None
     try:
-        return agentic.derive(trace, rules=rules)
+        return agentic.dependency_edges(trace, rules=rules)
     except TraceError as e:
         print(f"note: no dependency flows: {e}", file=err)
         return None

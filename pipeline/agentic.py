@@ -460,6 +460,19 @@ def derive(trace: Trace, *, rules: str = "g2") -> Derived:
     return derived
 
 
+def dependency_edges(trace: Trace, *, rules: str = "g2") -> Derived:
+    """The dependency edges alone, in `derive`'s order (Perfetto flows): the graph rules without
+    what only Mooncake rows need (one block size, output lengths, hash ids)."""
+    if rules not in RULES:
+        raise TraceError(f"error: unknown rules {rules!r}, expected one of {', '.join(RULES)}")
+    if trace.mooncake_rows:
+        return _from_mooncake(trace)
+    g = _build(trace, rules)
+    edges = [Edge(d, r.request_id, rel) for r, deps, rels in zip(g.order, g.wait_for, g.relations)
+             for d, rel in zip(deps, rels)]
+    return Derived([], edges, None, g.order, notes=g.notes)
+
+
 def derive_lazy(trace: Trace, *, rules: str = "g2", edges: bool = True) -> tuple[Derived, Iterator[tuple]]:
     """`derive` for streaming (`write_v1`): every error it can raise is raised here, before any
     row exists; the rows come as a lazy iterator of their fields (see `_v1_fields`), so no Row,

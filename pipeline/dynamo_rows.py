@@ -281,14 +281,19 @@ def common_prefix(a, b) -> int:
     return lo
 
 
+_NO_HASHES = array("Q")
+
+
 def parse_request(ev: dict, gen: Generation, src: Source, notes: Counter, hash_text: bytes | None = None,
-                  texts: HashTexts | None = None) -> Request:
+                  texts: HashTexts | None = None, replay_rules: bool = True) -> Request:
     """A `request_end` record to a Request, with Dynamo's loader checks and time rules (§4.2).
     Hashes are kept as array('Q'): 8 bytes each, exact u64, and compared by memcmp later. With
     `hash_text` (from `HashTexts.cut`; `ev` then holds an empty list) `texts` (one per read)
     parses only what differs from the chain's last list, or raises Reparse. The checks run in a
-    fixed order: the first problem is the one reported."""
-    strict = gen is Generation.G3B or gen is Generation.G3A or gen is Generation.G3_FREE
+    fixed order: the first problem is the one reported. `replay_rules` False reads the record as
+    Dynamo's Perfetto script does (§5): no replay block, output tokens or arrival time required,
+    and the hash list not held to the input length (a present one is still type-checked)."""
+    strict = replay_rules and (gen is Generation.G3B or gen is Generation.G3A or gen is Generation.G3_FREE)
     ctx = ev.get("agent_context")
     chain, parent, run, identity = _identity(gen, ctx, src) if gen is not Generation.G3_FREE else (None, None, None, ())
     req = ev.get("request")
@@ -301,17 +306,21 @@ def parse_request(ev: dict, gen: Generation, src: Source, notes: Counter, hash_t
         raise TraceError(f"invalid request_end at {src}: field `request.request_id` {what}")
     replay = g("replay")
     if not isinstance(replay, dict):
-        raise TraceError(f"invalid request_end at {src}: field `request.replay`: request payload is missing replay metrics")
+        if replay_rules or replay is not None:
+            raise TraceError(f"invalid request_end at {src}: field `request.replay`: request payload is missing replay metrics")
+        replay = {}
     bs = replay.get("trace_block_size")
-    if type(bs) is not int or bs <= 0:  # bools have their own type
+    if (type(bs) is not int or bs <= 0) and (replay_rules or bs is not None):  # bools have their own type
         raise TraceError(f"invalid request_end at {src}: field `request.replay.trace_block_size` must be a positive integer, got {bs!r}")
     input_length = replay.get("input_length")
-    if type(input_length) is not int or input_length < 0 or input_length > U64_MAX:
+    if (type(input_length) is not int or input_length < 0 or input_length > U64_MAX) and (replay_rules or input_length is not None):
         input_length = _u64(input_length, src, "request.replay.input_length")
     if hash_text is not None:  # the line was parsed without the list (`HashTexts.cut`)
         hashes = texts.ids(hash_text, chain)
-    else:
+    elif replay_rules or "input_sequence_hashes" in replay:
         hashes = _hashes(replay.get("input_sequence_hashes"), src, "request.replay.input_sequence_hashes")
+    else:
+        hashes = _NO_HASHES
     n = len(hashes)
     if strict:
         need = -(-input_length // bs)
@@ -319,7 +328,7 @@ def parse_request(ev: dict, gen: Generation, src: Source, notes: Counter, hash_t
             raise TraceError(
                 f"invalid request_end at {src}: field `request.replay.input_sequence_hashes`: input_length "
                 f"{input_length} with trace_block_size {bs} requires exactly {need} replay hashes, got {n}")
-    elif n * bs < input_length:
+    elif replay_rules and n * bs < input_length:
         raise TraceError(
             f"invalid request_end at {src}: field `request.replay.input_sequence_hashes`: input_length "
             f"{input_length} exceeds replay hash capacity {n * bs}")

@@ -50,8 +50,10 @@ def _is_request_end(d: object) -> bool:
 
 
 def read_trace(inputs: list[str], *, subagents: str = "recorded", on_line: Callable[[int], None] | None = None,
-               expand: bool = True) -> Trace:
-    """Read files, directories and glob patterns into one Trace (raises TraceError on bad input)."""
+               expand: bool = True, replay_rules: bool = True) -> Trace:
+    """Read files, directories and glob patterns into one Trace (raises TraceError on bad input).
+    `replay_rules` False (a Perfetto-only conversion) reads Dynamo `request_end` rows as Dynamo's
+    Perfetto script does: no replay block, output tokens or arrival time required."""
     if subagents not in weka.SUBAGENT_RULES:
         raise TraceError(f"error: unknown sub-agent rule {subagents!r}, expected one of {', '.join(weka.SUBAGENT_RULES)}")
     paths = expand_inputs(inputs, ("*.jsonl", "*.jsonl.gz", "*.json")) if expand else list(inputs)
@@ -124,10 +126,10 @@ def read_trace(inputs: list[str], *, subagents: str = "recorded", on_line: Calla
             if et == "request_end":
                 gen = dynamo_rows.generation_of(schema, d.get("agent_context"), src)
                 try:
-                    req = dynamo_rows.parse_request(d, gen, src, trace.notes, cut and cut[1], texts)
+                    req = dynamo_rows.parse_request(d, gen, src, trace.notes, cut and cut[1], texts, replay_rules)
                 except dynamo_rows.Reparse:
                     d = _loads(raw, src)
-                    req = dynamo_rows.parse_request(d.get("event", d), gen, src, trace.notes)
+                    req = dynamo_rows.parse_request(d.get("event", d), gen, src, trace.notes, replay_rules=replay_rules)
                 prev = seen.get(req.request_id)
                 if prev is not None:
                     raise TraceError(f"invalid request_end at {src}: field `request.request_id`: duplicate request_id {req.request_id} (first at {prev})")

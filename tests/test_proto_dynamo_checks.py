@@ -33,8 +33,9 @@ def ctx(gen: str, chain: str | None, parent: str | None = None) -> dict | None:
 
 
 def request_end(gen: str, chain: str | None, event_time, request: dict, parent: str | None = None) -> dict:
-    request = {"output_tokens": 5, "model": "test-model", **request}
-    request.setdefault("replay", {"trace_block_size": 2, "input_length": 2, "input_sequence_hashes": [1]})
+    # as §6.1 states the inputs: no replay block, no output tokens unless the case has them (the
+    # Perfetto script needs neither, and `convert --perfetto` alone reads rows as it does)
+    request = {"model": "test-model", **request}
     ev = {"schema": SCHEMA[gen], "event_type": "request_end", "event_time_unix_ms": event_time}
     c = ctx(gen, chain, parent)
     if c is not None:
@@ -62,8 +63,8 @@ class Out:
         with open(src, "wb") as f:
             for i, r in enumerate(records):
                 f.write(orjson.dumps({"timestamp": i, "event": r} if envelope else r) + b"\n")
-        trace = readers.read_trace([str(src)])
-        edges = agentic.derive(trace).edges if any(r.chain_id for r in trace.requests) else []
+        trace = readers.read_trace([str(src)], replay_rules=False)
+        edges = agentic.dependency_edges(trace).edges if any(r.chain_id for r in trace.requests) else []
         pf, js = tmp_path / "out.pftrace", tmp_path / "out.json"
         self.stats = proto.write_perfetto(trace, edges, pf, stages=stages, markers=markers)
         proto.write_chrome_json(trace, edges, js, stages=stages, markers=markers)
@@ -385,3 +386,25 @@ def test_p11d_real_tool_wins(tmp_path, gen):
     assert "inferred" not in t.args and (t.ts, t.dur) == (1060 * MS, 115 * MS)
     (jt,) = o.jcat("dynamo.agent.tool")
     assert "inferred" not in jt["args"] and (jt["ts"], jt["dur"]) == (1_060_000, 115_000)
+
+
+def test_cli_perfetto_alone_needs_no_replay_fields(tmp_path):
+    # Dynamo's Perfetto script draws rows without a replay block, output tokens or (G3) arrival
+    # time; so does `convert --perfetto` alone. Mooncake output still needs them (§4.2).
+    import io
+
+    from trace_pipe.cli.convert_cmd import run_convert
+    from trace_pipe.pipeline.errors import TraceError
+
+    rows = [request_end("G3b", "s", 2000, {"request_id": "r1", "total_time_ms": 50.0}),  # no arrival: 1950
+            request_end("G3b", "s", 2100, {"request_id": "r2", "request_received_ms": 2060, "total_time_ms": 40.0})]
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
+    pf = tmp_path / "t.pftrace"
+    run_convert([str(src)], perfetto=str(pf), out=io.StringIO(), err=io.StringIO())
+    assert check_file(pf).ok
+    got = sorted((s.ts, s.dur) for s in decode_file(str(pf)).slices if s.category == "dynamo.llm")
+    assert got == [(1950 * MS, 50 * MS), (2060 * MS, 40 * MS)]
+    assert len(decode_file(str(pf)).flows()) == 1  # the sequence edge r1 -> r2
+    with pytest.raises(TraceError, match=r"in.jsonl:1: field `request.replay`: request payload is missing replay metrics"):
+        run_convert([str(src)], perfetto=str(pf), mooncake=str(tmp_path / "m.jsonl"), out=io.StringIO(), err=io.StringIO())
