@@ -73,7 +73,7 @@ def simulated_timeline(run: SimulatedRun, *, origin_ns: int = 0, recorded: Timel
         spans.append(_span(r, group, chain, names.get(r.request_id, "LLM request"), ns, last,
                            ann.get(r.request_id, ())))
     links = tuple(Link(s, d, rel) for s, d, rel in run.edges)
-    tools = _shift_tools(recorded, spans) if recorded is not None else []
+    tools = _shift_tools(recorded, spans, origin_ns) if recorded is not None else []
     workers = _workers(run, ns)
     desc = description or (f"Simulated run: {len(spans)} LLM requests on {run.num_workers} worker"
                            f"{'s' if run.num_workers != 1 else ''}" + (f"; {run.description}" if run.description else ""))
@@ -129,7 +129,11 @@ def _span(r, group: str, chain: str, name: str, ns, last: float, extra: Args) ->
                        stages=tuple(stages), marks=marks, placements=placements)
 
 
-def _shift_tools(recorded: Timeline, spans: list[RequestSpan]) -> list[ChainItem]:
+def _shift_tools(recorded: Timeline, spans: list[RequestSpan], origin_ns: int) -> list[ChainItem]:
+    """Recorded tool calls moved with the requests they belong to: after the latest request of
+    their chain that had ended when they started (same offset from its end), else with the
+    request running when they started (a call made mid-stream: same offset from its start), else
+    with the chain's first request; never before the time origin."""
     sim = {s.key: s.slice for s in spans}
     recorded_chains = {(rs.group, rs.chain) for rs in recorded.requests}
     by_chain: dict[tuple[str, str], list[tuple[int, int, int, int]]] = defaultdict(list)
@@ -149,16 +153,18 @@ def _shift_tools(recorded: Timeline, spans: list[RequestSpan]) -> list[ChainItem
     for it in recorded.tools:
         key = (it.group, it.chain)
         xs = by_chain.get(key)
+        t0 = it.slice.start_ns if it.slice is not None else it.mark.ts_ns
         if not xs:
             if key not in recorded_chains:
                 d = 0  # a chain of tools alone (no request of its own): they keep their recorded times
             else:
                 continue  # its requests were never released (the run stopped first)
-        elif (j := bisect.bisect_right(ends[key], (it.start_ns, float("inf"))) - 1) >= 0:
+        elif (j := bisect.bisect_right(ends[key], (t0, float("inf"))) - 1) >= 0:
             d = ends[key][j][1]  # the request whose answer called it
         else:
-            k = bisect.bisect_left(starts[key], it.end_ns)
-            d = xs[k][2] if k < len(xs) else xs[0][2]  # before the chain's first request
+            i = bisect.bisect_right(starts[key], t0) - 1
+            d = xs[max(i, 0)][2]  # the request running then, or the chain's first
+        d = max(d, origin_ns - t0)
         if it.slice is not None:
             s = it.slice
             out.append(ChainItem(it.group, it.chain, slice=Slice(s.name, s.category, s.start_ns + d, s.end_ns + d, s.args)))

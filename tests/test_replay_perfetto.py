@@ -210,3 +210,23 @@ def test_stopped_replay_and_tools_without_requests_still_check(tmp_path):
             assert sim < rec and attrs["trace_pipe.Simulated.requests_not_drawn"] == len(rec - sim) > 0
         paths = {tuple(decode_file(str(out)).track_path(t)) for t in decode_file(str(out)).tracks}
         assert ("Simulated", "session: orphan", "orphan tools") in paths
+
+
+@pytest.mark.parametrize("base", [0, 1_777_000_000_000])
+def test_tool_called_mid_request_moves_with_that_request(tmp_path, base):
+    # the tool starts while request a is still running (recorded 0-3000 ms, simulated ~30 ms): it
+    # keeps its offset from a's start. It used to take b's offset (seconds earlier), which put it
+    # before the time origin: an error when the trace starts at 0.
+    from dynamo_records import req, tool
+
+    recs = [req("a", "S", None, base, base + 3000, [1, 2], ttft_ms=50.0, output_tokens=2),
+            tool("S", "tc1", "bash", base + 500, base + 3500),
+            req("b", "S", None, base + 3600, base + 4600, [1, 2, 3], ttft_ms=40.0, output_tokens=2)]
+    trace = write_jsonl(tmp_path / "t.jsonl", recs)
+    out = tmp_path / "t.pftrace"
+    run([str(trace)], trace_format="dynamo", perfetto=str(out), report_json=str(tmp_path / "r.json"), progress=False)
+    assert check_file(str(out)).ok
+    d = decode_file(str(out))
+    sim = requests_by_root(d)["Simulated"]
+    (t,) = [s for s in d.slices if s.name == "Tool: bash" and root_of(d, s.track) == "Simulated"]
+    assert t.ts - sim["a"].ts == 500 * 1_000_000 and t.dur == 3000 * 1_000_000
