@@ -313,8 +313,10 @@ def _corr(a: list[float], b: list[float]) -> float:
     ma, mb = math.fsum(a) / n, math.fsum(b) / n
     va = math.fsum((x - ma) ** 2 for x in a)
     vb = math.fsum((y - mb) ** 2 for y in b)
-    if va <= 0 or vb <= 0:
-        return 1.0  # a constant column: nothing to split either
+    # a constant column (to rounding: a time-weighted batch size of 1 everywhere comes out as
+    # 0.9999999999999998 here and there) has nothing to split either
+    if va <= 1e-9 * n * max(1.0, ma * ma) or vb <= 1e-9 * n * max(1.0, mb * mb):
+        return 1.0
     return math.fsum((x - ma) * (y - mb) for x, y in zip(a, b)) / math.sqrt(va * vb)
 
 

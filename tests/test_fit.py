@@ -133,3 +133,29 @@ def test_replay_of_the_1_5_rps_run_with_the_fit(fitted):
     # read at the pass end (the decode step included) the TTFT is much worse: the read-out matters
     raw = [abs(s.first_token_ms - s.ready_ms - r.ttft_ms) / r.ttft_ms for r, s in zip(recorded, res.requests)]
     assert statistics.median(raw) > 0.18
+
+
+def test_fit_on_a_sequential_dynamo_chain(tmp_path):
+    # one agent chain, no two requests overlapping: the recorded batch size is 1 throughout (to
+    # rounding), so the decode fit keeps context alone instead of failing on a singular system
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from dynamo_records import req, write_jsonl
+
+    recs, t = [], 1000
+    for k in range(60):
+        n_in, cached, out = 300 + (k * 97) % 700, (k * 53) % 300, 50 + (k * 31) % 150
+        prefill = 20 + 0.05 * (n_in - cached)
+        itl = 10 + 0.002 * (n_in + out / 2)
+        total = round(prefill + 2 + (out - 1) * itl)
+        hashes = list(range(1000 * k, 1000 * k + -(-n_in // 16)))
+        r = req(f"q{k}", "main", None, t, t + total, hashes, bs=16, output_tokens=out, input_tokens=n_in,
+                cached_tokens=cached, prefill_time_ms=prefill, ttft_ms=prefill + 2, avg_itl_ms=itl)
+        r["request"]["replay"]["input_length"] = n_in
+        recs.append(r)
+        t += total + 500
+    fit = fit_timing(read_trace([str(write_jsonl(tmp_path / "seq.jsonl", recs))]))
+    assert fit.fit_error["decode_terms"] == "context"
+    p0, p1, p2 = fit.prefill
+    assert abs(p0 - 20) < 0.5 and abs(p1 - 0.05) < 1e-3 and abs(p2) < 1e-6
