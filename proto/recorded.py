@@ -124,6 +124,15 @@ class _Groups:
             g = self._memo[chain] = self._compute(chain)
         return g
 
+    def of_record(self, rec: Request | ToolEvent) -> str:
+        """A record's group: the run it names itself (G1 workflow, G2/G3a session) where that can
+        differ from its chain's first record, since one trajectory id can recur across sessions
+        (Pi's provider sends a constant `pi-session`; Dynamo's script keys G2 lanes by both)."""
+        run = rec.run_id
+        if run and rec.chain_id is not None and rec.chain_id not in self.plays:
+            return f"{'workflow' if rec.generation is Generation.G1 else 'session'}: {run}"
+        return self.of(rec.chain_id)
+
     def _compute(self, chain: str | None) -> str:
         if chain is None:
             return REQUEST_ONLY
@@ -271,7 +280,7 @@ def _request_span(r: Request, groups: _Groups, show_stages: bool, markers: bool)
     marks: tuple[Mark, ...] = ()
     if markers and plan.first_token is not None:
         marks = (Mark("first token", CAT_MARKER, t0 + plan.first_token, (("ttft_ms", r.ttft_ms),)),)
-    return RequestSpan(key=r.request_id, group=groups.of(r.chain_id), chain=_track_label(r),
+    return RequestSpan(key=r.request_id, group=groups.of_record(r), chain=_track_label(r),
                        slice=req_slice, stages=tuple(stages), marks=marks, placements=_placements(r, t0, dur, plan, name))
 
 
@@ -335,37 +344,37 @@ def _tool_span(t: ToolEvent, start: ToolEvent | None) -> tuple[int, int, bool]:
 def _tool_items(trace: Trace, groups: _Groups) -> list[ChainItem]:
     items: list[ChainItem] = []
     stacks: dict[tuple[str, str], list[ToolEvent]] = defaultdict(list)
-    real_ids: set[tuple[str, str]] = set()
+    real_ids: set[tuple[str, str, str]] = set()
     for t in sorted(trace.tools, key=attrgetter("event_time_ms")):  # stable: file order on ties
-        chain = _chain_label(t.chain_id)
-        key = (chain, t.tool_call_id or "unknown-tool-call")
+        chain = (groups.of_record(t), _chain_label(t.chain_id))
+        key = (*chain, t.tool_call_id or "unknown-tool-call")
         if t.event_type == "tool_start":
             stacks[key].append(t)
             continue
         if t.tool_call_id:
-            real_ids.add((chain, t.tool_call_id))
+            real_ids.add((*chain, t.tool_call_id))
         start = stacks[key].pop() if stacks[key] else None
         s, e, synthetic = _tool_span(t, start)
         if s < 0 or e >= TS_LIMIT:
             _undrawable(t.source, "tool span", s, e)
         cls = t.tool_class or "unknown-tool"
         name = f"Tool error: {cls}" if t.event_type == "tool_error" else f"Tool: {cls}"
-        items.append(ChainItem(groups.of(t.chain_id), _track_label(t),
+        items.append(ChainItem(chain[0], _track_label(t),
                                slice=Slice(name, CAT_TOOL, s, e, _tool_args(t, _SYNTHETIC if synthetic else ()))))
     for key in sorted(stacks):
         for t in stacks[key]:  # a tool_start no terminal row closed
-            items.append(ChainItem(groups.of(t.chain_id), _track_label(t), mark=Mark(
+            items.append(ChainItem(groups.of_record(t), _track_label(t), mark=Mark(
                 f"Tool start: {t.tool_class or 'unknown-tool'}", CAT_TOOL_MARKER, ns(t.event_time_ms), _tool_args(t))))
     items.extend(_inferred_tools(trace, groups, real_ids))
     return items
 
 
-def _inferred_tools(trace: Trace, groups: _Groups, real_ids: set[tuple[str, str]]) -> list[ChainItem]:
+def _inferred_tools(trace: Trace, groups: _Groups, real_ids: set[tuple[str, str, str]]) -> list[ChainItem]:
     """§5.7: a tool call the model emitted but no harness row recorded runs from the request's end
     to the next request of its chain (a synthetic 1 ms slice when there is no later start)."""
-    by_chain: dict[str, list[Request]] = defaultdict(list)
+    by_chain: dict[tuple[str, str], list[Request]] = defaultdict(list)
     for r in trace.requests:
-        by_chain[_chain_label(r.chain_id)].append(r)
+        by_chain[(groups.of_record(r), _chain_label(r.chain_id))].append(r)
     out: list[ChainItem] = []
     for chain, reqs in by_chain.items():
         reqs.sort(key=lambda r: (r.start_ms, r.end_ms, r.request_id))
@@ -375,7 +384,7 @@ def _inferred_tools(trace: Trace, groups: _Groups, real_ids: set[tuple[str, str]
             start = r.start_ms * NS_PER_MS + request_duration_ns(r)
             nxt = reqs[i + 1] if i + 1 < len(reqs) else None
             for call in r.tool_calls:
-                if call.id is not None and (chain, call.id) in real_ids:
+                if call.id is not None and (*chain, call.id) in real_ids:
                     continue
                 a = _identity_args(r.identity, r.generation) + [
                     ("event_type", "inferred_tool_call"), ("event_source", "dynamo"),
@@ -395,6 +404,6 @@ def _inferred_tools(trace: Trace, groups: _Groups, real_ids: set[tuple[str, str]
                     if nxt is not None:
                         a.append(("overlapping_request_id", nxt.request_id))
                 name = f"Tool: {call.name or 'unknown-tool'}"
-                out.append(ChainItem(groups.of(r.chain_id), _track_label(r),
+                out.append(ChainItem(chain[0], _track_label(r),
                                      slice=Slice(name, CAT_TOOL, start, end, tuple((k, v) for k, v in a if v is not None))))
     return out

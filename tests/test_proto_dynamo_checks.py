@@ -408,3 +408,17 @@ def test_cli_perfetto_alone_needs_no_replay_fields(tmp_path):
     assert len(decode_file(str(pf)).flows()) == 1  # the sequence edge r1 -> r2
     with pytest.raises(TraceError, match=r"in.jsonl:1: field `request.replay`: request payload is missing replay metrics"):
         run_convert([str(src)], perfetto=str(pf), mooncake=str(tmp_path / "m.jsonl"), out=io.StringIO(), err=io.StringIO())
+
+
+def test_g2_sessions_sharing_a_trajectory_id_keep_their_groups(tmp_path):
+    # Dynamo's script keys G2 lanes by (session_id, trajectory_id); Pi's provider sends one constant
+    # trajectory id, so two sessions must not share a group (session B used to land under A)
+    rows = []
+    for k, run in enumerate(("A", "B")):
+        ev = request_end("G2", None, 2000 + 100 * k, {"request_id": f"r-{run}", "request_received_ms": 1950 + 100 * k,
+                                                      "total_time_ms": 50.0})
+        ev["agent_context"] = context("G2", "main", None, run=run, session_type="research")
+        rows.append(ev)
+    o = Out(tmp_path, rows)
+    where = {s.args["request_id"]: tuple(o.pf.track_path(s.track)) for s in o.cat("dynamo.llm")}
+    assert where == {"r-A": ("Recorded", "session: A", "main"), "r-B": ("Recorded", "session: B", "main")}
