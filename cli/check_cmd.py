@@ -21,6 +21,8 @@ def run_check(path: str, tp_bin: str | None = None, *, out=None, err=None) -> bo
     err = err or sys.stderr
     if not Path(path).exists():
         raise FileNotFoundError(f"no such file: {path}")
+    if Path(path).is_dir():
+        raise TraceError(f"error: {path}: is a directory (check takes one trace file)")
     if tp_bin:  # a usage error, not a problem of the trace
         bad = tp_bin_problem(tp_bin)
         if bad:

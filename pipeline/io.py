@@ -172,7 +172,10 @@ def atomic_output(path: str | os.PathLike, *, gz: bool | None = None) -> Iterato
                 yield raw
         return
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as e:  # name the output the user gave, not the temp file's random name
+        raise OSError(e.errno, e.strerror, str(path)) from None
     use_gz = str(target).endswith(".gz") if gz is None else gz
     try:
         with os.fdopen(fd, "wb") as raw:

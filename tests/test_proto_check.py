@@ -341,6 +341,8 @@ def test_gzipped_trace_and_cli(tmp_path):
     assert res.exit_code == 1 and "with no open slice" in res.output
     res = CliRunner().invoke(app, ["check", str(tmp_path / "missing.pftrace")])
     assert res.exit_code == 2 and "no such file" in res.output
+    res = CliRunner().invoke(app, ["check", str(tmp_path)])
+    assert res.exit_code == 2 and f"{tmp_path}: is a directory" in res.output
     # a binary that cannot be one is a usage error (exit 2), not a problem of the trace (exit 1)
     res = CliRunner().invoke(app, ["check", str(path), "--tp-bin", str(tmp_path / "no-tp")])
     assert res.exit_code == 2 and f"trace processor binary not found: {tmp_path / 'no-tp'}" in res.output
