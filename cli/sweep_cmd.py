@@ -19,7 +19,7 @@ from .common import json_object_arg, user_errors
 from .replay_cmd import print_notes, resolve_timing
 
 
-def run(paths: list[str], *, num_workers: str = "1", router_mode: str = "round_robin", csv_out: str,
+def run(paths: list[str], *, num_workers: str = "1", router_mode: str = "round_robin", csv_out: str | None = None,
         trace_format: str = "mooncake", trace_block_size: int | None = None, extra_engine_args: str | None = None,
         router_config: str | None = None, timing: str | None = None, timing_file: str | None = None,
         decode_timing: str | None = None, timing_table: str | None = None, jobs: int | None = None, seed: int = 0,
@@ -47,14 +47,16 @@ def run(paths: list[str], *, num_workers: str = "1", router_mode: str = "round_r
 
     spec = sweep.SweepSpec(inp.sim_format, inp.block_size, engine, rcfg, tm, seed, arrival_speedup_ratio)
     results = sweep.run_sweep(inp.rows, inp.sources, spec, points, jobs)
-    data = sweep.to_csv(results)
-    with atomic_output(csv_out) as f:
-        f.write(data)
+    if csv_out:
+        with atomic_output(csv_out) as f:
+            f.write(sweep.to_csv(results))
     print(sweep.table(results), file=out)
     failed = sum(1 for r in results if r.get("error"))
-    print(f"{len(results)} configurations ({failed} failed) on {len(inp.rows)} requests in "
+    word = "configuration" if len(results) == 1 else "configurations"
+    print(f"{len(results)} {word} ({failed} failed) on {len(inp.rows)} requests in "
           f"{time.perf_counter() - t0:.1f} s wall", file=out)
-    print(f"Saved table to: {csv_out}", file=out)
+    if csv_out:
+        print(f"Saved table to: {csv_out}", file=out)
     return results
 
 
@@ -66,7 +68,7 @@ def register(app: typer.Typer) -> None:
         num_workers: str = typer.Option("1", "--num-workers", help="Comma-separated worker counts, e.g. 2,4,8."),
         router_mode: str = typer.Option("round_robin", "--router-mode",
                                         help=f"Comma-separated router modes ({' | '.join(ROUTER_MODES)})."),
-        csv_out: str = typer.Option(..., "--csv", help="Write the table here (CSV, atomically)."),
+        csv_out: Optional[str] = typer.Option(None, "--csv", help="Also write the table here (CSV, atomically)."),
         trace_format: str = typer.Option("mooncake", "--trace-format", help=" | ".join(FORMATS)),
         trace_block_size: Optional[int] = typer.Option(None, "--trace-block-size"),
         extra_engine_args: Optional[str] = typer.Option(None, "--extra-engine-args", help="MockEngineArgs JSON."),

@@ -83,6 +83,10 @@ def test_sweep_cli_weka_grid_and_bad_router_mode(tmp_path):
                               "--csv", str(tmp_path / "x.csv")])
     assert bad.exit_code == 2 and "--router-mode must be among" in bad.output
     assert not (tmp_path / "x.csv").exists()
+    # without --csv: the terminal table alone (the issue's own example command)
+    res = runner.invoke(app, ["sweep", str(WEKA), "--trace-format", "weka", "--num-workers", "1", "--jobs", "1"])
+    assert res.exit_code == 0, res.output
+    assert "1 configuration (0 failed)" in res.output and "Saved table" not in res.output
 
 
 def test_sweep_takes_replays_timing_choices(tmp_path):
