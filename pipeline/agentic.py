@@ -468,17 +468,21 @@ def dependency_edges(trace: Trace, *, rules: str = "g2") -> Derived:
     if trace.mooncake_rows:
         return _from_mooncake(trace)
     g = _build(trace, rules)
-    edges = [Edge(d, r.request_id, rel) for r, deps, rels in zip(g.order, g.wait_for, g.relations)
-             for d, rel in zip(deps, rels)]
-    return Derived([], edges, None, g.order, notes=g.notes)
+    return Derived([], _edges(g), None, g.order, notes=g.notes)
+
+
+def _edges(g: _Graph) -> list[Edge]:
+    """Every dependency edge of the graph, in output order (a row's in its `wait_for` order)."""
+    return [Edge(d, r.request_id, rel) for r, deps, rels in zip(g.order, g.wait_for, g.relations)
+            for d, rel in zip(deps, rels)]
 
 
 def derive_lazy(trace: Trace, *, rules: str = "g2", edges: bool = True) -> tuple[Derived, Iterator[tuple]]:
     """`derive` for streaming (`write_v1`): every error it can raise is raised here, before any
     row exists; the rows come as a lazy iterator of their fields (see `_v1_fields`), so no Row,
     ToolSpan or id list outlives its line and memory stays with the requests. The Derived's
-    `rows` stays empty; its `edges` (none when `edges` is False: only Perfetto flows need them)
-    and `attached_tools` are complete once the iterator is exhausted."""
+    `rows` stays empty; its `edges` are set at once (none when `edges` is False: only Perfetto
+    flows need them), its `attached_tools` once the iterator is exhausted."""
     if rules not in RULES:
         raise TraceError(f"error: unknown rules {rules!r}, expected one of {', '.join(RULES)}")
     if trace.mooncake_rows:
@@ -559,23 +563,23 @@ def _tool_json(s: tuple[int, int, ToolEvent]) -> dict:
 def _derive_v1(trace: Trace, rules: str, want_edges: bool, text_ids: bool) -> tuple[Derived, Iterator[tuple]]:
     """The v1 lowering (every error it can raise is raised here, before any row is produced) and
     a lazy iterator of its rows' fields (see `_v1_fields`); the Derived's `rows` stays empty, its
-    `edges` and `attached_tools` are complete once the iterator is exhausted."""
+    `attached_tools` is complete once the iterator is exhausted."""
     g = _build(trace, rules)
     bs = check_block_size(g.order)
     tools, n_tools = _tool_index(trace)
     for r in g.order:  # the first row without an output length is the error `derive` always gave
         if r.output_tokens is None:
             _require_output(r)
-    derived = Derived([], [], bs, g.order, tool_spans=n_tools, notes=g.notes)
+    derived = Derived([], _edges(g) if want_edges else [], bs, g.order, tool_spans=n_tools, notes=g.notes)
     given = completion.token_ids(g.order, bs) if rules == "g3c" else None  # checks them, before any row
-    return derived, _v1_fields(g, rules, tools, derived, want_edges, text_ids, given)
+    return derived, _v1_fields(g, rules, tools, derived, text_ids, given)
 
 
-def _v1_fields(g: _Graph, rules: str, tools: dict, derived: Derived, want_edges: bool,
-               text_ids: bool, given: list | None = None) -> Iterator[tuple]:
+def _v1_fields(g: _Graph, rules: str, tools: dict, derived: Derived, text_ids: bool,
+               given: list | None = None) -> Iterator[tuple]:
     """Per row, in output order: (request, chain, hash ids, timestamp, delay, request_kind,
-    wait_for, branches, prefix_reset, tool_wait, tool spans, output_token_ids or None). Edges go
-    to `derived.edges`. The hash ids are a list, or with `text_ids` their JSON array (see
+    wait_for, branches, prefix_reset, tool_wait, tool spans, output_token_ids or None). The
+    distinct tool spans attached go to `derived.attached_tools`. The hash ids are a list, or with `text_ids` their JSON array (see
     `_ids_text`); `given`: both id lists per row, from completion hashes (`completion.token_ids`)."""
     order = g.order
     index = g.index
@@ -584,7 +588,6 @@ def _v1_fields(g: _Graph, rules: str, tools: dict, derived: Derived, want_edges:
     first = {idx[0] for idx in g.chains.values()}
     ids_of = defaultdict(itertools.count().__next__).__getitem__  # HashMapper, inlined
     last: dict = {}
-    edges = derived.edges
     attached: set[int] = set()
     g3c = rules == "g3c"
     for i, r in enumerate(order):
@@ -612,10 +615,6 @@ def _v1_fields(g: _Graph, rules: str, tools: dict, derived: Derived, want_edges:
                 tool_wait = union if union < gap else gap
                 attached.update([id(s[2]) for s in spans])
             delay = float(gap - tool_wait)
-            if want_edges:
-                rid = r.request_id
-                for d, rel in zip(deps, g.relations[i]):
-                    edges.append(Edge(d, rid, rel))
         hashes = r.hashes
         prev = last.get(chain)
         out_ids = None
@@ -721,7 +720,6 @@ def derive_v2(trace: Trace) -> Derived:
     t0 = g.order[0].start_ms
     mapper = HashMapper()
     rows: list[Row] = []
-    edges: list[Edge] = []
     for i, r in enumerate(g.order):
         if r.model is None:
             raise TraceError(f"{r.source}: field `request.model`: request {r.request_id} is missing model")
@@ -736,7 +734,6 @@ def derive_v2(trace: Trace) -> Derived:
                 deps.append(Dependency(d, "dispatch", float(max(0, r.start_ms - q.start_ms)), rel))
             else:
                 deps.append(Dependency(d, "completion", float(max(0, r.start_ms - q.end_ms)), rel))
-            edges.append(Edge(d, r.request_id, rel))
         rows.append(Row(
             request_id=r.request_id, play_id=_play_of(chain, g.parent, g.chains, word, r.source), session_id=chain,
             model=r.model, input_length=r.input_length or 0, output_length=_require_output(r), hash_ids=tuple(ids),
@@ -744,7 +741,7 @@ def derive_v2(trace: Trace) -> Derived:
     body = b"[" + b",".join(orjson.dumps(row.to_agentic_v2()) for row in rows) + b"]"
     header = {"schema": "dynamo.agentic_mooncake", "version": 2, "block_size": bs, "hash_id_scope": "local",
               "source": {"format": "dynamo_request_trace", "digest": blake3.blake3(body).hexdigest()}}
-    return Derived(rows, edges, bs, g.order, header=header, notes=g.notes)
+    return Derived(rows, _edges(g), bs, g.order, header=header, notes=g.notes)
 
 
 def _build_v2(trace: Trace) -> _Graph:
