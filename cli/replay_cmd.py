@@ -127,8 +127,8 @@ def run(paths: list[str], *, trace_format: str = "mooncake", num_workers: int = 
         timing: str | None = None, timing_file: str | None = None, decode_timing: str | None = None,
         timing_table: str | None = None, sla_ttft_ms: float | None = None, sla_itl_ms: float | None = None,
         sla_e2e_ms: float | None = None, report_json: str | None = None, report_jsonl: str | None = None,
-        perfetto: str | None = None, compare_json: str | None = None, onset_ms: float = 100.0, out=None,
-        err=None, progress: bool = True) -> tuple[dict, SimResult]:
+        perfetto: str | None = None, compare_json: str | None = None, onset_ms: float = 100.0,
+        merge_decode_passes: bool = False, out=None, err=None, progress: bool = True) -> tuple[dict, SimResult]:
     """The whole command as a function (tests call it); raises TraceError on bad input."""
     out = out or sys.stdout
     err = err or sys.stderr
@@ -183,7 +183,7 @@ def run(paths: list[str], *, trace_format: str = "mooncake", num_workers: int = 
             with atomic_output(compare_json) as f:
                 f.write(orjson.dumps(cmp, option=orjson.OPT_INDENT_2) + b"\n")
         if perfetto:
-            _write_perfetto(perfetto, inp, res, cmp, tm, opts, out)
+            _write_perfetto(perfetto, inp, res, cmp, tm, opts, merge_decode_passes, out)
     print(report.table(rep), file=out)
     if cmp is not None:
         from trace_pipe.sim.compare import table
@@ -203,7 +203,7 @@ def run(paths: list[str], *, trace_format: str = "mooncake", num_workers: int = 
 
 
 def _write_perfetto(path: str, inp: ReplayInput, res: SimResult, cmp: dict | None, tm, opts: ReplayOptions,
-                    out) -> None:
+                    merge_passes: bool, out) -> None:
     from trace_pipe import proto
     from trace_pipe.pipeline.agentic import Edge
     from trace_pipe.proto.simulated import simulated_timeline
@@ -223,7 +223,8 @@ def _write_perfetto(path: str, inp: ReplayInput, res: SimResult, cmp: dict | Non
         timelines.append(recorded)
         origin_ns = min(r.start_ms for r in inp.recorded) * 1_000_000
     timelines.append(simulated_timeline(run, origin_ns=origin_ns, recorded=recorded,
-                                        annotations=annotations(cmp) if cmp is not None else None))
+                                        annotations=annotations(cmp) if cmp is not None else None,
+                                        merge_passes=merge_passes))
     stats = proto.write_timelines(timelines, path, attributes=(("trace_pipe.replay", desc),))
     print(f"Wrote {stats.summary()} to {path}", file=out)
 
@@ -264,6 +265,9 @@ def register(app: typer.Typer) -> None:
             "input carries recorded times)."),
         compare_json: Optional[str] = typer.Option(
             None, "--compare-json", help="Write the per-request recorded vs simulated comparison (JSON)."),
+        merge_decode_passes: bool = typer.Option(
+            False, "--merge-decode-passes", help="Draw each run of identical decode passes as one `decode passes` "
+            "slice instead of a slice per pass (a long replay's trace writes several times faster)."),
         onset_ms: float = typer.Option(100.0, "--onset-ms", help=ONSET_HELP),
         replay_mode: str = typer.Option("offline", "--replay-mode", help="offline only."),
     ) -> None:
@@ -277,4 +281,5 @@ def register(app: typer.Typer) -> None:
                 arrival_speedup_ratio=arrival_speedup_ratio, max_sim_time_seconds=max_sim_time_seconds, seed=seed,
                 timing=timing, timing_file=timing_file, decode_timing=decode_timing, timing_table=timing_table,
                 sla_ttft_ms=sla_ttft_ms, sla_itl_ms=sla_itl_ms, sla_e2e_ms=sla_e2e_ms, report_json=report_json,
-                report_jsonl=report_jsonl, perfetto=perfetto, compare_json=compare_json, onset_ms=onset_ms)
+                report_jsonl=report_jsonl, perfetto=perfetto, compare_json=compare_json, onset_ms=onset_ms,
+                merge_decode_passes=merge_decode_passes)

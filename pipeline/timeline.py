@@ -32,8 +32,10 @@ class SimulatedRequest:
 
 class EnginePass(NamedTuple):
     """One engine pass (or, with recorded timing, one stretch of constant batch) on a worker; with
-    `repeat` > 1, a run of that many back-to-back decode passes of the same batch, from the first's
-    start to the last's end (a long replay has millions of passes, mostly such runs)."""
+    `repeat` > 1, a run of that many back-to-back decode passes of the same batch and length
+    `pass_ms`, from the first's start to the last's end (a long replay has millions of passes, mostly
+    such runs). The k-th pass of a run starts where adding `pass_ms` to the start k times lands, as
+    the engine's own clock advanced."""
 
     worker: int
     start_ms: float
@@ -42,6 +44,7 @@ class EnginePass(NamedTuple):
     prefill_tokens: int
     decode_requests: int
     repeat: int = 1
+    pass_ms: float = 0.0  # each pass's length when repeat > 1
 
 
 class WorkerSample(NamedTuple):

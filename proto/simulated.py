@@ -40,9 +40,10 @@ COUNTERS = (("running", "requests", "requests running (scheduled in the pass)"),
 
 def simulated_timeline(run: SimulatedRun, *, origin_ns: int = 0, recorded: Timeline | None = None,
                        annotations: Mapping[str, Args] | None = None, name: str = "Simulated",
-                       description: str = "") -> Timeline:
+                       description: str = "", merge_passes: bool = False) -> Timeline:
     """`origin_ns`: the absolute time of simulated 0 (the first recorded start, in ns).
-    `annotations`: extra args per request id (recorded values, differences)."""
+    `annotations`: extra args per request id (recorded values, differences).
+    `merge_passes`: a run of identical decode passes as one `decode passes` slice, not a slice each."""
     def ns(ms: float) -> int:
         return origin_ns + int(round(ms * NS_PER_MS))
 
@@ -74,7 +75,7 @@ def simulated_timeline(run: SimulatedRun, *, origin_ns: int = 0, recorded: Timel
                            ann.get(r.request_id, ())))
     links = tuple(Link(s, d, rel) for s, d, rel in run.edges)
     tools = _shift_tools(recorded, spans, origin_ns) if recorded is not None else []
-    workers = _workers(run, ns)
+    workers = _workers(run, ns, merge_passes)
     desc = description or (f"Simulated run: {len(spans)} LLM requests on {run.num_workers} worker"
                            f"{'s' if run.num_workers != 1 else ''}" + (f"; {run.description}" if run.description else ""))
     return Timeline(name=name, requests=spans, tools=tools, links=links, description=desc, workers=workers,
@@ -174,18 +175,28 @@ def _shift_tools(recorded: Timeline, spans: list[RequestSpan], origin_ns: int) -
     return out
 
 
-def _workers(run: SimulatedRun, ns) -> list[WorkerTrack]:
+def _workers(run: SimulatedRun, ns, merge_passes: bool) -> list[WorkerTrack]:
     passes: dict[int, list[Slice]] = defaultdict(list)
     for p in run.passes:
         n = p.repeat
+        out = passes[p.worker]
+        if n > 1 and not merge_passes:
+            args = (("batch_size", p.batch_size), ("prefill_tokens", p.prefill_tokens),
+                    ("decode_requests", p.decode_requests), ("pass_ms", p.pass_ms))
+            t = p.start_ms
+            for _ in range(n):
+                nt = t + p.pass_ms  # the engine's clock, addition by addition
+                out.append(Slice("pass", CAT_PASS, ns(t), ns(nt), args))
+                t = nt
+            continue
         args = (("batch_size", p.batch_size), ("prefill_tokens", p.prefill_tokens),
                 ("decode_requests", p.decode_requests), ("pass_ms", (p.end_ms - p.start_ms) / n))
-        # a run of identical decode passes is one slice (its passes and their mean length as args):
-        # a slice per pass made a long replay's trace ten times slower to write than to simulate
         name = "pass"
         if n > 1:
+            # merged on request: one slice for the run, its passes and their mean length as args
+            # (a slice per pass makes a long replay's trace several times slower to write than to simulate)
             name, args = "decode passes", args + (("passes", n),)
-        passes[p.worker].append(Slice(name, CAT_PASS, ns(p.start_ms), ns(p.end_ms), args))
+        out.append(Slice(name, CAT_PASS, ns(p.start_ms), ns(p.end_ms), args))
     series: dict[int, list[list[tuple[int, int]]]] = {}
     for s in run.samples:
         cols = series.get(s.worker)

@@ -662,8 +662,9 @@ class Worker:
         physical = self.timing.decode_input == "physical"
         dms = self._decode_ms(k, self.sum_pb + k * d, ())
         start = now
-        n = 0
+        n = n0 = 0
         inline = self.inline
+        record = self.record
         while True:
             if n >= m_max:  # only after a pass: an event is due at pass d + n
                 if not inline or not self._boundaries_inline(d + n):
@@ -671,7 +672,12 @@ class Worker:
                 m_max = ev[0][0] - d if ev else 1 << 62
                 dms = self._decode_ms(k, self.sum_pb + k * (d + n), ())
             if not physical:
-                dms = self._decode_ms(k, self.sum_pb + k * (d + n), ())
+                nd = self._decode_ms(k, self.sum_pb + k * (d + n), ())
+                if record and nd != dms and n > n0:
+                    # a recorded row repeats one pass length, so each pass expands exactly
+                    self._record_run(start, now, k, n - n0, dms)
+                    start, n0 = now, n
+                dms = nd
             elif now >= 1.0:
                 j, g, end = identical_passes(now, dms, horizon, m_max - n)
                 if j:
@@ -689,10 +695,13 @@ class Worker:
             if now >= horizon:
                 break
         self.dclock = d + n
-        if self.record:
-            pool = self.pool
-            self.passes.append((start, now, k, 0, k, k, len(self.waiting), pool.active, pool.ncached, 0, n, dms))
+        if record:
+            self._record_run(start, now, k, n - n0, dms)
         return now
+
+    def _record_run(self, start: float, end: float, k: int, n: int, dms: float) -> None:
+        pool = self.pool
+        self.passes.append((start, end, k, 0, k, k, len(self.waiting), pool.active, pool.ncached, 0, n, dms))
 
     def _skip_after(self, seq: int) -> None:
         """FIFO preemption stopped the loop at `seq`: later decode requests skip this pass."""

@@ -22,7 +22,7 @@ def simulated_run(res: SimResult, edges: Iterable[tuple[str, str, str]] = (), de
     samples: list[WorkerSample] = []
     runs = list(res.timeline.runs())
     for k, (wid, start, end, row) in enumerate(runs):
-        passes.append(EnginePass(wid, start, end, row[2], row[3], row[4], row[10]))
+        passes.append(EnginePass(wid, start, end, row[2], row[3], row[4], row[10], row[11]))
         # counters are sampled at each pass start and stay constant through a run
         samples.append(WorkerSample(wid, start, row[5], row[6], row[7], row[8], row[9]))
         nxt = runs[k + 1] if k + 1 < len(runs) else None

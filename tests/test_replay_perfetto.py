@@ -160,25 +160,45 @@ def test_weka_replay_pftrace_checks(tmp_path):
     assert len(by_root["Recorded"]) == len(by_root["Simulated"]) == 53
 
 
-def test_a_run_of_identical_decode_passes_is_one_slice(tmp_path):
-    """Two requests decoding side by side for hundreds of steps: each stretch of identical decode
-    passes is one `decode passes` slice whose `passes` add up, with the singles, to the engine's
-    pass count, and whose length is `passes` x `pass_ms`."""
+@pytest.mark.parametrize("decode_timing", ["physical", "logical"])
+def test_one_slice_per_engine_pass(tmp_path, decode_timing):
+    """Two requests decoding side by side for hundreds of steps: the worker's `engine passes` track has
+    one slice per pass, back to back, and the pass lengths add up to the engine's own clock (under
+    logical decode timing every pass is longer than the one before: the context grows). With
+    --merge-decode-passes each run of identical passes is one `decode passes` slice instead."""
     t = tmp_path / "t.jsonl"
     t.write_text('{"timestamp": 0, "input_length": 64, "output_length": 300, "hash_ids": [1, 2, 3, 4]}\n'
                  '{"timestamp": 0, "input_length": 64, "output_length": 200, "hash_ids": [5, 6, 7, 8]}\n')
-    out = tmp_path / "m.pftrace"
-    _, res = run([str(t)], trace_block_size=16, extra_engine_args='{"block_size": 16}', perfetto=str(out),
-                 report_json=str(tmp_path / "r.json"), progress=False)
-    d = decode_file(str(out))
-    passes = [s for s in d.slices if s.category == "trace_pipe.engine"]
-    runs = [s for s in passes if s.name == "decode passes"]
-    assert runs and all(s.args["prefill_tokens"] == 0 and s.args["passes"] > 1 for s in runs)
-    assert sum(s.args.get("passes", 1) for s in passes) == res.timeline.pass_count() >= 300
-    assert len(passes) < res.timeline.pass_count() / 5  # runs break only where a KV block fills
+    engine = '{"block_size": 16}'
+    slices = {}
+    for merge in (False, True):
+        out = tmp_path / f"m{merge}.pftrace"
+        _, res = run([str(t)], trace_block_size=16, extra_engine_args=engine, decode_timing=decode_timing,
+                     perfetto=str(out), merge_decode_passes=merge, report_json=str(tmp_path / "r.json"),
+                     progress=False)
+        assert check_file(str(out)).ok
+        slices[merge] = [s for s in decode_file(str(out)).slices if s.category == "trace_pipe.engine"]
+    n = res.timeline.pass_count()
+    assert n >= 300
+    each = slices[False]
+    assert len(each) == n and {s.name for s in each} == {"pass"}
+    assert all(a.ts + a.dur == b.ts for a, b in zip(each, each[1:]))  # back to back, no gap, no overlap
+    ends = [p.end_ms for p in res.timeline.passes()]
+    assert [s.ts + s.dur for s in each] == [round(e * 1e6) for e in ends]
+    decode = [s.dur for s in each if s.args["prefill_tokens"] == 0 and s.args["batch_size"] == 2]
+    if decode_timing == "logical":
+        assert decode[-1] > decode[0]  # 2 x 500 context tokens against 2 x 65
+    merged = slices[True]
+    runs = [s for s in merged if s.name == "decode passes"]
+    assert all(s.args["prefill_tokens"] == 0 and s.args["passes"] > 1 for s in runs)
+    assert sum(s.args.get("passes", 1) for s in merged) == n
+    if decode_timing == "physical":
+        assert len(merged) < n / 5  # runs break only where a KV block fills
+    else:
+        assert merged == each  # no two decode passes alike: nothing to merge
     for s in runs:
         assert s.dur == pytest.approx(s.args["passes"] * s.args["pass_ms"] * 1e6, abs=1)
-    assert check_file(str(out)).ok
+    assert merged[0].ts == each[0].ts and merged[-1].ts + merged[-1].dur == each[-1].ts + each[-1].dur
 
 
 def test_check_compares_request_ids_across_roots(replayed):
