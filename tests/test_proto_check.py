@@ -3,6 +3,7 @@ trace per row), framing damage and our own semantic rules; clean traces pass."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -271,6 +272,45 @@ def test_descriptor_after_first_use_and_same_named_roots(tmp_path):
     assert "root tracks are named" in problems(tmp_path, BASE + [desc(9, "Recorded")])
     assert "the UI merges them" in problems(
         tmp_path, BASE + [desc(5, "g", 1), desc(6, "g", 1), desc(7, "x", 5), desc(8, "x", 6)])
+
+
+def _counter(ts, v):
+    p = ev(ts, C, track=3)
+    p.track_event.double_counter_value = v
+    return p
+
+
+@pytest.mark.parametrize("v", [math.nan, math.inf, -math.inf])
+def test_counter_value_must_be_finite(tmp_path, v):
+    assert f"counter value {v} is not finite" in problems(tmp_path, BASE + [_counter(1, v), ev(5, C, track=3, value=0)])
+
+
+def test_event_without_timestamp_or_type(tmp_path):
+    p = ev(1, I, name="x")
+    p.ClearField("timestamp")
+    assert "TrackEvent without a timestamp" in problems(tmp_path, BASE + [p])
+    p = ev(1, I, name="x")
+    p.track_event.type = pb.TrackEvent.TYPE_UNSPECIFIED
+    assert "TrackEvent type 0 is not BEGIN/END/INSTANT/COUNTER" in problems(tmp_path, BASE + [p])
+
+
+def test_descriptor_rules_of_4_4(tmp_path):
+    """uuid 0 with a parent, a track without a name, a parent cycle, a chain 100 deep."""
+    assert "descriptor with uuid 0" in problems(tmp_path, BASE + [desc(0, "zero", parent=1)])
+    assert "track 6: no name" in problems(tmp_path, BASE + [desc(6, "", parent=1)])
+    cyc = problems(tmp_path, [desc(1, "Recorded", parent=5), desc(5, "x", parent=1)])
+    assert "track 1 ('Recorded'): parent links form a cycle" in cyc and "track 5 ('x')" in cyc
+    deep = [desc(1, "R")] + [desc(i + 2, f"t{i}", parent=i + 1) for i in range(101)]
+    assert "track 101 ('t99'): parent chain is 100 or more deep" in problems(tmp_path, deep)
+    ok = [desc(1, "R")] + [desc(i + 2, f"t{i}", parent=i + 1) for i in range(98)]
+    assert check_file(write(tmp_path, ok)).ok
+
+
+def test_flow_id_rules_of_4_4(tmp_path):
+    both = problems(tmp_path, BASE + [ev(10, B, name="a", flows=[7], term=[7]), ev(20, E)])
+    assert "flow id(s) [7] both start and terminate on one event" in both
+    on_end = problems(tmp_path, BASE + [ev(10, B, name="a"), ev(20, E, flows=[7]), ev(30, I, name="b", term=[7])])
+    assert "flow source on an END event" in on_end
 
 
 def test_counter_must_close_at_zero_and_have_a_unit(tmp_path):
