@@ -11,6 +11,7 @@ import typer
 from trace_pipe.pipeline import agentic, convert, readers
 from trace_pipe.pipeline.errors import TraceError
 from trace_pipe.pipeline.gcpause import gc_paused
+from trace_pipe.pipeline.model import Generation
 from trace_pipe.pipeline.io import check_outputs, output_group
 
 from .common import Progress, user_errors
@@ -37,6 +38,8 @@ def _convert(inputs, mooncake, agentic_rows, fmt, rules, weka_subagents, perfett
     trace = readers.read_trace(inputs, subagents=weka_subagents, on_line=bar.update if bar.enabled else None,
                                replay_rules=bool(mooncake))
     bar.close()
+    if weka_subagents != "recorded" and not any(r.generation is Generation.WEKA for r in trace.requests):
+        print(f"note: --weka-subagents {weka_subagents} has no effect: the input has no WEKA plays", file=err)
     derived = None
     if mooncake:
         res = convert.write_mooncake(trace, mooncake, agentic_rows=agentic_rows, fmt=fmt, rules=rules,

@@ -97,6 +97,17 @@ def test_two_plays_fixture(tmp_path):
     assert [(r.get("wait_for"), r.get("branches"), r.get("delay")) for r in rows] == [
         (None, ["play-a/worker/0"], None), (None, None, None), (["play-a/0"], None, 0.0)]
     assert "no spawn edge" not in err.getvalue()
+    assert "--weka-subagents" not in err.getvalue()
+
+
+def test_weka_subagent_rule_on_other_input_says_it_does_nothing(tmp_path):
+    from dynamo_records import req, write_jsonl
+
+    dynamo = write_jsonl(tmp_path / "d.jsonl", [req("r1", "c1", None, 0, 10, [1]), req("r2", "c1", None, 20, 30, [1, 2])])
+    err = io.StringIO()
+    run_convert([str(dynamo)], mooncake=str(tmp_path / "o.jsonl"), agentic_rows=True, weka_subagents="wait",
+                out=io.StringIO(), err=err)
+    assert "note: --weka-subagents wait has no effect: the input has no WEKA plays" in err.getvalue()
 
 
 def test_round_trip_reads_back_the_same_requests_and_edges(weka_rows, tmp_path):
