@@ -11,6 +11,11 @@ Between events a worker runs identical decode passes (`_decode_run`), jumped ove
 within each float binade (`identical_passes`, bit-exact with the repeated additions). Without
 pass records, block-boundary crossings are allocated inside such a run (`_boundaries_inline`):
 only the decode time changes at them.
+
+A request with 0 output tokens (observed from 1.4.2) is admitted like any other and takes all of
+its cached prefix (no last block is recomputed: it samples no token). In the pass that completes
+its prompt it finishes at the pass end with no token; it is not decode-ready, and its blocks,
+hashed, are released before the decode step, so they are not in that pass's u.
 """
 
 from __future__ import annotations
@@ -279,11 +284,15 @@ class Worker:
                     self.chunking = None
                     newly.append(c)
 
-        # 3. admission: FIFO head only, and only if nothing was preempted this pass.
+        # 3. admission: FIFO head only, and only if nothing was preempted this pass. Once the
+        # token budget is spent, 1.4.2 still examines one more head (observed): a 0-output
+        # request whose prompt is all cached computes nothing and is admitted, anything else
+        # stops admission. Heads too large for the pool are rejected whatever the budget.
         if not preempted:
             waiting = self.waiting
             G = self.G
-            while waiting and budget > 0 and len(dec) + len(newly) + (self.chunking is not None) < self.max_seqs:
+            more = True
+            while more and waiting and len(dec) + len(newly) + (self.chunking is not None) < self.max_seqs:
                 r = waiting[0]
                 kn = r.prompt + r.g
                 nb = -(-kn // bs)
@@ -292,6 +301,10 @@ class Worker:
                     r.status = "rejected"
                     self.finished.append(r)
                     continue
+                if budget <= 0:
+                    if r.out:
+                        break  # it has at least its last block to compute
+                    more = False
                 pk = self._keys(r)
                 lim = kn // bs
                 if self.caching:
@@ -306,8 +319,8 @@ class Worker:
                         src = r.src
                         hitb = pool.lookup_after(src.run if src is not None else None, r.src_n, pk, lim)
                         r.hmemo = (pool.gen, lim, hitb[:])
-                    if len(hitb) * bs >= kn:
-                        hitb.pop()
+                    if len(hitb) * bs >= kn and r.out:
+                        hitb.pop()  # the last block is recomputed to sample a token; 0-output needs none
                     if hitb:
                         active_hits, hruns, hrest, hrefs = pool.hits(hitb, pk[0])
                     else:
@@ -319,8 +332,9 @@ class Worker:
                 if nb - active_hits > pool.free:
                     break
                 cached = hit * bs
-                n = min(kn - cached, budget)
-                if not self.chunked and n < kn - cached:
+                rest = kn - cached
+                n = min(rest, budget)
+                if n < rest and (n <= 0 or not self.chunked):
                     break
                 waiting.popleft()
                 r.hmemo = None
@@ -349,8 +363,12 @@ class Worker:
                 if r.computed >= kn:
                     newly.append(r)
                 else:
-                    self.chunking = r
-                    break
+                    self.chunking = r  # the budget is spent (see above for what may follow)
+
+        # A 0-output request whose prompt is all computed finishes now: its blocks are released
+        # (hashes kept) before the decode step, so they are not in u, and it emits no token.
+        if newly and not all(r.out for r in newly):
+            self._finish_zero(newly)
 
         # 4-5. prefill time over participants that computed prompt tokens.
         k = 0
@@ -381,6 +399,7 @@ class Worker:
         if n_ready:
             end = end + d_ms
 
+        scheduled = len(parts) + len(dec)  # before emission changes `dec`
         # 7. emit tokens at the pass end, in running order.
         stats = self.stats
         if dec:
@@ -415,9 +434,20 @@ class Worker:
                     if r.chunks is None:
                         r.chunks = []
                     r.chunks.append((now, end, n))
-            self.passes.append((now, end, len(parts) + len(dec), prefill_tok, n_ready,
+            self.passes.append((now, end, scheduled, prefill_tok, n_ready,
                                 self.n_running(), len(self.waiting), pool.active, pool.ncached, hit_tokens, 1, 0.0))
         return end
+
+    def _finish_zero(self, newly: list[SimRequest]) -> None:
+        """Finish (in running order) the 0-output requests among those whose prompt just
+        completed, leaving the others in `newly` (see the module doc)."""
+        keep = []
+        for r in newly:
+            if r.out:
+                keep.append(r)
+            else:
+                self._finish(r, r.computed)
+        newly[:] = keep
 
     def _prompt_token(self, r: SimRequest, end: float) -> bool:
         """`r` emits the token its prompt pass produced, at `end`; True when it is its first."""
@@ -527,7 +557,8 @@ class Worker:
         end = now + self._prefill_ms(tokens, len(parts), parts)
         d = self.dclock
         for r, _pre, _n in parts:
-            self._prompt_token(r, end)
+            if r.out:  # a 0-output request is prefilled and finishes with no token
+                self._prompt_token(r, end)
             if r.g >= r.out:
                 self._finish(r, r.computed)
             else:

@@ -129,15 +129,20 @@ def run_recorded(rows: list[Row], sources: list[str], fmt: str, opts: ReplayOpti
                 running[w] += 1
                 s = service[r.idx]
                 dur = s.duration_ms / speed
-                first = dur if s.ttft_ms is None else min(max(0.0, s.ttft_ms / speed), dur)
                 r.first_admit = now
                 r.n_admit = 1
-                r.t_first = now + first
-                r.t_last = now + dur
                 r.g = r.out
-                r.chunks = [(now, r.t_first, r.prompt)]
-                heappush(events, (r.t_first, _FIRST, seq, r.idx))
-                heappush(events, (r.t_last, _DONE, seq, r.idx))
+                if r.out:
+                    first = dur if s.ttft_ms is None else min(max(0.0, s.ttft_ms / speed), dur)
+                    r.t_first = now + first
+                    r.t_last = now + dur
+                    r.chunks = [(now, r.t_first, r.prompt)]
+                    heappush(events, (r.t_first, _FIRST, seq, r.idx))
+                    end = r.t_last
+                else:  # 0 output tokens: its whole service is prefill, and no token is emitted
+                    end = now + dur
+                    r.chunks = [(now, end, r.prompt)]
+                heappush(events, (end, _DONE, seq, r.idx))
                 seq += 1
         nxt, stopped_at = advance(events, ready, now, stop)
         if nxt is None:
@@ -154,8 +159,6 @@ def _requests(rows: list[Row], sources: list[str]) -> list[SimRequest]:
     interning every prompt's hash chain would be most of the run's time)."""
     out = []
     for i, r in enumerate(rows):
-        if r.output_length <= 0:
-            raise TraceError(f"{sources[i]}: field `output_length`: must be >= 1")
         L = r.input_length or 0
         rid = r.request_id if r.request_id is not None else str(i)
         out.append(SimRequest(i, rid, r.session_id, L, r.output_length, [], sources[i], r.play_id))
@@ -183,7 +186,8 @@ def _timeline(reqs: list[SimRequest], n_w: int, block_size: int) -> Timeline:
             ev.append((r.first_admit, 4, r.idx))  # leaves the queue
         ev.append((r.first_admit, 2, r.idx))
         if r.terminal >= 0:
-            ev.append((r.t_first, 1, r.idx))
+            if r.out:
+                ev.append((r.t_first, 1, r.idx))
             ev.append((r.terminal, 0, r.idx))
     raw = []
     for evs in per:
@@ -200,7 +204,7 @@ def _timeline(reqs: list[SimRequest], n_w: int, block_size: int) -> Timeline:
                 nb = -(-r.prompt // block_size)
                 if kind == 0:
                     run -= 1
-                    dec -= 1
+                    dec -= r.out > 0  # a 0-output request never decoded
                     blocks -= nb
                 elif kind == 1:
                     dec += 1

@@ -59,8 +59,6 @@ def build_requests(rows: list[Row], sources: list[str], fmt: str, tbs: int) -> l
             L = cap
         if L <= 0:
             raise TraceError(f"{sources[i]}: field `input_length`: the prompt is empty (no hash_ids)")
-        if r.output_length <= 0:
-            raise TraceError(f"{sources[i]}: field `output_length`: must be >= 1")
         rid = r.request_id if r.request_id is not None else str(i)
         out.append(SimRequest(i, rid, r.session_id, L, r.output_length, r.hash_ids, sources[i], r.play_id))
     return out
@@ -81,7 +79,9 @@ def _check_feasible(reqs: list[SimRequest], a: EngineArgs) -> None:
             raise TraceError(f"{r.source}: request {r.request_id!r} needs {-(-(r.prompt + r.out - 1) // a.block_size)} "
                              f"KV blocks but a worker has {G}; the vllm_v0 scheduler needs at least one more free "
                              f"(and 1% of the blocks) to make progress")
-        if not a.enable_chunked_prefill and r.prompt > a.max_num_batched_tokens:
+        if a.scheduler == "vllm_v0" and r.prompt > a.max_num_batched_tokens:
+            # exact here (no prefix caching); for Dynamo's scheduler a cached prefix can make it
+            # fit, so that case is caught when a worker gets stuck (`stuck`)
             raise TraceError(f"{r.source}: request {r.request_id!r} has a {r.prompt}-token prompt, more than "
                              f"max_num_batched_tokens {a.max_num_batched_tokens} with chunked prefill disabled")
 
@@ -197,8 +197,7 @@ def run_replay(rows: list[Row], sources: list[str], fmt: str, opts: ReplayOption
                     horizon = limit
                 end = w.step(now, horizon)
                 if end == now and not w.finished and not w.first_tokens and not w.n_running():
-                    raise TraceError(f"error: offline replay reached a dead end with "
-                                     f"{sum(x.n_running() + len(x.waiting) for x in workers)} in-flight requests remaining")
+                    stuck(w, workers, a)
                 w.busy = True
                 pass_end[w.wid] = end
                 if w.finished and not queue_drains:
@@ -249,6 +248,20 @@ def advance(events: list, ready: list, now: float, limit: float | None) -> tuple
     if limit is not None and nxt > limit:
         return None, limit
     return (nxt if nxt > now else now), None
+
+
+def stuck(w: Worker, workers: list[Worker], a: EngineArgs) -> None:
+    """A worker with nothing running could not admit its queue head, and nothing can change that:
+    Dynamo's dead end. A prompt over the token budget with chunked prefill disabled is only
+    known to be one here: with a large enough cached prefix it is admitted (observed)."""
+    n = sum(x.n_running() + len(x.waiting) for x in workers)
+    head = w.waiting[0] if w.waiting else None
+    if head is not None and not a.enable_chunked_prefill and head.prompt > a.max_num_batched_tokens:
+        raise TraceError(f"{head.source}: request {head.request_id!r} has a {head.prompt}-token prompt, more than "
+                         f"max_num_batched_tokens {a.max_num_batched_tokens} with chunked prefill disabled, and "
+                         f"not enough of it is cached; Dynamo's replay would reach a dead end with {n} in-flight "
+                         f"requests remaining")
+    raise TraceError(f"error: offline replay reached a dead end with {n} in-flight requests remaining")
 
 
 def dead_end(reqs: list[SimRequest]) -> None:

@@ -59,6 +59,38 @@ def test_mean_based_prefill_and_chunking_observed():
     assert round(r.last_token_ms - r.first_token_ms, 6) == 5.759776
 
 
+def test_rejection_does_not_wait_for_token_budget_observed():
+    # 1.4.2 rejects a head too large for the pool in a pass whose token budget a chunk already
+    # spent (oracle: terminal 33.245828 = P(8) + P(8), the end of the second chunk pass)
+    res = replay([{"timestamp": 0, "input_length": 20, "output_length": 2, "hash_ids": [1, 2, 3, 4, 5]},
+                  {"timestamp": 0.5, "input_length": 40, "output_length": 2, "hash_ids": list(range(10, 20))}],
+                 num_gpu_blocks=8, max_num_batched_tokens=8)
+    a, r = res.requests
+    assert (r.status, r.end_ms) == ("rejected", 33.245827999999996)
+    assert (a.first_token_ms, a.end_ms) == (79.249551, 111.018301)
+    assert report.summary(res)["duration_ms"] == 111.018301
+    # a second such head right behind is rejected in the same pass (a rejection does not end admission)
+    res = replay([{"timestamp": 0, "input_length": 20, "output_length": 2, "hash_ids": [1, 2, 3, 4, 5]},
+                  {"timestamp": 0.5, "input_length": 40, "output_length": 2, "hash_ids": list(range(10, 20))},
+                  {"timestamp": 0.6, "input_length": 44, "output_length": 2, "hash_ids": list(range(30, 41))}],
+                 num_gpu_blocks=8, max_num_batched_tokens=8)
+    assert [(r.status, r.end_ms) for r in res.requests] == [("completed", 111.018301), ("rejected", 33.245827999999996),
+                                                             ("rejected", 33.245827999999996)]
+
+
+def test_chunking_off_prompt_over_budget_runs_when_cached_observed():
+    # chunked prefill off, mnbt 30: a 40-token prompt with 24 tokens cached computes 16 and runs
+    # (oracle: TTFT 22.517418, reused 24); with nothing cached it is a dead end, as in 1.4.2
+    rows = [{"timestamp": 0, "input_length": 24, "output_length": 1, "hash_ids": [1, 2, 3, 4, 5, 6]},
+            {"timestamp": 100, "input_length": 40, "output_length": 2, "hash_ids": list(range(1, 11))}]
+    res = replay(rows, max_num_batched_tokens=30, enable_chunked_prefill=False)
+    b = res.requests[1]
+    assert (b.cached_tokens, b.first_token_ms, b.end_ms) == (24, 122.51741799999999, 128.293668)
+    rows[1]["hash_ids"] = list(range(21, 31))
+    with pytest.raises(TraceError, match="chunked prefill disabled.*dead end with 1 in-flight"):
+        replay(rows, max_num_batched_tokens=30, enable_chunked_prefill=False)
+
+
 def test_lifo_preemption_observed():
     # §5: G 6; the second request is preempted and re-admitted with reused 4
     res = replay([{"timestamp": 0, "input_length": 8, "output_length": 10, "hash_ids": [1, 2]},
