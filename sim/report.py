@@ -194,9 +194,20 @@ def _extras(res: SimResult) -> dict:
     return out
 
 
+# ai-dynamo 1.4.2's disaggregated-serving keys, null in aggregated replay (what it writes there)
+_PD_KEYS = ("prefill_admit_ms", "source_held_ms", "destination_reserved_ms", "destination_activated_ms",
+            "decode_admit_ms", "source_released_ms", "decode_reused_input_tokens", "prefill_route_overlap_tokens",
+            "decode_route_overlap_tokens")
+
+
+def _ms(v: float | None) -> float | None:
+    return None if v is None else float(v)  # Dynamo's times are f64: 1.0, never 1
+
+
 def jsonl_rows(res: SimResult) -> Iterable[dict]:
-    """Per-request rows with Dynamo's field names, keyed by the trace's own request ids, sorted by
-    arrival then trace order (deterministic, unlike Dynamo's random UUID tie-break)."""
+    """Per-request rows with Dynamo's fields in its order (`request_id` first, as later Dynamo
+    writes the authored id, and `play` last are ours), sorted by arrival then trace order
+    (deterministic, unlike Dynamo's random UUID tie-break); the uuid is the request id."""
     order = sorted(range(len(res.requests)),
                    key=lambda i: (res.requests[i].ready_ms if res.requests[i].ready_ms is not None else math.inf, i))
     for i in order:
@@ -204,10 +215,11 @@ def jsonl_rows(res: SimResult) -> Iterable[dict]:
         if r.ready_ms is None:
             continue
         ok = r.first_token_ms is not None
-        yield {
+        row = {
             "request_id": r.request_id, "session_id": r.session_id, "turn_index": None, "uuid": r.request_id,
-            "arrival_time_ms": r.ready_ms, "first_admit_ms": r.first_admit_ms, "terminal_time_ms": r.end_ms,
-            "first_token_ms": r.first_token_ms, "last_token_ms": r.last_token_ms,
+            "arrival_time_ms": _ms(r.ready_ms), "first_admit_ms": _ms(r.first_admit_ms),
+            "terminal_time_ms": _ms(r.end_ms), "first_token_ms": _ms(r.first_token_ms),
+            "last_token_ms": _ms(r.last_token_ms),
             "ttft_ms": r.first_token_ms - r.ready_ms if ok else None,
             "ttst_ms": r.second_token_ms - r.first_token_ms if r.second_token_ms is not None and ok else None,
             "e2e_latency_ms": r.last_token_ms - r.ready_ms if ok and r.last_token_ms is not None else None,
@@ -216,8 +228,12 @@ def jsonl_rows(res: SimResult) -> Iterable[dict]:
             "input_length": r.input_length, "requested_output_length": r.requested_output_length,
             "output_length": r.output_tokens, "reused_input_tokens": r.cached_tokens,
             "prefill_worker_idx": None, "decode_worker_idx": r.worker,
-            "terminal_status": r.status, "play": r.play,
         }
+        for k in _PD_KEYS:
+            row[k] = None
+        row["terminal_status"] = r.status
+        row["play"] = r.play
+        yield row
 
 
 _ROWS = (("Time to First Token (ms)", "ttft", "_ms"), ("Time to Second Token (ms)", "ttst", "_ms"),
