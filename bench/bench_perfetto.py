@@ -5,7 +5,7 @@ Inputs: a synthetic Dynamo trace (all four generations, tools, sub-agents, concu
 inferred tools, workers; `trace_pipe.proto.synthetic`) of about --requests requests, and the 29
 WEKA fixtures when present.
 
-    python bench/bench_perfetto.py [--requests 20000] [--baselines] [--memory]
+    python bench/bench_perfetto.py [--requests 20000] [--baselines] [--memory] [--split]
 
 Targets (issue 3): protobuf <= 1/3 of the JSON bytes; >= 300k packets/s written.
 
@@ -165,8 +165,18 @@ def _pb2_baseline(timeline, path: str) -> int:
     return n
 
 
+def split_phases(tl, reps: int = 3) -> dict:
+    """CPU seconds of the writer's phases, best of `reps`: planning the layout (tracks, lanes,
+    write order, flows), streaming its events (layout objects), and the rest of `write_timelines`
+    (encoding and the file) as the difference."""
+    plan, _ = _best(lambda: Layout([tl]), reps)
+    layout = Layout([tl])
+    stream, _ = _best(lambda: sum(1 for _ in layout.stream()), reps)
+    return {"plan_s": plan, "stream_s": stream}
+
+
 def measure(label: str, trace, edges, tmp: str, *, baselines: bool = False, memory: bool = False,
-            reps: int = 5) -> dict:
+            split: bool = False, reps: int = 5) -> dict:
     n_req = len(trace.requests)
     pf = os.path.join(tmp, "out.pftrace")
     js = os.path.join(tmp, "out.json")
@@ -188,6 +198,8 @@ def measure(label: str, trace, edges, tmp: str, *, baselines: bool = False, memo
                    gz_bytes_per_req=sgz.bytes / n_req, ratio=spf.bytes / sjs.bytes, pf_s=t_pf, json_s=t_js,
                    gz_s=t_gz, timeline_s=t_tl, pf_pps=spf.packets / t_pf, ref_pps=ref, ref_c_pps=ref_c,
                    e2e_pps=spf.packets / (t_pf + t_tl), json_eps=sjs.packets / t_js)
+        if split:
+            row.update(split_phases(tl))
         if baselines:
             t_c, n_c = _cpu(lambda: _pb2_baseline(tl, os.path.join(tmp, "c.pftrace")))
             row["pb2_pps"] = n_c / t_c
@@ -223,6 +235,10 @@ def report(r: dict) -> None:
     if "pb2_pps" in r:
         line += f"   pb2 object per packet {r['pb2_pps'] / k:.0f}k packets/s (writer x{r['pf_pps'] / r['pb2_pps']:.1f})"
     print(line)
+    if "plan_s" in r:
+        enc = r["pf_s"] - r["plan_s"] - r["stream_s"]
+        print(f"writer phases    layout plan {r['plan_s']:.3f} s, layout stream {r['stream_s']:.3f} s, "
+              f"encoding + file {enc:.3f} s (the rest of the writer's {r['pf_s']:.3f} s)")
     if "pf_peak_mb" in r:
         print(f"memory           protobuf writer peak traced {r['pf_peak_mb']:.1f} MB")
 
@@ -232,6 +248,7 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=20000, help="approximate synthetic requests (default 20000)")
     ap.add_argument("--baselines", action="store_true", help="also time a pb2-object-per-packet writer (slow)")
     ap.add_argument("--memory", action="store_true", help="also report the writer's peak traced memory")
+    ap.add_argument("--split", action="store_true", help="also time the writer's phases (layout plan, stream, encoding)")
     args = ap.parse_args()
     per_run = 4 * (20 + 1 + 4 * 10)  # 4 generations x (main chain + overlap + 4 sub-agents of 10)
     runs = max(1, round(args.requests / per_run))
@@ -248,14 +265,14 @@ def main() -> None:
         gc.collect()
         gc.freeze()  # the input stays alive: keep it out of the collections between runs
         rows.append(measure("synthetic Dynamo (G1-G3b)", trace, edges, tmp, baselines=args.baselines,
-                            memory=args.memory))
+                            memory=args.memory, split=args.split))
         weka = sorted(WEKA.glob("*.json"))
         if weka:
             with gc_paused():
                 trace = readers.read_trace([str(p) for p in weka])
                 edges = agentic.derive(trace).edges
             rows.append(measure(f"WEKA fixtures ({len(weka)} files)", trace, edges, tmp, baselines=args.baselines,
-                                memory=args.memory))
+                                memory=args.memory, split=args.split))
         else:
             print(f"(WEKA fixtures not found under {WEKA}: skipped)", file=sys.stderr)
     for r in rows:

@@ -30,61 +30,55 @@ import itertools
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from operator import itemgetter as _itemgetter
+from typing import NamedTuple
 
-from .spans import ChainItem, RequestSpan, Slice, Timeline
+from .spans import ChainItem, RequestSpan, Timeline
 from .tracks import COUNTER, ORDER_EXPLICIT, TrackSpec, TrackTree, flow_base, pack_lanes
 
 COUNTER_UNIT = "requests"
 
 
-class Block:
-    """A slice with its nested children, written BEGIN, children, END."""
+class Block(NamedTuple):
+    """A slice with its nested children, written BEGIN, children, END.
 
-    __slots__ = ("start", "end", "track", "name", "cat", "args", "corr", "flows_out", "flows_in", "children")
+    Layout events are named tuples: the layout builds ~7 per request, `_new(Block, (...))` (no
+    Python-level __init__) builds one in 3/4 of a slotted class's time, and the encoder unpacks
+    one in a single step."""
 
-    def __init__(self, start: int, end: int, track: int, name: str, cat: str, args: tuple, corr: int = 0,
-                 flows_out: tuple = (), flows_in: tuple = (), children: tuple = ()) -> None:
-        self.start = start
-        self.end = end
-        self.track = track
-        self.name = name
-        self.cat = cat
-        self.args = args
-        self.corr = corr
-        self.flows_out = flows_out
-        self.flows_in = flows_in
-        self.children = children
-
-
-class Instant:
-    __slots__ = ("ts", "track", "name", "cat", "args")
-
-    def __init__(self, ts: int, track: int, name: str, cat: str, args: tuple) -> None:
-        self.ts = ts
-        self.track = track
-        self.name = name
-        self.cat = cat
-        self.args = args
+    start: int
+    end: int
+    track: int
+    name: str
+    cat: str
+    args: tuple
+    corr: int = 0
+    flows_out: tuple = ()
+    flows_in: tuple = ()
+    children: tuple = ()
 
 
-class Sample:
-    __slots__ = ("ts", "track", "value")
+class Instant(NamedTuple):
+    ts: int
+    track: int
+    name: str
+    cat: str
+    args: tuple
 
-    def __init__(self, ts: int, track: int, value: int) -> None:
-        self.ts = ts
-        self.track = track
-        self.value = value
+
+class Sample(NamedTuple):
+    ts: int
+    track: int
+    value: int
 
 
-class Series:
+class Series(NamedTuple):
     """A counter track's samples, (ts, value) in time order (`Layout.stream`)."""
 
-    __slots__ = ("track", "samples")
+    track: int
+    samples: list[tuple[int, int]]
 
-    def __init__(self, track: int, samples: list[tuple[int, int]]) -> None:
-        self.track = track
-        self.samples = samples
+
+_new = tuple.__new__  # _new(Block, (all ten fields)): a layout event without NamedTuple.__new__'s Python call
 
 
 def correlation_id(key: str) -> int:
@@ -159,28 +153,37 @@ class Layout:
         st.requests_per_timeline[tl.name] = n
         st.not_drawn_per_timeline[tl.name] = tl.not_drawn
         st.tool_items += len(tl.tools)
-        pos_of_key: dict[str, int] = {}
-        for i, r in enumerate(reqs):
-            if r.key in pos_of_key:
-                raise ValueError(f"duplicate request key {r.key!r} in timeline {tl.name}")
-            pos_of_key[r.key] = i
-        order = _write_order(reqs, tl.links, pos_of_key)
+        pos_of_key: dict[str, int] = {r.key: i for i, r in enumerate(reqs)}
+        if len(pos_of_key) != n:  # name the first repeated key
+            seen: set[str] = set()
+            for r in reqs:
+                if r.key in seen:
+                    raise ValueError(f"duplicate request key {r.key!r} in timeline {tl.name}")
+                seen.add(r.key)
+        link_pos = [(pos_of_key.get(e.src), pos_of_key.get(e.dst)) for e in tl.links]  # request indices
+        order = _write_order(reqs, link_pos)
         p.order = order
         p.corr = [correlation_id(r.key) for r in reqs]  # the request's slices and its worker slices
-        rank_of = {i: k for k, i in enumerate(order)}  # request index -> write position
+        rank_of = [0] * n  # request index -> write position
+        for k, i in enumerate(order):
+            rank_of[i] = k
 
         # lanes per chain, packed in write order
         req_lane = [0] * n
         req_lanes: dict[tuple[str, str], int] = {}  # (group, chain) -> lanes
-        by_chain: dict[tuple[str, str], list[int]] = defaultdict(list)
+        by_chain: dict[tuple[str, str], list[int]] = defaultdict(list)  # in write order, so in start order
+        req_iv = [(r.slice.start_ns, r.slice.end_ns) for r in reqs]
         for i in order:
-            by_chain[(reqs[i].group, reqs[i].chain)].append(i)
+            r = reqs[i]
+            by_chain[(r.group, r.chain)].append(i)
         for chain, idx in by_chain.items():
-            lanes, k = pack_lanes(self._lane_iv([(reqs[i].slice.start_ns, reqs[i].slice.end_ns) for i in idx]))
+            lanes, k = pack_lanes(self._lane_iv([req_iv[i] for i in idx]))
             for i, lane in zip(idx, lanes):
                 req_lane[i] = lane
             req_lanes[chain] = k
-        tools = [x[2] for x in sorted([(it.start_ns, it.end_ns, j) for j, it in enumerate(tl.tools)])]
+        tool_iv = [(it.slice.start_ns, it.slice.end_ns) if it.slice is not None else (it.mark.ts_ns, it.mark.ts_ns)
+                   for it in tl.tools]  # ChainItem.start_ns / end_ns without the property calls
+        tools = [x[2] for x in sorted([(s, e, j) for j, (s, e) in enumerate(tool_iv)])]
         p.tools = tools
         tool_lane = [0] * len(tl.tools)
         tool_lanes: dict[tuple[str, str], int] = {}
@@ -188,22 +191,24 @@ class Layout:
         for j in tools:
             tools_by_chain[(tl.tools[j].group, tl.tools[j].chain)].append(j)
         for chain, idx in tools_by_chain.items():
-            lanes, k = pack_lanes(self._lane_iv([(tl.tools[j].start_ns, tl.tools[j].end_ns) for j in idx]))
+            lanes, k = pack_lanes(self._lane_iv([tool_iv[j] for j in idx]))
             for j, lane in zip(idx, lanes):
                 tool_lane[j] = lane
             tool_lanes[chain] = k
 
-        # groups and chains in order of first start
+        # groups and chains in order of first start (a group's first start is its chains' first)
+        # (both lists per chain are in start order: their first item starts first)
+        chain_first = {key: req_iv[idx[0]][0] for key, idx in by_chain.items()}
+        for key, idx in tools_by_chain.items():
+            t = tool_iv[idx[0]][0]
+            old = chain_first.get(key)
+            if old is None or t < old:
+                chain_first[key] = t
         first: dict[str, int] = {}
-        chain_first: dict[tuple[str, str], int] = {}
-        for g, c, t in [(r.group, r.chain, r.slice.start_ns) for r in reqs] + [(it.group, it.chain, it.start_ns)
-                                                                              for it in tl.tools]:
+        for (g, _), t in chain_first.items():
             old = first.get(g)
             if old is None or t < old:
                 first[g] = t
-            old = chain_first.get((g, c))
-            if old is None or t < old:
-                chain_first[(g, c)] = t
         # a later timeline (Simulated) keeps the first one's order for the names they share, so
         # the same group / chain sits at the same rank under both roots
         g_rank, c_rank = self._order
@@ -218,7 +223,7 @@ class Layout:
         if n:
             total = tree.add(root, "in flight", kind=COUNTER, rank=0, unit_name=COUNTER_UNIT,
                              description="LLM requests in flight (all chains)")
-            counters.append((total, [(r.slice.start_ns, r.slice.end_ns) for r in reqs]))
+            counters.append((total, req_iv))
         chain_req_tracks: dict[tuple[str, str], list[int]] = {}
         chain_stage_tracks: dict[tuple[str, str], list[int]] = {}
         chain_tool_tracks: dict[tuple[str, str], list[int]] = {}
@@ -250,12 +255,16 @@ class Layout:
         p.tool_track = [chain_tool_tracks[(it.group, it.chain)][tool_lane[j]] for j, it in enumerate(tl.tools)]
 
         # workers
-        placed = [(pl.slice.start_ns, pl.slice.end_ns, rank_of[i], pl.order, pl.worker, pl.slice, i)
+        # (start, end, write position, worker order, n, ...): n numbers the placements, so a plain
+        # tuple sort (no key function: half the time) is the stable sort on the first four and
+        # never compares the rest
+        number = itertools.count().__next__
+        placed = [(pl.slice.start_ns, pl.slice.end_ns, rank_of[i], pl.order, number(), pl.worker, pl.slice, i)
                   for i, r in enumerate(reqs) for pl in r.placements]
-        placed.sort(key=_itemgetter(0, 1, 2, 3))
+        placed.sort()
         workers: dict[str, tuple] = {}
         for x in placed:
-            workers.setdefault(x[4], x[3])
+            workers.setdefault(x[5], x[3])
         extra = {}
         for wt in tl.workers:
             workers.setdefault(wt.worker, wt.order)
@@ -268,18 +277,20 @@ class Layout:
                           description="What ran on each prefill / decode worker (dp rank)")
             by_worker: dict[str, list] = defaultdict(list)
             for x in placed:
-                by_worker[x[4]].append(x)
+                by_worker[x[5]].append(x)
             for wi, w in enumerate(sorted(workers, key=lambda w: (workers[w], w))):
                 wu = tree.add(wg, w, rank=wi, child_ordering=ORDER_EXPLICIT)
                 xs = by_worker.get(w, ())
                 if xs:
                     cu = tree.add(wu, "in flight", kind=COUNTER, rank=0, unit_name=COUNTER_UNIT,
                                   description=f"LLM requests in flight on {w}")
-                    counters.append((cu, [(x[0], x[1]) for x in xs]))
-                    lanes, k = pack_lanes(self._lane_iv([(x[0], x[1]) for x in xs]))
+                    iv = [(x[0], x[1]) for x in xs]
+                    counters.append((cu, iv))
+                    lanes, k = pack_lanes(self._lane_iv(iv))
                     lane_tracks = tree.lanes(wu, "requests", k, 1)
-                    for x, lane in zip(xs, lanes):
-                        p.placements.append((x[0], x[1], x[2], lane_tracks[lane], x[5], x[6]))
+                    m = len(p.placements)  # numbers them: ties in the final sort keep this order
+                    p.placements += [(x[0], x[1], x[2], m + j, lane_tracks[lane], x[6], x[7])
+                                     for j, (x, lane) in enumerate(zip(xs, lanes))]
                 wt = extra.get(w)
                 if wt is not None:
                     if wt.passes:
@@ -289,7 +300,7 @@ class Layout:
                     for ci, c in enumerate(wt.counters):
                         cu = tree.add(wu, c.name, kind=COUNTER, rank=3 + ci, unit_name=c.unit, description=c.description)
                         p.worker_counters.append((cu, c.samples))
-            p.placements.sort(key=_itemgetter(0, 1, 2))
+            p.placements.sort()  # by (start, end, write position), ties in the order they were added
         p.counters = counters
 
         # flows: one id per edge
@@ -298,10 +309,8 @@ class Layout:
         base = flow_base(ti)
         skipped: Counter = Counter()
         drawn = 0
-        for k, e in enumerate(tl.links):
-            st.links += 1
-            s = pos_of_key.get(e.src)
-            d = pos_of_key.get(e.dst)
+        st.links += len(tl.links)
+        for k, (e, (s, d)) in enumerate(zip(tl.links, link_pos)):
             if s is None or d is None:
                 skipped["edge names a request that is not in the timeline"] += 1
                 continue
@@ -346,7 +355,7 @@ class Layout:
             if type(ev) is Series:
                 track = ev.track
                 for ts, v in ev.samples:
-                    yield Sample(ts, track, v)
+                    yield _new(Sample, (ts, track, v))
             else:
                 yield ev
 
@@ -357,15 +366,15 @@ class Layout:
             corr = p.corr
             yield from _request_blocks(p)
             yield from _tool_events(p)
-            for start, end, _, track, sl, i in p.placements:
-                yield Block(start, end, track, sl.name, sl.category, sl.args, corr[i])
+            for start, end, _, _, track, sl, i in p.placements:
+                yield _new(Block, (start, end, track, sl.name, sl.category, sl.args, corr[i], (), (), ()))
             for track, intervals in p.counters:
-                yield Series(track, in_flight(intervals))
+                yield _new(Series, (track, in_flight(intervals)))
             for track, slices in p.worker_series:
                 for sl in slices:
-                    yield Block(sl.start_ns, sl.end_ns, track, sl.name, sl.category, sl.args)
+                    yield _new(Block, (sl.start_ns, sl.end_ns, track, sl.name, sl.category, sl.args, 0, (), (), ()))
             for track, samples in p.worker_counters:
-                yield Series(track, samples if type(samples) is list else list(samples))
+                yield _new(Series, (track, samples if type(samples) is list else list(samples)))
 
 
 def _first_ns(tl: Timeline) -> int:
@@ -373,17 +382,18 @@ def _first_ns(tl: Timeline) -> int:
     return min(starts)
 
 
-def _write_order(reqs: Sequence[RequestSpan], links, pos_of_key: dict[str, int]) -> list[int]:
+def _write_order(reqs: Sequence[RequestSpan], link_pos: list[tuple[int | None, int | None]]) -> list[int]:
     """(start, end, key) order, except that among requests starting at the same instant a
-    dependency comes before its dependent (a flow's source must be read before its terminator)."""
+    dependency comes before its dependent (a flow's source must be read before its terminator).
+    `link_pos`: each edge's (dependency, dependent) request indices (None: not in the timeline)."""
     keyed = [(r.slice.start_ns, r.slice.end_ns, r.key, i) for i, r in enumerate(reqs)]  # keys are unique
+    start = [x[0] for x in keyed]
     keyed.sort()
     order = [x[3] for x in keyed]
     same: dict[int, list[tuple[int, int]]] = defaultdict(list)
-    for e in links:
-        s, d = pos_of_key.get(e.src), pos_of_key.get(e.dst)
-        if s is not None and d is not None and s != d and reqs[s].slice.start_ns == reqs[d].slice.start_ns:
-            same[reqs[s].slice.start_ns].append((s, d))
+    for s, d in link_pos:
+        if s is not None and d is not None and s != d and start[s] == start[d]:
+            same[start[s]].append((s, d))
     if not same:
         return order
     out: list[int] = []
@@ -434,36 +444,52 @@ def _request_blocks(p: _Plan) -> Iterator[Block]:
         track = req_track[i]
         ctrack = stage_track[i] if stage_track is not None else track
         stages, marks = r.stages, r.marks
-        if marks:
-            # by time; a mark before a stage starting with it; (time, kind, index) never ties
-            items = [(s.start_ns, 1, n, s) for n, s in enumerate(stages)]
-            items += [(m.ts_ns, 0, n, m) for n, m in enumerate(marks)]
-            items.sort()
-            children = tuple([Block(x.start_ns, x.end_ns, ctrack, x.name, x.category, x.args) if k
-                              else Instant(x.ts_ns, ctrack, x.name, x.category, x.args) for _, k, _, x in items])
-        elif stages:
-            items = [(s.start_ns, n, s) for n, s in enumerate(stages)]
-            items.sort()
-            children = tuple([Block(x.start_ns, x.end_ns, ctrack, x.name, x.category, x.args) for _, _, x in items])
+        if not marks and len(stages) < 2:
+            children = tuple([_new(Block, (x.start_ns, x.end_ns, ctrack, x.name, x.category, x.args, 0, (), (), ()))
+                              for x in stages])
         else:
-            children = ()
+            children = _children(stages, marks, ctrack)
         sl = r.slice
-        yield Block(sl.start_ns, sl.end_ns, track, sl.name, sl.category, sl.args, corr[i],
-                    tuple(flow_out[i]) if i in flow_out else (), tuple(flow_in[i]) if i in flow_in else (),
-                    children)
+        yield _new(Block, (sl.start_ns, sl.end_ns, track, sl.name, sl.category, sl.args, corr[i],
+                           tuple(flow_out[i]) if i in flow_out else (), tuple(flow_in[i]) if i in flow_in else (),
+                           children))
+
+
+def _children(stages, marks, ctrack: int) -> tuple:
+    """A request's stages and marks by time; a mark before a stage starting with it, stages
+    (and marks) with equal times in their given order."""
+    # the common case, one mark and stages already in order: the mark goes before the first
+    # stage that does not start before it (what sorting by (time, kind, index) gives)
+    if len(marks) == 1 and all(a.start_ns <= b.start_ns for a, b in zip(stages, stages[1:])):
+        m = marks[0]
+        at = m.ts_ns
+        k = 0
+        for x in stages:
+            if x.start_ns >= at:
+                break
+            k += 1
+        out = [_new(Block, (x.start_ns, x.end_ns, ctrack, x.name, x.category, x.args, 0, (), (), ())) for x in stages]
+        out.insert(k, _new(Instant, (at, ctrack, m.name, m.category, m.args)))
+        return tuple(out)
+    # (time, kind, index) never ties
+    items = [(s.start_ns, 1, n, s) for n, s in enumerate(stages)]
+    items += [(m.ts_ns, 0, n, m) for n, m in enumerate(marks)]
+    items.sort()
+    return tuple([_new(Block, (x.start_ns, x.end_ns, ctrack, x.name, x.category, x.args, 0, (), (), ())) if k
+                  else _new(Instant, (x.ts_ns, ctrack, x.name, x.category, x.args)) for _, k, _, x in items])
 
 
 def _tool_events(p: _Plan) -> Iterator[Block | Instant]:
     items: Sequence[ChainItem] = p.tl.tools
+    tool_track = p.tool_track
     for j in p.tools:
         it = items[j]
-        track = p.tool_track[j]
-        if it.slice is not None:
-            s: Slice = it.slice
-            yield Block(s.start_ns, s.end_ns, track, s.name, s.category, s.args)
+        s = it.slice
+        if s is not None:
+            yield _new(Block, (s.start_ns, s.end_ns, tool_track[j], s.name, s.category, s.args, 0, (), (), ()))
         else:
             m = it.mark
-            yield Instant(m.ts_ns, track, m.name, m.category, m.args)
+            yield _new(Instant, (m.ts_ns, tool_track[j], m.name, m.category, m.args))
 
 
 def in_flight(intervals: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:

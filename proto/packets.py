@@ -16,12 +16,12 @@ memory does not grow with the trace: a forgotten value is simply defined again u
 (an encoding cached with the old iid stays valid: the sequence's interned data is never cleared).
 
 Speed (issue 3: >= 300k packets/s, i.e. >= 0.31 x perfetto.md's reference loop; see
-bench/bench_perfetto.py): debug annotations are most of the work (~70 per Dynamo request), so
-repeated (key, value) pairs are cached as whole encoded annotations, float keys as encoded
-prefixes and runs of dotted keys as whole dicts. (Functions compiled per argument-list shape
-were tried: 1.6% faster overall, not worth generated code.) Packets are framed with one join
-into the output buffer, their lengths computed rather than measured on copies; a plain END and
-a counter sample reuse everything but the timestamp / value.
+bench/bench_perfetto.py): debug annotations are most of the work (~57 per Dynamo request with
+its stages, worker slices and tools), so repeated (key, value) pairs are cached as whole encoded
+annotations, float, epoch-time and inline-string keys as encoded prefixes and runs of dotted keys
+as whole dicts. Packets are framed with one join into the output buffer, their lengths computed
+rather than measured on copies; a plain END and a counter sample reuse everything but the
+timestamp / value.
 """
 
 from __future__ import annotations
@@ -196,6 +196,9 @@ class Encoder:
         self._ints_nest: dict[str, bytes] = {}
         self._strs_top: dict[str, bytes] = {}
         self._strs_nest: dict[str, bytes] = {}
+        self._reps_top: dict[str, bytes] = {}  # REPEATED_ID_KEYS key -> name reference
+        self._containers: dict[str, bytes] = {}  # nested key with a list / dict value -> name reference
+        self._containers_top: dict[str, bytes] = {}  # ... top-level key (finish_reason_metadata)
         self._dotted: dict[str, str] = {}  # top-level dotted key -> its prefix
         self._groups: dict[tuple, bytes] = {}  # run of dotted (key, value) items -> encoded dict
         self._seen: dict[str, None] = {}  # REPEATED_ID_KEYS values used once so far (FIFO-bounded)
@@ -212,7 +215,11 @@ class Encoder:
         """A new iid for string `s` in InternedData list `kind`, defined by the packet being
         built. Each list numbers its own iids from 1; `_INTERNED` has each list's field tag."""
         iid = self._iids[kind] = self._iids[kind] + 1
-        self._defs.append((kind, _ld(_INTERNED[kind], b"\x08" + varint(iid) + _ld(b"\x12", s.encode()))))
+        b = s.encode()
+        n = len(b)
+        e = b"\x08" + _vi(iid) + b"\x12" + (_V[n] if n < 16384 else varint(n)) + b  # iid, str
+        n = len(e)
+        self._defs.append((kind, _INTERNED[kind] + (_V[n] if n < 16384 else varint(n)) + e))
         return iid
 
     def _ref(self, table: dict, s: str, kind: int, iid_tag: bytes, inline_tag: bytes) -> bytes:
@@ -236,7 +243,7 @@ class Encoder:
         if ref is None:
             if len(self._vals) >= _VALUE_CACHE:  # bounded memory: forget the oldest (FIFO)
                 del self._vals[next(iter(self._vals))]
-            ref = self._vals[s] = b"\x88\x01" + varint(self._define(29, s))  # DebugAnnotation.string_value_iid = 17
+            ref = self._vals[s] = b"\x88\x01" + _vi(self._define(29, s))  # DebugAnnotation.string_value_iid = 17
         return ref
 
     def _ann_name(self, s: str) -> bytes:
@@ -315,7 +322,7 @@ class Encoder:
         return info
 
     def _anns(self, items) -> bytes:
-        """Top-level annotations with interned names.
+        """Top-level annotations with interned names, one (key, value) at a time.
 
         Dynamo's dotted keys (`worker.decode_worker_id`, `finish.*`) become one nested dict per
         run of keys with the same prefix, which trace processor shows as `debug.worker.…` (it
@@ -328,6 +335,7 @@ class Encoder:
         returns the entry for ("n", 1).
         """
         fget, pget, iget, sget = self._floats_top.get, self._pairs_top.get, self._ints_top.get, self._strs_top.get
+        rget = self._reps_top.get
         pack = _pack_d
         dotted = self._dotted
         out: list[bytes] = []
@@ -367,6 +375,27 @@ class Encoder:
                     if n < 128:
                         ap(b"\x22" + _V[len(p) + n + 1] + p + _V[n] + b)
                         continue
+                else:
+                    p = rget(k)  # request ids: inline on first use, interned from the second
+                    if p is not None:
+                        if group is not None:  # may define strings: after the open run, as in the order written
+                            out[slot] = self._group(group, run, safe)
+                            group = None
+                        ap(self._rep_ann(kv, p))
+                        continue
+            elif t is dict or t is list:
+                p = self._containers_top.get(k)
+                if p is not None:
+                    if group is not None:  # may define strings: after the open run, as in the order written
+                        out[slot] = self._group(group, run, safe)
+                        group = None
+                    x = self._array(v, k) if t is list else self._nested(v.items())
+                    if x:
+                        e = p + x
+                        n = len(e)
+                        x = b"\x22" + (_V[n] if n < 16384 else _vi(n)) + e
+                    ap(x)
+                    continue
             if v is None:
                 continue
             g = dotted.get(k)
@@ -418,8 +447,27 @@ class Encoder:
                         if n < 128:
                             out.append(b"\x5a" + _V[len(p) + n + 1] + p + _V[n] + b)
                             continue
+            elif t is list or t is dict:  # Dynamo's tool_calls / choices: straight here, not via _slow
+                p = self._containers.get(k)
+                if p is not None:
+                    x = self._array(v, k) if t is list else self._nested(v.items())
+                    if x:
+                        e = p + x
+                        n = len(e)
+                        out.append(b"\x5a" + (_V[n] if n < 16384 else _vi(n)) + e)
+                    continue
             if v is not None:
                 out.append(self._slow(kv, False))
+        return b"".join(out)
+
+    def _array(self, v: list | tuple, key: str) -> bytes:
+        """A list's array_values (tag 0x62), b"" when empty (no value: the annotation is left out)."""
+        out = []
+        for x in v:
+            e = (self._nested(x.items()) or None) if type(x) is dict else self._value(x, key)
+            if e is not None:
+                n = len(e)
+                out.append(b"\x62" + (_V[n] if n < 16384 else _vi(n)) + e)
         return b"".join(out)
 
     def _slow(self, kv: tuple, top: bool) -> bytes:
@@ -463,12 +511,14 @@ class Encoder:
                 e = ref + (self._vals.get(v) or self._val_iid(v))
                 cache = True
             else:
-                r = self._repeated(v)
-                e = ref + r
-                cache = r[0] == 0x88  # interned by now (the first use is written inline)
+                if top:
+                    self._reps_top[k] = ref
+                return self._rep_ann(kv, ref, tag)
         elif t is bool:
             e = ref + (b"\x10\x01" if v else b"\x10\x00")
         else:
+            if t is list or t is dict:
+                (self._containers if not top else self._containers_top)[k] = ref
             x = self._nested(v.items()) if t is dict else self._value(v, k)
             if not x:  # None, or an empty dict: no value
                 return b""
@@ -476,6 +526,20 @@ class Encoder:
         n = len(e)
         e = tag + (_V[n] if n < 16384 else _vi(n)) + e
         if cache:
+            if len(pairs) >= _VALUE_CACHE:
+                pairs.clear()
+            pairs[kv] = e
+        return e
+
+    def _rep_ann(self, kv: tuple, ref: bytes, tag: bytes = b"\x22") -> bytes:
+        """An annotation of a REPEATED_ID_KEYS key (name reference `ref`): its value inline on
+        first use, interned from the second; once interned the whole annotation is cached."""
+        r = self._vals.get(kv[1]) or self._repeated(kv[1])
+        e = ref + r
+        n = len(e)
+        e = tag + (_V[n] if n < 16384 else _vi(n)) + e
+        if r[0] == 0x88:  # interned by now (the first use is written inline)
+            pairs = self._pairs_top if tag == b"\x22" else self._pairs_nest
             if len(pairs) >= _VALUE_CACHE:
                 pairs.clear()
             pairs[kv] = e
@@ -579,34 +643,56 @@ class Encoder:
         else:
             t = _vi(ts)
         if self._defs:
-            defs = self._defs
-            defs.sort(key=_field)  # InternedData fields in number order (stable: definition order)
-            d = b"".join([x[1] for x in defs])
-            defs.clear()
-            flag = b"\x62" + _vi(len(d)) + d + b"\x68\x02"
+            flag = self._defined()
         n = len(te)
         ln = _V[n] if n < 16384 else _vi(n)
         m = len(t) + len(ln) + n + len(flag) + _FIXED
         self.buf += b"".join((b"\x0a", _V[m] if m < 16384 else _vi(m), b"\x40", t, _SEQ_TE, ln, te, flag))
 
+    def _defined(self) -> bytes:
+        """The interned_data (12) holding the strings the packet being built defined, and its
+        sequence flags (NEEDS_INCREMENTAL_STATE)."""
+        defs = self._defs
+        defs.sort(key=_field)  # InternedData fields in number order (stable: definition order)
+        d = b"".join([x[1] for x in defs])
+        defs.clear()
+        return b"\x62" + _vi(len(d)) + d + b"\x68\x02"
+
     def block(self, b) -> None:
         """A layout Block: BEGIN, its children (nested blocks, instants) in order, END."""
-        tr = self._track.get(b.track) or self._tr(b.track)
+        start, end, track, name, cat, args, corr, flows_out, flows_in, children = b
+        tr = self._track.get(track) or self._tr(track)
         if self.intern:  # _head inlined
-            cat, args, name = b.cat, b.args, b.name
-            te = ((self._cats.get(cat) or (self._cat(cat) if cat else b"")) + (self._anns(args) if args else b"")
-                  + b"\x48\x01" + (self._names.get(name) or self._name(name)) + tr)
+            c = self._cats.get(cat) or (self._cat(cat) if cat else b"")
+            a = self._anns(args) if args else b""
+            head = b"\x48\x01" + (self._names.get(name) or self._name(name)) + tr
         else:
-            te = self._head(b"\x48\x01", tr, b.name, b.cat, b.args)
-        if b.flows_out:
-            te += b"".join([b"\xf9\x02" + _pack_q(f) for f in b.flows_out])
-        if b.flows_in:
-            te += b"".join([b"\x81\x03" + _pack_q(f) for f in b.flows_in])
-        if b.corr:
-            te += b"\xa0\x03" + _vi(b.corr)
-        self._put(b.start, te, self._flag)
+            c = a = b""
+            head = self._head(b"\x48\x01", tr, name, cat, args)
+        if flows_out or flows_in or corr:
+            head += ((b"".join([b"\xf9\x02" + _pack_q(f) for f in flows_out]) if flows_out else b"")
+                     + (b"".join([b"\x81\x03" + _pack_q(f) for f in flows_in]) if flows_in else b"")
+                     + (b"\xa0\x03" + (_C[corr & 16383] + _C[corr >> 14 & 16383] + _V[corr >> 28]
+                                        if 268435456 <= corr < 4398046511104 else _vi(corr)) if corr else b""))
+        # _put inlined (this runs for every slice)
+        origin = self.origin
+        ts = start - origin
+        if 268435456 <= ts < 4398046511104:  # _vi inlined, the common case first
+            t = _C[ts & 16383] + _C[(ts >> 14) & 16383] + _V[ts >> 28]
+        elif not 0 <= ts < TS_LIMIT:
+            raise ValueError(f"timestamp {start} ns is before the trace origin or too large")
+        else:
+            t = _vi(ts)
+        flag = self._defined() if self._defs else self._flag
+        # the TrackEvent is category, annotations, then the rest: joined once into the packet,
+        # not concatenated first (the annotations are most of its bytes)
+        n = len(c) + len(a) + len(head)
+        ln = _V[n] if n < 16384 else _vi(n)
+        m = len(t) + len(ln) + n + len(flag) + _FIXED
+        buf = self.buf
+        buf += b"".join((b"\x0a", _V[m] if m < 16384 else _vi(m), b"\x40", t, _SEQ_TE, ln, c, a, head, flag))
         self.slices += 1
-        for c in b.children:
+        for c in children:
             if type(c) is Block:
                 self.block(c)
             else:
@@ -616,14 +702,14 @@ class Encoder:
         if tail is None:
             te = b"\x48\x02" + tr
             tail = self._ends[tr] = _SEQ_TE + _V[len(te)] + te
-        ts = b.end - self.origin
+        ts = end - origin
         if 268435456 <= ts < 4398046511104:  # _vi inlined, the common case first
             t = _C[ts & 16383] + _C[(ts >> 14) & 16383] + _V[ts >> 28]
         elif not 0 <= ts < TS_LIMIT:
-            raise ValueError(f"timestamp {b.end} ns is before the trace origin or too large")
+            raise ValueError(f"timestamp {end} ns is before the trace origin or too large")
         else:
             t = _vi(ts)
-        self.buf += b"".join((b"\x0a", _V[1 + len(t) + len(tail)], b"\x40", t, tail))
+        buf += b"".join((b"\x0a", _V[1 + len(t) + len(tail)], b"\x40", t, tail))
 
     def instant_event(self, i) -> None:
         """A layout Instant."""
@@ -633,25 +719,28 @@ class Encoder:
 
     def series(self, track: int, samples) -> None:
         """A counter track's (ts, value) samples: the packet after the timestamp depends only
-        on the value (few distinct ones: requests in flight), so it is cached per value."""
+        on the value (few distinct ones: requests in flight), so it is cached per value, with
+        the framing before the timestamp for a 5-byte timestamp varint (2^28 <= ts < 2^35 ns
+        after the origin, the first 9.5 hours) and a 6-byte one."""
         pre = b"\x48\x04" + (self._track.get(track) or self._tr(track)) + b"\xf0\x01"
-        tails: dict[int, bytes] = {}
+        tails: dict[int, tuple[bytes, bytes, bytes]] = {}  # value -> (tail, head for 5, head for 6)
         origin = self.origin
         out = []
         ap = out.append
         for ts, v in samples:
-            tail = tails.get(v)
-            if tail is None:
+            x = tails.get(v)
+            if x is None:
                 te = pre + (_V[v] if 0 <= v < 16384 else _int64(v))
-                tail = tails[v] = _SEQ_TE + _V[len(te)] + te
+                tail = _SEQ_TE + _V[len(te)] + te
+                x = tails[v] = (tail, b"\x0a" + _V[6 + len(tail)] + b"\x40", b"\x0a" + _V[7 + len(tail)] + b"\x40")
             ts -= origin
             if 268435456 <= ts < 4398046511104:  # _vi inlined, the common case first
-                t = _C[ts & 16383] + _C[(ts >> 14) & 16383] + _V[ts >> 28]
-            elif not 0 <= ts < TS_LIMIT:
+                ap((x[1] if ts < 34359738368 else x[2]) + _C[ts & 16383] + _C[(ts >> 14) & 16383] + _V[ts >> 28] + x[0])
+                continue
+            if not 0 <= ts < TS_LIMIT:
                 raise ValueError(f"timestamp {ts + origin} ns is before the trace origin or too large")
-            else:
-                t = _vi(ts)
-            ap(b"\x0a" + _V[1 + len(t) + len(tail)] + b"\x40" + t + tail)
+            t = _vi(ts)
+            ap(b"\x0a" + _V[1 + len(t) + len(x[0])] + b"\x40" + t + x[0])
         self.buf += b"".join(out)
         self.samples += len(samples)
 

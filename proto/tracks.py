@@ -86,15 +86,23 @@ def pack_lanes(intervals: Iterable[tuple[int, int]]) -> tuple[list[int], int]:
     busy: list[tuple[int, int]] = []  # (end, lane)
     free: list[int] = []
     lanes: list[int] = []
+    ap = lanes.append
+    push, pop, replace = heapq.heappush, heapq.heappop, heapq.heapreplace
     n = 0
     for start, end in iv:
-        while busy and busy[0][0] <= start:
-            heapq.heappush(free, heapq.heappop(busy)[1])
+        if busy and busy[0][0] <= start:
+            # the item that ended first frees its lane; when no other lane is free and no other
+            # item has ended, that lane is the lowest free one: reuse it in one heap operation
+            if not free and (len(busy) < 2 or busy[1][0] > start) and (len(busy) < 3 or busy[2][0] > start):
+                ap(replace(busy, (end, busy[0][1]))[1])
+                continue
+            while busy and busy[0][0] <= start:
+                push(free, pop(busy)[1])
         if free:
-            lane = heapq.heappop(free)
+            lane = pop(free)
         else:
             lane = n
             n += 1
-        heapq.heappush(busy, (end, lane))
-        lanes.append(lane)
+        push(busy, (end, lane))
+        ap(lane)
     return lanes, n

@@ -221,3 +221,88 @@ def test_cached_encodings_decode_to_the_same_values():
         strings.update((e.iid, e.str.decode()) for e in p.interned_data.debug_annotation_string_values)
         got = [(names[a.name_iid], value(a)) for a in p.track_event.debug_annotations]
         assert repr(got) == repr(_expected(args)), i  # repr: True and 1 must differ
+
+
+def _shaped_args(rnd, shapes) -> tuple:
+    """An argument list of one of `shapes`: (key, kind) slots, values drawn per kind so that
+    they hit and miss every cache (epoch times in and out of the 6-byte range, ids on first and
+    later uses, long and non-ASCII strings, nested dicts and lists, bools in dotted runs)."""
+    def value(kind):
+        if kind == "small":
+            return rnd.randint(0, 20)
+        if kind == "int":
+            return rnd.choice([0, 16383, 16384, (1 << 35) - 1, 1 << 35, 1_777_312_800_000 + rnd.randint(0, 10 ** 6), 1 << 42,
+                               -5, (1 << 63) + 7, (1 << 63) - 1])
+        if kind == "float":
+            return rnd.choice([0.0, -1.5, 1e300, rnd.random() * 1000])
+        if kind == "str":
+            return rnd.choice(["stop", "tool_calls", "é-ü", "x" * 140, f"r{rnd.randint(0, 40)}"])
+        if kind == "bool":
+            return rnd.random() < 0.5
+        if kind == "maybe":  # the type changes from one list to the next
+            return rnd.choice([None, 3, "three", 3.0, True])
+        if kind == "dict":
+            return {"finish_reason": rnd.choice(["stop", "length"]), "choice.index": rnd.randint(0, 2),
+                    "tool_calls": [{"id": f"c{rnd.randint(0, 99)}", "name": rnd.choice(["bash", "read"]),
+                                    "args": {"n": rnd.randint(0, 3)}} for _ in range(rnd.randint(0, 2))],
+                    "empty": {}, "none": None}
+        if kind == "list":
+            return [rnd.choice(["a", "b"]) for _ in range(rnd.randint(0, 2))]
+        return None
+
+    return tuple((k, value(kind)) for k, kind in rnd.choice(shapes))
+
+
+class _Reader:
+    """Decodes one sequence's packets, keeping its interned names and strings."""
+
+    def __init__(self) -> None:
+        self.names: dict[int, str] = {}
+        self.strings: dict[int, str] = {}
+
+    def args(self, framed: bytes) -> list:
+        p = pb.TracePacket.FromString(unframe(framed))
+        self.names.update((e.iid, e.name) for e in p.interned_data.debug_annotation_names)
+        self.strings.update((e.iid, e.str.decode()) for e in p.interned_data.debug_annotation_string_values)
+        return [(self.names[a.name_iid], self._value(a)) for a in p.track_event.debug_annotations]
+
+    def _value(self, a):
+        if a.dict_entries:
+            return {self.names[e.name_iid]: self._value(e) for e in a.dict_entries}
+        if a.array_values:
+            return [self._value(e) for e in a.array_values]
+        for f in ("bool_value", "int_value", "uint_value", "double_value", "string_value"):
+            if a.HasField(f):
+                return getattr(a, f)
+        return self.strings[a.string_value_iid]
+
+
+@pytest.mark.parametrize("small_caches", [False, True])
+def test_warm_caches_decode_to_what_a_fresh_encoder_writes(monkeypatch, small_caches):
+    """Argument lists of recurring shapes whose values hit and miss every cache (and, with tiny
+    caches, values forgotten and defined again under new iids): each packet of one long-lived
+    encoder decodes to the values a fresh encoder writes for the same list."""
+    import random
+
+    from trace_pipe.proto import packets
+
+    if small_caches:
+        monkeypatch.setattr(packets, "_VALUE_CACHE", 6)
+    rnd = random.Random(7)
+    keys = ["model", "status", "request_id", "x_request_id", "tool_call_id", "event_time_unix_ms", "input_tokens",
+            "ttft_ms", "flag", "worker.prefill_worker_id", "worker.decode_dp_rank", "worker.note", "finish.reason",
+            "finish.count", "finish_reason_metadata", "ids", "odd", "x.y"]
+    kinds = ["str", "str", "str", "str", "str", "int", "small", "float", "bool", "small", "small", "maybe", "str",
+             "small", "dict", "list", "maybe", "int"]
+    shapes = []
+    for _ in range(10):
+        idx = sorted(rnd.sample(range(len(keys)), rnd.randint(1, len(keys))))
+        shapes.append([(keys[i], kinds[i] if rnd.random() < 0.8 else rnd.choice(kinds)) for i in idx])
+    warm, seq = Encoder(), _Reader()
+    for i in range(3000):
+        args = _shaped_args(rnd, shapes)
+        got = seq.args(warm.begin(1000 + i, 7, "s", "c", args))
+        want = _Reader().args(Encoder().begin(1000 + i, 7, "s", "c", args))
+        assert repr(got) == repr(want), (i, args)  # repr: True and 1 must differ
+    if not small_caches:  # (tiny caches are cleared again and again)
+        assert len(warm._pairs_top) + len(warm._groups) >= 6  # the caches were in use
