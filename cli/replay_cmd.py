@@ -151,9 +151,10 @@ def run(paths: list[str], *, trace_format: str = "mooncake", num_workers: int = 
     bar = Progress(len(inp.rows), "replaying") if progress else None
     cb = bar.update if bar and bar.enabled else None
     if tm == "recorded":
+        from trace_pipe.sim.compare import recorded_e2e_ms
         from trace_pipe.sim.recorded import Service, run_recorded
 
-        service = [Service(float(r.end_ms - r.start_ms), r.ttft_ms) for r in inp.recorded]
+        service = [Service(recorded_e2e_ms(r), r.ttft_ms) for r in inp.recorded]
         res = run_recorded(inp.rows, inp.sources, inp.sim_format, opts, service, progress=cb)
     else:
         res = run_replay(inp.rows, inp.sources, inp.sim_format, opts, progress=cb)
