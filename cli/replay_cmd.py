@@ -139,6 +139,8 @@ def run(paths: list[str], *, trace_format: str = "mooncake", num_workers: int = 
                    ("--timing-file", timing_file if timing == "fit" else None)], paths)
     inp = load_input(paths, trace_format, trace_block_size)
     print_notes(inp, err)
+    if merge_decode_passes and not perfetto:
+        print("note: --merge-decode-passes has no effect without --perfetto", file=err)
     engine = EngineArgs.from_json(json_object_arg(extra_engine_args, "--extra-engine-args"))
     rcfg = RouterConfig.from_json(json_object_arg(router_config, "--router-config"))
     if compare_json:

@@ -250,3 +250,14 @@ def test_tool_called_mid_request_moves_with_that_request(tmp_path, base):
     sim = requests_by_root(d)["Simulated"]
     (t,) = [s for s in d.slices if s.name == "Tool: bash" and root_of(d, s.track) == "Simulated"]
     assert t.ts - sim["a"].ts == 500 * 1_000_000 and t.dur == 3000 * 1_000_000
+
+
+def test_merge_decode_passes_without_perfetto_says_so(tmp_path):
+    import io
+
+    t = tmp_path / "t.jsonl"
+    t.write_text('{"timestamp": 0, "input_length": 64, "output_length": 3, "hash_ids": [1, 2, 3, 4]}\n')
+    err = io.StringIO()
+    run([str(t)], trace_block_size=16, merge_decode_passes=True, report_json=str(tmp_path / "r.json"),
+        out=io.StringIO(), err=err, progress=False)
+    assert "note: --merge-decode-passes has no effect without --perfetto" in err.getvalue()
