@@ -44,6 +44,7 @@ class Worker:
         "chunked", "waiting", "dec", "chunking", "ev", "dclock", "seq", "sum_pb", "need_second",
         "pmemo", "dmemo", "p_speed", "d_speed", "stats", "passes", "first_tokens", "finished",
         "busy", "record", "cached_tokens_pass", "prompts", "inline", "v0", "wm", "stalled", "last_dec_end",
+        "lag",
     )
 
     def __init__(self, wid: int, args: EngineArgs, timing: TimingModel, trace_block_size: int,
@@ -68,6 +69,9 @@ class Worker:
         self.seq = 0
         self.sum_pb = 0  # sum over dec of (prompt - base): logical context = sum_pb + len(dec)*dclock
         self.need_second: list[tuple[SimRequest, int]] = []
+        # decode requests skipped by a FIFO preemption (see `_skip_next`): seq -> (request, the
+        # time of its last token), so its next gap spans the skipped pass
+        self.lag: dict[int, tuple[SimRequest, float]] = {}
         self.pmemo: dict[int, float] = {}
         self.dmemo: dict[int, float] = {}
         self.p_speed = float(args.speedup_ratio)
@@ -151,7 +155,8 @@ class Worker:
             v.g = g
             self.sum_pb -= v.prompt - v.base
             self._register(v, v.prompt + g - 1 + processed)
-            v.t_last = now
+            lag = self.lag.pop(v.seq, None)
+            v.t_last = now if lag is None else lag[1]
         self.pool.release(v.blocks, v.nreg)
         v.blocks = []
         v.computed = 0
@@ -212,7 +217,7 @@ class Worker:
         d0 = self.dclock
         while ev and (ev[0][0] < d0 or ev[0][3] != ev[0][4].epoch):
             heappop(ev)  # stale: its request was preempted since the event was scheduled
-        if (self.chunking is None and not self.waiting and self.dec and not self.need_second
+        if (self.chunking is None and not self.waiting and self.dec and not self.need_second and not self.lag
                 and not self.timing.needs_requests):
             if not ev or ev[0][0] > self.dclock:
                 return self._decode_run(now, horizon)
@@ -224,32 +229,41 @@ class Worker:
         dec = self.dec
         preempted = False
         stopped = False
-        fifo_consumed = 0
+        # FIFO (1.4.2 walks the running list by index): a victim taken from the front, ahead of
+        # the request being scheduled, shifts the list left, so the request after it is skipped
+        # this pass (it computes and emits nothing); the victim's scheduled token is undone.
+        skipped: set[int] = set()  # seqs skipped this pass
+        skip_chunk = False
 
         # 1. decode-ready requests: only those crossing a block boundary need work.
         while ev and ev[0][0] == d and ev[0][1] == _BOUNDARY:
             _, _, _seq, epoch, r = heappop(ev)
             if r.epoch != epoch:
                 continue
+            ahead = 0
+            current = False
             while pool.free < 1:
                 v = self._victim()
-                before = v is not r and not self.lifo and v is not self.chunking
-                self._preempt(v, now, before)
+                self._preempt(v, now, v is not r and not self.lifo and v is not self.chunking
+                              and v.seq not in skipped)
                 preempted = True
-                fifo_consumed += before
                 if v is r:
-                    stopped = True
+                    current = True
                     break
-            if stopped:
-                if not self.lifo:
-                    self._skip_after(r.seq)
-                break
+                ahead += v is not self.chunking and not self.lifo
+            if current:
+                if self.lifo:
+                    stopped = True  # the last running request: nothing after it
+                    break
+                continue  # FIFO: the loop goes on with the request now at its index
             r.blocks.extend(pool.alloc(1))
             b = r.base + len(r.blocks) * bs + 1 - r.prompt
             if b <= r.base + r.out - 1:
                 heappush(ev, (b, _BOUNDARY, r.seq, r.epoch, r))
+            if ahead:
+                skip_chunk |= self._skip_next(r.seq, ahead, skipped, now)
 
-        budget = self.mnbt - len(dec) - fifo_consumed
+        budget = self.mnbt - len(dec) + (sum(1 for q in skipped if q in dec) if skipped else 0)
         if budget < 0:
             # More decoding requests than the token budget: the pass would stop part-way through
             # the decode set, which this aggregated scheduler does not model.
@@ -261,14 +275,13 @@ class Worker:
 
         # 2. the request part-way through its prompt (always last in the running order).
         c = self.chunking
-        if c is not None and not stopped and budget > 0:
+        if c is not None and not stopped and not skip_chunk and budget > 0:
             kn = c.prompt + c.g
             n = min(kn - c.computed, budget)
             need = -(-(c.computed + n) // bs) - len(c.blocks)
             while need > pool.free:
                 v = self._victim()
-                before = v is not c
-                self._preempt(v, now, before and not self.lifo)
+                self._preempt(v, now, v is not c and not self.lifo and v.seq not in skipped)
                 preempted = True
                 if v is c:
                     stopped = True
@@ -385,7 +398,8 @@ class Worker:
         p_ms = self._prefill_ms(k * (s_isl // k - s_pre // k), k, parts) if k else 0.0
 
         # 6. decode step for every request whose known tokens are all computed.
-        n_ready = len(dec) + len(newly)
+        n_skip = sum(1 for q in skipped if q in dec) if skipped else 0
+        n_ready = len(dec) - n_skip + len(newly)
         if n_ready:
             logical = self.sum_pb + len(dec) * d
             for r in newly:
@@ -404,7 +418,11 @@ class Worker:
         stats = self.stats
         if dec:
             gap = end - now
-            stats.add_gap(gap, len(dec))
+            lagging = 0
+            if self.lag:
+                lagging = self._emit_lagging(end, skipped)
+            if len(dec) > n_skip + lagging:
+                stats.add_gap(gap, len(dec) - n_skip - lagging)
             ns = self.need_second
             if ns:
                 for r, ep in ns:
@@ -412,8 +430,9 @@ class Worker:
                         r.t_second = end
                 self.need_second = []
             self._finish_due(d, end)
-        elif self.need_second:
+        else:
             self.need_second = []
+            self.lag.clear()  # nothing is decoding: no skipped request is left
         d1 = d + 1
         for r in newly:
             if self._prompt_token(r, end):
@@ -734,15 +753,39 @@ class Worker:
         pool = self.pool
         self.passes.append((start, end, k, 0, k, k, len(self.waiting), pool.active, pool.ncached, 0, n, dms))
 
-    def _skip_after(self, seq: int) -> None:
-        """FIFO preemption stopped the loop at `seq`: later decode requests skip this pass."""
-        for s, r in list(self.dec.items()):
-            if s > seq:
+    def _skip_next(self, seq: int, k: int, skipped: set[int], now: float) -> bool:
+        """FIFO preemption removed `k` requests ahead of `seq` in the running list: the `k`
+        requests after it skip this pass (no token), and True when the prompt in flight, last in
+        the running list, is among them."""
+        for s, r in self.dec.items():
+            if k == 0:
+                return False
+            if s > seq and s not in skipped:
+                k -= 1
+                skipped.add(s)
                 self.sum_pb -= r.prompt - r.base
                 r.base += 1
                 self.sum_pb += r.prompt - r.base
                 r.epoch += 1
                 self._push_decode_events(r)
+                if s not in self.lag:
+                    self.lag[s] = (r, now)  # its last token came at the previous pass end
+        return k > 0 and self.chunking is not None
+
+    def _emit_lagging(self, end: float, skipped: set[int]) -> int:
+        """Gaps of the requests emitting for the first time since a skipped pass; their count."""
+        n = 0
+        dec = self.dec
+        for s, (r, t) in list(self.lag.items()):
+            if s in skipped:
+                continue
+            del self.lag[s]
+            if dec.get(s) is r:
+                self.stats.add_gap(end - t, 1)
+                if r.t_second < 0:
+                    r.t_second = end
+                n += 1
+        return n
 
 
 _TOP = 1 << 53  # a binade holds 2**52 floats: [2**52, 2**53) ulps of its own
