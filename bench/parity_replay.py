@@ -40,6 +40,29 @@ def oracle_python() -> str | None:
     return p if Path(p).exists() else None
 
 
+def run_oracle(py: str, rows: list[dict], tmp: Path, *, fmt: str = "mooncake", mode: str = "round_robin",
+               workers: int = 1, tbs: int = 4, engine: dict | None = None) -> tuple[dict, list[dict]]:
+    """The oracle's report and --report-jsonl rows for `rows` (a small trace written to `tmp`)."""
+    tr = tmp / "t.jsonl"
+    tr.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    subprocess.run([py, "-m", "dynamo.replay", str(tr), "--trace-format", fmt, "--replay-mode", "offline",
+                    "--router-mode", mode, "--num-workers", str(workers), "--trace-block-size", str(tbs),
+                    "--extra-engine-args", json.dumps(engine or {}), "--report-json", str(tmp / "r.json"),
+                    "--report-jsonl", str(tmp / "r.jsonl")], check=True, capture_output=True, cwd=tmp)
+    jl = tmp / "r.jsonl"
+    return (json.loads((tmp / "r.json").read_text()),
+            [json.loads(x) for x in jl.read_text().splitlines() if x.strip()] if jl.exists() else [])
+
+
+def request_rows(jsonl) -> list[tuple]:
+    """Per-request JSONL rows as comparable tuples (arrival, input, requested output, output, first
+    admit, first token, last token, terminal, reused), sorted: Dynamo's own order breaks ties at
+    random."""
+    return sorted((r["arrival_time_ms"], r["input_length"], r["requested_output_length"], r["output_length"],
+                   r["first_admit_ms"], r["first_token_ms"], r["last_token_ms"], r["terminal_time_ms"],
+                   r["reused_input_tokens"]) for r in jsonl)
+
+
 def run_child(cmd: list[str], cwd: str) -> tuple[float, float, int]:
     """(wall s, cpu s, peak RSS MiB) of one child process."""
     t = time.perf_counter()

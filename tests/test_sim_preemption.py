@@ -14,8 +14,6 @@ The constants are `python -m dynamo.replay` 1.4.2 output (offline, round_robin, 
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
 from pathlib import Path
 from typing import NamedTuple
@@ -30,7 +28,7 @@ from trace_pipe.sim.replay import ReplayOptions, run_replay
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
-from parity_replay import oracle_python  # noqa: E402
+from parity_replay import oracle_python, request_rows, run_oracle  # noqa: E402
 
 
 class Case(NamedTuple):
@@ -79,10 +77,7 @@ def _replay(case: Case, record: bool = False):
                       ReplayOptions(trace_block_size=case.tbs, engine=EngineArgs.from_json(case.engine), record=record))
 
 
-def _rows(jsonl) -> list[tuple]:
-    return sorted((r["arrival_time_ms"], r["input_length"], r["requested_output_length"], r["output_length"],
-                   r["first_admit_ms"], r["first_token_ms"], r["last_token_ms"], r["terminal_time_ms"],
-                   r["reused_input_tokens"]) for r in jsonl)
+_rows = request_rows
 
 
 @pytest.mark.parametrize("record", [False, True])
@@ -131,14 +126,7 @@ def test_live_oracle(tmp_path):
     for name, case in sorted(CASES.items()):
         d = tmp_path / name
         d.mkdir()
-        tr = d / "t.jsonl"
-        tr.write_text("".join(json.dumps(r) + "\n" for r in case.rows))
-        subprocess.run([py, "-m", "dynamo.replay", str(tr), "--trace-format", "mooncake", "--replay-mode", "offline",
-                        "--router-mode", "round_robin", "--num-workers", "1", "--trace-block-size", str(case.tbs),
-                        "--extra-engine-args", json.dumps(case.engine), "--report-json", str(d / "r.json"),
-                        "--report-jsonl", str(d / "r.jsonl")], check=True, capture_output=True, cwd=d)
-        theirs = json.loads((d / "r.json").read_text())
-        jl = [json.loads(x) for x in (d / "r.jsonl").read_text().splitlines() if x.strip()]
+        theirs, jl = run_oracle(py, case.rows, d, tbs=case.tbs, engine=case.engine)
         res = _replay(case)
         ours = report.summary(res)
         for k, v in theirs.items():

@@ -41,7 +41,7 @@ SHARED = ROOT.parent / "shared"
 WEKA_TWO_PLAYS = SHARED / "fixtures" / "dynamo" / "weka-two-plays.jsonl"
 sys.path.insert(0, str(ROOT / "bench"))
 
-from parity_replay import oracle_python  # noqa: E402
+from parity_replay import oracle_python, request_rows, run_oracle  # noqa: E402
 
 
 class Case(NamedTuple):
@@ -339,10 +339,7 @@ def _replay(case: Case):
                       _options(case.opts))
 
 
-def _rows(jsonl) -> list[tuple]:
-    return sorted((r["arrival_time_ms"], r["input_length"], r["requested_output_length"], r["output_length"],
-                   r["first_admit_ms"], r["first_token_ms"], r["last_token_ms"], r["terminal_time_ms"],
-                   r["reused_input_tokens"]) for r in jsonl)
+_rows = request_rows
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -471,18 +468,9 @@ def test_weka_two_plays_replays_like_the_oracle(weka_two_plays):
 # -- live oracle ------------------------------------------------------------------------
 
 def _oracle(py: str, case: Case, tmp: Path) -> tuple[dict, list[dict]]:
-    tr = tmp / "t.jsonl"
-    tr.write_text("".join(json.dumps(r) + "\n" for r in case.rows))
     o = case.opts
-    cmd = [py, "-m", "dynamo.replay", str(tr), "--trace-format", o.get("fmt", "mooncake"), "--replay-mode", "offline",
-           "--router-mode", o.get("mode", "round_robin"), "--num-workers", str(o.get("workers", 1)),
-           "--trace-block-size", str(o.get("tbs", 4)),
-           "--extra-engine-args", json.dumps({"block_size": 4, **o.get("engine", {})}),
-           "--report-json", str(tmp / "r.json"), "--report-jsonl", str(tmp / "r.jsonl")]
-    subprocess.run(cmd, check=True, capture_output=True, cwd=tmp)
-    jl = tmp / "r.jsonl"
-    return (json.loads((tmp / "r.json").read_text()),
-            [json.loads(x) for x in jl.read_text().splitlines() if x.strip()] if jl.exists() else [])
+    return run_oracle(py, case.rows, tmp, fmt=o.get("fmt", "mooncake"), mode=o.get("mode", "round_robin"),
+                      workers=o.get("workers", 1), tbs=o.get("tbs", 4), engine={"block_size": 4, **o.get("engine", {})})
 
 
 @pytest.mark.slow
