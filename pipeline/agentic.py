@@ -21,7 +21,8 @@ import blake3
 import orjson
 
 from . import completion
-from .dynamo_rows import common_prefix, tool_interval, tool_status
+from .dynamo_rows import tool_interval, tool_status
+from .shared_hashes import diverge, flat
 from .errors import TraceError
 from .model import Generation, Request, ToolEvent, Trace
 from .mooncake import Dependency, Row, ToolSpan, tool_event_json
@@ -91,11 +92,11 @@ class HashMapper:
     def map(self, hashes, chain: object = None) -> list[int]:
         prev = self.last.get(chain)
         if prev is not None:
-            k = common_prefix(prev[0], hashes)
+            k, rest = diverge(prev[0], hashes)
             ids = prev[1][:k]
-            ids.extend(map(self.ids.__getitem__, hashes[k:]))
+            ids.extend(map(self.ids.__getitem__, rest))
         else:
-            ids = list(map(self.ids.__getitem__, hashes))
+            ids = list(map(self.ids.__getitem__, flat(hashes)))
         self.last[chain] = (hashes, ids)
         return ids
 
@@ -210,9 +211,11 @@ def _build(trace: Trace, rules: str) -> _Graph:
     n = len(reqs)
     g = _Graph(reqs, index, dict(chains), parent, [[] for _ in range(n)], [[] for _ in range(n)],
                [[] for _ in range(n)], [None] * n, defaultdict(list), {})
+    wait_for, relations = g.wait_for, g.relations
     for c, idx in chains.items():
-        for a, b in zip(idx, idx[1:]):
-            _add(g, b, reqs[a].request_id, "sequence")
+        for a, b in zip(idx, idx[1:]):  # the first edge of each row: no duplicate to check (`_add`)
+            wait_for[b].append(reqs[a].request_id)
+            relations[b].append("sequence")
 
     claude_children = _claude_edges(trace, g, word) if rules == "g3c" else {}
     missing_parent = no_spawn = 0
@@ -332,6 +335,9 @@ def _claude_edges(trace: Trace, g: _Graph, word: str) -> dict[str, str]:
 
 
 def _check_acyclic(g: _Graph) -> None:
+    index = g.index
+    if all(index[d] < i for i, deps in enumerate(g.wait_for) for d in deps):
+        return  # every edge points back in output order, as time order gives them: no cycle possible
     n = len(g.order)
     indeg = [len(w) for w in g.wait_for]
     out: list[list[int]] = [[] for _ in range(n)]
@@ -374,8 +380,8 @@ class _ChainTools:
         self.spans = short
         self.starts = [s[0] for s in short]
         self.reach = list(itertools.accumulate((s[1] for s in short), max))
-        self.by_end = sorted(spans, key=lambda s: (s[1], s[0]))
-        self.ends = [s[1] for s in self.by_end]
+        self.by_end = spans  # sorted by end on the first `ending_in` (G3c rules only)
+        self.ends: list[int] | None = None
 
     def overlapping(self, lo: int, hi: int) -> list[tuple[int, int, ToolEvent]]:
         """Spans with positive overlap with [lo, hi], in (start, end) order."""
@@ -393,6 +399,9 @@ class _ChainTools:
 
     def ending_in(self, lo: int, hi: int) -> list[tuple[int, int, ToolEvent]]:
         """Spans whose end lies in (lo, hi], in (start, end) order."""
+        if self.ends is None:
+            self.by_end = sorted(self.by_end, key=lambda s: (s[1], s[0]))
+            self.ends = [s[1] for s in self.by_end]
         a = bisect.bisect_right(self.ends, lo)
         b = bisect.bisect_right(self.ends, hi)
         return sorted(self.by_end[a:b], key=lambda s: (s[0], s[1]))
@@ -533,14 +542,14 @@ def _ids_text(prev: tuple | None, hashes, ids_of) -> bytes:
     so neither it nor its ~350 int objects are touched (copying and serializing them was a third
     of the writing), and only the new tail is looked up and serialized."""
     if prev is None:
-        return orjson.dumps(list(map(ids_of, hashes)))
+        return orjson.dumps(list(map(ids_of, flat(hashes))))
     ph, ptext = prev
-    k = common_prefix(ph, hashes)
-    n, lp = len(hashes), len(ph)
-    if k == n == lp:
+    k, rest = diverge(ph, hashes)
+    lp = len(ph)
+    if not rest and k == lp:
         return ptext
     if k == 0:
-        return orjson.dumps(list(map(ids_of, hashes)))
+        return orjson.dumps(list(map(ids_of, rest)))
     if k == lp:
         cut = len(ptext) - 1  # "[a,b,c"
     elif k == lp - 1:
@@ -549,9 +558,9 @@ def _ids_text(prev: tuple | None, hashes, ids_of) -> bytes:
         ptext = orjson.dumps(orjson.loads(ptext)[:k])
         cut = len(ptext) - 1
     # one copy of the ~3 KB prefix (slicing and `+` copied it three times)
-    if k == n:
+    if not rest:
         return b"".join((memoryview(ptext)[:cut], b"]"))
-    tail = orjson.dumps(list(map(ids_of, hashes[k:])))
+    tail = orjson.dumps(list(map(ids_of, rest)))
     return b"".join((memoryview(ptext)[:cut], b",", memoryview(tail)[1:]))
 
 
@@ -623,12 +632,11 @@ def _v1_fields(g: _Graph, rules: str, tools: dict, derived: Derived, text_ids: b
         elif text_ids:
             ids = _ids_text(prev, hashes, ids_of)
         elif prev is not None:
-            k = common_prefix(prev[0], hashes)
+            k, rest = diverge(prev[0], hashes)
             ids = prev[1][:k]
-            if k < len(hashes):
-                ids.extend(map(ids_of, hashes[k:]))
+            ids.extend(map(ids_of, rest))
         else:
-            ids = list(map(ids_of, hashes))
+            ids = list(map(ids_of, flat(hashes)))
         last[chain] = (hashes, ids)
         yield (r, chain, ids, float(start - t0), delay, g.kind[i], deps, g.branches[i], i in first, tool_wait, spans,
                out_ids)

@@ -13,6 +13,7 @@ import itertools
 from collections import defaultdict
 
 from .errors import TraceError
+from .shared_hashes import flat
 from .model import Request
 
 
@@ -27,7 +28,7 @@ def check(r: Request, bs: int) -> None:
         raise TraceError(f"{field}: input_length {il} plus output_tokens {ot} with trace_block_size {bs} requires "
                          f"exactly {need} completion hashes, got {len(comp)}")
     full = il // bs
-    if list(comp[:full]) != list(r.hashes[:full]):
+    if list(comp[:full]) != list(flat(r.hashes)[:full]):
         raise TraceError(f"{field}: the first {full} completion hashes (the full input blocks) must equal "
                          f"input_sequence_hashes")
 
@@ -39,11 +40,11 @@ def token_ids(order: list[Request], bs: int | None) -> list[tuple[list[int], lis
         return None
     ids = defaultdict(itertools.count().__next__)
     for r in order:  # seed: every input hash first
-        for h in r.hashes:
+        for h in flat(r.hashes):
             ids[h]
     out: list[tuple[list[int], list[int] | None]] = []
     for r in order:
-        hash_ids = [ids[h] for h in r.hashes]
+        hash_ids = [ids[h] for h in flat(r.hashes)]
         comp = r.completion_hashes
         if comp is None:
             out.append((hash_ids, None))

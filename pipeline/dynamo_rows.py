@@ -9,12 +9,14 @@ keys. Loader rules and error texts follow Dynamo's Rust loaders (§4.2): the req
 from __future__ import annotations
 
 import math
+import sys
 from array import array
 from collections import Counter
 from dataclasses import fields
 
 import orjson
 
+from . import shared_hashes
 from .errors import TraceError
 from .model import ClaudeLink, Generation, Request, Source, ToolCallRef, ToolEvent, Worker
 
@@ -199,7 +201,7 @@ class HashTexts:
     MAX_CHAINS = 1024  # a bound on the texts kept (one per chain), not a tuning knob
 
     def __init__(self) -> None:
-        self.last: dict = {}  # chain -> (text between "[" and "]", array('Q'))
+        self.last: dict = {}  # chain -> (text between "[" and "]", its SharedHashes)
 
     @staticmethod
     def cut(raw: bytes) -> tuple[bytes, bytes] | None:
@@ -215,21 +217,22 @@ class HashTexts:
         text = raw[start:end]
         return raw[:start] + raw[end:], text
 
-    def ids(self, text: bytes, chain: object) -> array:
-        """The hashes of a `cut` text as array('Q'); raises Reparse where the full parse must judge."""
+    def ids(self, text: bytes, chain: object) -> shared_hashes.SharedHashes:
+        """The hashes of a `cut` text, sharing the chain's last list (`shared_hashes`); raises
+        Reparse where the full parse must judge."""
         prev = self.last.get(chain)
-        arr = None
+        hs = None
         if prev is not None:
-            ptext, parr = prev
+            ptext, phs = prev
             n = len(ptext)
             if text.startswith(ptext) and (len(text) == n or text[n] == 44):  # then "]" or ","
-                k, c = len(parr), n + 1
+                k, c = len(phs), n + 1
             else:
                 c = ptext.rfind(b",") + 1  # all but the last element (a partial block changes)
-                k = len(parr) - 1 if c > 1 and text.startswith(memoryview(ptext)[:c]) else 0
+                k = len(phs) - 1 if c > 1 and text.startswith(memoryview(ptext)[:c]) else 0
             if k > 0:
                 if c > len(text):
-                    arr = parr  # the same list: share it (rows never mutate their hashes)
+                    hs = phs  # the same list: share it (rows never mutate their hashes)
                 else:
                     if _has_bool(text, c):
                         raise Reparse
@@ -237,48 +240,26 @@ class HashTexts:
                         tail = orjson.loads(b"[" + text[c:] + b"]")
                         if not tail:  # "[1,]": a comma with nothing after it
                             raise Reparse
-                        # converts and checks the tail; `+` sizes the result exactly (an append
-                        # would over-allocate by an eighth, kept for the life of the trace)
-                        arr = parr[:k] + array("Q", tail)
+                        hs = shared_hashes.extend(phs, k, array("Q", tail))  # converts and checks the tail
                     except (orjson.JSONDecodeError, TypeError, OverflowError):
                         raise Reparse from None
-        if arr is None:
+        if hs is None:
             if _has_bool(text, 0):
                 raise Reparse
             try:
-                arr = array("Q", orjson.loads(b"[" + text + b"]"))
+                hs = shared_hashes.extend(None, 0, array("Q", orjson.loads(b"[" + text + b"]")))
             except (orjson.JSONDecodeError, TypeError, OverflowError):
                 raise Reparse from None
         last = self.last
         if len(last) >= self.MAX_CHAINS and chain not in last:
             last.clear()
-        last[chain] = (text, arr)
-        return arr
+        last[chain] = (text, hs)
+        return hs
 
 
 def _has_bool(text: bytes, start: int) -> bool:
     """A `true` or `false` in a hash list's text from `start` (array('Q') would take it as 1 or 0)."""
     return text.find(b"t", start) >= 0 or text.find(b"f", start) >= 0
-
-
-def common_prefix(a, b) -> int:
-    """Length of the common prefix of two sequences, by C-level slice compares (a memcmp for
-    array('Q'), ~1 µs for 400 hashes, where mapping them one by one costs ~40 µs)."""
-    la, lb = len(a), len(b)
-    n = la if la < lb else lb
-    # the usual cases first, slicing (copying) only the longer side: a prompt extends the last one
-    if a == b if la == lb else (a == b[:la] if la < lb else a[:lb] == b):
-        return n
-    if n > 1 and a[:n - 1] == b[:n - 1]:  # the usual case: only a trailing partial block differs
-        return n - 1
-    lo, hi = 0, n - 2
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if a[:mid] == b[:mid]:
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
 
 
 _NO_HASHES = array("Q")
@@ -407,10 +388,11 @@ def parse_request(ev: dict, gen: Generation, src: Source, notes: Counter, hash_t
     depth = g("queue_depth")
     if depth is not None and (type(depth) is not int or depth < 0 or depth > U64_MAX):
         depth = _u64(depth, src, "request.queue_depth")
-    # positional: keyword matching of Request's 30 fields cost 2.2 µs a row (see _check_order)
+    # positional: keyword matching of Request's 30 fields cost 2.2 µs a row (see _check_order);
+    # the model string interned as parse_tool's strings are
     return Request(
         rid, chain, parent, start, end, output_tokens, bs, input_length, hashes, completion,
-        model if isinstance(model, str) else None, g("x_request_id"), input_tokens, cached,
+        sys.intern(model) if type(model) is str else None, g("x_request_id"), input_tokens, cached,
         prefill_wait, prefill, ttft, total, itl, kv_hit, kv_transfer, depth,
         worker, finish, tool_calls, et, run, identity, gen, src, received is not None)
 
@@ -470,9 +452,13 @@ def parse_tool(ev: dict, gen: Generation, src: Source) -> ToolEvent | None:
         for k, v in zip(_TOOL_STR_KEYS, strs):
             _opt_str(v, src, k)
     call_id, tool_class, status, name_hash, error_type, source = strs
+    # one string object per distinct value, not per row (~220 bytes a tool row less; `sys.intern`
+    # keeps no string alive); the chain's string stays per row, held by `identity` too
+    intern = sys.intern
     return ToolEvent(  # positional, as Request above
-        ev["event_type"], chain, parent, call_id, tool_class, et, started, ended, dur,
-        status, out_tokens, out_bytes, name_hash, error_type, claude, source, run, identity, gen, src)
+        intern(ev["event_type"]), chain, parent, call_id, intern(tool_class) if tool_class else tool_class, et, started, ended, dur,
+        intern(status) if status else status, out_tokens, out_bytes, name_hash, error_type, claude,
+        intern(source) if source else source, run, identity, gen, src)
 
 
 _CLAUDE_KEYS = ("source_request_id", "consumer_request_id", "child_session_id", "execution_mode")

@@ -14,7 +14,7 @@ from typing import Iterator
 
 import orjson
 
-from .dynamo_rows import common_prefix
+from .shared_hashes import common_prefix_flat
 from .errors import TraceError
 from .io import iter_lines
 
@@ -259,7 +259,7 @@ def row_from_json(d: dict, where: str, intern: dict | None = None, share: dict |
         if arr is not None and prev is not None:
             # memcmp over contiguous values, not a compare per int object (scattered in memory)
             parr, ptup = prev
-            k = common_prefix(parr, arr)
+            k = common_prefix_flat(parr, arr)
             t = ptup if k == len(arr) == len(ptup) else ptup[:k] + tuple(hash_ids[k:])
         elif arr is not None:
             t = tuple(hash_ids)

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from itertools import islice, repeat
 
-from trace_pipe.pipeline.dynamo_rows import common_prefix
+from trace_pipe.pipeline.shared_hashes import common_prefix_flat
 
 LAZY = True
 
@@ -145,7 +145,7 @@ class BlockPool:
                 if lo < h and hitb[lo] == b:
                     end = min(run.hlim, run.hi, h)
                     base = run.base
-                    runs.append((lo, common_prefix(hitb[lo:end], run.blocks[lo - base:end - base]), run))
+                    runs.append((lo, common_prefix_flat(hitb[lo:end], run.blocks[lo - base:end - base]), run))
         if runs:
             if len(runs) > 1:
                 runs.sort(key=lambda x: x[0])

@@ -19,7 +19,7 @@ common prefix (found by C-level slice compares) and hashes only the new tail.
 
 from __future__ import annotations
 
-from trace_pipe.pipeline.dynamo_rows import common_prefix
+from trace_pipe.pipeline.shared_hashes import common_prefix_flat
 
 
 class SimRequest:
@@ -167,7 +167,7 @@ class PromptKeys:
         prev = self.last.get(r.session_id)
         if prev is not None:
             ph, pchain, pkeys, preq = prev
-            k = common_prefix(ph, hs)
+            k = common_prefix_flat(ph, hs)
             chain = pchain[:k] if k < len(pchain) else pchain
             if k < len(hs):
                 chain = chain[:] if chain is pchain else chain

@@ -1,6 +1,7 @@
 """The streamed agentic writer and the hash shortcuts behind it, against the plain definitions:
 `write_v1` must give the bytes of `derive` + `Row.to_agentic_v1`, `HashTexts` the array
-`array('Q', hashes)` gives (or defer to it), `_ids_text` the JSON of `HashMapper.map`."""
+`array('Q', hashes)` gives (or defer to it), `_ids_text` the JSON of `HashMapper.map`; the reader keeps
+what repeats once."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from hypothesis import strategies as st
 
 from trace_pipe.pipeline import agentic
 from trace_pipe.pipeline.dynamo_rows import HashTexts, Reparse
+from trace_pipe.pipeline.shared_hashes import common_prefix_flat, extend, flat
 from trace_pipe.pipeline.mooncake import dumps
 from trace_pipe.pipeline.readers import read_trace
 
@@ -56,16 +58,50 @@ def test_streamed_edges_can_be_skipped():
 _ids = st.lists(st.integers(0, 9), max_size=10)
 
 
-@given(st.lists(st.tuples(st.sampled_from("ab"), _ids), max_size=20))
+@given(st.lists(st.tuples(st.sampled_from("ab"), _ids, st.booleans()), max_size=20))
 def test_ids_text_is_the_mapper_json(rows):
+    """Flat arrays and the reader's SharedHashes (built from the chain's last list), mixed."""
     mapper = agentic.HashMapper()
     ids_of = agentic.defaultdict(agentic.itertools.count().__next__).__getitem__
     last: dict = {}
-    for chain, hashes in rows:
+    shared: dict = {}
+    for chain, hashes, as_shared in rows:
         h = array("Q", hashes)
+        prev = shared.get(chain)
+        k = common_prefix_flat(flat(prev), h) if prev is not None else 0
+        shared[chain] = extend(prev, k, h[k:])
+        if as_shared:
+            h = shared[chain]
         text = agentic._ids_text(last.get(chain), h, ids_of)
         last[chain] = (h, text)
-        assert text == orjson.dumps(mapper.map(h, chain))
+        assert text == orjson.dumps(mapper.map(array("Q", hashes), chain))
+
+
+def test_the_reader_shares_prefixes_and_repeated_strings(tmp_path):
+    """A chain's prompts share one key array; repeated model and tool strings are one object."""
+    def row(i, hashes):
+        return {"schema": "dynamo.request.trace.v1", "event_type": "request_end", "agent_context": {"session_id": "s"},
+                "request": {"request_id": f"r{i}", "model": "m-1", "request_received_ms": 1000 * i, "total_time_ms": 10.0,
+                            "output_tokens": 1, "replay": {"trace_block_size": 4, "input_length": 4 * len(hashes),
+                                                           "input_sequence_hashes": hashes}}}
+
+    def tool(i):
+        return {"schema": "dynamo.request.trace.v1", "event_type": "tool_end", "event_source": "harness",
+                "event_time_unix_ms": 1000 * i + 500, "agent_context": {"session_id": "s"},
+                "tool": {"tool_call_id": f"c{i}", "tool_class": "bash", "status": "succeeded", "duration_ms": 100.0}}
+
+    base = list(range(1000, 1300))
+    lines = [row(0, base), tool(0), row(1, base + [7, 8]), tool(1), row(2, base + [7, 9])]
+    p = tmp_path / "t.jsonl"
+    p.write_bytes(b"".join(orjson.dumps(d) + b"\n" for d in lines))
+    t = read_trace([str(p)])
+    a, b, c = (r.hashes for r in t.requests)
+    assert (list(a), list(b), list(c)) == (base, base + [7, 8], base + [7, 9])
+    assert b.key is a.key and c.key is a.key and (list(b.tail), list(c.tail)) == ([7, 8], [7, 9])
+    assert t.requests[0].model is t.requests[2].model == "m-1"
+    x, y = t.tools
+    assert (x.tool_class, x.status, x.event_type, x.event_source) == ("bash", "succeeded", "tool_end", "harness")
+    assert all(getattr(x, f) is getattr(y, f) for f in ("tool_class", "status", "event_type", "event_source"))
 
 
 # hash lists as a Dynamo line holds them: u64 ints mostly, sometimes a value `array('Q')` rejects
@@ -111,7 +147,7 @@ def test_hash_texts_give_the_array_or_defer(rows):
         elif got is None:
             assert spaced  # compact lines take the shortcut where the list is good
         else:
-            assert got == want and got.typecode == "Q"
+            assert got == want and flat(got).typecode == "Q"
 
 
 def test_hash_texts_share_the_prefix_and_refuse_what_they_cannot_trust():

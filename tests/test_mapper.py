@@ -25,7 +25,7 @@ def test_prefix_reuse_equals_first_appearance(rows):
 
 @given(st.lists(st.integers(0, 3), max_size=20), st.lists(st.integers(0, 3), max_size=20))
 def test_common_prefix(a, b):
-    from trace_pipe.pipeline.dynamo_rows import common_prefix
+    from trace_pipe.pipeline.shared_hashes import common_prefix_flat
 
     want = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
-    assert common_prefix(a, b) == want
+    assert common_prefix_flat(a, b) == want
