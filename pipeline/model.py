@@ -35,9 +35,10 @@ class Generation(enum.Enum):
         return "session" if self in (Generation.G3B, Generation.G3_FREE) else "trajectory"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Source:
-    """File and 1-based line a record came from, for error messages."""
+    """File and 1-based line a record came from, for error messages. Treat as immutable: one is
+    made per input line, and a `frozen` one cost 1.1 µs to make against 0.4 µs (as Request)."""
 
     path: str
     line: int
