@@ -82,7 +82,8 @@ class Request:
     # replay block
     block_size: int | None
     input_length: int | None
-    # Opaque prefix-sequence labels (u64, never floats); a tuple or a compact array('Q').
+    # Opaque prefix-sequence labels (u64, never floats): a tuple, an array("Q"), or the Dynamo
+    # reader's SharedHashes (a chain's shared prefix; `shared_hashes.flat` gives one array)
     hashes: Sequence[int]
     completion_hashes: Sequence[int] | None = None
     # recorded metrics (absent when not recorded)
