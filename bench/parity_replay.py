@@ -90,7 +90,9 @@ def agentic_input(tmp: str) -> str:
     return out
 
 
-def compare_exact(ours: dict, theirs: dict, tol: float = 1e-6) -> list[str]:
+def compare_exact(ours: dict, theirs: dict, tol: float = 1e-6, abs_tol: float = 0.0) -> list[str]:
+    """The report keys (but the timing ones) where ours is off Dynamo's by more than `tol`
+    relative or `abs_tol` absolute, whichever is larger."""
     bad = []
     for k, v in theirs.items():
         if k in SKIP:
@@ -98,7 +100,7 @@ def compare_exact(ours: dict, theirs: dict, tol: float = 1e-6) -> list[str]:
         x = ours.get(k)
         if x is None:
             bad.append(f"{k}: missing")
-        elif abs(x - v) > tol * max(abs(v), 1e-12) and not (v == 0 and abs(x) < 1e-12):
+        elif abs(x - v) > max(tol * max(abs(v), 1e-12), abs_tol) and not (v == 0 and abs(x) < 1e-12):
             bad.append(f"{k}: ours {x!r} dynamo {v!r}")
     return bad
 
