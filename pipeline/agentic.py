@@ -20,9 +20,8 @@ from typing import Iterator
 import blake3
 import orjson
 
-from . import completion
+from . import completion, hash_ids
 from .dynamo_rows import tool_interval, tool_status
-from .shared_hashes import diverge, flat
 from .errors import TraceError
 from .model import Generation, Request, ToolEvent, Trace
 from .mooncake import Dependency, Row, ToolSpan, tool_event_json
@@ -31,6 +30,7 @@ RULES = ("g2", "g3c")
 _START_END = operator.itemgetter(0, 1)
 # embeds already-serialized JSON (the streamed rows' hash ids); recent orjson only, else id lists
 _FRAGMENT = getattr(orjson, "Fragment", None)
+_NUMPY = orjson.OPT_SERIALIZE_NUMPY
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,31 +76,6 @@ def check_block_size(requests: list[Request]) -> int | None:
     return bs
 
 
-class HashMapper:
-    """Sequence hash -> compact id by first appearance (`itertools.count` keeps it in C).
-
-    Consecutive prompts of a chain share most of their prefix, so `map` reuses the ids of the
-    chain's previous row for the common prefix (found by C-level slice compares) and looks up only
-    the new tail: the per-hash cost falls to a memcmp for the ~90% of blocks that repeat."""
-
-    __slots__ = ("ids", "last")
-
-    def __init__(self) -> None:
-        self.ids: defaultdict[int, int] = defaultdict(itertools.count().__next__)
-        self.last: dict = {}
-
-    def map(self, hashes, chain: object = None) -> list[int]:
-        prev = self.last.get(chain)
-        if prev is not None:
-            k, rest = diverge(prev[0], hashes)
-            ids = prev[1][:k]
-            ids.extend(map(self.ids.__getitem__, rest))
-        else:
-            ids = list(map(self.ids.__getitem__, flat(hashes)))
-        self.last[chain] = (hashes, ids)
-        return ids
-
-
 def _word(requests: list[Request]) -> str:
     for r in requests:
         if r.chain_id is not None or r.generation is not Generation.G3_FREE:
@@ -135,9 +110,9 @@ def plain_rows(trace: Trace, *, rules: str = "g2") -> tuple[list[Row], int | Non
         return [Row(input_length=r.input_length or 0, output_length=_require_output(r), hash_ids=ids,
                     output_token_ids=tuple(out) if out is not None else None, timestamp=float(r.start_ms - t0))
                 for r, (ids, out) in zip(reqs, given)], bs
-    mapper = HashMapper()
-    rows = [Row(input_length=r.input_length or 0, output_length=_require_output(r), hash_ids=mapper.map(r.hashes, r.chain_id),
-                timestamp=float(r.start_ms - t0)) for r in reqs]
+    ids = hash_ids.plan((r.chain_id, r.hashes) for r in reqs).lists()
+    rows = [Row(input_length=r.input_length or 0, output_length=_require_output(r), hash_ids=h,
+                timestamp=float(r.start_ms - t0)) for r, h in zip(reqs, ids)]
     return rows, bs
 
 
@@ -536,20 +511,16 @@ def write_v1(fields: Iterator[tuple], write) -> None:
         write(b"".join(batch))
 
 
-def _ids_text(prev: tuple | None, hashes, ids_of) -> bytes:
-    """The row's hash ids as their JSON array, built like `HashMapper.map` (the same ids, assigned
-    in the same order) but from the chain's last array text: the shared prefix is a byte slice,
-    so neither it nor its ~350 int objects are touched (copying and serializing them was a third
-    of the writing), and only the new tail is looked up and serialized."""
-    if prev is None:
-        return orjson.dumps(list(map(ids_of, flat(hashes))))
-    ph, ptext = prev
-    k, rest = diverge(ph, hashes)
-    lp = len(ph)
-    if not rest and k == lp:
+def _ids_text(prev: tuple | None, k: int, tail) -> bytes:
+    """A row's hash ids as their JSON array, from the chain's last row's text (`prev`: its text and
+    id count), the number of leading ids the two share (`k`) and the row's own tail (an int64
+    array, `hash_ids.IdPlan.tail`): the shared prefix is a byte slice, so neither it nor its ~350
+    int objects are touched (copying and serializing them was a third of the writing)."""
+    if prev is None or k == 0:
+        return orjson.dumps(tail, option=_NUMPY)
+    ptext, lp = prev
+    if k == lp and not len(tail):
         return ptext
-    if k == 0:
-        return orjson.dumps(list(map(ids_of, rest)))
     if k == lp:
         cut = len(ptext) - 1  # "[a,b,c"
     elif k == lp - 1:
@@ -558,10 +529,9 @@ def _ids_text(prev: tuple | None, hashes, ids_of) -> bytes:
         ptext = orjson.dumps(orjson.loads(ptext)[:k])
         cut = len(ptext) - 1
     # one copy of the ~3 KB prefix (slicing and `+` copied it three times)
-    if not rest:
+    if not len(tail):
         return b"".join((memoryview(ptext)[:cut], b"]"))
-    tail = orjson.dumps(list(map(ids_of, rest)))
-    return b"".join((memoryview(ptext)[:cut], b",", memoryview(tail)[1:]))
+    return b"".join((memoryview(ptext)[:cut], b",", memoryview(orjson.dumps(tail, option=_NUMPY))[1:]))
 
 
 def _tool_json(s: tuple[int, int, ToolEvent]) -> dict:
@@ -595,7 +565,11 @@ def _v1_fields(g: _Graph, rules: str, tools: dict, derived: Derived, text_ids: b
     ends = [r.end_ms for r in order]
     t0 = order[0].start_ms
     first = {idx[0] for idx in g.chains.values()}
-    ids_of = defaultdict(itertools.count().__next__).__getitem__  # HashMapper, inlined
+    plan = lists = None
+    if given is None:
+        plan = hash_ids.plan((r.chain_id if r.chain_id is not None else r.request_id, r.hashes) for r in order)
+        if not text_ids:
+            lists = plan.lists()
     last: dict = {}
     attached: set[int] = set()
     g3c = rules == "g3c"
@@ -624,20 +598,16 @@ def _v1_fields(g: _Graph, rules: str, tools: dict, derived: Derived, text_ids: b
                 tool_wait = union if union < gap else gap
                 attached.update([id(s[2]) for s in spans])
             delay = float(gap - tool_wait)
-        hashes = r.hashes
-        prev = last.get(chain)
         out_ids = None
         if given is not None:
             ids, out_ids = given[i]
-        elif text_ids:
-            ids = _ids_text(prev, hashes, ids_of)
-        elif prev is not None:
-            k, rest = diverge(prev[0], hashes)
-            ids = prev[1][:k]
-            ids.extend(map(ids_of, rest))
+        elif lists is not None:
+            ids = lists[i]
         else:
-            ids = list(map(ids_of, flat(hashes)))
-        last[chain] = (hashes, ids)
+            k = plan.keep[i]
+            tail = plan.tail(i)
+            ids = _ids_text(last.get(chain), k, tail)
+            last[chain] = (ids, k + len(tail))
         yield (r, chain, ids, float(start - t0), delay, g.kind[i], deps, g.branches[i], i in first, tool_wait, spans,
                out_ids)
     derived.attached_tools = len(attached)
@@ -726,12 +696,12 @@ def derive_v2(trace: Trace) -> Derived:
     bs = check_block_size(g.order)
     word = _word(g.order)
     t0 = g.order[0].start_ms
-    mapper = HashMapper()
+    id_lists = hash_ids.plan((_chain(r), r.hashes) for r in g.order).lists()
     rows: list[Row] = []
     for i, r in enumerate(g.order):
         if r.model is None:
             raise TraceError(f"{r.source}: field `request.model`: request {r.request_id} is missing model")
-        ids = list(mapper.map(r.hashes, _chain(r)))  # a copy: the tail may become private
+        ids = id_lists[i]  # its own list: the tail may become private
         if bs and r.input_length and r.input_length % bs and ids:
             ids[-1] = private_block_id(r.request_id, len(ids) - 1, r.input_length)
         chain = _chain(r)

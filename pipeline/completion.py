@@ -9,9 +9,9 @@ completion blocks in row and position order, so outputs never shift the input id
 
 from __future__ import annotations
 
-import itertools
-from collections import defaultdict
+from array import array
 
+from . import hash_ids
 from .errors import TraceError
 from .shared_hashes import flat
 from .model import Request
@@ -38,21 +38,33 @@ def token_ids(order: list[Request], bs: int | None) -> list[tuple[list[int], lis
     when no row has completion hashes (then ids are assigned as usual, row by row)."""
     if bs is None or not any(r.completion_hashes is not None for r in order):
         return None
-    ids = defaultdict(itertools.count().__next__)
-    for r in order:  # seed: every input hash first
-        for h in flat(r.hashes):
-            ids[h]
-    out: list[tuple[list[int], list[int] | None]] = []
+    # every input hash, then each output token's completion block: numbered by first appearance
+    values = array("Q")
+    bounds = [0]
     for r in order:
-        hash_ids = [ids[h] for h in flat(r.hashes)]
+        values.extend(array("Q", flat(r.hashes)))
+        bounds.append(len(values))
+    tokens_at = []
+    for r in order:
         comp = r.completion_hashes
         if comp is None:
-            out.append((hash_ids, None))
+            tokens_at.append(None)
             continue
         check(r, bs)
         il, ot = r.input_length or 0, r.output_tokens or 0
-        tokens = [ids[comp[p // bs]] for p in range(il, il + ot)]
-        if il % bs and ot > 0 and hash_ids:
-            hash_ids[-1] = ids[comp[il // bs]]
-        out.append((hash_ids, tokens))
+        tokens_at.append(len(values))
+        values.extend(array("Q", [comp[p // bs] for p in range(il, il + ot)]))
+    ids = hash_ids.first_appearance(values)
+    out: list[tuple[list[int], list[int] | None]] = []
+    for i, r in enumerate(order):
+        row_ids = ids[bounds[i]:bounds[i + 1]].tolist()
+        at = tokens_at[i]
+        if at is None:
+            out.append((row_ids, None))
+            continue
+        ot = r.output_tokens or 0
+        tokens = ids[at:at + ot].tolist()
+        if (r.input_length or 0) % bs and ot > 0 and row_ids:
+            row_ids[-1] = tokens[0]  # the completion block that finishes the partial last input block
+        out.append((row_ids, tokens))
     return out

@@ -1,6 +1,6 @@
 """The streamed agentic writer and the hash shortcuts behind it, against the plain definitions:
 `write_v1` must give the bytes of `derive` + `Row.to_agentic_v1`, `HashTexts` the array
-`array('Q', hashes)` gives (or defer to it), `_ids_text` the JSON of `HashMapper.map`; the reader keeps
+`array('Q', hashes)` gives (or defer to it), `_ids_text` the JSON of the row's id list; the reader keeps
 what repeats once."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 from hypothesis import event, given
 from hypothesis import strategies as st
 
-from trace_pipe.pipeline import agentic
+from trace_pipe.pipeline import agentic, hash_ids
 from trace_pipe.pipeline.dynamo_rows import HashTexts, Reparse
 from trace_pipe.pipeline.shared_hashes import common_prefix_flat, extend, flat
 from trace_pipe.pipeline.mooncake import dumps
@@ -59,22 +59,22 @@ _ids = st.lists(st.integers(0, 9), max_size=10)
 
 
 @given(st.lists(st.tuples(st.sampled_from("ab"), _ids, st.booleans()), max_size=20))
-def test_ids_text_is_the_mapper_json(rows):
+def test_ids_text_is_the_id_list_json(rows):
     """Flat arrays and the reader's SharedHashes (built from the chain's last list), mixed."""
-    mapper = agentic.HashMapper()
-    ids_of = agentic.defaultdict(agentic.itertools.count().__next__).__getitem__
-    last: dict = {}
     shared: dict = {}
+    given_rows = []
     for chain, hashes, as_shared in rows:
         h = array("Q", hashes)
         prev = shared.get(chain)
         k = common_prefix_flat(flat(prev), h) if prev is not None else 0
         shared[chain] = extend(prev, k, h[k:])
-        if as_shared:
-            h = shared[chain]
-        text = agentic._ids_text(last.get(chain), h, ids_of)
-        last[chain] = (h, text)
-        assert text == orjson.dumps(mapper.map(array("Q", hashes), chain))
+        given_rows.append((chain, shared[chain] if as_shared else h))
+    plan = hash_ids.plan(given_rows)
+    last: dict = {}
+    for i, ((chain, _), want) in enumerate(zip(given_rows, plan.lists())):
+        text = agentic._ids_text(last.get(chain), plan.keep[i], plan.tail(i))
+        last[chain] = (text, len(want))
+        assert text == orjson.dumps(want)
 
 
 def test_the_reader_shares_prefixes_and_repeated_strings(tmp_path):
