@@ -1,7 +1,7 @@
 """The streamed agentic writer and the hash shortcuts behind it, against the plain definitions:
 `write_v1` must give the bytes of `derive` + `Row.to_agentic_v1`, `HashTexts` the array
-`array('Q', hashes)` gives (or defer to it), `_ids_text` the JSON of the row's id list; the reader keeps
-what repeats once."""
+`array('Q', hashes)` gives (or defer to it); the reader keeps what repeats once (`_ids_text`,
+the writer's id text, is checked with the id numbering in test_hash_ids.py)."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ import pytest
 from hypothesis import event, given
 from hypothesis import strategies as st
 
-from trace_pipe.pipeline import agentic, hash_ids
+from trace_pipe.pipeline import agentic
 from trace_pipe.pipeline.dynamo_rows import HashTexts, Reparse
-from trace_pipe.pipeline.shared_hashes import common_prefix_flat, extend, flat
+from trace_pipe.pipeline.shared_hashes import flat
 from trace_pipe.pipeline.mooncake import dumps
 from trace_pipe.pipeline.readers import read_trace
 
@@ -53,28 +53,6 @@ def test_streamed_edges_can_be_skipped():
     derived, fields = agentic.derive_lazy(trace, edges=False)
     agentic.write_v1(fields, io.BytesIO().write)
     assert derived.edges == [] and derived.attached_tools == agentic.derive(trace).attached_tools
-
-
-_ids = st.lists(st.integers(0, 9), max_size=10)
-
-
-@given(st.lists(st.tuples(st.sampled_from("ab"), _ids, st.booleans()), max_size=20))
-def test_ids_text_is_the_id_list_json(rows):
-    """Flat arrays and the reader's SharedHashes (built from the chain's last list), mixed."""
-    shared: dict = {}
-    given_rows = []
-    for chain, hashes, as_shared in rows:
-        h = array("Q", hashes)
-        prev = shared.get(chain)
-        k = common_prefix_flat(flat(prev), h) if prev is not None else 0
-        shared[chain] = extend(prev, k, h[k:])
-        given_rows.append((chain, shared[chain] if as_shared else h))
-    plan = hash_ids.plan(given_rows)
-    last: dict = {}
-    for i, ((chain, _), want) in enumerate(zip(given_rows, plan.lists())):
-        text = agentic._ids_text(last.get(chain), plan.keep[i], plan.tail(i))
-        last[chain] = (text, len(want))
-        assert text == orjson.dumps(want)
 
 
 def test_the_reader_shares_prefixes_and_repeated_strings(tmp_path):
