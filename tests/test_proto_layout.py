@@ -100,7 +100,7 @@ def test_dependent_recorded_before_its_dependency(tmp_path):
 
 
 def test_flow_terminator_on_an_end_event_is_a_problem(tmp_path):
-    from test_proto_check import BASE, I, E, B, ev, problems
+    from test_proto_check import BASE, E, B, ev, problems
 
     a, b = ev(10, B, name="a", flows=[7]), ev(20, E, term=[7])
     assert "flow terminator on an END event" in problems(tmp_path, BASE + [a, b])
