@@ -11,14 +11,14 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
-from parity_replay import CONV, oracle_python  # noqa: E402
+import oracle_cases  # noqa: E402
+from parity_replay import CONV  # noqa: E402
 
 
 @pytest.mark.parity
 @pytest.mark.slow
 def test_parity_with_dynamo_1_4_2():
-    if oracle_python() is None:
-        pytest.skip("ai-dynamo 1.4.2 oracle not installed (TRACE_PIPE_ORACLE_PYTHON or /work/oracle)")
+    oracle_cases.oracle_or_skip()
     if not CONV.exists():
         pytest.skip(f"fixture missing: {CONV}")
     res = subprocess.run([sys.executable, str(ROOT / "bench" / "parity_replay.py")], capture_output=True, text=True)

@@ -28,7 +28,8 @@ from trace_pipe.sim.replay import ReplayOptions, run_replay
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
-from parity_replay import compare_exact, oracle_python, request_rows, run_oracle  # noqa: E402
+import oracle_cases  # noqa: E402
+from parity_replay import request_rows, run_oracle  # noqa: E402
 
 
 class Case(NamedTuple):
@@ -119,16 +120,8 @@ def test_victim_ahead_skips_the_next_request_for_one_pass():
 @pytest.mark.parity
 def test_live_oracle(tmp_path):
     """Both cases against `python -m dynamo.replay` now: the full report and every JSONL row."""
-    py = oracle_python()
-    if py is None:
-        pytest.skip("ai-dynamo 1.4.2 oracle not installed (TRACE_PIPE_ORACLE_PYTHON or /work/oracle)")
-    for name, case in sorted(CASES.items()):
-        d = tmp_path / name
-        d.mkdir()
+    for name, case, d, py in oracle_cases.each_case(tmp_path, CASES):
         theirs, jl = run_oracle(py, case.rows, d, tbs=case.tbs, engine=case.engine)
         res = _replay(case)
-        ours = report.summary(res)
-        assert not compare_exact(ours, theirs, tol=1e-12, abs_tol=1e-12), name
-        for k, v in case.report.items():
-            assert theirs[k] == pytest.approx(v, rel=1e-12, abs=1e-12), (name, k)
+        oracle_cases.assert_report(name, report.summary(res), theirs, case.report)
         assert _rows(jl) == case.requests == _rows(report.jsonl_rows(res)), name

@@ -41,7 +41,8 @@ SHARED = ROOT.parent / "shared"
 WEKA_TWO_PLAYS = SHARED / "fixtures" / "dynamo" / "weka-two-plays.jsonl"
 sys.path.insert(0, str(ROOT / "bench"))
 
-from parity_replay import compare_exact, oracle_python, request_rows, run_oracle  # noqa: E402
+import oracle_cases  # noqa: E402
+from parity_replay import request_rows, run_oracle  # noqa: E402
 
 
 class Case(NamedTuple):
@@ -478,18 +479,10 @@ def _oracle(py: str, case: Case, tmp: Path) -> tuple[dict, list[dict]]:
 def test_live_oracle(tmp_path):
     """Every case against `python -m dynamo.replay` now: the full report and every JSONL row, and
     the stored constants are still what the oracle says."""
-    py = oracle_python()
-    if py is None:
-        pytest.skip("ai-dynamo 1.4.2 oracle not installed (TRACE_PIPE_ORACLE_PYTHON or /work/oracle)")
-    for name, case in sorted(CASES.items()):
-        d = tmp_path / name
-        d.mkdir()
+    for name, case, d, py in oracle_cases.each_case(tmp_path, CASES):
         theirs, jl = _oracle(py, case, d)
         ours_res = _replay(case)
-        ours = report.summary(ours_res)
-        assert not compare_exact(ours, theirs, tol=1e-12, abs_tol=1e-12), name
-        for k, v in case.report.items():  # (its means can differ in the last bit between runs: summation order)
-            assert theirs[k] == pytest.approx(v, rel=1e-12, abs=1e-12), (name, k)
+        oracle_cases.assert_report(name, report.summary(ours_res), theirs, case.report)
         assert _rows(jl) == case.requests, name
         if jl:
             assert _rows(report.jsonl_rows(ours_res)) == _rows(jl), name
