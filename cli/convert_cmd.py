@@ -42,8 +42,10 @@ def _convert(inputs, mooncake, agentic_rows, fmt, rules, weka_subagents, perfett
         print(f"note: --weka-subagents {weka_subagents} has no effect: the input has no WEKA plays", file=err)
     derived = None
     if mooncake:
+        bar = Progress(len(trace.requests), "writing")
         res = convert.write_mooncake(trace, mooncake, agentic_rows=agentic_rows, fmt=fmt, rules=rules,
-                                     edges=bool(perfetto or chrome_json))
+                                     edges=bool(perfetto or chrome_json), on_row=bar.update if bar.enabled else None)
+        bar.close()
         derived = res.derived if res.agentic else None
         lines.extend(res.lines)
     if perfetto or chrome_json:

@@ -4,7 +4,9 @@ say what Dynamo's converter says (plus what was skipped, which Dynamo does not).
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from . import agentic
 from .dynamo_rows import tool_interval, tool_status
@@ -14,6 +16,7 @@ from .model import Generation, Trace
 from .mooncake import dumps
 
 FORMATS = ("v1", "v2")
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -57,10 +60,11 @@ def _same_shape(trace: Trace, want: str) -> None:
 
 
 def write_mooncake(trace: Trace, out: str, *, agentic_rows: bool, fmt: str = "v1", rules: str = "g2",
-                   edges: bool = True) -> MooncakeResult:
+                   edges: bool = True, on_row: Callable[[int], None] | None = None) -> MooncakeResult:
     """Write (agentic) Mooncake JSONL to `out` atomically; returns the summary Dynamo prints.
     Agentic v1 rows are streamed (`agentic.write_v1`): the result's `derived.rows` is then empty;
-    `edges` False leaves `derived.edges` empty too (only Perfetto flows need them)."""
+    `edges` False leaves `derived.edges` empty too (only Perfetto flows need them). `on_row(1)`
+    is called as each row is written (a progress bar)."""
     if fmt == "v2":
         agentic_rows = True
     if trace.mooncake_rows:
@@ -68,7 +72,7 @@ def write_mooncake(trace: Trace, out: str, *, agentic_rows: bool, fmt: str = "v1
     if fmt == "v1" and agentic_rows and not trace.mooncake_rows:
         derived, fields = agentic.derive_lazy(trace, rules=rules, edges=edges)  # raises before the file opens
         with atomic_output(out) as f:
-            agentic.write_v1(fields, f.write)
+            agentic.write_v1(_counted(fields, on_row), f.write)
         n = len(derived.order)
     else:
         derived = lower(trace, agentic_rows=agentic_rows, fmt=fmt, rules=rules)
@@ -77,7 +81,7 @@ def write_mooncake(trace: Trace, out: str, *, agentic_rows: bool, fmt: str = "v1
             if fmt == "v2" and derived.header is not None:
                 f.write(dumps(derived.header))
             write = f.write
-            for row in derived.rows:
+            for row in _counted(derived.rows, on_row):
                 write(dumps(getattr(row, to_json)()))
         n = len(derived.rows)
     kind = "Agentic Mooncake" if agentic_rows else "Mooncake"
@@ -88,6 +92,18 @@ def write_mooncake(trace: Trace, out: str, *, agentic_rows: bool, fmt: str = "v1
     if rules != "g3c" and fmt != "v2":  # the G3c converter (the one that writes v2) no longer prints it (§4.1)
         res.lines.extend(tool_summary(trace))
     return res
+
+
+def _counted(items: Iterable[T], on_item: Callable[[int], None] | None) -> Iterable[T]:
+    """`items`, calling `on_item(1)` as each is taken; `items` itself without a callback."""
+    if on_item is None:
+        return items
+
+    def each() -> Iterator[T]:
+        for x in items:
+            on_item(1)
+            yield x
+    return each()
 
 
 def _counts(c: Counter) -> str:
