@@ -30,6 +30,7 @@ from trace_pipe.pipeline.errors import TraceError
 from .config import EngineArgs
 from .kvcache import BlockPool
 from .timing import PassInfo, TimingModel, quantize_ms
+from .versions import VERSIONS, DynamoRules
 from .workload import PromptKeys, SimRequest, gen_key
 
 INLINE = True  # block-boundary crossings inside decode runs (tests compare both)
@@ -44,12 +45,17 @@ class Worker:
         "chunked", "waiting", "dec", "chunking", "ev", "dclock", "seq", "sum_pb", "need_second",
         "pmemo", "dmemo", "p_speed", "d_speed", "stats", "passes", "first_tokens", "finished",
         "busy", "record", "cached_tokens_pass", "prompts", "inline", "v0", "wm", "stalled", "last_dec_end",
-        "lag",
+        "lag", "rules", "first_decodes",
     )
 
     def __init__(self, wid: int, args: EngineArgs, timing: TimingModel, trace_block_size: int,
-                 stats: "Stats", record: bool = True, prompts: PromptKeys | None = None) -> None:
+                 stats: "Stats", record: bool = True, prompts: PromptKeys | None = None,
+                 rules: DynamoRules = VERSIONS["1.4"]) -> None:
         self.wid = wid
+        self.rules = rules
+        # 1.4.2 and 1.5.1 charge a decode step in the pass that completes a prompt (and count that
+        # request in it); 1.6.1 emits the first token at the prefill's end, decode-free
+        self.first_decodes = rules.prompt_pass_decodes
         self.args = args
         self.timing = timing
         self.G = args.num_gpu_blocks
@@ -399,12 +405,16 @@ class Worker:
 
         # 6. decode step for every request whose known tokens are all computed.
         n_skip = sum(1 for q in skipped if q in dec) if skipped else 0
-        n_ready = len(dec) - n_skip + len(newly)
+        n_ready = len(dec) - n_skip
+        # 1.6.1: a request resumed after a preemption already has tokens, so its recompute pass
+        # is a decode for it (charged, in u); a first prompt is not
+        charged = newly if self.first_decodes else [r for r in newly if r.g]
+        n_ready += len(charged)
         if n_ready:
             logical = self.sum_pb + len(dec) * d
-            for r in newly:
+            for r in charged:
                 logical += r.prompt + r.g
-            d_ms = self._decode_ms(n_ready, logical, newly)
+            d_ms = self._decode_ms(n_ready, logical, charged)
         else:
             d_ms = 0.0
         end = now
