@@ -412,6 +412,12 @@ class Worker:
         n_ready += len(charged)
         if n_ready:
             logical = self.sum_pb + len(dec) * d
+            if n_skip and not self.first_decodes:
+                # 1.6.1: a request skipped this pass (FIFO, `_skip_next`) is not in u
+                for q in skipped:
+                    r = dec.get(q)
+                    if r is not None:
+                        logical -= r.prompt - r.base + d
             for r in charged:
                 logical += r.prompt + r.g
             d_ms = self._decode_ms(n_ready, logical, charged)
