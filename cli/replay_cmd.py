@@ -1,4 +1,5 @@
-"""`trace-pipe replay`: replay a trace offline through mock workers (Dynamo 1.4.2 compatible), and,
+"""`trace-pipe replay`: replay a trace offline through mock workers (as ai-dynamo 1.6.1 does, or 1.5.1 /
+1.4.2 with `--dynamo-version`), and,
 when the input carries recorded times, compare the simulation with the recorded run and draw both
 in one Perfetto trace."""
 
@@ -24,6 +25,8 @@ from trace_pipe.sim.replay import ReplayOptions, run_replay
 from trace_pipe.sim.result import SimResult
 from trace_pipe.sim.router import ROUTER_MODES
 from trace_pipe.sim.timing import make_timing
+from trace_pipe.sim.versions import VERSIONS, DynamoRules
+from trace_pipe.sim.versions import rules as version_rules
 
 from .common import Progress, json_object_arg, user_errors
 
@@ -61,14 +64,27 @@ def print_notes(inp: ReplayInput, err) -> None:
             print(line, file=err)
 
 
-def resolve_timing(name: str | None, timing_file: str | None, inp: ReplayInput, engine: EngineArgs,
-                   decode_timing: str | None, timing_table: str | None, out, err=None) -> object:
-    """The timing model for the engine, or "recorded" (served by sim.recorded instead). --timing
-    fit [--timing-file F: save]; --timing-file F alone: load; --timing-table F alone: --timing
-    table; default Dynamo's polynomial. `decode_timing` None is physical; given with a model it does
-    not apply to, it is ignored with a note on `err`."""
+def resolve_rules(dynamo_version: str | None, decode_timing: str | None) -> DynamoRules:
+    """`--dynamo-version` (default the newest). `--decode-timing`, from before there was a version
+    switch, names the version it meant: physical is 1.4.2, logical 1.5.1."""
     if decode_timing is not None and decode_timing not in ("physical", "logical"):
         raise TraceError(f"error: --decode-timing must be physical or logical, got {decode_timing!r}")
+    if dynamo_version is None and decode_timing is not None:
+        return VERSIONS["1.4" if decode_timing == "physical" else "1.5"]
+    rules = version_rules(dynamo_version)
+    if decode_timing is not None and decode_timing != rules.decode_input:
+        raise TraceError(f"error: --decode-timing {decode_timing} contradicts --dynamo-version {rules.version} "
+                         f"(whose decode timing is {rules.decode_input}); drop --decode-timing")
+    return rules
+
+
+def resolve_timing(name: str | None, timing_file: str | None, inp: ReplayInput, engine: EngineArgs,
+                   decode_timing: str | None, timing_table: str | None, out, err=None,
+                   rules: DynamoRules = VERSIONS["1.4"]) -> object:
+    """The timing model for the engine, or "recorded" (served by sim.recorded instead). --timing
+    fit [--timing-file F: save]; --timing-file F alone: load; --timing-table F alone: --timing
+    table; default Dynamo's polynomial with the decode input of `rules`. `decode_timing` given with
+    a model it does not apply to is ignored with a note on `err`."""
     if name is None:
         if timing_file and timing_table:
             raise TraceError("error: --timing-file and --timing-table: choose one timing model (--timing fit or "
@@ -83,7 +99,6 @@ def resolve_timing(name: str | None, timing_file: str | None, inp: ReplayInput, 
         what = "a saved fit (--timing-file)" if name == "file" else f"--timing {name}"
         print(f"note: --decode-timing {decode_timing} is ignored with {what}: it applies to the dynamo timing only",
               file=err)
-    decode_timing = decode_timing or "physical"
     if name == "recorded":
         if timing_file:
             raise TraceError("error: --timing-file goes with --timing fit (save) or alone (load), not --timing recorded")
@@ -117,7 +132,7 @@ def resolve_timing(name: str | None, timing_file: str | None, inp: ReplayInput, 
             raise TraceError(f"error: --timing-table {timing_table}: invalid JSON: {e}") from None
     elif name != "dynamo":
         raise TraceError(f"error: --timing must be one of {', '.join(TIMINGS)}, got {name!r}")
-    return make_timing("table" if name == "table" else "poly", block_size=engine.block_size, decode=decode_timing,
+    return make_timing("table" if name == "table" else "poly", block_size=engine.block_size, decode=rules.decode_input,
                        table=table)
 
 
@@ -128,12 +143,14 @@ def run(paths: list[str], *, trace_format: str = "mooncake", num_workers: int = 
         timing_table: str | None = None, sla_ttft_ms: float | None = None, sla_itl_ms: float | None = None,
         sla_e2e_ms: float | None = None, report_json: str | None = None, report_jsonl: str | None = None,
         perfetto: str | None = None, compare_json: str | None = None, onset_ms: float = 100.0,
-        merge_decode_passes: bool = False, out=None, err=None, progress: bool = True) -> tuple[dict, SimResult]:
+        merge_decode_passes: bool = False, dynamo_version: str | None = None, out=None, err=None,
+        progress: bool = True) -> tuple[dict, SimResult]:
     """The whole command as a function (tests call it); raises TraceError on bad input."""
     out = out or sys.stdout
     err = err or sys.stderr
     t0 = time.perf_counter()
     check_options(max_sim_time_seconds, onset_ms)
+    rules = resolve_rules(dynamo_version, decode_timing)
     check_outputs([("--report-json", None if report_json is None or Path(report_json).is_dir() else report_json),
                    ("--report-jsonl", report_jsonl), ("--compare-json", compare_json), ("--perfetto", perfetto),
                    ("--timing-file", timing_file if timing == "fit" else None)], paths)
@@ -145,11 +162,12 @@ def run(paths: list[str], *, trace_format: str = "mooncake", num_workers: int = 
     rcfg = RouterConfig.from_json(json_object_arg(router_config, "--router-config"))
     if compare_json:
         _recorded_needed(inp, "--compare-json")
-    tm = resolve_timing(timing, timing_file, inp, engine, decode_timing, timing_table, out, err)
+    tm = resolve_timing(timing, timing_file, inp, engine, decode_timing, timing_table, out, err, rules)
     opts = ReplayOptions(num_workers=num_workers, router_mode=router_mode, trace_block_size=inp.block_size,
                          engine=engine, router=rcfg, arrival_speedup_ratio=arrival_speedup_ratio,
                          max_sim_time_ms=None if max_sim_time_seconds is None else max_sim_time_seconds * 1000.0,
-                         seed=seed, timing=None if tm == "recorded" else tm, record=perfetto is not None)
+                         seed=seed, timing=None if tm == "recorded" else tm, record=perfetto is not None,
+                         rules=rules)
     bar = Progress(len(inp.rows), "replaying") if progress else None
     cb = bar.update if bar and bar.enabled else None
     if tm == "recorded":
@@ -258,9 +276,11 @@ def register(app: typer.Typer) -> None:
         timing_file: Optional[str] = typer.Option(
             None, "--timing-file", help="With --timing fit: save the fitted coefficients here (JSON). Alone: load "
             "a saved fit."),
+        dynamo_version: Optional[str] = typer.Option(
+            None, "--dynamo-version", help="The Dynamo replay to reproduce: 1.6 (default; ai-dynamo 1.6.1) | 1.5 "
+            "(1.5.1) | 1.4 (1.4.2)."),
         decode_timing: Optional[str] = typer.Option(
-            None, "--decode-timing", help="physical (default; ai-dynamo 1.4.2) | logical (later Dynamo); dynamo "
-            "timing only (ignored, with a note, otherwise)."),
+            None, "--decode-timing", help="Older spelling of --dynamo-version: physical = 1.4, logical = 1.5."),
         timing_table: Optional[str] = typer.Option(None, "--timing-table", help="JSON profile for --timing table "
                                                    "(given alone, it implies --timing table)."),
         perfetto: Optional[str] = typer.Option(
@@ -285,4 +305,4 @@ def register(app: typer.Typer) -> None:
                 timing=timing, timing_file=timing_file, decode_timing=decode_timing, timing_table=timing_table,
                 sla_ttft_ms=sla_ttft_ms, sla_itl_ms=sla_itl_ms, sla_e2e_ms=sla_e2e_ms, report_json=report_json,
                 report_jsonl=report_jsonl, perfetto=perfetto, compare_json=compare_json, onset_ms=onset_ms,
-                merge_decode_passes=merge_decode_passes)
+                merge_decode_passes=merge_decode_passes, dynamo_version=dynamo_version)

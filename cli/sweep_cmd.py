@@ -16,19 +16,20 @@ from trace_pipe.sim.config import EngineArgs, RouterConfig
 from trace_pipe.sim.router import ROUTER_MODES
 
 from .common import json_object_arg, user_errors
-from .replay_cmd import print_notes, resolve_timing
+from .replay_cmd import print_notes, resolve_rules, resolve_timing
 
 
 def run(paths: list[str], *, num_workers: str = "1", router_mode: str = "round_robin", csv_out: str | None = None,
         trace_format: str = "mooncake", trace_block_size: int | None = None, extra_engine_args: str | None = None,
         router_config: str | None = None, timing: str | None = None, timing_file: str | None = None,
         decode_timing: str | None = None, timing_table: str | None = None, jobs: int | None = None, seed: int = 0,
-        arrival_speedup_ratio: float = 1.0, out=None, err=None) -> list[dict]:
+        arrival_speedup_ratio: float = 1.0, dynamo_version: str | None = None, out=None, err=None) -> list[dict]:
     """The whole command as a function (tests call it); raises TraceError on bad input. When every
     configuration fails the CSV is still written; `sweep.failure_line(results)` says so."""
     out = out or sys.stdout
     err = err or sys.stderr
     t0 = time.perf_counter()
+    rules = resolve_rules(dynamo_version, decode_timing)
     workers = sweep.parse_list(num_workers, "--num-workers", int)
     modes = sweep.parse_list(router_mode, "--router-mode")
     for m in modes:
@@ -40,12 +41,12 @@ def run(paths: list[str], *, num_workers: str = "1", router_mode: str = "round_r
     check_outputs([("--csv", csv_out), ("--timing-file", timing_file if timing == "fit" else None)], paths)
     inp = load_input(paths, trace_format, trace_block_size)
     print_notes(inp, err)
-    tm = resolve_timing(timing, timing_file, inp, engine, decode_timing, timing_table, out, err)
+    tm = resolve_timing(timing, timing_file, inp, engine, decode_timing, timing_table, out, err, rules)
     if tm == "recorded":
         raise TraceError("error: --timing recorded replays one configuration's recorded service times: use "
                          "`trace-pipe replay`; a sweep needs an engine timing model (dynamo, fit, table)")
 
-    spec = sweep.SweepSpec(inp.sim_format, inp.block_size, engine, rcfg, tm, seed, arrival_speedup_ratio)
+    spec = sweep.SweepSpec(inp.sim_format, inp.block_size, engine, rcfg, tm, seed, arrival_speedup_ratio, rules)
     results = sweep.run_sweep(inp.rows, inp.sources, spec, points, jobs)
     if csv_out:
         with atomic_output(csv_out) as f:
@@ -77,8 +78,9 @@ def register(app: typer.Typer) -> None:
                                              "recorded times) | table (--timing-table)"),
         timing_file: Optional[str] = typer.Option(None, "--timing-file", help="With --timing fit: save the fit "
                                                   "here. Alone: load a saved fit."),
-        decode_timing: Optional[str] = typer.Option(None, "--decode-timing", help="physical (default) | logical "
-                                                    "(dynamo timing only)"),
+        dynamo_version: Optional[str] = typer.Option(None, "--dynamo-version", help="1.6 (default) | 1.5 | 1.4"),
+        decode_timing: Optional[str] = typer.Option(None, "--decode-timing", help="Older spelling of "
+                                                    "--dynamo-version: physical = 1.4, logical = 1.5."),
         timing_table: Optional[str] = typer.Option(None, "--timing-table", help="JSON profile for --timing table "
                                                    "(given alone, it implies --timing table)."),
         jobs: Optional[int] = typer.Option(None, "--jobs", help="Parallel processes (default: one per core)."),
@@ -93,7 +95,8 @@ def register(app: typer.Typer) -> None:
                           trace_format=trace_format, trace_block_size=trace_block_size,
                           extra_engine_args=extra_engine_args, router_config=router_config, timing=timing,
                           timing_file=timing_file, decode_timing=decode_timing, timing_table=timing_table,
-                          jobs=jobs, seed=seed, arrival_speedup_ratio=arrival_speedup_ratio)
+                          jobs=jobs, seed=seed, arrival_speedup_ratio=arrival_speedup_ratio,
+                          dynamo_version=dynamo_version)
         line = sweep.failure_line(results)
         if line is not None:
             print(line, file=sys.stderr)

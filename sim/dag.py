@@ -8,6 +8,12 @@ Edges come from one of three sources (dynamo-replay.md §2.1-§2.6):
   timestamp gap, else 0).
 Times are normalised to the earliest timestamp and divided by the arrival speedup. Failed or
 rejected requests release their dependents like completed ones.
+
+What differs between Dynamo versions comes from `DynamoRules` (sim/versions.py): 1.5.1 and 1.6.1
+read `not_before_ms` as a floor for every node (`ready = max(not_before, trigger + delay)`), lift
+headerless v1 rows to v2 as AISimulate does (roots `not_before_ms = timestamp`, dependents 0, so
+a trace with any `wait_for` row keeps its roots' absolute times), and release agentic requests that
+are ready at the same instant in request_id order; 1.4.2 uses file order and ignores the floor.
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ from heapq import heappush
 
 from trace_pipe.pipeline.errors import TraceError
 from trace_pipe.pipeline.mooncake import Row
+
+from .versions import VERSIONS, DynamoRules
 
 COMPLETION = 0
 DISPATCH = 1
@@ -49,6 +57,8 @@ class RequestDag:
         self.waits = [0] * n
         self.ready_after = [-math.inf] * n
         self.binding: list[Release | None] = [None] * n
+        # per-node release floor (`not_before_ms` under 1.5+ rules); None: roots only
+        self.floor: list[float] | None = None
 
     @property
     def graph(self):
@@ -104,7 +114,11 @@ class RequestDag:
             w = self.waits[child] - 1
             self.waits[child] = w
             if w == 0:
-                heappush(heap, (self.ready_after[child], *self.order[child], child))
+                t_ready = self.ready_after[child]
+                if self.floor is not None and self.floor[child] > t_ready:
+                    t_ready = self.floor[child]
+                    self.binding[child] = Release(None, None, 0.0)  # held by its not_before_ms
+                heappush(heap, (t_ready, *self.order[child], child))
 
 
 def _check_delay(v: float | None, where: str, field: str) -> float:
@@ -115,7 +129,8 @@ def _check_delay(v: float | None, where: str, field: str) -> float:
     return float(v)
 
 
-def build_dag(rows: list[Row], sources: list[str], fmt: str, speedup: float = 1.0) -> RequestDag:
+def build_dag(rows: list[Row], sources: list[str], fmt: str, speedup: float = 1.0,
+              rules: DynamoRules = VERSIONS["1.4"]) -> RequestDag:
     """Validate the rows' dependencies and build the DAG with normalised root times."""
     if not (math.isfinite(speedup) and speedup > 0):
         raise TraceError(f"error: --arrival-speedup-ratio must be a finite number > 0, got {speedup}")
@@ -135,13 +150,24 @@ def build_dag(rows: list[Row], sources: list[str], fmt: str, speedup: float = 1.
                                  f"(first at {sources[ids[r.request_id]]})")
             ids[r.request_id] = i
 
-    stamp = (lambda r: r.not_before_ms) if mode == "v2" else (lambda r: r.timestamp)
+    lift = mode == "agentic" and rules.agentic_v1 == "lift"
+    if mode == "v2":
+        stamp = lambda r: r.not_before_ms  # noqa: E731
+    elif lift:
+        stamp = lambda r: 0.0 if r.wait_for else r.timestamp  # noqa: E731
+    else:
+        stamp = lambda r: r.timestamp  # noqa: E731
     t0 = min((stamp(r) for r in rows if stamp(r) is not None), default=0.0)
     for i, r in enumerate(rows):
         ts = stamp(r)
         if ts is not None:
             _check_delay(ts, sources[i], "not_before_ms" if mode == "v2" else "timestamp")
         dag.root_time[i] = 0.0 if ts is None else (ts - t0) / speedup if speedup != 1.0 else ts - t0
+    if rules.not_before_floor and (mode == "v2" or lift):
+        dag.floor = dag.root_time
+    if rules.tie_order == "request_id" and mode in ("v2", "agentic"):
+        for rank, i in enumerate(sorted(range(n), key=lambda i: rows[i].request_id)):
+            dag.order[i] = (rank, 0)
 
     if mode == "agentic":
         for i, r in enumerate(rows):

@@ -77,7 +77,7 @@ def run_recorded(rows: list[Row], sources: list[str], fmt: str, opts: ReplayOpti
         if not (math.isfinite(s.duration_ms) and s.duration_ms >= 0):
             raise TraceError(f"{sources[i]}: recorded service time must be a finite number >= 0, got {s.duration_ms}")
     reqs = _requests(rows, sources)
-    dag = dagmod.build_dag(rows, sources, fmt, opts.arrival_speedup_ratio)
+    dag = dagmod.build_dag(rows, sources, fmt, opts.arrival_speedup_ratio, opts.rules)
     n_w = opts.num_workers
     router = make_router(opts.router_mode, [_Slot(i) for i in range(n_w)], opts.router, block_size=a.block_size,
                          trace_block_size=opts.trace_block_size, max_num_batched_tokens=a.max_num_batched_tokens,

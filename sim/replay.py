@@ -23,6 +23,7 @@ from .engine import Stats, Worker
 from .result import PlayRecord, PrefillChunk, RequestRecord, SimResult, Timeline
 from .router import make_router
 from .timing import TimingModel, make_timing
+from .versions import VERSIONS, DynamoRules
 from .workload import PromptKeys, SimRequest
 
 
@@ -39,8 +40,10 @@ class ReplayOptions:
     arrival_speedup_ratio: float = 1.0
     max_sim_time_ms: float | None = None
     seed: int = 0
-    timing: TimingModel | None = None  # default: Dynamo's polynomial, physical decode
+    timing: TimingModel | None = None  # default: Dynamo's polynomial, decode input as `rules` says
     record: bool = True  # keep passes, counters and chunks for timeline writers
+    # which Dynamo release to reproduce (sim/versions.py); the CLI's default is the newest
+    rules: DynamoRules = VERSIONS["1.4"]
 
 
 def build_requests(rows: list[Row], sources: list[str], fmt: str, tbs: int) -> list[SimRequest]:
@@ -97,11 +100,12 @@ def run_replay(rows: list[Row], sources: list[str], fmt: str, opts: ReplayOption
     tbs = opts.trace_block_size
     reqs = build_requests(rows, sources, fmt, tbs)
     _check_feasible(reqs, a)
-    dag = dagmod.build_dag(rows, sources, fmt, opts.arrival_speedup_ratio)
-    timing = opts.timing or make_timing("poly", block_size=a.block_size)
+    rules = opts.rules
+    dag = dagmod.build_dag(rows, sources, fmt, opts.arrival_speedup_ratio, rules)
+    timing = opts.timing or make_timing("poly", block_size=a.block_size, decode=rules.decode_input)
     stats = Stats()
     prompts = PromptKeys(a.block_size, tbs)
-    workers = [Worker(i, a, timing, tbs, stats, opts.record, prompts) for i in range(opts.num_workers)]
+    workers = [Worker(i, a, timing, tbs, stats, opts.record, prompts, rules=rules) for i in range(opts.num_workers)]
     router = make_router(opts.router_mode, workers, opts.router, block_size=a.block_size, trace_block_size=tbs,
                          max_num_batched_tokens=a.max_num_batched_tokens, seed=opts.seed, prompts=prompts)
 

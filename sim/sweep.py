@@ -22,6 +22,7 @@ from . import report
 from .config import EngineArgs, RouterConfig
 from .replay import ReplayOptions, run_replay
 from .timing import TimingModel
+from .versions import VERSIONS, DynamoRules
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +42,7 @@ class SweepSpec:
     timing: TimingModel | None
     seed: int = 0
     arrival_speedup_ratio: float = 1.0
+    rules: DynamoRules = VERSIONS["1.4"]
 
 
 # (CSV column, report key or None for the grid axes / status, terminal header)
@@ -112,7 +114,7 @@ def run_point(rows: list[Row], sources: list[str], spec: SweepSpec, p: SweepPoin
     opts = ReplayOptions(num_workers=p.num_workers, router_mode=p.router_mode,
                          trace_block_size=spec.trace_block_size, engine=spec.engine, router=spec.router,
                          arrival_speedup_ratio=spec.arrival_speedup_ratio, seed=spec.seed, timing=spec.timing,
-                         record=False)
+                         record=False, rules=spec.rules)
     try:
         res = run_replay(rows, sources, spec.sim_format, opts)
     except TraceError as e:

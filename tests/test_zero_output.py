@@ -439,7 +439,7 @@ def weka_two_plays(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("w2")
     out = tmp / "w2.jsonl"
     trace_pipe = str(ROOT / ".venv" / "bin" / "trace-pipe")
-    subprocess.run([trace_pipe, "convert", str(WEKA_TWO_PLAYS), "--agentic", "--mooncake", str(out)],
+    subprocess.run([trace_pipe, "convert", str(WEKA_TWO_PLAYS), "--agentic", "--format", "v1", "--mooncake", str(out)],
                    check=True, capture_output=True)
     return trace_pipe, tmp, out
 
@@ -448,7 +448,8 @@ def test_weka_two_plays_replays_like_the_oracle(weka_two_plays):
     trace_pipe, tmp, trace = weka_two_plays
     rj, pf = tmp / "r.json", tmp / "w2.pftrace"
     res = subprocess.run([trace_pipe, "replay", str(trace), "--trace-format", "agentic_mooncake", "--trace-block-size", "4",
-                          "--report-json", str(rj), "--perfetto", str(pf)], capture_output=True, text=True)
+                          "--dynamo-version", "1.4", "--report-json", str(rj), "--perfetto", str(pf)],
+                         capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     rep = json.loads(rj.read_text())
     for k, v in WEKA_TWO_PLAYS_ORACLE.items():

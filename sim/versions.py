@@ -1,0 +1,56 @@
+"""What differs between the Dynamo replays trace-pipe reproduces: one table row per version.
+
+Every rule that changed between ai-dynamo 1.4.2, 1.5.1 and 1.6.1 (dynamo-1.6.md §3-§5) is a
+field here, and the engine, the release loop, the readers and the report read it from the row the
+user picked with `--dynamo-version`; nothing else in `sim/` asks which version is running.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from trace_pipe.pipeline.errors import TraceError
+
+
+@dataclass(frozen=True, slots=True)
+class DynamoRules:
+    version: str
+    #: the release it was measured against, for messages and the README
+    oracle: str
+    #: decode step input u: "physical" = active KV blocks / G (1.4.2); "logical" = summed context
+    #: tokens / (G * block_size) (1.5.1, 1.6.1)
+    decode_input: str
+    #: the pass that completes a prompt also charges a decode step, and that request counts in u
+    #: (1.4.2, 1.5.1); 1.6.1 emits the first token at the prefill's end with no decode charge and
+    #: charges D only for requests that already have a token
+    prompt_pass_decodes: bool
+    #: requests ready at the same instant are released in "file" order (1.4.2) or in
+    #: "request_id" order (1.5.1, 1.6.1)
+    tie_order: str
+    #: agentic v2 `not_before_ms` is a floor for every node, not only for roots (1.5.1, 1.6.1)
+    not_before_floor: bool
+    #: headerless agentic v1 rows: read natively (1.4.2) or lifted to v2 as AISimulate lifts them
+    agentic_v1: str
+    #: the report's shape: "1.4" (1.4.2's flat 71 keys) or "1.6" (1.6.1's summary and rows)
+    report: str
+
+
+VERSIONS: dict[str, DynamoRules] = {
+    "1.4": DynamoRules("1.4", "ai-dynamo 1.4.2", decode_input="physical", prompt_pass_decodes=True,
+                       tie_order="file", not_before_floor=False, agentic_v1="native", report="1.4"),
+    "1.5": DynamoRules("1.5", "ai-dynamo 1.5.1", decode_input="logical", prompt_pass_decodes=True,
+                       tie_order="request_id", not_before_floor=True, agentic_v1="lift", report="1.4"),
+    "1.6": DynamoRules("1.6", "ai-dynamo 1.6.1", decode_input="logical", prompt_pass_decodes=False,
+                       tie_order="request_id", not_before_floor=True, agentic_v1="lift", report="1.6"),
+}
+DEFAULT = "1.6"
+
+
+def rules(version: str | None) -> DynamoRules:
+    """The rule set for a `--dynamo-version` value ("1.6", "1.6.1", "1.4.2", ... ; None: default)."""
+    v = DEFAULT if version is None else str(version).strip()
+    key = ".".join(v.split(".")[:2])
+    r = VERSIONS.get(key)
+    if r is None:
+        raise TraceError(f"error: --dynamo-version must be one of {', '.join(VERSIONS)}, got {version!r}")
+    return r
