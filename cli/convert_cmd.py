@@ -19,7 +19,8 @@ from .common import Progress, user_errors
 
 def run_convert(inputs: list[str], *, mooncake: str | None = None, agentic_rows: bool = False, fmt: str = "v1",
                 g3c_rules: bool = False, weka_subagents: str = "recorded", perfetto: str | None = None,
-                chrome_json: str | None = None, out=sys.stdout, err=sys.stderr) -> None:
+                chrome_json: str | None = None, stages: bool = True, markers: bool = False,
+                out=sys.stdout, err=sys.stderr) -> None:
     """The whole command as a function (tests call it); raises TraceError on bad input."""
     if not (mooncake or perfetto or chrome_json):
         raise TraceError("error: nothing to write: give --mooncake, --perfetto and/or --chrome-json")
@@ -27,12 +28,12 @@ def run_convert(inputs: list[str], *, mooncake: str | None = None, agentic_rows:
     lines: list[str] = []  # said once every output is in place: a failed run wrote nothing
     with gc_paused(), output_group():
         _convert(inputs, mooncake, agentic_rows, fmt, "g3c" if g3c_rules else "g2", weka_subagents, perfetto,
-                 chrome_json, lines, err)
+                 chrome_json, lines, err, draw={"stages": stages, "markers": markers})
     for line in lines:
         print(line, file=out)
 
 
-def _convert(inputs, mooncake, agentic_rows, fmt, rules, weka_subagents, perfetto, chrome_json, lines, err) -> None:
+def _convert(inputs, mooncake, agentic_rows, fmt, rules, weka_subagents, perfetto, chrome_json, lines, err, draw=None) -> None:
     bar = Progress(None, "reading")
     # without Mooncake output, rows need only what Dynamo's Perfetto script needs (§5)
     trace = readers.read_trace(inputs, subagents=weka_subagents, on_line=bar.update if bar.enabled else None,
@@ -57,10 +58,10 @@ def _convert(inputs, mooncake, agentic_rows, fmt, rules, weka_subagents, perfett
 
         edges = derived.edges if derived is not None else []
         if perfetto:
-            stats = proto.write_perfetto(trace, edges, perfetto)
+            stats = proto.write_perfetto(trace, edges, perfetto, **(draw or {}))
             lines.append(f"Wrote {stats.summary()} to {perfetto}")
         if chrome_json:
-            stats = proto.write_chrome_json(trace, edges, chrome_json)
+            stats = proto.write_chrome_json(trace, edges, chrome_json, **(draw or {}))
             lines.append(f"Wrote {stats.summary()} to {chrome_json}")
     for line in convert.report_lines(trace, derived):
         print(line, file=err)
@@ -89,10 +90,13 @@ def register(app: typer.Typer) -> None:
         weka_subagents: str = typer.Option("recorded", "--weka-subagents", help="WEKA sub-agent joins: 'recorded' (from recorded times, as Dynamo infers them) or 'wait' (the parent's next call waits for the sub-agent, as kv-cache-tester replays)."),
         perfetto: Optional[Path] = typer.Option(None, "--perfetto", help="Write a Perfetto protobuf trace (.pftrace or .pftrace.gz)."),
         chrome_json: Optional[Path] = typer.Option(None, "--chrome-json", help="Write the same layout as Chrome trace JSON."),
+        no_stages: bool = typer.Option(False, "--no-stages", help="Perfetto / Chrome JSON: only whole LLM request slices, no prefill wait / prefill / decode stages (as Dynamo's convert_to_perfetto.py)."),
+        include_markers: bool = typer.Option(False, "--include-markers", help="Perfetto / Chrome JSON: also draw first-token instants (off by default, as Dynamo's convert_to_perfetto.py)."),
     ) -> None:
         """Convert Dynamo request traces, WEKA agent traces or Mooncake rows to (agentic) Mooncake and Perfetto."""
         with user_errors():
             run_convert(inputs, mooncake=str(mooncake) if mooncake else None, agentic_rows=agentic_rows, fmt=fmt,
                         g3c_rules=g3c_rules, weka_subagents=weka_subagents,
                         perfetto=str(perfetto) if perfetto else None,
-                        chrome_json=str(chrome_json) if chrome_json else None)
+                        chrome_json=str(chrome_json) if chrome_json else None,
+                        stages=not no_stages, markers=include_markers)

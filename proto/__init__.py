@@ -2,11 +2,14 @@
 tracks, the same layout as Chrome JSON, and a checker for what we write.
 
 Public surface:
-    write_perfetto(trace, edges, out_path, *, gz=None, stages=True, markers=True) -> WriteStats
-    write_chrome_json(trace, edges, out_path, *, gz=None, stages=True, markers=True) -> WriteStats
+    write_perfetto(trace, edges, out_path, *, gz=None, stages=True, markers=False) -> WriteStats
+    write_chrome_json(trace, edges, out_path, *, gz=None, stages=True, markers=False) -> WriteStats
         `edges`: objects with `src`, `dst`, `relation` (pipeline.agentic.Edge), one flow each;
-        `stages`: True (nested), "separate" (a `<chain> stages` track) or False.
-    recorded_timeline(trace, edges, *, stages, markers, name="Recorded") -> Timeline
+        `stages` / `markers`: the switches of Dynamo's `convert_to_perfetto.py` with its defaults
+        (`--no-stages` -> stages=False, `--include-markers` -> markers=True), see recorded.py;
+        `stages="separate"` (a `<chain> stages` track) is the old script's `--separate-stage-tracks`,
+        kept for the library only (Dynamo's CLI dropped it).
+    recorded_timeline(trace, edges, *, stages=True, markers=True, name="Recorded") -> Timeline
     write_timelines(timelines, out_path, *, gz=None, attributes=(), intern=True) -> WriteStats
     write_timelines_json(timelines, out_path, *, gz=None) -> WriteStats
         several roots in one trace ("Recorded", "Simulated", ...): each a `Timeline` of generic
@@ -35,7 +38,7 @@ __all__ = [
 
 
 def write_perfetto(trace: Trace, edges: Iterable, out_path: str | os.PathLike, *, gz: bool | None = None,
-                   stages: bool | str = True, markers: bool = True) -> WriteStats:
+                   stages: bool | str = True, markers: bool = False) -> WriteStats:
     """The recorded run as a `.pftrace` (gzipped when `gz` or the name ends in `.gz`).
     `edges`: the agentic dependency edges (`src`, `dst`, `relation`), one flow each."""
     tl = recorded_timeline(trace, edges, stages=stages, markers=markers)
@@ -43,7 +46,7 @@ def write_perfetto(trace: Trace, edges: Iterable, out_path: str | os.PathLike, *
 
 
 def write_chrome_json(trace: Trace, edges: Iterable, out_path: str | os.PathLike, *, gz: bool | None = None,
-                      stages: bool | str = True, markers: bool = True) -> WriteStats:
+                      stages: bool | str = True, markers: bool = False) -> WriteStats:
     """The same layout as Chrome trace JSON."""
     tl = recorded_timeline(trace, edges, stages=stages, markers=markers)
     return write_timelines_json([tl], out_path, gz=gz)

@@ -74,7 +74,14 @@ def _undrawable(src, what: str, s: int, e: int) -> None:
 def recorded_timeline(trace: Trace, edges: Iterable = (), *, stages: bool | str = True, markers: bool = True,
                       name: str = "Recorded") -> Timeline:
     """`edges`: objects with `src`, `dst`, `relation` (pipeline.agentic.Edge) between request ids.
-    `stages`: True (nested in the request), "separate" (a sibling `<chain> stages` track) or False.
+    `stages`: True (nested in the request), "separate" (a sibling `<chain> stages` track) or False;
+    the `prefill wait` / `prefill` / `decode` slices (`dynamo.llm.stage`), which Dynamo's
+    `--no-stages` leaves out. `markers`: the `first token` instants (`dynamo.llm.marker`), which
+    Dynamo's `--include-markers` adds. Neither touches tool rows: an unclosed `tool_start` is a
+    `Tool start:` instant (`dynamo.agent.tool.marker`) either way, as in Dynamo's script, nor the
+    prefill / decode placements on worker tracks (trace-pipe's own, `trace_pipe.worker`).
+    The default keeps the first tokens: `replay --perfetto` draws them under both roots (the
+    `Simulated` requests always have theirs); `convert` passes Dynamo's default (off).
 
     Runs with the cyclic GC paused (`convert` pauses it anyway; `replay` and library callers
     may not): it builds ~10 objects per request and no cycles, and each collection would re-scan

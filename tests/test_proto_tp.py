@@ -1,10 +1,9 @@
 """Cross-check against Perfetto's own trace processor. No package registry ships
-`trace_processor_shell`, so these run only when TRACE_PIPE_TP_BIN points at a built binary
-(the same variable `trace-pipe check --tp-bin` reads)."""
+`trace_processor_shell`: these run with TRACE_PIPE_TP_BIN (the variable `trace-pipe check --tp-bin`
+reads) or, when it is unset, the binary at ../shared/tools/trace_processor_shell (tp_binary.py)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -16,9 +15,9 @@ from trace_pipe.proto import synthetic
 from trace_pipe.proto.check import check_file
 from trace_pipe.proto.packets import frame
 
-TP_BIN = os.environ.get("TRACE_PIPE_TP_BIN")
-pytestmark = pytest.mark.skipif(not TP_BIN or not Path(TP_BIN).exists(),
-                                reason="set TRACE_PIPE_TP_BIN to a trace_processor_shell binary")
+from tp_binary import TP_BIN, needs_tp
+
+pytestmark = needs_tp
 WEKA = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "kv_cache_tester_traces"
 
 
