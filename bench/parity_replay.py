@@ -1,8 +1,20 @@
-"""Parity and speed of `trace-pipe replay` against Dynamo's own replay (ai-dynamo 1.4.2, the oracle).
+"""Parity and speed of `trace-pipe replay` against Dynamo's own replay (the oracles).
 
-    .venv/bin/python bench/parity_replay.py            # parity: round_robin x1 exact, kv_router x4 means
+    .venv/bin/python bench/parity_replay.py            # 1.4.2: round_robin x1 exact, kv_router x4 means
     .venv/bin/python bench/parity_replay.py --bench    # also wall time ratio and peak RSS of both
     .venv/bin/python bench/parity_replay.py --dynamo-runs 5   # kv_router: Dynamo's spread over 5 runs
+    .venv/bin/python bench/parity_replay.py --dynamo-version 1.6 [--bench]   # against ai-dynamo 1.6.1
+    .venv/bin/python bench/parity_replay.py --dynamo-version 1.5              # against ai-dynamo 1.5.1
+
+With --dynamo-version 1.6 or 1.5 (see `main_v16`), the inputs are issue 16's: the Mooncake
+conversation trace (trace block 512; engine block 64 and 512), WEKA 0277 and 0282, all 29 WEKA
+traces together, and Dynamo's weka-two-plays, the WEKA ones converted to agentic Mooncake v2.
+round_robin x1 must equal the oracle on every summary key (1e-9 relative; wall-clock keys aside)
+and on every per-request row; kv_router x4 must fall inside the oracle's min-max over
+--dynamo-runs runs widened by 0.5%. The 1.6.1 oracle: $TRACE_PIPE_ORACLE16_PYTHON (default
+/work/oracle16/bin/python) driven by ../shared/tools/dynamo16_replay.py; 1.5.1:
+$TRACE_PIPE_ORACLE15_PYTHON (default /work/oracle15/bin/python) driven by bench/dynamo15_replay.py
+(install recipe: dynamo-1.6.md §1).
 
 The oracle runs from its own venv: $TRACE_PIPE_ORACLE_PYTHON, default /work/oracle/bin/python
 (`python3 -m venv /work/oracle && /work/oracle/bin/pip install ai-dynamo==1.4.2 ai-dynamo-runtime==1.4.2`).
@@ -35,9 +47,23 @@ WEKA = SHARED / "fixtures" / "kv_cache_tester_traces"
 SKIP = {"wall_time_ms", "processed_tokens_per_s", "processed_output_tokens_per_s", "trace_pipe"}
 
 
-def oracle_python() -> str | None:
-    p = os.environ.get("TRACE_PIPE_ORACLE_PYTHON", "/work/oracle/bin/python")
+def oracle_python(version: str = "1.4") -> str | None:
+    var, default = {"1.4": ("TRACE_PIPE_ORACLE_PYTHON", "/work/oracle/bin/python"),
+                    "1.5": ("TRACE_PIPE_ORACLE15_PYTHON", "/work/oracle15/bin/python"),
+                    "1.6": ("TRACE_PIPE_ORACLE16_PYTHON", "/work/oracle16/bin/python")}[version]
+    p = os.environ.get(var, default)
     return p if Path(p).exists() else None
+
+
+def oracle_command(version: str) -> list[str] | None:
+    """How to run the oracle of `version` with 1.4.2's flags (None when it is not installed)."""
+    py = oracle_python(version)
+    if py is None:
+        return None
+    if version == "1.4":
+        return [py, "-m", "dynamo.replay"]
+    driver = SHARED / "tools" / "dynamo16_replay.py" if version == "1.6" else ROOT / "bench" / "dynamo15_replay.py"
+    return [py, str(driver)] if driver.exists() else None
 
 
 def run_oracle(py: str, rows: list[dict], tmp: Path, *, fmt: str = "mooncake", mode: str = "round_robin",
@@ -85,7 +111,8 @@ def replay_args(trace: str, fmt: str, mode: str, workers: int, tbs: int, report:
 
 def agentic_input(tmp: str) -> str:
     out = os.path.join(tmp, "weka_agentic.jsonl")
-    subprocess.run([str(ROOT / ".venv" / "bin" / "trace-pipe"), "convert", str(WEKA), "--mooncake", out, "--agentic"],
+    subprocess.run([str(ROOT / ".venv" / "bin" / "trace-pipe"), "convert", str(WEKA), "--mooncake", out, "--agentic",
+                    "--format", "v1"],
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return out
 
@@ -105,12 +132,133 @@ def compare_exact(ours: dict, theirs: dict, tol: float = 1e-6, abs_tol: float = 
     return bad
 
 
+# wall-clock keys differ run to run; `trace_pipe` is ours alone
+SKIP16 = SKIP | {"agentic_lifecycle_digest"}
+ROW_KEYS = ("arrival_time_ms", "dispatched_at_ms", "first_admit_ms", "first_token_ms", "last_token_ms",
+            "terminal_time_ms", "input_length", "requested_output_length", "output_length", "reused_input_tokens",
+            "terminal_status")
+WEKA_TWO_PLAYS = SHARED / "fixtures" / "dynamo" / "weka-two-plays.jsonl"
+
+
+def compare_report(ours: dict, theirs: dict, tol: float = 1e-9, skip: set = SKIP16) -> list[str]:
+    """Every key of the oracle's summary: numbers within `tol` relative, anything else equal."""
+    bad = []
+    for k, v in theirs.items():
+        if k in skip:
+            continue
+        if k not in ours:
+            bad.append(f"{k}: missing")
+            continue
+        x = ours[k]
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and isinstance(x, (int, float)):
+            if abs(x - v) > tol * max(abs(v), 1e-12) and not (v == 0 and abs(x) < 1e-12):
+                bad.append(f"{k}: ours {x!r} dynamo {v!r}")
+        elif x != v:
+            bad.append(f"{k}: ours {str(x)[:80]} dynamo {str(v)[:80]}")
+    return bad
+
+
+def compare_rows(ours: list[dict], theirs: list[dict], tol: float = 1e-9) -> tuple[int, list[str]]:
+    """(rows equal, first differences): rows matched by request_id when the oracle writes one, else
+    compared as sorted tuples (plain Mooncake rows have random uuids there)."""
+    def key(r: dict) -> tuple:
+        return tuple(r.get(k) for k in ROW_KEYS)
+
+    def same(a: tuple, b: tuple) -> bool:
+        return all(x == y or (isinstance(x, float) and isinstance(y, float) and abs(x - y) <= tol * max(abs(y), 1e-12))
+                   for x, y in zip(a, b))
+    if theirs and "request_id" in theirs[0]:
+        mine = {r["request_id"]: key(r) for r in ours}
+        pairs = [(r["request_id"], mine.get(r["request_id"]), key(r)) for r in theirs]
+    else:
+        a, b = sorted(map(key, ours), key=repr), sorted(map(key, theirs), key=repr)
+        pairs = [(str(i), x, y) for i, (x, y) in enumerate(zip(a, b))]
+    bad = [f"{rid}: ours {x} dynamo {y}" for rid, x, y in pairs if x is None or not same(x, y)]
+    if len(ours) != len(theirs):
+        bad.insert(0, f"{len(ours)} rows, dynamo {len(theirs)}")
+    return len(pairs) - len(bad), bad
+
+
+def cases_v16(tmp: str) -> list[tuple[str, str, str, int, int]]:
+    """(name, trace, format, trace block size, engine block size) of issue 16's parity inputs."""
+    tp = str(ROOT / ".venv" / "bin" / "trace-pipe")
+    out = [("conversation bs512", str(CONV), "mooncake", 512, 512), ("conversation bs64", str(CONV), "mooncake", 512, 64)]
+    weka = [("weka 0277", [str(WEKA / "trace_0277.json")]), ("weka 0282", [str(WEKA / "trace_0282.json")]),
+            ("weka all 29", [str(WEKA)]), ("weka-two-plays", [str(WEKA_TWO_PLAYS)])]
+    for name, src in weka:
+        if not all(Path(x).exists() for x in src):
+            continue
+        dst = os.path.join(tmp, name.replace(" ", "_") + ".v2.jsonl")
+        subprocess.run([tp, "convert", *src, "--mooncake", dst, "--agentic", "--format", "v2"], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        bs = json.loads(Path(dst).read_text().split("\n", 1)[0])["block_size"]
+        out.append((name, dst, "agentic_mooncake", bs, 64))
+    return out
+
+
+def main_v16(version: str, args) -> int:
+    theirs_cmd = oracle_command(version)
+    if theirs_cmd is None:
+        print(f"skip: no ai-dynamo {version} oracle (see the module doc)")
+        return 0
+    ours_cmd = [str(ROOT / ".venv" / "bin" / "trace-pipe"), "replay", "--dynamo-version", version]
+    failures = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, trace, fmt, tbs, bs in cases_v16(tmp):
+            if args.only and args.only not in name:
+                continue
+            eng = ["--extra-engine-args", json.dumps({"block_size": bs})]
+            for mode, workers in (("round_robin", 1), ("kv_router", 4)):
+                if mode == "kv_router" and args.skip_kv:
+                    continue
+                ro, rt = os.path.join(tmp, "o.json"), os.path.join(tmp, "t.json")
+                jo, jt = os.path.join(tmp, "o.jsonl"), os.path.join(tmp, "t.jsonl")
+                a = run_child(ours_cmd + replay_args(trace, fmt, mode, workers, tbs, ro) + eng + ["--report-jsonl", jo], tmp)
+                ours = json.loads(Path(ro).read_text())
+                runs = []
+                for _ in range(1 if workers == 1 else max(1, args.dynamo_runs)):
+                    b = run_child(theirs_cmd + replay_args(trace, fmt, mode, workers, tbs, rt) + eng
+                                  + ["--report-jsonl", jt], tmp)
+                    runs.append(json.loads(Path(rt).read_text()))
+                theirs = runs[0]
+                print(f"== {name} {mode} x{workers}")
+                if workers == 1:
+                    bad = compare_report(ours, theirs)
+                    keys = sum(1 for k in theirs if k not in SKIP16)
+                    rows_o = [json.loads(x) for x in Path(jo).read_text().splitlines()]
+                    rows_t = [json.loads(x) for x in Path(jt).read_text().splitlines()]
+                    eq, rbad = compare_rows(rows_o, rows_t)
+                    print(f"   summary (rel 1e-9): {keys - len(bad)}/{keys} keys equal; rows: {eq}/{len(rows_t)} equal")
+                    bad = [b for b in bad if not b.endswith(": missing")] + [f"missing: {len([b for b in bad if b.endswith(': missing')])} keys"]
+                    for line in bad[:12] + rbad[:3]:
+                        print("   MISMATCH", line)
+                    failures += bool(bad or rbad)
+                else:
+                    for k in ("mean_ttft_ms", "median_ttft_ms", "mean_itl_ms", "duration_ms", "prefix_cache_reused_ratio"):
+                        vs = [r[k] for r in runs]
+                        lo, hi, x = min(vs), max(vs), ours[k]
+                        ok = lo - 0.005 * abs(lo) <= x <= hi + 0.005 * abs(hi)
+                        print(f"   {k:28s} ours {x:16.6f} dynamo [{lo:.6f}, {hi:.6f}] {'ok' if ok else 'OUTSIDE'}")
+                        failures += not ok
+                if args.bench:
+                    print(f"   wall  ours {a[0]:6.2f} s  dynamo {b[0]:6.2f} s  ratio {a[0] / b[0]:.2f}")
+                    print(f"   cpu   ours {a[1]:6.2f} s  dynamo {b[1]:6.2f} s  ratio {a[1] / b[1]:.2f}")
+                    print(f"   RSS   ours {a[2]:6d} MiB dynamo {b[2]:6d} MiB ratio {a[2] / b[2]:.2f}")
+    print("PARITY OK" if not failures else f"PARITY FAILED ({failures})")
+    return 1 if failures else 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--bench", action="store_true", help="print wall ratio and peak RSS")
     ap.add_argument("--skip-agentic", action="store_true")
     ap.add_argument("--dynamo-runs", type=int, default=3, help="Dynamo runs per kv_router case (random ties)")
+    ap.add_argument("--dynamo-version", default="1.4", choices=("1.4", "1.5", "1.6"))
+    ap.add_argument("--only", help="1.5/1.6: only the inputs whose name contains this")
+    ap.add_argument("--skip-kv", action="store_true", help="1.5/1.6: round_robin only")
     args = ap.parse_args()
+    if args.dynamo_version != "1.4":
+        return main_v16(args.dynamo_version, args)
     py = oracle_python()
     if py is None:
         print("skip: no oracle (set TRACE_PIPE_ORACLE_PYTHON or create /work/oracle)")
@@ -118,7 +266,7 @@ def main() -> int:
     if not CONV.exists():
         print(f"skip: fixture missing: {CONV}")
         return 0
-    ours_cmd = [str(ROOT / ".venv" / "bin" / "trace-pipe"), "replay"]
+    ours_cmd = [str(ROOT / ".venv" / "bin" / "trace-pipe"), "replay", "--dynamo-version", "1.4"]
     theirs_cmd = [py, "-m", "dynamo.replay"]
     failures = 0
     with tempfile.TemporaryDirectory() as tmp:
