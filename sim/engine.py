@@ -45,7 +45,7 @@ class Worker:
         "chunked", "waiting", "dec", "chunking", "ev", "dclock", "seq", "sum_pb", "need_second",
         "pmemo", "dmemo", "p_speed", "d_speed", "stats", "passes", "first_tokens", "finished",
         "busy", "record", "cached_tokens_pass", "prompts", "inline", "v0", "wm", "stalled", "last_dec_end",
-        "lag", "rules", "first_decodes",
+        "lag", "rules", "first_decodes", "resume_chunks",
     )
 
     def __init__(self, wid: int, args: EngineArgs, timing: TimingModel, trace_block_size: int,
@@ -56,6 +56,7 @@ class Worker:
         # 1.4.2 and 1.5.1 charge a decode step in the pass that completes a prompt (and count that
         # request in it); 1.6.1 emits the first token at the prefill's end, decode-free
         self.first_decodes = rules.prompt_pass_decodes
+        self.resume_chunks = rules.resume_chunks
         self.args = args
         self.timing = timing
         self.G = args.num_gpu_blocks
@@ -353,7 +354,8 @@ class Worker:
                 cached = hit * bs
                 rest = kn - cached
                 n = min(rest, budget)
-                if n < rest and (n <= 0 or not self.chunked):
+                if n < rest and (n <= 0 or not self.chunked and not (
+                        self.resume_chunks and r.g and r.prompt - cached <= budget)):
                     break
                 waiting.popleft()
                 r.hmemo = None

@@ -33,6 +33,10 @@ class DynamoRules:
     agentic_v1: str
     #: the report's shape: "1.4" (1.4.2's flat 71 keys) or "1.6" (1.6.1's summary and rows)
     report: str
+    #: with chunked prefill disabled, a request resumed after a preemption is still admitted in
+    #: chunks when the rest of its prompt fits the token budget (1.6.1); False: its whole known
+    #: sequence must fit (1.4.2)
+    resume_chunks: bool = False
 
 
 VERSIONS: dict[str, DynamoRules] = {
@@ -41,7 +45,8 @@ VERSIONS: dict[str, DynamoRules] = {
     "1.5": DynamoRules("1.5", "ai-dynamo 1.5.1", decode_input="logical", prompt_pass_decodes=True,
                        tie_order="request_id", not_before_floor=True, agentic_v1="lift", report="1.4"),
     "1.6": DynamoRules("1.6", "ai-dynamo 1.6.1", decode_input="logical", prompt_pass_decodes=False,
-                       tie_order="request_id", not_before_floor=True, agentic_v1="lift", report="1.6"),
+                       tie_order="request_id", not_before_floor=True, agentic_v1="lift", report="1.6",
+                       resume_chunks=True),
 }
 DEFAULT = "1.6"
 
