@@ -24,7 +24,7 @@ from trace_pipe.sim.config import EngineArgs, RouterConfig
 from trace_pipe.sim.replay import ReplayOptions, run_replay
 from trace_pipe.sim.result import SimResult
 from trace_pipe.sim.router import ROUTER_MODES
-from trace_pipe.sim.timing import make_timing
+from trace_pipe.sim.timing import FixedTiming, make_timing
 from trace_pipe.sim.versions import VERSIONS, DynamoRules
 from trace_pipe.sim.versions import rules as version_rules
 
@@ -92,6 +92,8 @@ def resolve_timing(name: str | None, timing_file: str | None, inp: ReplayInput, 
         name = "table" if timing_table else "file" if timing_file else "dynamo"
     if name == "poly":
         name = "dynamo"
+    if engine.timing_model != "polynomial" and name != "dynamo":
+        raise TraceError(f"error: --timing {name} and the engine's timing_model {engine.timing_model}: choose one")
     if timing_table and name != "table":
         raise TraceError(f"error: --timing-table goes with --timing table, not --timing {name}: add --timing table "
                          f"(or drop --timing)")
@@ -132,6 +134,8 @@ def resolve_timing(name: str | None, timing_file: str | None, inp: ReplayInput, 
             raise TraceError(f"error: --timing-table {timing_table}: invalid JSON: {e}") from None
     elif name != "dynamo":
         raise TraceError(f"error: --timing must be one of {', '.join(TIMINGS)}, got {name!r}")
+    elif engine.timing_model == "fixed":
+        return FixedTiming(engine.fixed_prefill_ms, engine.fixed_decode_ms)
     return make_timing("table" if name == "table" else "poly", block_size=engine.block_size, decode=rules.decode_input,
                        table=table)
 

@@ -1,6 +1,11 @@
 """Engine and router settings, parsed from the same JSON keys and defaults as Dynamo's
-`--extra-engine-args` (`MockEngineArgs`, dynamo-replay.md §5.1) and `--router-config`
-(`KvRouterConfig`, §6.2; 1.4.2 behaviour per the observed notes §9)."""
+`--extra-engine-args` and `--router-config` (`KvRouterConfig`, dynamo-replay.md §6.2; 1.4.2
+behaviour per the observed notes §9).
+
+Engine arguments come in either of Dynamo's two shapes: 1.4's flat `MockEngineArgs` object
+(`{"block_size": 64}`, dynamo-replay.md §5.1) or 1.6's canonical launch config
+(`{"engine": {"block_size": 64, "backend": "vllm", "timing_model": {...}}, "dp_size": 1, ...}`,
+dynamo-1.6.md §4), whatever `--dynamo-version` is: the shape says which one the user wrote."""
 
 from __future__ import annotations
 
@@ -18,7 +23,19 @@ _INERT_DEFAULTS = {
     "router_queue_policy": None, "max_model_len": None, "watermark": None, "num_g2_blocks": None,
     "num_g3_blocks": None, "enable_g4_storage": False, "kv_bytes_per_token": None,
     "kv_transfer_bandwidth": None, "sglang": None, "trtllm": None, "aic_backend": None,
+    # 1.6's engine keys, inert at their defaults in this model
+    "prefill_schedule_interval": 1, "prefill_decode_interval": 0, "aic_mtp_seed": 42, "emit_kv_events": False,
+    "emit_kv_token_ids": False, "kv_transfer_bytes_per_token": None, "kv_cache_bytes_per_token": None,
+    "kv_cache_groups": None, "kv_cache_capacity_bytes": None, "native_host_offload": None, "state_cache": None,
+    "prefix_match_unit": None, "g3_offload": None, "kv_transfer_timing_mode": "full_prompt",
 }
+# the launch config's keys outside `engine`, inert at their defaults (`dynamo` holds runtime options)
+_LAUNCH_DEFAULTS = {
+    "dp_size": 1, "tensor_parallel_size": 1, "startup_time": None, "num_gpu_blocks_is_explicit": None,
+    "gpu_memory_utilization": None, "mem_fraction_static": None, "free_gpu_memory_fraction": None,
+    "cuda_graph_reserved_bytes": None, "dynamo": None,
+}
+BACKENDS = ("vllm", "sglang", "trtllm")
 
 
 SCHEDULERS = ("dynamo", "vllm_v0")
@@ -44,14 +61,23 @@ class EngineArgs:
     # prompts to a step once the padded size would pass max_num_batched_tokens or the padding
     # would pass max_paddings (its default 256); the step is still timed on the real tokens.
     max_paddings: int = 256
+    # 1.6's `timing_model`: "polynomial" (the default) or "fixed" (every pass with prompt work costs
+    # `fixed_prefill_ms`, every decode step `fixed_decode_ms`, before speedup)
+    timing_model: str = "polynomial"
+    fixed_prefill_ms: float = 0.0
+    fixed_decode_ms: float = 0.0
 
     @classmethod
     def from_json(cls, d: dict | None) -> "EngineArgs":
         d = dict(d or {})
-        known = {f.name for f in fields(cls)}
+        if "engine" in d:
+            d = _flatten_launch_config(d)
+        known = {f.name for f in fields(cls)} - {"timing_model", "fixed_prefill_ms", "fixed_decode_ms"}
         kw = {}
         for k, v in d.items():
-            if k in known:
+            if k == "timing_model":
+                kw.update(_timing_model(v))
+            elif k in known:
                 kw[k] = v
             elif k in _INERT_DEFAULTS or k.startswith("aic_"):
                 if v not in (None, _INERT_DEFAULTS.get(k), False):
@@ -67,7 +93,8 @@ class EngineArgs:
         def need(cond: bool, msg: str) -> None:
             if not cond:
                 raise TraceError(f"error: --extra-engine-args: {msg}")
-        need(self.engine_type == "vllm", f"engine_type {self.engine_type!r} is not supported (vllm only)")
+        need(self.engine_type == "vllm", f"backend {self.engine_type!r} is not supported yet (vllm only)"
+             if self.engine_type in BACKENDS else f"engine_type {self.engine_type!r} is not supported (vllm only)")
         for k in ("num_gpu_blocks", "block_size", "max_num_seqs", "max_num_batched_tokens"):
             v = getattr(self, k)
             need(isinstance(v, int) and not isinstance(v, bool) and v > 0, f"`{k}` must be a positive integer")
@@ -84,6 +111,52 @@ class EngineArgs:
             need(not self.enable_chunked_prefill and not self.enable_prefix_caching,
                  "`scheduler` vllm_v0 (vLLM 0.2/0.3) needs enable_chunked_prefill false and "
                  "enable_prefix_caching false")
+
+
+def _flatten_launch_config(d: dict) -> dict:
+    """1.6's launch config as the flat keys above: `engine` holds them (`backend` is 1.4's
+    `engine_type`); the keys around it are accepted at their defaults."""
+    eng = d.pop("engine")
+    if not isinstance(eng, dict):
+        raise TraceError("error: --extra-engine-args: `engine` must be an object")
+    for k, v in d.items():
+        if k not in _LAUNCH_DEFAULTS:
+            raise TraceError(f"error: --extra-engine-args: unknown field `{k}`")
+        if k != "dynamo" and k != "num_gpu_blocks_is_explicit" and v not in (None, _LAUNCH_DEFAULTS[k]):
+            raise TraceError(f"error: --extra-engine-args: `{k}` is not supported by trace-pipe replay "
+                             "(one aggregated vLLM engine per worker)")
+    flat = dict(eng)
+    if "engine_type" in flat:
+        raise TraceError("error: --extra-engine-args: unknown field `engine.engine_type` (1.6 calls it `backend`)")
+    if "backend" in flat:
+        flat["engine_type"] = flat.pop("backend")
+    if flat.get("engine_type", "vllm") == "vllm":
+        # settings of the other backends, which a vLLM engine ignores (as Dynamo's does)
+        flat.pop("sglang", None)
+        flat.pop("trtllm", None)
+    return flat
+
+
+def _timing_model(v: object) -> dict:
+    """1.6's `timing_model` object as EngineArgs fields."""
+    if not isinstance(v, dict) or not isinstance(v.get("type"), str):
+        raise TraceError("error: --extra-engine-args: `timing_model` must be an object with a string `type`")
+    kind = v["type"]
+    extra = sorted(set(v) - {"type", "prefill_ms", "decode_ms"})
+    if kind == "polynomial" and len(v) == 1:
+        return {"timing_model": "polynomial"}
+    if kind == "fixed" and not extra:
+        out = {"timing_model": "fixed"}
+        for k in ("prefill_ms", "decode_ms"):
+            x = v.get(k)
+            if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x) or x < 0:
+                raise TraceError(f"error: --extra-engine-args: `timing_model.{k}` must be a finite number >= 0")
+            out[f"fixed_{k}"] = float(x)
+        return out
+    if kind in ("polynomial", "fixed"):
+        raise TraceError(f"error: --extra-engine-args: unknown field `timing_model.{(extra or ['type'])[0]}`")
+    raise TraceError(f"error: --extra-engine-args: timing_model type {kind!r} is not supported by trace-pipe replay "
+                     "(polynomial, fixed; or trace-pipe's --timing)")
 
 
 @dataclass(frozen=True, slots=True)

@@ -85,6 +85,25 @@ class PolynomialTiming:
         return _decode_poly(u)
 
 
+class FixedTiming:
+    """1.6's `timing_model: {type: fixed, prefill_ms, decode_ms}`: a pass with prompt work costs
+    `prefill_ms`, a decode step `decode_ms`, whatever the batch (AISimulate's test model)."""
+
+    needs_requests = False
+    decode_input = "physical"  # constant: any memo key will do, and the decode-run fast paths stay exact
+
+    def __init__(self, prefill_ms: float, decode_ms: float) -> None:
+        self.p = float(prefill_ms)
+        self.d = float(decode_ms)
+
+    def prefill_ms(self, tokens: int, batch: int, info: PassInfo | None) -> float:
+        return self.p
+
+    def decode_ms(self, active_blocks: int, total_blocks: int, logical_tokens: int, batch: int,
+                  info: PassInfo | None) -> float:
+        return self.d
+
+
 class TableTiming:
     """Profile-table timing (Dynamo's "interpolated" model): prefill by 1-D linear interpolation
     (with linear extrapolation) of TTFT over prefill tokens; decode by bilinear interpolation of
