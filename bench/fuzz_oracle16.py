@@ -43,6 +43,9 @@ REL = 1e-9
 _SERVER = r"""
 import json, os, sys, tempfile
 from dynamo.replay import run_trace_replay
+V15 = sys.argv[1] == "1.5"
+if V15:  # 1.5.1: flat MockEngineArgs, no execution model
+    from dynamo.mocker import MockEngineArgs
 out_fd = sys.stdout
 for line in sys.stdin:
     job = json.loads(line)
@@ -51,12 +54,16 @@ for line in sys.stdin:
         with open(tr, "w") as f:
             f.write(job["text"])
         try:
+            kw = {}
+            if V15:
+                kw["extra_engine_args"] = MockEngineArgs.from_json(json.dumps(job["engine"]))
+            else:
+                kw["extra_engine_args"] = {"engine": job["engine"]}
+                kw["execution_model"] = "mock" if job["fmt"] != "mooncake" else None
             rep = run_trace_replay([tr], trace_format=job["fmt"], replay_mode="offline", router_mode="round_robin",
                                    num_workers=job["workers"], trace_block_size=job["tbs"],
-                                   extra_engine_args={"engine": job["engine"]},
                                    arrival_speedup_ratio=job["arrival_speedup"],
-                                   execution_model="mock" if job["fmt"] != "mooncake" else None,
-                                   report_jsonl_path=os.path.join(d, "r.jsonl"))
+                                   report_jsonl_path=os.path.join(d, "r.jsonl"), **kw)
             r = rep.to_dict() if hasattr(rep, "to_dict") else rep
             res = {"summary": r["summary"], "per_request": r.get("per_request") or []}
         except BaseException as e:  # a Rust panic is a BaseException
@@ -66,16 +73,18 @@ for line in sys.stdin:
 """
 
 
-def oracle16_python() -> str | None:
-    p = os.environ.get("TRACE_PIPE_ORACLE16_PYTHON", "/work/oracle16/bin/python")
+def oracle16_python(version: str = "1.6") -> str | None:
+    var, default = {"1.5": ("TRACE_PIPE_ORACLE15_PYTHON", "/work/oracle15/bin/python"),
+                    "1.6": ("TRACE_PIPE_ORACLE16_PYTHON", "/work/oracle16/bin/python")}[version]
+    p = os.environ.get(var, default)
     return p if Path(p).exists() else None
 
 
 class Oracle:
     """One long-lived 1.6.1 process answering a trace per line (0.1 s of start-up saved per trace)."""
 
-    def __init__(self, py: str) -> None:
-        self.p = subprocess.Popen([py, "-c", _SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+    def __init__(self, py: str, version: str = "1.6") -> None:
+        self.p = subprocess.Popen([py, "-c", _SERVER, version], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                   stderr=subprocess.DEVNULL, text=True)
 
     def run(self, case: dict) -> dict:
@@ -227,7 +236,7 @@ def _topo(rows: list[dict]) -> list[dict]:
 
 # -- trace-pipe ------------------------------------------------------------------------------
 
-def run_ours(case: dict, record: bool = False) -> dict:
+def run_ours(case: dict, record: bool = False, version: str = "1.6") -> dict:
     """trace-pipe's summary and rows for `case`, or {"error": text}."""
     from trace_pipe.pipeline.errors import TraceError
     from trace_pipe.pipeline.mooncake import read_rows
@@ -239,39 +248,21 @@ def run_ours(case: dict, record: bool = False) -> dict:
         Path(tr).write_text(case["text"])
         try:
             mf = read_rows([tr])
-            res = run_replay(mf.rows, mf.sources, case["fmt"], options(case, record))
+            res = run_replay(mf.rows, mf.sources, case["fmt"], options(case, record, version))
         except TraceError as e:
             return {"error": str(e)}
     return {"summary": report.summary(res), "per_request": list(report.jsonl_rows(res))}
 
 
-def options(case: dict, record: bool = False):
-    """ReplayOptions for `case` under the 1.6 rules."""
-    import dataclasses
-
+def options(case: dict, record: bool = False, version: str = "1.6"):
+    """ReplayOptions for `case` under the rules of `version`."""
     from trace_pipe.sim.config import EngineArgs
     from trace_pipe.sim.replay import ReplayOptions
-    from trace_pipe.sim.timing import make_timing
     from trace_pipe.sim.versions import rules
 
-    eng = EngineArgs.from_json(case["engine"])
-    kw = dict(num_workers=case["workers"], router_mode="round_robin", trace_block_size=case["tbs"], engine=eng,
-              arrival_speedup_ratio=case["arrival_speedup"], record=record)
-    if "rules" in {f.name for f in dataclasses.fields(ReplayOptions)}:
-        kw["rules"] = rules("1.6")
-    else:  # until the replay loop passes the rules on: the timing model's decode input
-        kw["timing"] = make_timing("poly", block_size=eng.block_size, decode="logical")
-        _patch_worker_rules()
-    return ReplayOptions(**kw)
-
-
-def _patch_worker_rules() -> None:
-    import functools
-
-    from trace_pipe.sim import engine, replay
-    from trace_pipe.sim.versions import rules
-    if not isinstance(replay.Worker, functools.partial):
-        replay.Worker = functools.partial(engine.Worker, rules=rules("1.6"))
+    return ReplayOptions(num_workers=case["workers"], router_mode="round_robin", trace_block_size=case["tbs"],
+                         engine=EngineArgs.from_json(case["engine"]), arrival_speedup_ratio=case["arrival_speedup"],
+                         record=record, rules=rules(version))
 
 
 # -- comparison ------------------------------------------------------------------------------
@@ -323,14 +314,14 @@ def compare(theirs: dict, ours: dict) -> tuple[list[str], list[str]]:
     return diffs, missing
 
 
-def _fails(oracle: Oracle, case: dict) -> bool:
+def _fails(oracle: Oracle, case: dict, version: str) -> bool:
     theirs = oracle.run(case)
     if "error" in theirs:
         return False  # shrink towards traces both tools run
-    return bool(compare(theirs, run_ours(case))[0])
+    return bool(compare(theirs, run_ours(case, version=version))[0])
 
 
-def minimise(oracle: Oracle, case: dict) -> dict:
+def minimise(oracle: Oracle, case: dict, version: str = "1.6") -> dict:
     """A smaller trace that still differs: fewer rows, shorter outputs and prompts, fewer workers,
     fewer engine keys (greedy, one change at a time, until nothing more can go)."""
     import copy
@@ -358,39 +349,39 @@ def minimise(oracle: Oracle, case: dict) -> dict:
             if i >= len(rows):
                 break
             rs = rows[:i] + rows[i + 1:]
-            if valid(rs) and _fails(oracle, build(rs)):
+            if valid(rs) and _fails(oracle, version=version, case=build(rs)):
                 rows, cur, changed = rs, build(rs), True
         for i in range(len(rows)):
             for out in (0, 1, 2, rows[i]["output_length"] // 2):
                 if out < rows[i]["output_length"]:
                     rs = copy.deepcopy(rows)
                     rs[i]["output_length"] = out
-                    if _fails(oracle, build(rs)):
+                    if _fails(oracle, version=version, case=build(rs)):
                         rows, cur, changed = rs, build(rs), True
                         break
             for nh in range(1, len(rows[i]["hash_ids"])):
                 rs = copy.deepcopy(rows)
                 rs[i]["hash_ids"] = rs[i]["hash_ids"][:nh]
                 rs[i]["input_length"] = min(rs[i]["input_length"], nh * case["tbs"])
-                if _fails(oracle, build(rs)):
+                if _fails(oracle, version=version, case=build(rs)):
                     rows, cur, changed = rs, build(rs), True
                     break
             if agentic and rows[i].get("dependencies"):
                 rs = copy.deepcopy(rows)
                 del rs[i]["dependencies"]
-                if _fails(oracle, build(rs)):
+                if _fails(oracle, version=version, case=build(rs)):
                     rows, cur, changed = rs, build(rs), True
-        if cur["workers"] > 1 and _fails(oracle, build(rows, workers=1)):
+        if cur["workers"] > 1 and _fails(oracle, version=version, case=build(rows, workers=1)):
             cur, changed = build(rows, workers=1), True
             case = cur
         for k in list(cur["engine"]):
             if k in ("block_size",):
                 continue
             e = {x: v for x, v in cur["engine"].items() if x != k}
-            if _fails(oracle, build(rows, engine=e)):
+            if _fails(oracle, version=version, case=build(rows, engine=e)):
                 cur, changed = build(rows, engine=e), True
                 case = cur
-        if cur["arrival_speedup"] != 1.0 and _fails(oracle, build(rows, arrival_speedup=1.0)):
+        if cur["arrival_speedup"] != 1.0 and _fails(oracle, version=version, case=build(rows, arrival_speedup=1.0)):
             cur, changed = build(rows, arrival_speedup=1.0), True
             case = cur
     return cur
@@ -403,22 +394,26 @@ def main() -> int:
     ap.add_argument("--case", type=int, help="run one seed and print it")
     ap.add_argument("--record", action="store_true", help="also run with pass records (the slower path)")
     ap.add_argument("--minimise", action="store_true", help="shrink each failing trace and print it")
+    ap.add_argument("--version", default="1.6", choices=("1.5", "1.6"), help="oracle and rule set")
     ap.add_argument("-v", action="store_true")
     args = ap.parse_args()
-    py = oracle16_python()
+    py = oracle16_python(args.version)
     if py is None:
-        print("skip: no 1.6.1 oracle (set TRACE_PIPE_ORACLE16_PYTHON or create /work/oracle16)")
+        print(f"skip: no {args.version} oracle (TRACE_PIPE_ORACLE16_PYTHON / TRACE_PIPE_ORACLE15_PYTHON)")
         return 0
-    oracle = Oracle(py)
+    oracle = Oracle(py, args.version)
+    v = args.version
     seeds = [args.case] if args.case is not None else range(args.seed, args.seed + args.n)
     equal = 0
     kinds: Counter = Counter()
     missing_keys: Counter = Counter()
+    differing: Counter = Counter()  # summary keys that differ, over failing traces
+    row_fail = 0
     failed = []
     for s in seeds:
         case = gen_case(s)
         theirs = oracle.run(case)
-        runs = [run_ours(case)] + ([run_ours(case, record=True)] if args.record else [])
+        runs = [run_ours(case, version=v)] + ([run_ours(case, record=True, version=v)] if args.record else [])
         diffs: list[str] = []
         for ours in runs:
             d, miss = compare(theirs, ours)
@@ -427,17 +422,19 @@ def main() -> int:
         kinds["refused" if "error" in theirs else case["fmt"]] += 1
         if diffs:
             failed.append(s)
+            differing.update({x.split()[1].rstrip(":") for x in diffs if x.startswith("summary ")})
+            row_fail += any(not x.startswith("summary ") for x in diffs)
             if args.v or args.case is not None:
                 print(f"seed {s} ({case['fmt']}, {case['workers']} workers, engine {case['engine']}, tbs {case['tbs']}, "
                       f"arrival x{case['arrival_speedup']}): {len(diffs)} differences")
                 for line in diffs[:12]:
                     print("   ", line)
             if args.minimise:
-                m = minimise(oracle, case)
+                m = minimise(oracle, case, v)
                 print(f"minimised seed {s}: workers {m['workers']} tbs {m['tbs']} engine {json.dumps(m['engine'])} "
                       f"arrival x{m['arrival_speedup']}")
                 print(m["text"], end="")
-                for line in compare(oracle.run(m), run_ours(m))[0][:10]:
+                for line in compare(oracle.run(m), run_ours(m, version=v))[0][:10]:
                     print("   ", line)
         else:
             equal += 1
@@ -450,6 +447,8 @@ def main() -> int:
     if missing_keys:
         print(f"summary keys trace-pipe does not write yet: {sorted(missing_keys)}")
     if failed:
+        print(f"{row_fail} failing traces differ in per-request rows or refusals; summary keys that differ: "
+              f"{dict(differing.most_common())}")
         print(f"failing seeds: {failed[:50]}{' ...' if len(failed) > 50 else ''}")
     return 0 if not failed else 1
 

@@ -414,8 +414,8 @@ class Worker:
         n_ready += len(charged)
         if n_ready:
             logical = self.sum_pb + len(dec) * d
-            if n_skip and not self.first_decodes:
-                # 1.6.1: a request skipped this pass (FIFO, `_skip_next`) is not in u
+            if n_skip:
+                # a request skipped this pass (FIFO, `_skip_next`) is not in u (1.5.1, 1.6.1)
                 for q in skipped:
                     r = dec.get(q)
                     if r is not None:
