@@ -17,7 +17,7 @@ from trace_pipe.pipeline.io import check_outputs, output_group
 from .common import Progress, user_errors
 
 
-def run_convert(inputs: list[str], *, mooncake: str | None = None, agentic_rows: bool = False, fmt: str = "v1",
+def run_convert(inputs: list[str], *, mooncake: str | None = None, agentic_rows: bool = False, fmt: str | None = None,
                 g3c_rules: bool = False, weka_subagents: str = "recorded", perfetto: str | None = None,
                 chrome_json: str | None = None, stages: bool = True, markers: bool = False,
                 out=sys.stdout, err=sys.stderr) -> None:
@@ -49,6 +49,9 @@ def _convert(inputs, mooncake, agentic_rows, fmt, rules, weka_subagents, perfett
         bar.close()
         derived = res.derived if res.agentic else None
         lines.extend(res.lines)
+        if rules == "g3c" and convert.resolve_format(agentic_rows, fmt) == (True, "v2"):
+            print("note: --g3c-rules has no effect on v2 rows: they always follow Dynamo 1.6's exporter "
+                  "(G3c's graph rules, no tool fields)", file=err)
     if perfetto or chrome_json:
         if not trace.requests and not trace.tools:
             raise TraceError("error: nothing to draw: the input has no LLM requests and no tool rows")
@@ -84,9 +87,9 @@ def register(app: typer.Typer) -> None:
     def convert_command(
         inputs: list[str] = typer.Argument(..., help="Trace files, directories (*.jsonl, *.jsonl.gz, *.json) or glob patterns; any order."),
         mooncake: Optional[Path] = typer.Option(None, "--mooncake", help="Write (agentic) Mooncake JSONL here."),
-        agentic_rows: bool = typer.Option(False, "--agentic", help="Agentic Mooncake rows (wait_for, branches, delay, tool_wait_ms, ...)."),
-        fmt: str = typer.Option("v1", "--format", help="Agentic format: v1 (wait_for rows) or v2 (typed dependencies with a header line)."),
-        g3c_rules: bool = typer.Option(False, "--g3c-rules", help="Dynamo G3c (2026-06-25+) agentic rules: spawn by start, Claude tool metadata, request_kind, cycle check. Default: G2-G3b rules."),
+        agentic_rows: bool = typer.Option(False, "--agentic", help="Agentic Mooncake rows: v2 (a header line, typed dependencies) as Dynamo 1.6's exporter writes them, unless --format v1."),
+        fmt: Optional[str] = typer.Option(None, "--format", help="Agentic format: v2 (default; Dynamo 1.5+ replays it, 1.6 only it) or v1 (wait_for rows, for Dynamo 1.4.x/1.5.x). v2 implies --agentic."),
+        g3c_rules: bool = typer.Option(False, "--g3c-rules", help="Dynamo G3c (2026-06-25+) rules for plain and v1 rows: spawn by start, Claude tool metadata, request_kind, cycle check. Default: G2-G3b rules. v2 rows always follow Dynamo 1.6's exporter."),
         weka_subagents: str = typer.Option("recorded", "--weka-subagents", help="WEKA sub-agent joins: 'recorded' (from recorded times, as Dynamo infers them) or 'wait' (the parent's next call waits for the sub-agent, as kv-cache-tester replays)."),
         perfetto: Optional[Path] = typer.Option(None, "--perfetto", help="Write a Perfetto protobuf trace (.pftrace or .pftrace.gz)."),
         chrome_json: Optional[Path] = typer.Option(None, "--chrome-json", help="Write the same layout as Chrome trace JSON."),

@@ -13,11 +13,13 @@ from __future__ import annotations
 import bisect
 import itertools
 import operator
+import tempfile
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Iterator
 
 import blake3
+import numpy as np
 import orjson
 
 from . import completion, hash_ids
@@ -144,7 +146,9 @@ def _chain(r: Request) -> str:
     return r.chain_id if r.chain_id is not None else r.request_id
 
 
-def _build(trace: Trace, rules: str) -> _Graph:
+def _build(trace: Trace, rules: str, background_joins: bool = True) -> _Graph:
+    """`background_joins` False: a background Claude agent's consumer does not wait for it (the
+    v2 exporter's rule; the G3c v1 converter joins both modes)."""
     reqs = _requests(trace)
     if rules == "g3c":  # G3c's loader requires both on terminal tool rows (§4.2)
         for t in trace.tools:
@@ -192,7 +196,7 @@ def _build(trace: Trace, rules: str) -> _Graph:
             wait_for[b].append(reqs[a].request_id)
             relations[b].append("sequence")
 
-    claude_children = _claude_edges(trace, g, word) if rules == "g3c" else {}
+    claude_children = _claude_edges(trace, g, word, background_joins) if rules == "g3c" else {}
     missing_parent = no_spawn = 0
     for c, idx in g.chains.items():
         p = parent.get(c)
@@ -273,8 +277,11 @@ def _explicit_spawns(trace: Trace, g: _Graph) -> None:
         _spawn(g, g.index[link.spawn_request_id], first)
 
 
-def _claude_edges(trace: Trace, g: _Graph, word: str) -> dict[str, str]:
-    """G3c explicit causality from `tool.claude` (§4.6); returns child chain -> request_kind."""
+def _claude_edges(trace: Trace, g: _Graph, word: str, background_joins: bool = True) -> dict[str, str]:
+    """G3c explicit causality from `tool.claude` (§4.6); returns child chain -> request_kind. As
+    in Dynamo, a tool names a child only when that child's parent chain is in the trace (a child
+    without a parent is a root of its own), and its source and consumer must be calls of that
+    parent chain."""
     children: dict[str, str] = {}
     named: dict[str, ToolEvent] = {}
     for t in trace.tools:
@@ -299,13 +306,24 @@ def _claude_edges(trace: Trace, g: _Graph, word: str) -> dict[str, str]:
         if child in named:
             raise TraceError(f"{t.source}: field `tool.claude.child_session_id`: multiple tool events reference child {word} {child}")
         named[child] = t
+        background = cl.execution_mode == "background"
+        if background:  # its request_kind, whether or not its parent is known
+            children[child] = "background_agent"
+        parent = g.parent.get(child)
+        if parent is None or parent not in g.chains:
+            continue  # Dynamo reads the named child only through its parent link
+        children[child] = "background_agent" if background else "agent"
+        join = cl.consumer_request_id is not None and (background_joins or not background)
+        for key, rid in (("source", cl.source_request_id), ("consumer", cl.consumer_request_id if join else None)):
+            if rid is not None and _chain(g.order[g.index[rid]]) != parent:
+                raise TraceError(f"{t.source}: field `tool.claude.{key}_request_id`: tool {name} {key} request {rid} "
+                                 f"is not in parent {word} {parent}")
         idx = g.chains[child]
         if cl.source_request_id is not None:
             _spawn(g, g.index[cl.source_request_id], idx[0])
-        if cl.consumer_request_id is not None:
+        if join:
             last = max((g.order[i] for i in idx), key=lambda r: (r.end_ms, r.start_ms, r.request_id))
             _add(g, g.index[cl.consumer_request_id], last.request_id, "join")
-        children[child] = "background_agent" if cl.execution_mode == "background" else "agent"
     return children
 
 
@@ -662,14 +680,31 @@ def _from_mooncake(trace: Trace) -> Derived:
 
 
 # -- agentic v2 ------------------------------------------------------------------------------
+# Dynamo 1.6's exporter (`request_trace_to_mooncake --agentic`, lowering in lib/data-gen
+# request_trace/agentic.rs): G3c's graph (spawn by start, Claude causality) with typed edges, a
+# background agent never joined, play = the root of the parent chain, not_before_ms on every row,
+# the partial last block (and any block without a recorded hash) a private id, no tool fields.
 
 _PRIVATE = b"dynamo-request-trace-private-block\0"
 
 
 def private_block_id(request_id: str, block_index: int, input_length: int) -> int:
-    """The per-request id a v2 row gives its trailing partial block (never shared across requests)."""
+    """The per-request id a v2 row gives a block it cannot share: the trailing partial block, or a
+    full block with no recorded hash (BLAKE3 of a labelled tuple, its first 8 bytes little-endian)."""
     digest = blake3.blake3(_PRIVATE + f"{request_id}\0{block_index}\0{input_length}".encode()).digest()
     return int.from_bytes(digest[:8], "little")
+
+
+def v2_ids(compact: list[int], request_id: str, input_length: int, bs: int) -> list[int]:
+    """A row's v2 hash ids from its compact ids: one per full block (private where the hashes run
+    out), then a private id for a partial last block."""
+    full = input_length // bs
+    ids = compact[:full]
+    for j in range(len(ids), full):
+        ids.append(private_block_id(request_id, j, input_length))
+    if input_length % bs:
+        ids.append(private_block_id(request_id, full, input_length))
+    return ids
 
 
 def _play_of(chain: str, parent: dict[str, str], chains: dict, word: str, src: object = None) -> str:
@@ -682,58 +717,183 @@ def _play_of(chain: str, parent: dict[str, str], chains: dict, word: str, src: o
         if p not in chains:
             raise TraceError(f"{where}agent {word} {c} references unknown parent {word} {p}")
         if p in seen:
-            raise TraceError(f"{where}agent {word} parent links contain a cycle: {' -> '.join(seen + [p])}")
+            raise TraceError(f"{where}agent {word} parent cycle includes {p}: {' -> '.join(seen + [p])}")
         seen.append(p)
         c = p
     return c
 
 
-def derive_v2(trace: Trace) -> Derived:
-    """Agentic Mooncake v2 (§4.7): typed dependencies with dispatch/completion triggers, header line."""
+@dataclass(slots=True)
+class _V2Graph:
+    g: _Graph
+    deps: list[list[Dependency]]  # per row in output order: deduplicated, in the exporter's order
+    plays: dict[str, str]  # chain -> play id
+
+
+def _build_v2(trace: Trace) -> _V2Graph:
+    """The exporter's edges, typed: `sequence` and `join` wait for the dependency's completion;
+    `spawn` waits for the parent call's dispatch when the child started before that call ended,
+    else for its completion; each delay is the recorded gap from that trigger (never negative).
+    Edges are deduplicated on (request_id, trigger, relation) and sorted."""
+    g = _build(trace, "g3c", background_joins=False)
+    order, index = g.order, g.index
+    deps: list[list[Dependency]] = []
+    for r, wait_for, relations in zip(order, g.wait_for, g.relations):
+        mine: dict[tuple, Dependency] = {}
+        for d, rel in zip(wait_for, relations):
+            q = order[index[d]]
+            if rel == "spawn" and r.start_ms < q.end_ms:
+                dep = Dependency(d, "dispatch", float(max(0, r.start_ms - q.start_ms)), rel)
+            else:
+                dep = Dependency(d, "completion", float(max(0, r.start_ms - q.end_ms)), rel)
+            mine.setdefault((d, dep.trigger, rel), dep)  # the first one stays, as the exporter's push
+        deps.append(sorted(mine.values(), key=Dependency.sort_key) if len(mine) > 1 else list(mine.values()))
+    word = _word(order)
+    plays: dict[str, str] = {}
+    for i in (idx[0] for idx in g.chains.values()):
+        c = _chain(order[i])
+        plays[c] = _play_of(c, g.parent, g.chains, word, order[i].source)
+    return _V2Graph(g, deps, plays)
+
+
+def _v2_edges(v: _V2Graph) -> list[Edge]:
+    return [Edge(d.request_id, r.request_id, d.relation) for r, ds in zip(v.g.order, v.deps) for d in ds]
+
+
+def derive_v2_lazy(trace: Trace, *, edges: bool = True) -> tuple[Derived, Iterator[tuple]]:
+    """The v2 lowering for streaming (`write_v2`): every error it can raise is raised here,
+    before any row exists (the exporter's order: the graph, then per row a missing output
+    length, then a missing model); the rows come as a lazy iterator of their fields (see
+    `_v2_fields`). The Derived's `header` is set by `write_v2`."""
     if trace.mooncake_rows:
-        return _from_mooncake(trace)
-    g = _build_v2(trace)
-    bs = check_block_size(g.order)
-    word = _word(g.order)
-    t0 = g.order[0].start_ms
-    id_lists = hash_ids.plan((_chain(r), r.hashes) for r in g.order).lists()
-    rows: list[Row] = []
-    for i, r in enumerate(g.order):
+        raise TraceError("error: Mooncake input: use derive_v2")
+    return _derive_v2(trace, edges, _FRAGMENT is not None)
+
+
+def _derive_v2(trace: Trace, edges: bool, text_ids: bool) -> tuple[Derived, Iterator[tuple]]:
+    v = _build_v2(trace)
+    bs = check_block_size(v.g.order)
+    for r in v.g.order:
+        _require_output(r)
         if r.model is None:
             raise TraceError(f"{r.source}: field `request.model`: request {r.request_id} is missing model")
-        ids = id_lists[i]  # its own list: the tail may become private
-        if bs and r.input_length and r.input_length % bs and ids:
-            ids[-1] = private_block_id(r.request_id, len(ids) - 1, r.input_length)
+    derived = Derived([], _v2_edges(v) if edges else [], bs, v.g.order, notes=v.g.notes)
+    return derived, _v2_fields(v, bs, text_ids)
+
+
+def _v2_fields(v: _V2Graph, bs: int | None, text_ids: bool) -> Iterator[tuple]:
+    """Per row, in output order: (request, play, chain, hash ids, not_before_ms, dependencies).
+    The hash ids are a list, or with `text_ids` their JSON array: the chain's previous row's text
+    up to the ids the two share, then the rest (`_ids_text`), as the v1 writer does. A row's
+    compact ids beyond its full blocks (its partial block's) are not in its text, so they are
+    kept aside (`hidden`) for the next row of the chain, which may share them."""
+    order = v.g.order
+    t0 = order[0].start_ms
+    plan = hash_ids.plan((_chain(r), r.hashes) for r in order)
+    lists = None if text_ids else plan.lists()
+    last: dict = {}  # chain -> (text, its id count, compact ids shown in it, compact ids hidden)
+    for i, r in enumerate(order):
         chain = _chain(r)
-        deps = []
-        for d, rel in zip(g.wait_for[i], g.relations[i]):
-            q = g.order[g.index[d]]
-            if rel == "spawn" and r.start_ms < q.end_ms:
-                deps.append(Dependency(d, "dispatch", float(max(0, r.start_ms - q.start_ms)), rel))
-            else:
-                deps.append(Dependency(d, "completion", float(max(0, r.start_ms - q.end_ms)), rel))
-        rows.append(Row(
-            request_id=r.request_id, play_id=_play_of(chain, g.parent, g.chains, word, r.source), session_id=chain,
-            model=r.model, input_length=r.input_length or 0, output_length=_require_output(r), hash_ids=tuple(ids),
-            not_before_ms=float(r.start_ms - t0), dependencies=tuple(sorted(deps, key=Dependency.sort_key))))
+        n_in = r.input_length or 0
+        if lists is not None:
+            ids = v2_ids(lists[i], r.request_id, n_in, bs) if bs else lists[i]
+        else:
+            ids, last[chain] = _v2_ids_text(last.get(chain), plan.keep[i], plan.tail(i), r.request_id, n_in, bs)
+        yield (r, v.plays[chain], chain, ids, float(r.start_ms - t0), v.deps[i])
+
+
+def _v2_ids_text(prev: tuple | None, k: int, tail, request_id: str, input_length: int,
+                 bs: int | None) -> tuple[bytes, tuple]:
+    """A row's v2 hash ids as JSON text, and what the chain's next row needs of it (see
+    `_v2_fields`): the row's compact ids are `prev`'s first `k` then `tail`."""
+    n = k + len(tail)
+    full = input_length // bs if bs else n
+    shown = min(n, full)
+    if prev is not None and k and k <= min(prev[2], shown):
+        # the usual case: the shared ids are all in the previous text and all shown here
+        new = tail[:shown - k]
+        hidden = tail[shown - k:].tolist()
+        privates = [private_block_id(request_id, j, input_length) for j in range(shown, full)]
+        if bs and input_length % bs:
+            privates.append(private_block_id(request_id, full, input_length))
+        if privates:
+            new = np.concatenate((new.astype(np.uint64), np.array(privates, dtype=np.uint64)))
+        text = _ids_text(prev[:2], k, new)
+    else:
+        before = [] if prev is None or not k else (orjson.loads(prev[0])[:prev[2]] + prev[3])[:k]
+        compact = before + tail.tolist()
+        ids = v2_ids(compact, request_id, input_length, bs) if bs else compact
+        hidden = compact[shown:]
+        text = orjson.dumps(ids)
+    count = (full + (1 if input_length % bs else 0)) if bs else n
+    return text, (text, count, shown, hidden)
+
+
+def v2_row_json(fields: tuple) -> dict:
+    """One row of `_v2_fields` as its JSON object: the keys and values `Row.to_agentic_v2` gives
+    the Row `derive_v2` builds (a test checks the two against each other)."""
+    r, play, chain, ids, not_before, deps = fields
+    d = {"request_id": r.request_id, "play_id": play, "session_id": chain, "model": r.model,
+         "input_length": r.input_length or 0, "output_length": r.output_tokens,
+         "hash_ids": _FRAGMENT(ids) if type(ids) is bytes else ids, "not_before_ms": not_before}
+    if deps:
+        d["dependencies"] = [x.to_json() for x in deps]
+    return d
+
+
+def v2_header(block_size: int | None, digest: str) -> dict:
+    """The v2 header line as the exporter writes it."""
+    return {"schema": "dynamo.agentic_mooncake", "version": 2, "block_size": block_size, "hash_id_scope": "local",
+            "source": {"format": "dynamo_request_trace", "digest": digest}}
+
+
+def write_v2(derived: Derived, fields: Iterator[tuple], write) -> None:
+    """The header, then each row of `derive_v2_lazy`. The header's digest is BLAKE3 of the rows
+    as one compact JSON array (`[row,row,...]`, the exporter's `serde_json::to_vec(&rows)`),
+    so the rows go to a spool file first and are copied after the header: memory stays with the
+    requests, as for v1."""
+    dumps = orjson.dumps
+    h = blake3.blake3(b"[")
+    first = True
+    with tempfile.TemporaryFile() as spool:
+        batch: list[bytes] = []
+        for f in fields:
+            batch.append(dumps(v2_row_json(f)))
+            if len(batch) >= 256:
+                first = _spool(batch, first, h, spool)
+        if batch:
+            _spool(batch, first, h, spool)
+        h.update(b"]")
+        derived.header = v2_header(derived.block_size, h.hexdigest())
+        write(dumps(derived.header, option=orjson.OPT_APPEND_NEWLINE))
+        spool.seek(0)
+        while chunk := spool.read(1 << 20):
+            write(chunk)
+
+
+def _spool(batch: list[bytes], first: bool, h, spool) -> bool:
+    if not first:
+        h.update(b",")
+    h.update(b",".join(batch))
+    spool.write(b"\n".join(batch))
+    spool.write(b"\n")
+    batch.clear()
+    return False
+
+
+def derive_v2(trace: Trace) -> Derived:
+    """Agentic Mooncake v2 (§4.7) as Rows with the header: `derive_v2_lazy` + `write_v2`'s
+    bytes without the streaming."""
+    if trace.mooncake_rows:
+        return _from_mooncake(trace)
+    derived, fields = _derive_v2(trace, True, False)
+    rows = []
+    for r, play, chain, ids, not_before, deps in fields:
+        rows.append(Row(request_id=r.request_id, play_id=play, session_id=chain, model=r.model,
+                        input_length=r.input_length or 0, output_length=r.output_tokens, hash_ids=tuple(ids),
+                        not_before_ms=not_before, dependencies=tuple(deps)))
     body = b"[" + b",".join(orjson.dumps(row.to_agentic_v2()) for row in rows) + b"]"
-    header = {"schema": "dynamo.agentic_mooncake", "version": 2, "block_size": bs, "hash_id_scope": "local",
-              "source": {"format": "dynamo_request_trace", "digest": blake3.blake3(body).hexdigest()}}
-    return Derived(rows, _edges(g), bs, g.order, header=header, notes=g.notes)
+    derived.rows = rows
+    derived.header = v2_header(derived.block_size, blake3.blake3(body).hexdigest())
+    return derived
 
-
-def _build_v2(trace: Trace) -> _Graph:
-    """v2 edges: G3c spawn choice; joins explicit for blocking Claude tools, implicit unless the
-    child is a background agent."""
-    g = _build(trace, "g3c")
-    for i in range(len(g.order)):
-        keep = [(d, rel) for d, rel in zip(g.wait_for[i], g.relations[i])
-                if not (rel == "join" and _background_join(trace, g, d, g.order[i].request_id))]
-        g.wait_for[i] = [d for d, _ in keep]
-        g.relations[i] = [rel for _, rel in keep]
-    return g
-
-
-def _background_join(trace: Trace, g: _Graph, dep: str, consumer: str) -> bool:
-    chain = _chain(g.order[g.index[dep]])
-    return g.kind[g.chains[chain][0]] == "background_agent"

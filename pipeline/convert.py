@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TypeVar
 
 from . import agentic
@@ -29,10 +30,22 @@ class MooncakeResult:
     lines: list[str] = field(default_factory=list)  # stdout summary, Dynamo's wording
 
 
-def lower(trace: Trace, *, agentic_rows: bool, fmt: str = "v1", rules: str = "g2") -> agentic.Derived:
-    """The rows (and edges) to write; pure."""
-    if fmt not in FORMATS:
+def resolve_format(agentic_rows: bool, fmt: str | None) -> tuple[bool, str]:
+    """(agentic rows?, format): agentic rows are v2 unless `--format v1` asks for Dynamo 1.4/1.5's
+    wait_for rows (what Dynamo 1.6's exporter writes, and all its replay reads); `--format v2`
+    alone implies agentic rows; plain rows have no format (`v1` stands for them)."""
+    if fmt is not None and fmt not in FORMATS:
         raise TraceError(f"error: unknown --format {fmt!r}, expected v1 or v2")
+    if fmt == "v2":
+        return True, "v2"
+    if fmt is None:
+        return agentic_rows, "v2" if agentic_rows else "v1"
+    return agentic_rows, fmt
+
+
+def lower(trace: Trace, *, agentic_rows: bool, fmt: str | None = None, rules: str = "g2") -> agentic.Derived:
+    """The rows (and edges) to write; pure."""
+    agentic_rows, fmt = resolve_format(agentic_rows, fmt)
     if fmt == "v2":
         return agentic.derive_v2(trace)
     if agentic_rows:
@@ -41,7 +54,7 @@ def lower(trace: Trace, *, agentic_rows: bool, fmt: str = "v1", rules: str = "g2
     return agentic.Derived(rows, [], bs, [])
 
 
-_FLAGS = {"plain": "without --agentic", "agentic v1": "with --agentic", "agentic v2": "with --format v2"}
+_FLAGS = {"plain": "without --agentic", "agentic v1": "with --agentic --format v1", "agentic v2": "with --agentic"}
 
 
 def _same_shape(trace: Trace, want: str) -> None:
@@ -59,20 +72,26 @@ def _same_shape(trace: Trace, want: str) -> None:
                          f"for {want} rows convert the Dynamo or WEKA trace it came from")
 
 
-def write_mooncake(trace: Trace, out: str, *, agentic_rows: bool, fmt: str = "v1", rules: str = "g2",
+def write_mooncake(trace: Trace, out: str, *, agentic_rows: bool, fmt: str | None = None, rules: str = "g2",
                    edges: bool = True, on_row: Callable[[int], None] | None = None) -> MooncakeResult:
     """Write (agentic) Mooncake JSONL to `out` atomically; returns the summary Dynamo prints.
-    Agentic v1 rows are streamed (`agentic.write_v1`): the result's `derived.rows` is then empty;
-    `edges` False leaves `derived.edges` empty too (only Perfetto flows need them). `on_row(1)`
-    is called as each row is written (a progress bar)."""
-    if fmt == "v2":
-        agentic_rows = True
+    `fmt` None: agentic rows are v2 (`resolve_format`). Agentic rows are streamed
+    (`agentic.write_v1` / `write_v2`): the result's `derived.rows` is then empty; `edges` False
+    leaves `derived.edges` empty too (only Perfetto flows need them). `on_row(1)` is called as
+    each row is written (a progress bar). v2 follows the 1.6 exporter whatever `rules` says."""
+    agentic_rows, fmt = resolve_format(agentic_rows, fmt)
     if trace.mooncake_rows:
         _same_shape(trace, "agentic v2" if fmt == "v2" else "agentic v1" if agentic_rows else "plain")
-    if fmt == "v1" and agentic_rows and not trace.mooncake_rows:
-        derived, fields = agentic.derive_lazy(trace, rules=rules, edges=edges)  # raises before the file opens
+    if agentic_rows and not trace.mooncake_rows:
+        # every error is raised before the file opens
+        if fmt == "v2":
+            derived, fields = agentic.derive_v2_lazy(trace, edges=edges)
+            write_rows = partial(agentic.write_v2, derived)
+        else:
+            derived, fields = agentic.derive_lazy(trace, rules=rules, edges=edges)
+            write_rows = agentic.write_v1
         with atomic_output(out) as f:
-            agentic.write_v1(_counted(fields, on_row), f.write)
+            write_rows(_counted(fields, on_row), f.write)
         n = len(derived.order)
     else:
         derived = lower(trace, agentic_rows=agentic_rows, fmt=fmt, rules=rules)
@@ -89,7 +108,7 @@ def write_mooncake(trace: Trace, out: str, *, agentic_rows: bool, fmt: str = "v1
     res.lines.append(f"Wrote {n} {kind} rows to {out}")
     if derived.block_size is not None:  # plain Mooncake input does not say
         res.lines.append(f"Trace block size: {derived.block_size}")
-    if rules != "g3c" and fmt != "v2":  # the G3c converter (the one that writes v2) no longer prints it (§4.1)
+    if rules != "g3c" and fmt != "v2":  # Dynamo's G3c converter and 1.6's exporter print none (§4.1)
         res.lines.extend(tool_summary(trace))
     return res
 

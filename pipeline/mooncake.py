@@ -61,6 +61,13 @@ def tool_event_json(tool_call_id: str, tool_class: str, started_at_unix_ms: int,
     return d
 
 
+# v2 enums in Dynamo's declaration order, which is also their sort order (derived `Ord`)
+TRIGGERS = ("dispatch", "completion")
+RELATIONS = ("sequence", "spawn", "join", "replay_barrier")
+_TRIGGER_RANK = {t: i for i, t in enumerate(TRIGGERS)}
+_RELATION_RANK = {r: i for i, r in enumerate(RELATIONS)}
+
+
 @dataclass(frozen=True, slots=True)
 class Dependency:
     """A typed v2 dependency: this row may start `delay_ms` after `request_id` hits `trigger`."""
@@ -71,7 +78,12 @@ class Dependency:
     relation: str  # "sequence" | "spawn" | "join" | "replay_barrier"
 
     def sort_key(self) -> tuple:
-        return (self.request_id, self.trigger, self.relation, self.delay_ms)
+        """The exporter's order: request_id, then trigger and relation in enum order, then delay."""
+        return (self.request_id, _TRIGGER_RANK[self.trigger], _RELATION_RANK[self.relation], self.delay_ms)
+
+    def to_json(self) -> dict:
+        return {"request_id": self.request_id, "trigger": self.trigger, "delay_ms": float(self.delay_ms),
+                "relation": self.relation}
 
 
 @dataclass(slots=True)
@@ -103,6 +115,8 @@ class Row:
     model: str | None = None
     not_before_ms: float | None = None
     dependencies: tuple[Dependency, ...] = ()
+    source_play_ordinal: int | None = None  # AISimulate's optional play order
+    recorded_api_time_ms: float | None = None  # AISimulate's optional recorded service time
 
     @property
     def dependency_delay_ms(self) -> float:
@@ -155,21 +169,25 @@ class Row:
         return d
 
     def to_agentic_v2(self) -> dict:
-        """Key order of Dynamo's typed v2 row (§4.7)."""
-        d: dict = {"request_id": self.request_id, "play_id": self.play_id,
-                   "session_id": self.session_id, "model": self.model,
-                   "input_length": self.input_length, "output_length": self.output_length}
+        """Key order of the typed v2 row (§4.7; AISimulate's two optional fields where its struct
+        declares them). Dependencies are written in the order they are held: the lowering sorts
+        them as the exporter does, and a v2 file read back keeps its own order."""
+        d: dict = {"request_id": self.request_id, "play_id": self.play_id}
+        if self.source_play_ordinal is not None:
+            d["source_play_ordinal"] = self.source_play_ordinal
+        d["session_id"] = self.session_id
+        d["model"] = self.model
+        d["input_length"] = self.input_length
+        d["output_length"] = self.output_length
         if self.output_token_ids is not None:
             d["output_token_ids"] = list(self.output_token_ids)
         d["hash_ids"] = list(self.hash_ids)
         d["not_before_ms"] = float(self.not_before_ms or 0.0)
+        if self.recorded_api_time_ms is not None:
+            d["recorded_api_time_ms"] = float(self.recorded_api_time_ms)
         self._priority_fields(d, v2=True)
         if self.dependencies:
-            d["dependencies"] = [
-                {"request_id": x.request_id, "trigger": x.trigger, "delay_ms": float(x.delay_ms),
-                 "relation": x.relation}
-                for x in sorted(self.dependencies, key=Dependency.sort_key)
-            ]
+            d["dependencies"] = [x.to_json() for x in self.dependencies]
         return d
 
     def _priority_fields(self, d: dict, v2: bool = False) -> None:
@@ -202,6 +220,135 @@ class Header:
     block_size: int | None
     hash_id_scope: str | None
     source: dict | None
+
+
+def header_from_json(d: dict, where: str) -> Header:
+    """The v2 header, checked as AISimulate's loader checks it (every field required; `version`
+    2, a positive `block_size`, `hash_id_scope` "local", `source` {format, digest})."""
+    version = d.get("version")
+    if type(version) is not int:
+        raise TraceError(f"{where}: field `version`: missing or not an integer in the agentic Mooncake v2 header")
+    if version != 2:
+        raise TraceError(f"{where}: field `version`: unsupported agentic Mooncake version {version}; expected 2")
+    bs = d.get("block_size")
+    if type(bs) is not int or bs < 0:
+        raise TraceError(f"{where}: field `block_size`: missing or not a non-negative integer in the agentic "
+                         f"Mooncake v2 header")
+    if bs == 0:
+        raise TraceError(f"{where}: field `block_size`: agentic Mooncake block_size must be greater than 0")
+    if d.get("hash_id_scope") != "local":
+        raise TraceError(f"{where}: field `hash_id_scope`: must be \"local\", got "
+                         f"{orjson.dumps(d.get('hash_id_scope')).decode()}")
+    src = d.get("source")
+    if not isinstance(src, dict) or not isinstance(src.get("format"), str) or not isinstance(src.get("digest"), str):
+        raise TraceError(f"{where}: field `source`: the agentic Mooncake v2 header needs a source "
+                         f"{{\"format\": string, \"digest\": string}}")
+    return Header(version, bs, "local", dict(src))
+
+
+_V2_REQUIRED = ("request_id", "play_id", "session_id", "model", "input_length", "output_length", "hash_ids",
+                "not_before_ms")
+_DEP_REQUIRED = ("request_id", "trigger", "delay_ms", "relation")
+
+
+def check_v2_row(d: dict, row: Row, where: str, block_size: int) -> None:
+    """One v2 row as AISimulate's loader takes it (`replay/loadgen/trace.rs`): the fields its
+    struct requires, ids and model as strings, one hash id per `block_size` tokens (a partial
+    last block counts), and a `completion` trigger on every relation but `spawn`."""
+    for key in _V2_REQUIRED:
+        if d.get(key) is None:
+            raise TraceError(f"{where}: missing field `{key}` (required in agentic Mooncake v2 rows)")
+    for key in ("request_id", "play_id", "session_id", "model"):
+        if not isinstance(d[key], str):
+            raise TraceError(f"{where}: field `{key}` must be a string, got {orjson.dumps(d[key]).decode()}")
+    for x in d.get("dependencies") or ():
+        for key in _DEP_REQUIRED:
+            if x.get(key) is None:
+                raise TraceError(f"{where}: field `dependencies`: missing field `{key}` in a dependency of "
+                                 f"{row.request_id}")
+    n = len(row.hash_ids)
+    if n == 0:
+        raise TraceError(f"{where}: field `hash_ids`: empty hash_ids")
+    want = -(-row.input_length // block_size)
+    if n != want:
+        raise TraceError(f"{where}: field `hash_ids`: input_length {row.input_length} at block_size {block_size} "
+                         f"requires exactly {want} hash_ids, got {n}")
+    for dep in row.dependencies:
+        if dep.trigger != "completion" and dep.relation != "spawn":
+            raise TraceError(f"{where}: field `dependencies`: invalid {dep.relation} dependency on {dep.request_id} "
+                             f"with {dep.trigger} trigger (only spawn may use dispatch)")
+
+
+def check_v2_graph(rows: list[Row], sources: list) -> None:
+    """The whole v2 graph as AISimulate validates it: unique ids; every dependency names another
+    request of the same play; each play has a root (a request with no dependencies); no cycle;
+    `source_play_ordinal` on every play or none, numbering the plays 0, 1, ... ."""
+    index: dict[str, int] = {}
+    for i, r in enumerate(rows):
+        first = index.setdefault(r.request_id, i)
+        if first != i:
+            raise TraceError(f"{sources[i]}: field `request_id`: duplicate request_id {r.request_id} "
+                             f"(first at {sources[first]})")
+    plays: dict[str, list[int]] = {}
+    for i, r in enumerate(rows):
+        plays.setdefault(r.play_id, []).append(i)
+        for dep in r.dependencies:
+            j = index.get(dep.request_id)
+            if dep.request_id == r.request_id:
+                raise TraceError(f"{sources[i]}: field `dependencies`: request {r.request_id} cannot depend on itself")
+            if j is None:
+                raise TraceError(f"{sources[i]}: field `dependencies`: request {r.request_id} references unknown "
+                                 f"request_id {dep.request_id}")
+            if rows[j].play_id != r.play_id:
+                raise TraceError(f"{sources[i]}: field `dependencies`: request {r.request_id} in play {r.play_id} "
+                                 f"depends on request {dep.request_id} in play {rows[j].play_id}")
+    for play, members in plays.items():
+        if all(rows[i].dependencies for i in members):
+            raise TraceError(f"{sources[members[0]]}: field `dependencies`: play {play} has no root (every request "
+                             f"in it waits for another)")
+    _check_v2_acyclic(rows, sources, index)
+    _check_play_ordinals(rows, sources, plays)
+
+
+def _check_v2_acyclic(rows: list[Row], sources: list, index: dict[str, int]) -> None:
+    indeg = [len({d.request_id for d in r.dependencies}) for r in rows]
+    out: list[list[int]] = [[] for _ in rows]
+    for i, r in enumerate(rows):
+        for dep in dict.fromkeys(d.request_id for d in r.dependencies):
+            out[index[dep]].append(i)
+    ready = [i for i, n in enumerate(indeg) if n == 0]
+    seen = 0
+    while ready:
+        i = ready.pop()
+        seen += 1
+        for j in out[i]:
+            indeg[j] -= 1
+            if indeg[j] == 0:
+                ready.append(j)
+    if seen != len(rows):
+        stuck = [i for i, n in enumerate(indeg) if n > 0]
+        ids = sorted(rows[i].request_id for i in stuck)
+        raise TraceError(f"{sources[stuck[0]]}: field `dependencies`: cycle detected among {len(ids)} agentic "
+                         f"requests; blocked request IDs: {', '.join(ids[:8])}{' ...' if len(ids) > 8 else ''}")
+
+
+def _check_play_ordinals(rows: list[Row], sources: list, plays: dict[str, list[int]]) -> None:
+    if all(r.source_play_ordinal is None for r in rows):
+        return
+    ordinal: dict[str, int] = {}
+    for play, members in plays.items():
+        for i in members:
+            o = rows[i].source_play_ordinal
+            if o is None:
+                raise TraceError(f"{sources[i]}: field `source_play_ordinal`: source_play_ordinal must be set for "
+                                 f"every play when it is used")
+            if ordinal.setdefault(play, o) != o:
+                raise TraceError(f"{sources[i]}: field `source_play_ordinal`: play {play} has source_play_ordinal "
+                                 f"{ordinal[play]} and {o}")
+    for want, (o, play) in enumerate(sorted((o, p) for p, o in ordinal.items())):
+        if o != want:
+            raise TraceError(f"{sources[plays[play][0]]}: field `source_play_ordinal`: source_play_ordinal values "
+                             f"must be unique and contiguous from 0; expected {want}, found {o}")
 
 
 def _num(d: dict, key: str, where: str, *, required: bool = False, integer: bool = False):
@@ -290,18 +437,22 @@ def row_from_json(d: dict, where: str, intern: dict | None = None, share: dict |
         if not isinstance(x, dict) or not isinstance(x.get("request_id"), str):
             raise TraceError(f"{where}: field `dependencies` entries need a string `request_id`")
         trigger = x.get("trigger", "completion")
-        if trigger not in ("dispatch", "completion"):
+        if trigger not in TRIGGERS:
             raise TraceError(f"{where}: field `dependencies.trigger` must be dispatch or completion, got {trigger!r}")
+        relation = x.get("relation", "sequence")
+        if relation not in RELATIONS:
+            raise TraceError(f"{where}: field `dependencies.relation` must be one of {', '.join(RELATIONS)}, "
+                             f"got {orjson.dumps(relation).decode()}")
         delay = _num(x, "delay_ms", where) or 0.0
         if delay < 0:
             raise TraceError(f"{where}: field `dependencies.delay_ms` must be >= 0, got {delay}")
-        deps.append(Dependency(x["request_id"], trigger, float(delay), str(x.get("relation", "sequence"))))
+        deps.append(Dependency(x["request_id"], trigger, float(delay), relation))
     wait_for = d.get("wait_for") or ()
     branches = d.get("branches") or ()
     for key, seq in (("wait_for", wait_for), ("branches", branches)):
         if not isinstance(seq, (list, tuple)) or not all(isinstance(s, str) for s in seq):
             raise TraceError(f"{where}: field `{key}` must be a list of request ids")
-    for key in ("delay", "tool_wait_ms", "timestamp", "not_before_ms"):
+    for key in ("delay", "tool_wait_ms", "timestamp", "not_before_ms", "recorded_api_time_ms"):
         v = _num(d, key, where)
         if v is not None and v < 0:
             raise TraceError(f"{where}: field `{key}` must be >= 0, got {v}")
@@ -326,6 +477,8 @@ def row_from_json(d: dict, where: str, intern: dict | None = None, share: dict |
         play_id=d.get("play_id"), model=d.get("model"),
         not_before_ms=_num(d, "not_before_ms", where),
         dependencies=tuple(deps),
+        source_play_ordinal=_num(d, "source_play_ordinal", where, integer=True),
+        recorded_api_time_ms=_num(d, "recorded_api_time_ms", where),
     )
 
 
@@ -354,14 +507,17 @@ def read_rows(paths: list[str]) -> MooncakeFile:
             if d.get("schema") == V2_SCHEMA:
                 if header is not None or rows:
                     raise TraceError(f"{where}: the agentic Mooncake v2 header must be the first line")
-                header = Header(int(d.get("version", 0)), d.get("block_size"), d.get("hash_id_scope"), d.get("source"))
-                if header.version != 2:
-                    raise TraceError(f"{where}: field `version`: unsupported agentic Mooncake version {header.version}")
+                header = header_from_json(d, where)
                 continue
             if header is not None and "timestamp" in d:
                 raise TraceError(f"{where}: field `timestamp` is not allowed in agentic Mooncake v2 rows")
-            rows.append(row_from_json(d, where, share=share, no_bools=b"true" not in raw and b"false" not in raw))
+            row = row_from_json(d, where, share=share, no_bools=b"true" not in raw and b"false" not in raw)
+            if header is not None:
+                check_v2_row(d, row, where, header.block_size)
+            rows.append(row)
             sources.append(where)
+    if header is not None:
+        check_v2_graph(rows, sources)
     return MooncakeFile(header, rows, sources)
 
 

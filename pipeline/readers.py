@@ -153,13 +153,16 @@ def read_trace(inputs: list[str], *, subagents: str = "recorded", on_line: Calla
 
 def _mooncake_line(d: dict, src: Source, trace: Trace, v2: bool) -> None:
     if d.get("schema") == mooncake.V2_SCHEMA:
-        if trace.requests:
+        if trace.requests or trace.mooncake_header is not None:
             raise TraceError(f"{src}: the agentic Mooncake v2 header must be the first line")
+        mooncake.header_from_json(d, str(src))
         trace.mooncake_header = dict(d)
         return
     if v2 and "timestamp" in d:
         raise TraceError(f"{src}: field `timestamp` is not allowed in agentic Mooncake v2 rows")
     row = mooncake.row_from_json(d, str(src))
+    if v2:
+        mooncake.check_v2_row(d, row, str(src), trace.mooncake_header["block_size"])
     i = len(trace.mooncake_rows)
     # a row without an id keeps none (writing it back must not add one); its Request, which
     # every other output needs to name, gets the row's position
@@ -177,6 +180,8 @@ def _mooncake_line(d: dict, src: Source, trace: Trace, v2: bool) -> None:
 def _check_ids(trace: Trace) -> None:
     if trace.mooncake_rows and len(trace.mooncake_rows) != len(trace.requests):
         raise TraceError("error: an input mixes Mooncake rows with Dynamo or WEKA records; convert them separately")
+    if trace.mooncake_header is not None:
+        mooncake.check_v2_graph(trace.mooncake_rows, [r.source for r in trace.requests])
     if trace.mooncake_rows:
         seen: set[str] = set()
         for r in trace.requests:

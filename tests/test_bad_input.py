@@ -70,9 +70,9 @@ def test_negative_durations(tmp_path):
     trace = read_trace([str(write_jsonl(tmp_path / "n.jsonl", [rec, t, t2]))])
     assert (trace.requests[0].start_ms, trace.requests[0].end_ms) == (1000, 1000)
     out = tmp_path / "o.jsonl"
-    r = cli("convert", str(tmp_path / "n.jsonl"), "--mooncake", str(out), "--agentic")
+    r = cli("convert", str(tmp_path / "n.jsonl"), "--mooncake", str(out), "--agentic", "--format", "v1")
     assert r.returncode == 0, r.stderr
-    assert "skipped 1 tool spans ending before they start" in r.stderr
+    assert "skipped 1 tool spans ending before they start" in r.stderr  # v1 rows attribute tool spans; v2 rows have none
 
 
 def test_negative_tool_duration_and_fractional_event_time(tmp_path):
@@ -92,7 +92,7 @@ def test_negative_tool_duration_and_fractional_event_time(tmp_path):
     late["event_time_unix_ms"] = 1190.5  # the end: 1191
     src = write_jsonl(tmp_path / "in.jsonl", [r1, r2, zero, inside, late])
     out = tmp_path / "o.jsonl"
-    r = cli("convert", str(src), "--mooncake", str(out), "--agentic")
+    r = cli("convert", str(src), "--mooncake", str(out), "--agentic", "--format", "v1")
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines()[2:] == ["", "Tool events: 3 spans across 1 sessions", "  Status:    succeeded=3",
                                          "  Class:     bash=1 grep=1 ls=1", "  Wall-time: -0.02s"]
@@ -112,7 +112,7 @@ def test_tool_summary_counts_the_spans_dynamo_loads(tmp_path):
     nodur = tool("root", "c2", "ls", 1100, 1250)
     del nodur["tool"]["duration_ms"]
     src = write_jsonl(tmp_path / "in.jsonl", [req("r1", "root", None, 1000, 1100, [11]), back, nodur])
-    r = cli("convert", str(src), "--mooncake", str(tmp_path / "o.jsonl"), "--agentic")
+    r = cli("convert", str(src), "--mooncake", str(tmp_path / "o.jsonl"), "--agentic", "--format", "v1")
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines()[2:] == ["", "Tool events: 1 spans across 1 sessions", "  Status:    succeeded=1",
                                          "  Class:     ls=1", "  Wall-time: 0.15s"]
@@ -127,17 +127,27 @@ def test_mooncake_input_converts_only_to_its_own_shape(tmp_path):
     assert r.stdout.splitlines() == [f"Wrote 1 Mooncake rows to {out}"]  # no block size to report
     r = cli("convert", str(plain), "--mooncake", str(out), "--agentic")
     assert r.returncode == 2 and r.stderr.strip() == (
-        "error: the input is plain Mooncake, which converts only to itself (without --agentic); for agentic v1 "
+        "error: the input is plain Mooncake, which converts only to itself (without --agentic); for agentic v2 "
         "rows convert the Dynamo or WEKA trace it came from")
     src = write_jsonl(tmp_path / "d.jsonl", [req("r1", "root", None, 1000, 1100, [11]),
                                             req("r2", "root", None, 1200, 1300, [11, 22])])
-    v1 = tmp_path / "v1.jsonl"
-    assert cli("convert", str(src), "--mooncake", str(v1), "--agentic").returncode == 0
-    for args, want in ((["--format", "v2"], "agentic v2"), ([], "plain")):
+    v1, v2 = tmp_path / "v1.jsonl", tmp_path / "v2.jsonl"
+    assert cli("convert", str(src), "--mooncake", str(v1), "--agentic", "--format", "v1").returncode == 0
+    assert cli("convert", str(src), "--mooncake", str(v2), "--agentic").returncode == 0
+    for args, want in ((["--agentic"], "agentic v2"), ([], "plain")):
         r = cli("convert", str(v1), "--mooncake", str(out), *args)
-        assert r.returncode == 2 and f"the input is agentic v1 Mooncake, which converts only to itself (with --agentic); for {want} rows" in r.stderr
-    r = cli("convert", str(v1), "--mooncake", str(out), "--agentic")
+        assert r.returncode == 2 and r.stderr.strip() == (
+            f"error: the input is agentic v1 Mooncake, which converts only to itself (with --agentic --format v1); "
+            f"for {want} rows convert the Dynamo or WEKA trace it came from")
+    for args, want in ((["--agentic", "--format", "v1"], "agentic v1"), ([], "plain")):
+        r = cli("convert", str(v2), "--mooncake", str(out), *args)
+        assert r.returncode == 2 and r.stderr.strip() == (
+            f"error: the input is agentic v2 Mooncake, which converts only to itself (with --agentic); "
+            f"for {want} rows convert the Dynamo or WEKA trace it came from")
+    r = cli("convert", str(v1), "--mooncake", str(out), "--agentic", "--format", "v1")
     assert r.returncode == 0 and out.read_bytes() == v1.read_bytes()
+    r = cli("convert", str(v2), "--mooncake", str(out), "--agentic")
+    assert r.returncode == 0 and out.read_bytes() == v2.read_bytes()
 
 
 def test_glob_matching_a_directory_reads_it(tmp_path):
@@ -172,7 +182,12 @@ def test_g3c_rules_require_tool_ids_and_a_single_mode(tmp_path):
     r = cli("convert", str(src), "--mooncake", str(tmp_path / "o.jsonl"), "--agentic", "--g3c-rules")
     assert r.returncode == 2 and r.stderr.strip() == (
         f"error: {src}:2: field `tool.tool_class`: missing field `tool_class` (required by the G3c rules)")
-    assert cli("convert", str(src), "--mooncake", str(tmp_path / "o.jsonl"), "--agentic").returncode == 0  # G2-G3b: fine
+    # Dynamo 1.6's exporter reads tool rows with its G3c loader: v2 needs the ids too
+    r = cli("convert", str(src), "--mooncake", str(tmp_path / "o.jsonl"), "--agentic")
+    assert r.returncode == 2 and r.stderr.strip() == (
+        f"error: {src}:2: field `tool.tool_class`: missing field `tool_class` (required by the G3c rules)")
+    assert cli("convert", str(src), "--mooncake", str(tmp_path / "o.jsonl"), "--agentic",
+               "--format", "v1").returncode == 0  # G2-G3b: fine
     mixed = write_jsonl(tmp_path / "m.jsonl", [req("r1", "root", None, 1000, 1100, [11]),
                                                req("r2", None, None, 1200, 1300, [11])])
     r = cli("convert", str(mixed), "--mooncake", str(tmp_path / "o.jsonl"), "--g3c-rules")

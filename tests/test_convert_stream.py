@@ -55,16 +55,16 @@ def test_streamed_edges_can_be_skipped():
     assert derived.edges == [] and derived.attached_tools == agentic.derive(trace).attached_tools
 
 
-@pytest.mark.parametrize("agentic_rows", [True, False])
-def test_each_written_row_is_reported(tmp_path, agentic_rows):
-    """`on_row` (the writing progress bar) hears of every row, streamed or not."""
+@pytest.mark.parametrize("agentic_rows, fmt, header", [(True, "v1", 0), (True, None, 1), (False, None, 0)])
+def test_each_written_row_is_reported(tmp_path, agentic_rows, fmt, header):
+    """`on_row` (the writing progress bar) hears of every row, streamed or not (v2: and a header line)."""
     from trace_pipe.pipeline.convert import write_mooncake
 
     trace = read_trace([str(ROOT / "fixtures" / "trace_0277.json")])
     calls: list[int] = []
-    res = write_mooncake(trace, str(tmp_path / "m.jsonl"), agentic_rows=agentic_rows, on_row=calls.append)
+    res = write_mooncake(trace, str(tmp_path / "m.jsonl"), agentic_rows=agentic_rows, fmt=fmt, on_row=calls.append)
     assert res.rows == len(calls) == sum(calls) == len(trace.requests) == 53
-    assert (tmp_path / "m.jsonl").read_bytes().count(b"\n") == 53
+    assert (tmp_path / "m.jsonl").read_bytes().count(b"\n") == 53 + header
 
 
 def test_the_reader_shares_prefixes_and_repeated_strings(tmp_path):
