@@ -145,7 +145,7 @@ def test_collected_tools_attach_as_if_dynamo_had_written_them(tmp_path, gen, sha
     outs = []
     for extra, name in ((str(tmp_path / "collected"), "from-collector.jsonl"), (reference, "from-dynamo.jsonl")):
         r = subprocess.run([sys.executable, "-c", "from trace_pipe.cli.main import main; main()", "convert",
-                            trace, extra, "--agentic", "--mooncake", str(tmp_path / name)],
+                            trace, extra, "--agentic", "--format", "v1", "--mooncake", str(tmp_path / name)],
                            capture_output=True, text=True, timeout=120)
         assert r.returncode == 0, r.stderr
         outs.append((tmp_path / name).read_bytes())

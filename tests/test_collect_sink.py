@@ -130,6 +130,31 @@ def test_open_sink_picks_gzip_by_suffix(tmp_path):
     assert sink.paths == [str(tmp_path / "x.000000.jsonl.gz")]
 
 
+def test_open_sink_takes_an_explicit_format_over_the_suffix(tmp_path):
+    # Dynamo's DYN_REQUEST_TRACE_FILE_FORMAT: jsonl_gz makes any path a segment prefix, jsonl a literal file
+    gz = open_sink(tmp_path / "request-trace.jsonl", fmt="jsonl_gz")
+    gz.close()
+    assert isinstance(gz, GzipSegmentSink) and gz.paths == [str(tmp_path / "request-trace.000000.jsonl.gz")]
+    plain = open_sink(tmp_path / "request-trace", fmt="jsonl")
+    plain.close()
+    assert isinstance(plain, JsonlSink) and plain.paths == [str(tmp_path / "request-trace")]
+
+
+def test_stderr_sink_writes_bare_records_beside_the_file(tmp_path):
+    import io
+
+    from trace_pipe.tools.sink import StderrSink, TeeSink
+
+    out = io.BytesIO()
+    tee = TeeSink([JsonlSink(tmp_path / "t.jsonl"), StderrSink(out)])
+    tee.add_many([_line(1), _line(2)], 2 * len(_line(1)))
+    tee.add(_line(3))
+    tee.close()
+    assert out.getvalue() == b"".join(orjson.dumps({"i": i, "pad": ""}) + b"\n" for i in (1, 2, 3))
+    assert (tmp_path / "t.jsonl").read_bytes() == _line(1) + _line(2) + _line(3)
+    assert tee.rows == 3 and tee.paths == [str(tmp_path / "t.jsonl")]
+
+
 def test_elapsed_ms_is_an_integer_from_sink_start(tmp_path):
     sink = JsonlSink(tmp_path / "a.jsonl")
     t = sink.elapsed_ms()

@@ -261,9 +261,9 @@ def test_environment_defaults():
     assert envmod.collector_endpoint("ipc:///flag", {"DYN_REQUEST_TRACE_TOOL_EVENTS_ZMQ_ENDPOINT": "x"}) == "ipc:///flag"
     assert envmod.collector_topic(None, {"DYN_AGENT_TRACE_TOOL_EVENTS_ZMQ_TOPIC": "g2"}) == "g2"
     assert envmod.collector_topic("", {"DYN_AGENT_TRACE_TOOL_EVENTS_ZMQ_TOPIC": "g2"}) == ""
-    assert envmod.sink_int("_JSONL_GZ_ROLL_LINES", None, None, {"DYN_AGENT_TRACE_JSONL_GZ_ROLL_LINES": "9"}) == 9
+    assert envmod.sink_int(envmod.ROLL_LINES_VARS, None, None, {"DYN_AGENT_TRACE_JSONL_GZ_ROLL_LINES": "9"}) == 9
     with pytest.raises(ValueError, match="DYN_REQUEST_TRACE_JSONL_BUFFER_BYTES"):
-        envmod.sink_int("_JSONL_BUFFER_BYTES", None, 1, {"DYN_REQUEST_TRACE_JSONL_BUFFER_BYTES": "1MB"})
+        envmod.sink_int(envmod.BUFFER_VARS, None, 1, {"DYN_REQUEST_TRACE_JSONL_BUFFER_BYTES": "1MB"})
 
 
 def test_helpers_match_pi():

@@ -31,8 +31,10 @@ DEFAULT_RCVHWM = 100_000
 @dataclass(frozen=True, slots=True)
 class CollectorConfig:
     endpoint: str
-    output: str
+    output: str | None  # None: stderr only
     topic: str = DEFAULT_TOPIC  # "" accepts any topic
+    fmt: str | None = None  # "jsonl" | "jsonl_gz"; None: by the output's suffix
+    stderr: bool = False  # also write every row to stderr (Dynamo's `stderr` sink)
     flush_interval_s: float = 1.0
     buffer_bytes: int = DEFAULT_BUFFER_BYTES
     roll_bytes: int = DEFAULT_ROLL_BYTES
@@ -101,8 +103,8 @@ class Collector:
         if self._sock is None:
             self.bind()
         cfg = self.cfg
-        sink = open_sink(cfg.output, buffer_bytes=cfg.buffer_bytes, roll_bytes=cfg.roll_bytes,
-                         roll_lines=cfg.roll_lines)
+        sink = open_sink(cfg.output, fmt=cfg.fmt, stderr=cfg.stderr, buffer_bytes=cfg.buffer_bytes,
+                         roll_bytes=cfg.roll_bytes, roll_lines=cfg.roll_lines)
         self.stats.paths = sink.paths
         try:
             self._loop(sink)

@@ -10,6 +10,8 @@ Every line is a recorder envelope `{"timestamp": <int ms since the sink started>
   not exist yet. Each flush appends one complete gzip member; a segment is rolled *before* a line
   that would take it past `roll_bytes` uncompressed bytes (or `roll_lines` lines), never splitting
   a line, and a segment always gets at least one line.
+* `stderr` (Dynamo's sink of that name): each row's bare JSON record on one line, beside or
+  instead of a file.
 
 These are append logs, not `atomic_output` files: a collector runs for hours and what it has
 flushed must be on disk while it runs (a crash loses at most one flush interval), just as with
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import os
 import queue
+import sys
 import threading
 import time
 import zlib
@@ -224,10 +227,79 @@ class GzipSegmentSink(_Sink):
                     self._error = e
 
 
-def open_sink(output: str | os.PathLike, *, buffer_bytes: int = DEFAULT_BUFFER_BYTES,
-              roll_bytes: int = DEFAULT_ROLL_BYTES, roll_lines: int | None = None) -> _Sink:
-    """`.gz` -> gzip segments under the derived prefix; anything else -> one appended jsonl file."""
-    if os.fspath(output).endswith(".gz"):
-        return GzipSegmentSink(output, buffer_bytes=buffer_bytes, roll_bytes=roll_bytes,
-                               roll_lines=roll_lines)
-    return JsonlSink(output, buffer_bytes=buffer_bytes)
+class StderrSink(_Sink):
+    """Dynamo's `stderr` sink: each row as its bare JSON record, one line, no envelope."""
+
+    __slots__ = ("_out",)
+
+    def __init__(self, out=None, *, buffer_bytes: int = DEFAULT_BUFFER_BYTES) -> None:
+        super().__init__(buffer_bytes)
+        self._out = out
+
+    def flush(self) -> None:
+        if self._buf:
+            skip = len(b'"event":')
+            # each line is `{"timestamp":N,"event":<row>}\n`: keep <row>
+            data = b"".join(line[line.index(b'"event":') + skip:-2] + b"\n" for line in self._buf)
+            self._buf.clear()
+            self._buf_bytes = 0
+            out = self._out or sys.stderr.buffer
+            out.write(data)
+            out.flush()
+
+    def close(self) -> None:
+        self.flush()
+
+
+class TeeSink:
+    """Several sinks fed the same lines (the file sink and `stderr`, as Dynamo runs both)."""
+
+    __slots__ = ("sinks", "paths")
+
+    def __init__(self, sinks: list[_Sink]) -> None:
+        self.sinks = sinks
+        self.paths = sinks[0].paths  # the file sink comes first
+
+    @property
+    def rows(self) -> int:
+        return self.sinks[0].rows
+
+    def elapsed_ms(self) -> int:
+        return self.sinks[0].elapsed_ms()
+
+    def add(self, line: bytes) -> None:
+        for s in self.sinks:
+            s.add(line)
+
+    def add_many(self, lines: list[bytes], nbytes: int) -> None:
+        for s in self.sinks:
+            s.add_many(lines, nbytes)
+
+    def flush(self) -> None:
+        for s in self.sinks:
+            s.flush()
+
+    def close(self) -> None:
+        try:
+            self.sinks[0].close()
+        finally:
+            for s in self.sinks[1:]:
+                s.close()
+
+
+def open_sink(output: str | os.PathLike | None, *, fmt: str | None = None, stderr: bool = False,
+              buffer_bytes: int = DEFAULT_BUFFER_BYTES, roll_bytes: int = DEFAULT_ROLL_BYTES,
+              roll_lines: int | None = None):
+    """`fmt` "jsonl_gz" -> gzip segments under the derived prefix, "jsonl" -> one appended file;
+    None -> by suffix (`.gz` or not). `stderr`: also (or, without `output`, only) Dynamo's
+    stderr sink."""
+    sinks: list = []
+    if output is not None:
+        gz = fmt == "jsonl_gz" if fmt is not None else os.fspath(output).endswith(".gz")
+        sinks.append(GzipSegmentSink(output, buffer_bytes=buffer_bytes, roll_bytes=roll_bytes, roll_lines=roll_lines)
+                     if gz else JsonlSink(output, buffer_bytes=buffer_bytes))
+    if stderr:
+        sinks.append(StderrSink(buffer_bytes=buffer_bytes))
+    if not sinks:
+        raise ValueError("no sink: give an output file and/or stderr")
+    return sinks[0] if len(sinks) == 1 else TeeSink(sinks)
