@@ -195,3 +195,32 @@ def test_collect_refuses_a_remote_sink_in_one_line(tmp_path, sinks):
         f"error: environment variable DYN_REQUEST_TRACE_SINKS selects the {bad!r} sink, which trace-pipe collect "
         f"cannot be (it writes files and stderr only): give --output or drop {bad!r}"]
     assert not list(tmp_path.iterdir())
+
+
+def test_a_literal_jsonl_path_without_suffix_is_written_and_read_back(tmp_path):
+    # DYN_REQUEST_TRACE_FILE_FORMAT=jsonl: FILE_PATH is the file itself, whatever its name
+    from trace_pipe.cli.convert_cmd import run_convert
+
+    env = _clean_env(DYN_REQUEST_TRACE_FILE_PATH=str(tmp_path / "request-trace"), DYN_REQUEST_TRACE_FILE_FORMAT="jsonl")
+    p = subprocess.Popen(CLI + ["collect", "--endpoint", "tcp://127.0.0.1:*", "--max-messages", "5"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    try:
+        m = re.search(r"listening on (\S+)", p.stderr.readline().decode())
+        assert m
+        subprocess.run([sys.executable, "-c", PUBLISH, m.group(1)], check=True, timeout=60, env=_clean_env())
+        _, err = p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 0, err
+    assert [x.name for x in tmp_path.iterdir()] == ["request-trace"]
+    out = tmp_path / "t.json"
+    lines: list[str] = []
+
+    class Sink:
+        def write(self, s):
+            lines.append(s)
+
+    run_convert([str(tmp_path / "request-trace")], chrome_json=str(out), out=Sink(), err=Sink())
+    doc = orjson.loads(out.read_bytes())
+    assert sum(e.get("cat") == "dynamo.agent.tool" for e in doc["traceEvents"]) == 5
