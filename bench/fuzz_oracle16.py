@@ -125,7 +125,8 @@ def gen_case(seed: int) -> dict:
     bs = rng.choice([2, 2, 4, 4, 8])
     tbs = rng.choice([bs, bs, 2 * bs, max(1, bs // 2), 4])
     agentic = rng.random() < 0.4
-    n = rng.randint(1, 12)
+    big = rng.random() < 0.15  # longer traces: preemptions pile up
+    n = rng.randint(12, 30) if big else rng.randint(1, 12)
     eng: dict = {"block_size": bs}
     tight = rng.random() < 0.6
     G = rng.randint(4, 40) if tight else rng.choice([64, 256])
@@ -157,7 +158,7 @@ def gen_case(seed: int) -> dict:
             if rng.random() < 0.9:
                 L = max(1, min(L, mnbt))
                 ids = ids[:-(-L // tbs)]
-        out = rng.choice([0, 1, 2, 3, 5, 8, 12, 20]) if rng.random() < 0.9 else rng.randint(20, 40)
+        out = rng.choice([0, 1, 2, 3, 5, 8, 12, 20]) if rng.random() < 0.9 else rng.randint(20, 60 if big else 40)
         # a request that could never fit its decode is a dead end for both: mostly avoid it
         if -(-L // bs) <= G and L + out - 1 > G * bs and rng.random() < 0.9:
             out = max(0, G * bs - L)
