@@ -1,5 +1,6 @@
-"""Summary report with ai-dynamo 1.4.2's keys and statistics (observed notes §7), per-request JSONL,
-and a terminal table. Reads only `sim.result` records.
+"""Summary report, per-request JSONL and a terminal table, in the shape of the Dynamo release the
+rules name (`DynamoRules.report`): 1.4.2's keys and statistics here (observed notes §7), 1.5.1's
+and 1.6.1's in `report_aisim`. Reads only `sim.result` records.
 
 Statistics: exact-value percentiles at sorted index floor((n-1)p + 0.5); population std; ITL is
 token-weighted (every gap of every completed request); ITL and per-user-throughput percentiles
@@ -9,9 +10,13 @@ come from a DDSketch with relative accuracy 0.001, their mean/min/max/std are ex
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
+from . import report_aisim
 from .result import SimResult
+
+if TYPE_CHECKING:
+    from .versions import DynamoRules
 
 PCTS = (("median", 0.5), ("p75", 0.75), ("p90", 0.9), ("p95", 0.95), ("p99", 0.99))
 _ALPHA = 0.001
@@ -87,10 +92,25 @@ def _weighted_stats(name: str, pairs: list[tuple[float, int]], suffix: str) -> d
     return out
 
 
+def _shape(rules: DynamoRules | None) -> str:
+    return "1.4" if rules is None else rules.report
+
+
 def summary(res: SimResult, *, sla_ttft_ms: float | None = None, sla_itl_ms: float | None = None,
-            sla_e2e_ms: float | None = None, wall_time_ms: float | None = None) -> dict:
-    """The `--report-json` object: Dynamo 1.4.2's keys, plus a `trace_pipe` object with play and
-    session makespans and critical paths when the trace has dependencies."""
+            sla_e2e_ms: float | None = None, wall_time_ms: float | None = None,
+            rules: DynamoRules | None = None, execution_model: str = "mock") -> dict:
+    """The `--report-json` object: the summary of the Dynamo release `rules` name (None: 1.4.2),
+    keys in its order, plus a `trace_pipe` object with play and session makespans and critical
+    paths when the trace has dependencies. `execution_model` is the target model 1.6's
+    `agentic_model_projection` names (Dynamo's API requires one for agentic traces)."""
+    shape = _shape(rules)
+    if shape != "1.4":
+        rep = report_aisim.summary(res, shape, sla_ttft_ms=sla_ttft_ms, sla_itl_ms=sla_itl_ms,
+                                   sla_e2e_ms=sla_e2e_ms, wall_time_ms=wall_time_ms,
+                                   execution_model=execution_model)
+        if res.plays:
+            rep["trace_pipe"] = _extras(res)
+        return rep
     done = [r for r in res.requests if r.status == "completed"]
     wall = res.wall_time_ms if wall_time_ms is None else wall_time_ms
     # A completed 0-output request has no token: it counts in the request and input-token
@@ -204,10 +224,15 @@ def _ms(v: float | None) -> float | None:
     return None if v is None else float(v)  # Dynamo's times are f64: 1.0, never 1
 
 
-def jsonl_rows(res: SimResult) -> Iterable[dict]:
-    """Per-request rows with Dynamo's fields in its order (`request_id` first, as later Dynamo
-    writes the authored id, and `play` last are ours), sorted by arrival then trace order
-    (deterministic, unlike Dynamo's random UUID tie-break); the uuid is the request id."""
+def jsonl_rows(res: SimResult, *, rules: DynamoRules | None = None) -> Iterable[dict]:
+    """Per-request rows of the Dynamo release `rules` name (None: 1.4.2). 1.4.2's shape: its
+    fields in its order (`request_id` first, as later Dynamo writes the authored id, and `play`
+    last are ours), sorted by arrival then trace order (deterministic, unlike Dynamo's random
+    UUID tie-break); the uuid is the request id. 1.5/1.6: see `report_aisim.rows`."""
+    shape = _shape(rules)
+    if shape != "1.4":
+        yield from report_aisim.rows(res, shape)
+        return
     order = sorted(range(len(res.requests)),
                    key=lambda i: (res.requests[i].ready_ms if res.requests[i].ready_ms is not None else math.inf, i))
     for i in order:
@@ -234,6 +259,19 @@ def jsonl_rows(res: SimResult) -> Iterable[dict]:
         row["terminal_status"] = r.status
         row["play"] = r.play
         yield row
+
+
+def full_report(res: SimResult, rep: dict, *, rules: DynamoRules | None = None, per_request: bool = True) -> dict:
+    """The whole report object Dynamo 1.5+'s API returns, {summary, per_request, coverage,
+    planner}, around the summary `rep` (as `summary` made it, `trace_pipe` extras included).
+    1.4.2 had no such object: its shape gets the same wrapper with 1.4.2's rows."""
+    if _shape(rules) != "1.4":
+        return report_aisim.full(res, _shape(rules), rep, per_request=per_request)
+    pr = list(jsonl_rows(res)) if per_request else None
+    return {"summary": rep, "per_request": pr,
+            "coverage": {"capture_per_request": per_request, "capture_planner_details": False,
+                         "per_request_records": len(pr) if pr is not None else 0},
+            "planner": None}
 
 
 _ROWS = (("Time to First Token (ms)", "ttft", "_ms"), ("Time to Second Token (ms)", "ttst", "_ms"),

@@ -15,6 +15,15 @@ class PrefillChunk:
 
 
 @dataclass(frozen=True, slots=True)
+class RouteOverlap:
+    """Prefix overlap the KV router saw when it placed a request."""
+
+    selected_blocks: int  # on the worker it chose
+    best_blocks: int | None  # the largest over all workers (None: not recorded)
+    tokens: int  # selected_blocks x engine block size
+
+
+@dataclass(frozen=True, slots=True)
 class RequestRecord:
     request_id: str
     session_id: str | None
@@ -36,6 +45,15 @@ class RequestRecord:
     admissions: int  # > 1 after preemption
     prefill_chunks: tuple[PrefillChunk, ...]
     status: str  # completed | rejected | incomplete | not_started
+    # What Dynamo 1.6's per-request rows and summary add (defaults keep older builders working):
+    #: (time, prefix-hit tokens) of every admission, readmissions after preemption included;
+    #: empty when only the first admission is known (the report then uses first_admit_ms)
+    admission_history: tuple[tuple[float, int], ...] = ()
+    #: tokens its prefill passes computed (recomputation after preemption included, an
+    #: unfinished pass not); None when not counted (the report then uses the first admission)
+    prefill_tokens: int | None = None
+    #: the KV router's choice (None under round_robin, which computes no overlap)
+    route: RouteOverlap | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +136,33 @@ class Timeline:
 
 
 @dataclass(frozen=True, slots=True)
+class GraphNode:
+    """One request's place in the agentic graph Dynamo 1.5+ builds (AISimulate's
+    `ValidatedAgenticGraph`), in trace (row) order."""
+
+    ordinal: int  # rank of its request_id (Dynamo's node index; its uuid is ordinal + 1)
+    play_id: str
+    session_id: str  # the row's conversation
+    root_id: str | None  # its play's root, when the play has exactly one
+    parent_id: str | None  # its earliest (by ordinal) spawn dependency
+    dependencies: tuple[tuple[str, str], ...]  # (request_id, trigger) it waits for
+
+
+@dataclass(frozen=True, slots=True)
+class AgenticGraph:
+    """The replayed agentic graph's identity (Dynamo 1.6's `agentic_graph` summary object) and
+    what the report needs to label requests and plays as 1.6.1 does."""
+
+    source: tuple[str, str] | None  # (format, digest) of the trace's provenance
+    graph_digest: str  # BLAKE3 of the canonical graph AISimulate hashes
+    block_size: int
+    source_models: tuple[str, ...]  # sorted, distinct
+    plays: tuple[str, ...]  # play ids in Dynamo's play order
+    roots: tuple[tuple[int, ...], ...]  # per play, the row indices of its roots
+    nodes: tuple[GraphNode, ...]  # per row
+
+
+@dataclass(frozen=True, slots=True)
 class SimResult:
     requests: tuple[RequestRecord, ...]  # trace order
     timeline: Timeline
@@ -126,3 +171,4 @@ class SimResult:
     num_workers: int
     wall_time_ms: float
     stopped_at_ms: float | None  # set when --max-sim-time-seconds cut the run
+    graph: AgenticGraph | None = None  # agentic traces under Dynamo 1.5+ rules
