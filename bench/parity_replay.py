@@ -89,8 +89,7 @@ def request_rows(jsonl) -> list[tuple]:
                    r["reused_input_tokens"]) for r in jsonl)
 
 
-def run_child(cmd: list[str], cwd: str) -> tuple[float, float, int]:
-    """(wall s, cpu s, peak RSS MiB) of one child process."""
+def _run_child(cmd: list[str], cwd: str) -> tuple[float, float, int]:
     t = time.perf_counter()
     # stderr to a file, not a pipe: Dynamo's kv_router logs enough to fill a pipe and block.
     with tempfile.TemporaryFile() as errf:
@@ -102,6 +101,22 @@ def run_child(cmd: list[str], cwd: str) -> tuple[float, float, int]:
     if status != 0:
         raise SystemExit(f"failed ({status}): {' '.join(cmd)}\n{err[-2000:]}")
     return wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss // 1024
+
+
+_LAUNCHER = None
+
+
+def run_child(cmd: list[str], cwd: str) -> tuple[float, float, int]:
+    """(wall s, cpu s, peak RSS MiB) of one child process. Children are started from a small
+    forkserver process: Linux counts the memory a child is forked (or vforked) with in its
+    ru_maxrss, so a child of this process, once it holds the compared reports, would report this
+    process's size instead of its own."""
+    global _LAUNCHER
+    if _LAUNCHER is None:
+        import multiprocessing
+
+        _LAUNCHER = multiprocessing.get_context("forkserver").Pool(1)
+    return _LAUNCHER.apply(_run_child, (cmd, cwd))
 
 
 def replay_args(trace: str, fmt: str, mode: str, workers: int, tbs: int, report: str) -> list[str]:
