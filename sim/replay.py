@@ -17,10 +17,11 @@ from typing import Callable
 from trace_pipe.pipeline.errors import TraceError
 from trace_pipe.pipeline.mooncake import Row
 
+from . import agentic_graph
 from . import dag as dagmod
 from .config import EngineArgs, RouterConfig
 from .engine import Stats, Worker
-from .result import PlayRecord, PrefillChunk, RequestRecord, SimResult, Timeline
+from .result import PlayRecord, PrefillChunk, RequestRecord, RouteOverlap, SimResult, Timeline
 from .router import make_router
 from .timing import TimingModel, make_timing
 from .versions import VERSIONS, DynamoRules
@@ -311,6 +312,7 @@ def _result(reqs: list[SimRequest], workers: list[Worker], dag: dagmod.RequestDa
                                     complete, tuple(reqs[i].request_id for i in chain), waits))
     names = dict(final)
     recs = []
+    kv = opts.router_mode == "kv_router"
     for r in reqs:
         status = r.status
         if status == "running":
@@ -325,9 +327,17 @@ def _result(reqs: list[SimRequest], workers: list[Worker], dag: dagmod.RequestDa
             end_ms=opt(r.terminal), input_length=r.prompt, requested_output_length=r.out,
             output_tokens=_emitted(r, workers), cached_tokens=r.reused_max,
             first_cached_tokens=max(0, r.reused_first), admissions=r.n_admit,
-            prefill_chunks=tuple(PrefillChunk(*c) for c in (r.chunks or ())), status=status))
+            prefill_chunks=tuple(PrefillChunk(*c) for c in (r.chunks or ())), status=status,
+            # the best overlap over all workers is not recorded by the router yet
+            route=RouteOverlap(r.overlap_blocks, None, r.overlap_blocks * opts.engine.block_size)
+            if kv and r.worker >= 0 else None))
 
+    # Dynamo 1.5+ reports name requests and plays by the agentic graph it builds from the rows
+    graph = None
+    if opts.rules.report != "1.4" and (dag.mode == "v2" or (dag.mode == "agentic" and opts.rules.agentic_v1 == "lift")):
+        graph = agentic_graph.build(rows, [r.source for r in reqs], block_size=opts.trace_block_size,
+                                    speedup=opts.arrival_speedup_ratio)
     timeline = Timeline(tuple(tuple(w.passes) for w in workers))
     gaps = tuple(sorted(stats.gaps.items()))
     return SimResult(tuple(recs), timeline, tuple(play_recs), gaps, len(workers),
-                     (time.perf_counter() - t_wall) * 1000.0, stopped_at)
+                     (time.perf_counter() - t_wall) * 1000.0, stopped_at, graph)
