@@ -7,7 +7,10 @@ Formats (`--trace-format`):
 - `dynamo` / `weka`: every Dynamo generation and WEKA plays through `readers.read_trace`, then
   agentic v1 rows (`agentic.derive`, G2 rules; WEKA sub-agents by the default "recorded" rule);
   a trace whose requests have no chain at all (context-free Dynamo rows) becomes independent
-  timed arrivals (plain rows) instead;
+  timed arrivals (plain rows) instead. With `raw_dynamo="aisimulate"` (Dynamo 1.6's rules), raw
+  `dynamo.request.trace.v1` agentic traces are lowered as 1.6.1's own raw loader lowers them
+  (pipeline/raw_lowering.py: v2 rows); what that loader does not read (G1/G2 agent traces, G3a
+  rows without a session id) keeps the exporter's lowering, with a note;
 - `distserve`: DistServe `.exp` runs (context-free requests: independent timed arrivals);
 - `azure`: Azure LLM inference CSV traces (independent arrivals with prompt and output lengths,
   nothing recorded about their serving: no comparison, as for Mooncake rows).
@@ -18,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from .errors import TraceError
-from .model import Request, Trace
+from .model import Generation, Request, Trace
 from .mooncake import Row
 
 FORMATS = ("mooncake", "agentic_mooncake", "dynamo", "weka", "distserve", "azure")
@@ -34,6 +37,9 @@ class ReplayInput:
     recorded: list[Request] | None  # the recorded request behind each row (None: no recorded times)
     edges: list[tuple[str, str, str]] = field(default_factory=list)  # (dependency, dependent, relation)
     derived: object | None = None  # the agentic.Derived behind the rows (its notes are reported)
+    #: (format, digest) of the agentic graph's provenance, as Dynamo 1.6's report names it (the v2
+    #: header's `source`, or the raw loader's); None when the rows carry none
+    graph_source: tuple[str, str] | None = None
 
     def request_ids(self) -> list[str]:
         """The ids the simulator gives the rows (row index when a plain row has none)."""
@@ -44,7 +50,13 @@ class ReplayInput:
 _OTHER = ((".csv", "azure", "an Azure LLM inference trace"), (".exp", "distserve", "a DistServe run"))
 
 
-def load_input(paths: list[str], fmt: str, trace_block_size: int | None = None) -> ReplayInput:
+# how `--trace-format dynamo` lowers raw agentic request traces: the exporter's rules (Dynamo
+# 1.4/1.5, `request_trace_to_mooncake`) or AISimulate's raw loader (Dynamo 1.6)
+RAW_DYNAMO = ("exporter", "aisimulate")
+
+
+def load_input(paths: list[str], fmt: str, trace_block_size: int | None = None,
+               raw_dynamo: str = "exporter") -> ReplayInput:
     if fmt in ("mooncake", "agentic_mooncake"):
         for path in paths:
             for ext, other, what in _OTHER:
@@ -61,7 +73,9 @@ def load_input(paths: list[str], fmt: str, trace_block_size: int | None = None) 
                 raise TraceError(f"error: --trace-block-size {tbs} differs from the trace header's block_size "
                                  f"{mf.header.block_size}")
             tbs = mf.header.block_size
-        return ReplayInput(mf.rows, mf.sources, fmt, tbs or 512, None, None, row_edges(mf.rows, fmt))
+        src = mf.header.source if mf.header is not None else None
+        return ReplayInput(mf.rows, mf.sources, fmt, tbs or 512, None, None, row_edges(mf.rows, fmt),
+                           graph_source=(src["format"], src["digest"]) if src else None)
     if fmt in ("dynamo", "weka", "distserve", "azure"):
         from . import agentic, readers
 
@@ -72,6 +86,12 @@ def load_input(paths: list[str], fmt: str, trace_block_size: int | None = None) 
             raise TraceError(f"error: the input holds Mooncake rows; use --trace-format agentic_mooncake or mooncake, "
                              f"not {fmt}")
         src = paths[0] if len(paths) == 1 else "trace"
+        if raw_dynamo not in RAW_DYNAMO:
+            raise ValueError(f"raw_dynamo must be one of {RAW_DYNAMO}, got {raw_dynamo!r}")
+        if fmt == "dynamo" and raw_dynamo == "aisimulate":
+            lowered = _raw_lowered(trace, src, trace_block_size)
+            if lowered is not None:
+                return lowered
         if all(r.chain_id is None for r in trace.requests):
             rows, bs = agentic.plain_rows(trace)
             order = sorted(trace.requests, key=agentic.sort_key)  # plain_rows' order
@@ -90,6 +110,32 @@ def load_input(paths: list[str], fmt: str, trace_block_size: int | None = None) 
         return ReplayInput(rows, [f"{src}: request {r.request_id}" for r in rows], sim_format, tbs, trace,
                            recorded, edges, derived)
     raise TraceError(f"error: --trace-format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+
+
+def _raw_lowered(trace: Trace, src: str, trace_block_size: int | None) -> ReplayInput | None:
+    """A raw agentic request trace as Dynamo 1.6.1 replays it, or None when the exporter's lowering
+    applies instead: context-free rows (1.6.1 reads them as plain timed arrivals, as the exporter
+    does) and what 1.6.1 does not read raw (noted on stderr)."""
+    from . import raw_lowering
+
+    why = raw_lowering.readable(trace)
+    if why is not None:
+        dynamo = [r for r in trace.requests if r.generation in (Generation.G1, Generation.G2, Generation.G3A)]
+        if dynamo:
+            trace.notes[f"requests lowered with the exporter's rules (as --dynamo-version 1.4): {why}"] += len(dynamo)
+        return None
+    free = [r for r in trace.requests if r.chain_id is None]
+    if len(free) == len(trace.requests):
+        return None
+    if free:
+        raise TraceError(f"{free[0].source}: field `agent_context`: Dynamo request trace cannot mix requests with "
+                         f"and without agent_context")
+    g = raw_lowering.lower(trace)
+    if trace_block_size is not None and trace_block_size != g.block_size:
+        raise TraceError(f"error: --trace-block-size {trace_block_size} differs from the trace's block size "
+                         f"{g.block_size}")
+    return ReplayInput(g.rows, [f"{src}: request {r.request_id}" for r in g.rows], "dynamo", g.block_size, trace,
+                       list(g.order), row_edges(g.rows, "dynamo"), None, g.source)
 
 
 def row_edges(rows: list[Row], fmt: str) -> list[tuple[str, str, str]]:

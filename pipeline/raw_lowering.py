@@ -1,0 +1,261 @@
+"""Raw Dynamo request traces lowered to agentic v2 rows as ai-dynamo 1.6.1's replay lowers them.
+
+Dynamo 1.6 replays raw request traces (`--trace-format dynamo`) through AISimulate's own loader
+(`crates/core/src/replay/loadgen/dynamo.rs` in ai-dynamo/aisimulate), not through the exporter's
+lowering that `convert --agentic` follows (pipeline/agentic.py). The two disagree, so this is its
+own module. The rules, read in that source and checked against 1.6.1 (tests/test_raw_dynamo16.py):
+
+- requests in (start, end, request_id) order; a session is `agent_context.session_id` as
+  recorded (for G3a rows that is the run-wide id, not the trajectory), its parent
+  `parent_session_id`;
+- sequence: each request of a session waits for the *completion* of the one before it, for
+  `start - previous end` ms (tool time is not separated out: it is part of that gap);
+- a child session's first request is spawned by the parent request that *dispatched* last at or
+  before the child's start, `child start - parent start` ms after that dispatch; the parent
+  request that starts first at or after the child's last end joins on it (completion,
+  `start - child end`); a Claude tool naming the child session (`tool.claude`) gives both ends
+  explicitly instead;
+- a request keeps only the first edge per (request, trigger); roots get `not_before_ms` = start
+  minus the trace's first start, dependents 0; plays are the graph's connected components,
+  named `dynamo-play:` + the root that starts first; a missing model is "unknown"; hash ids
+  stay as recorded;
+- the graph's source is `dynamo.request.trace.v1` with digest `requests:N;tools:M`;
+- a negative delay (two calls of one session overlapping, or a consumer starting before its
+  child ends) is refused, as 1.6.1 refuses it.
+
+Dynamo 1.6.1 reads only `dynamo.request.trace.v1` rows raw and needs `agent_context.session_id`
+on every agentic row: `readable` says when a trace is something else (G1/G2 agent traces, G3a
+rows without a session id), and the caller keeps the exporter's lowering for it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from .agentic import check_block_size, sort_key
+from .dynamo_rows import round_half_away
+from .errors import TraceError
+from .model import Generation, Request, ToolEvent, Trace
+from .mooncake import Dependency, Row
+from .shared_hashes import flat
+
+FORMAT = "dynamo.request.trace.v1"
+PLAY_PREFIX = "dynamo-play"
+_REQUEST_SCHEMA_GENS = (Generation.G3B, Generation.G3A, Generation.G3_FREE)
+_EXECUTION_MODES = ("blocking", "background")
+
+
+@dataclass(frozen=True, slots=True)
+class RawGraph:
+    rows: list[Row]
+    order: list[Request]  # the request behind each row
+    block_size: int
+    source: tuple[str, str]  # (format, digest) as 1.6.1's report names it
+
+
+def _dbg(s: object) -> str:
+    """A string as Rust's `{:?}` writes it in the loader's messages."""
+    return '"' + str(s).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _ctx(identity: tuple) -> dict:
+    return dict(identity)
+
+
+def readable(trace: Trace) -> str | None:
+    """None when 1.6.1's raw loader reads these requests; else why not (the caller then keeps the
+    exporter's lowering and says so)."""
+    gens = {r.generation for r in trace.requests}
+    if not gens <= set(_REQUEST_SCHEMA_GENS):
+        return "ai-dynamo 1.6.1 reads only dynamo.request.trace.v1 rows raw, not G1/G2 agent traces"
+    if Generation.G3A in gens and (
+            any(not isinstance(_ctx(r.identity).get("session_id"), str) for r in trace.requests
+                if r.generation is Generation.G3A)
+            or any(not isinstance(_ctx(t.identity).get("session_id"), str) for t in trace.tools if t.terminal)):
+        return "ai-dynamo 1.6.1 does not read G3a rows without agent_context.session_id raw"
+    return None
+
+
+def _check_tool(t: ToolEvent) -> None:
+    """The checks 1.6.1's loader makes on every terminal tool row, in its order and words."""
+    def bad(msg: str) -> TraceError:
+        return TraceError(f"{t.source}: {msg}")
+    if not _ctx(t.identity).get("session_id", "").strip():
+        raise bad("field `agent_context.session_id`: tool session_id must be nonempty")
+    if not (t.tool_call_id or "").strip():
+        raise bad("field `tool.tool_call_id`: tool_call_id must be nonempty")
+    if not (t.tool_class or "").strip():
+        raise bad("field `tool.tool_class`: tool_class must be nonempty")
+    if t.duration_ms is not None and t.duration_ms < 0:
+        raise bad("field `tool.duration_ms`: tool duration must be finite and nonnegative")
+    end = t.ended_at_ms if t.ended_at_ms is not None else t.event_time_ms
+    if t.started_at_ms is not None:
+        start = t.started_at_ms
+    elif t.duration_ms is not None:
+        start = end - round_half_away(t.duration_ms)
+    else:
+        start = end
+    if end < start:
+        raise bad("field `tool.ended_at_unix_ms`: tool end time precedes start time")
+
+
+def lower(trace: Trace) -> RawGraph:
+    """The v2 rows 1.6.1 replays for a raw agentic request trace (every request has a session;
+    `readable(trace)` is None). Raises TraceError where 1.6.1 refuses the trace."""
+    tools = [t for t in trace.tools if t.terminal]
+    for t in tools:
+        _check_tool(t)
+    reqs = sorted(trace.requests, key=sort_key)
+    for r in reqs:
+        if r.total_time_ms is not None and r.total_time_ms < 0:
+            raise TraceError(f"{r.source}: field `request.total_time_ms`: request duration must be finite and "
+                             f"nonnegative")
+    bs = check_block_size(reqs)
+    index = {r.request_id: i for i, r in enumerate(reqs)}
+    session: list[str] = []
+    members: dict[str, list[int]] = {}
+    parent_of: dict[str, str] = {}
+    for i, r in enumerate(reqs):
+        ctx = _ctx(r.identity)
+        s = ctx.get("session_id")
+        if not s.strip():
+            raise TraceError(f"{r.source}: field `agent_context.session_id`: session_id must be nonempty")
+        session.append(s)
+        members.setdefault(s, []).append(i)  # already in (start, end, request_id) order
+        p = ctx.get("parent_session_id")
+        if p is not None:
+            seen = parent_of.setdefault(s, p)
+            if seen != p:
+                raise TraceError(f"{r.source}: field `agent_context.parent_session_id`: session {_dbg(s)} has "
+                                 f"conflicting parent_session_id values {_dbg(seen)} and {_dbg(p)}")
+
+    deps: list[list[Dependency]] = [[] for _ in reqs]
+
+    def push(src: int, dst: int, trigger: str, relation: str) -> None:
+        # one edge per (request, trigger): the first pushed wins
+        rid = reqs[src].request_id
+        if any(d.request_id == rid and d.trigger == trigger for d in deps[dst]):
+            return
+        at = reqs[src].start_ms if trigger == "dispatch" else reqs[src].end_ms
+        deps[dst].append(Dependency(rid, trigger, float(reqs[dst].start_ms - at), relation))
+
+    for idx in members.values():
+        for a, b in zip(idx, idx[1:]):
+            push(a, b, "completion", "sequence")
+
+    explicit: dict[str, ToolEvent] = {}
+    for t in tools:
+        c = t.claude
+        if c is None:
+            continue
+        if c.execution_mode not in _EXECUTION_MODES:
+            raise TraceError(f"{t.source}: field `tool.claude.execution_mode`: tool {_dbg(t.tool_call_id)} "
+                             f"({t.tool_class}) has unsupported execution_mode "
+                             f"{_dbg(c.execution_mode) if c.execution_mode is not None else 'None'}")
+        if c.source_request_id is None:
+            raise TraceError(f"{t.source}: field `tool.claude.source_request_id` is required")
+        tool_session = _ctx(t.identity)["session_id"]
+        for rid in (c.source_request_id, c.consumer_request_id):
+            if rid is None:
+                continue
+            i = index.get(rid)
+            if i is None:
+                raise TraceError(f"{t.source}: field `tool.claude`: tool {_dbg(t.tool_call_id)} references unknown "
+                                 f"request_id {_dbg(rid)}")
+            if session[i] != tool_session:
+                raise TraceError(f"{t.source}: field `tool.claude`: tool {_dbg(t.tool_call_id)} request {_dbg(rid)} "
+                                 f"belongs to session {_dbg(session[i])}, expected {_dbg(tool_session)}")
+        child = c.child_session_id
+        if child is None or child not in members:
+            continue
+        if child in explicit:
+            raise TraceError(f"{t.source}: field `tool.claude.child_session_id`: multiple tool events reference "
+                             f"child session {_dbg(child)}")
+        explicit[child] = t
+
+    for child in sorted(parent_of):
+        parent = parent_of[child]
+        kids = members[child]
+        parents = members.get(parent)
+        if parents is None:
+            r = reqs[kids[0]]
+            raise TraceError(f"{r.source}: field `agent_context.parent_session_id`: child session {_dbg(child)} "
+                             f"references unknown parent session {_dbg(parent)}")
+        first = kids[0]
+        last = max(kids, key=lambda i: (reqs[i].end_ms, reqs[i].start_ms, reqs[i].request_id))
+        t = explicit.get(child)
+        if t is not None:
+            c = t.claude
+            for rid, what in ((c.source_request_id, "source"), (c.consumer_request_id, "consumer")):
+                if rid is not None and session[index[rid]] != parent:
+                    raise TraceError(f"{t.source}: field `tool.claude`: tool {_dbg(t.tool_call_id)} {what} request "
+                                     f"{_dbg(rid)} is not in parent session {_dbg(parent)}")
+            push(index[c.source_request_id], first, "dispatch", "spawn")
+            if c.consumer_request_id is not None:
+                push(last, index[c.consumer_request_id], "completion", "join")
+            continue
+        start = reqs[first].start_ms
+        # the latest-starting parent request at or before the child (on equal starts the last in
+        # trace order), and the first parent request starting at or after the child's last end
+        before = [i for i in parents if reqs[i].start_ms <= start]
+        if before:
+            top = max(reqs[i].start_ms for i in before)
+            push([i for i in before if reqs[i].start_ms == top][-1], first, "dispatch", "spawn")
+        end = reqs[last].end_ms
+        after = [i for i in parents if reqs[i].start_ms >= end]
+        if after:
+            low = min(reqs[i].start_ms for i in after)
+            push(last, next(i for i in after if reqs[i].start_ms == low), "completion", "join")
+
+    for i, ds in enumerate(deps):
+        for d in ds:
+            if d.delay_ms < 0:
+                r = reqs[i]
+                raise TraceError(
+                    f"{r.source}: request {r.request_id!r} starts {-d.delay_ms:g} ms before its {d.relation} "
+                    f"dependency {d.request_id!r} {'ends' if d.trigger == 'completion' else 'starts'}; ai-dynamo "
+                    f"1.6.1 refuses the raw trace (trace line {i + 2} has invalid dependency delay {d.delay_ms:g}): "
+                    f"replay it with --dynamo-version 1.4, or convert it with `trace-pipe convert --agentic` and "
+                    f"replay the v2 file")
+
+    t0 = reqs[0].start_ms
+    rows = [Row(input_length=r.input_length or 0, output_length=_output(r), hash_ids=tuple(flat(r.hashes)),
+                request_id=r.request_id, session_id=session[i], model=r.model if r.model is not None else "unknown",
+                not_before_ms=0.0 if deps[i] else float(r.start_ms - t0), dependencies=tuple(deps[i]))
+            for i, r in enumerate(reqs)]
+    rows = _with_plays(rows)
+    return RawGraph(rows, reqs, bs, (FORMAT, f"requests:{len(rows)};tools:{len(tools)}"))
+
+
+def _output(r: Request) -> int:
+    if r.output_tokens is None:
+        raise TraceError(f"{r.source}: field `request.output_tokens`: missing output_tokens")
+    return r.output_tokens
+
+
+def _with_plays(rows: list[Row]) -> list[Row]:
+    """Each connected component of the dependency graph is a play, named after its root that
+    starts first (ties: the smaller request id)."""
+    up = list(range(len(rows)))
+
+    def find(x: int) -> int:
+        while up[x] != x:
+            up[x] = up[up[x]]
+            x = up[x]
+        return x
+
+    index = {r.request_id: i for i, r in enumerate(rows)}
+    for i, r in enumerate(rows):
+        for d in r.dependencies:
+            a, b = find(i), find(index[d.request_id])
+            if a != b:
+                up[a] = b
+    label: dict[int, Row] = {}
+    for i, r in enumerate(rows):
+        if not r.dependencies:
+            c = find(i)
+            best = label.get(c)
+            if best is None or (r.not_before_ms, r.request_id) < (best.not_before_ms, best.request_id):
+                label[c] = r
+    # (a component without a root would be a cycle, which the replay's DAG check names)
+    return [replace(r, play_id=f"{PLAY_PREFIX}:{label.get(find(i), r).request_id}") for i, r in enumerate(rows)]
