@@ -6,12 +6,16 @@ import importlib
 
 import typer
 
-# module name -> present once its issue lands; each exposes register(app)
-MODULES = ("convert_cmd", "check_cmd", "replay_cmd", "collect_cmd", "sweep_cmd")
+# command -> its module (each exposes register(app))
+COMMANDS = {"convert": "convert_cmd", "check": "check_cmd", "replay": "replay_cmd", "collect": "collect_cmd",
+            "sweep": "sweep_cmd"}
+MODULES = tuple(COMMANDS.values())
 
 
-def register(app: typer.Typer) -> None:
-    for name in MODULES:
+def register(app: typer.Typer, only: str | None = None) -> None:
+    """Register every command, or only `only`: a run of one command then imports just what that
+    command needs (a replay of Mooncake rows never loads the converter, nor numpy)."""
+    for name in (COMMANDS[only],) if only in COMMANDS else MODULES:
         try:
             mod = importlib.import_module(f"trace_pipe.cli.{name}")
         except ModuleNotFoundError as e:

@@ -21,15 +21,16 @@ def _root() -> None:
     """Dynamo agent traces to (agentic) Mooncake and Perfetto; DAG replay through mock workers."""
 
 
-def _register() -> None:
+def _register(only: str | None = None) -> None:
     # Each command module owns its options and registers itself; main only lists them.
     from . import commands
 
-    commands.register(app)
+    commands.register(app, only)
 
 
 def main() -> None:
-    _register()
+    # the command word is the first argument (the root takes no options but --help)
+    _register(sys.argv[1] if len(sys.argv) > 1 else None)
     try:
         app()
     finally:

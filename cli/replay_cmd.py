@@ -15,7 +15,6 @@ from typing import Optional
 import orjson
 import typer
 
-from trace_pipe.pipeline import convert
 from trace_pipe.pipeline.errors import TraceError
 from trace_pipe.pipeline.io import atomic_output, check_outputs, output_group
 from trace_pipe.pipeline.replay_input import FORMATS, ReplayInput, load_input
@@ -60,6 +59,9 @@ def check_options(max_sim_time_seconds: float | None, onset_ms: float) -> None:
 def print_notes(inp: ReplayInput, err) -> None:
     """What the reader skipped or adjusted, as `convert` reports it (nothing dropped silently)."""
     if inp.trace is not None:
+        # imported here: a Mooncake replay needs none of the converter (nor numpy, which it imports)
+        from trace_pipe.pipeline import convert
+
         for line in convert.report_lines(inp.trace, inp.derived):
             print(line, file=err)
 
@@ -158,7 +160,7 @@ def run(paths: list[str], *, trace_format: str = "mooncake", num_workers: int = 
     check_outputs([("--report-json", None if report_json is None or Path(report_json).is_dir() else report_json),
                    ("--report-jsonl", report_jsonl), ("--compare-json", compare_json), ("--perfetto", perfetto),
                    ("--timing-file", timing_file if timing == "fit" else None)], paths)
-    inp = load_input(paths, trace_format, trace_block_size)
+    inp = load_input(paths, trace_format, trace_block_size, raw_dynamo=rules.raw_dynamo)
     print_notes(inp, err)
     if merge_decode_passes and not perfetto:
         print("note: --merge-decode-passes has no effect without --perfetto", file=err)
