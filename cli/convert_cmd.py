@@ -25,6 +25,8 @@ def run_convert(inputs: list[str], *, mooncake: str | None = None, agentic_rows:
     if not (mooncake or perfetto or chrome_json):
         raise TraceError("error: nothing to write: give --mooncake, --perfetto and/or --chrome-json")
     check_outputs([("--mooncake", mooncake), ("--perfetto", perfetto), ("--chrome-json", chrome_json)], inputs)
+    if (not stages or markers) and not (perfetto or chrome_json):
+        print("note: --no-stages / --include-markers have no effect without --perfetto or --chrome-json", file=err)
     lines: list[str] = []  # said once every output is in place: a failed run wrote nothing
     with gc_paused(), output_group():
         _convert(inputs, mooncake, agentic_rows, fmt, "g3c" if g3c_rules else "g2", weka_subagents, perfetto,

@@ -174,3 +174,15 @@ def test_trace_processor_sees_the_same_counts(tmp_path, generated, switches):
     tp = {cat: int(n) for cat, n in rows}
     proto, _ = categories(pf, pf.with_suffix(".json"))
     assert tp == dict(proto)
+
+
+def test_switches_without_a_drawing_say_they_do_nothing(tmp_path):
+    import io
+
+    src = write_jsonl(tmp_path / "t.jsonl", small_trace())
+    err = io.StringIO()
+    run_convert([str(src)], mooncake=str(tmp_path / "m.jsonl"), stages=False, out=io.StringIO(), err=err)
+    assert "note: --no-stages / --include-markers have no effect without --perfetto or --chrome-json\n" in err.getvalue()
+    err = io.StringIO()
+    run_convert([str(src)], mooncake=str(tmp_path / "n.jsonl"), out=io.StringIO(), err=err)
+    assert "--no-stages" not in err.getvalue()
