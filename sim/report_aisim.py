@@ -7,8 +7,10 @@ What changed from 1.4.2 (`report.py`):
   statistics and `agentic_graph`; 1.6 adds `kv_eviction_policy`, `committed_prefill_tokens`,
   `power_w`, `power_coverage`, the lifecycle digest and count, play outcomes and the model
   projection, and `source_models` in `agentic_graph`;
-- exact statistics: mean and std are plain left-to-right sums over requests in request_id (then
-  uuid) order; percentiles still the value at round((n-1)p);
+- exact statistics: the mean is a plain left-to-right sum over requests in request_id (then
+  uuid) order (bit-exact here for agentic traces); the std sums in the order Rust's in-place
+  percentile selection leaves the values, which is not reproduced (last bits only); percentiles
+  still the value at round((n-1)p);
 - ITL and per-user throughput: unchanged from 1.4.2 but for rounding: every token gap of every
   completed request, percentiles from the same DDSketch (relative accuracy 0.001) at the same
   rank, a lone gap reported itself; mean and std are now streamed (Welford) in request order,
@@ -33,6 +35,7 @@ _STATS = ("mean", "min", "max", "median", "p75", "p90", "p95", "p99", "std")
 _ALPHA = 0.001
 _GAMMA = 1 + 2 * _ALPHA / (1 - _ALPHA)
 _LNG = math.log1p(2 * _ALPHA / (1 - _ALPHA))
+_MID = 2 / (1 + _GAMMA)  # a bucket's value is gamma^k times this (one constant: the last bit agrees)
 _PD_KEYS = ("prefill_admit_ms", "source_held_ms", "destination_reserved_ms", "destination_activated_ms",
             "decode_admit_ms", "source_released_ms", "decode_reused_input_tokens", "prefill_route_overlap_tokens",
             "decode_route_overlap_tokens")
@@ -95,7 +98,7 @@ def _streamed(name: str, pairs: list[tuple[float, int]], suffix: str) -> dict:
             for k in keys:
                 acc += buckets[k]
                 if acc > rank:
-                    val = math.exp(k * _LNG) * 2 / (1 + _GAMMA)
+                    val = math.exp(k * _LNG) * _MID
                     break
         out[f"{label}_{name}{suffix}"] = val
     out[f"std_{name}{suffix}"] = math.sqrt(math.fsum(c * (v - mean) ** 2 for v, c in pairs) / n)
@@ -133,7 +136,7 @@ def summary(res: SimResult, shape: str, *, sla_ttft_ms: float | None = None, sla
     tok = [r for r in done if r.first_token_ms is not None and r.last_token_ms is not None]
     ttft = [max(r.first_token_ms - r.ready_ms, 0.0) for r in tok]
     e2e = [max(r.last_token_ms - r.ready_ms, 0.0) for r in tok]
-    ttst = [max(r.second_token_ms - r.first_token_ms, 0.0) for r in tok if r.second_token_ms is not None]
+    ttst = [_ttst(r) for r in tok if r.output_tokens >= 2 and r.second_token_ms is not None]
     tpot = [max(r.last_token_ms - r.first_token_ms, 0.0) / (r.output_tokens - 1) for r in tok if r.output_tokens >= 2]
     tin = sum(r.input_length for r in done)
     tout = sum(r.output_tokens for r in done)
@@ -211,6 +214,12 @@ def summary(res: SimResult, shape: str, *, sla_ttft_ms: float | None = None, sla
         rep["agentic_model_projection"] = {"policy": PROJECTION_POLICY, "source_models": list(g.source_models),
                                            "target_model": execution_model}
     return rep
+
+
+def _ttst(r: RequestRecord) -> float:
+    # (the engine may stamp a second-token time on a request that emitted one token: only
+    # requests with two tokens have one)
+    return max(r.second_token_ms - r.first_token_ms, 0.0)
 
 
 def _prefilled(r: RequestRecord) -> int:
@@ -294,7 +303,7 @@ def rows(res: SimResult, shape: str) -> list[dict]:
             "first_token_ms": r.first_token_ms,
             "last_token_ms": last,
             "ttft_ms": max(r.first_token_ms - r.ready_ms, 0.0) if ok else None,
-            "ttst_ms": max(r.second_token_ms - r.first_token_ms, 0.0) if ok and r.second_token_ms is not None else None,
+            "ttst_ms": _ttst(r) if ok and r.output_tokens >= 2 and r.second_token_ms is not None else None,
             "e2e_latency_ms": max(last - r.ready_ms, 0.0) if last is not None else None,
             "itl_ms": max(last - r.first_token_ms, 0.0) / (r.output_tokens - 1)
             if ok and last is not None and r.output_tokens > 1 else None,
