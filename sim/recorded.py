@@ -35,8 +35,8 @@ from trace_pipe.pipeline.errors import TraceError
 from trace_pipe.pipeline.mooncake import Row
 
 from . import dag as dagmod
-from .replay import ReplayOptions, advance, dead_end, release_ready
-from .result import PlayRecord, PrefillChunk, RequestRecord, SimResult, Timeline
+from .replay import ReplayOptions, advance, dead_end, play_records, release_ready, report_graph
+from .result import PrefillChunk, RequestRecord, SimResult, Timeline
 from .router import make_router
 from .workload import SimRequest
 
@@ -229,26 +229,7 @@ def _result(reqs: list[SimRequest], dag: dagmod.RequestDag, rows: list[Row], opt
     def opt(x: float) -> float | None:
         return None if x < 0 else x
 
-    terminal = [r.terminal if r.terminal >= 0 else math.inf for r in reqs]
-    play_recs = []
-    names: dict[int, str] = {}
-    for members in dagmod.plays(dag, rows):
-        first = rows[members[0]]
-        name = first.play_id or first.session_id or reqs[members[0]].request_id
-        for i in members:
-            names[i] = name
-        if len(members) == 1 and dag.mode != "v2" and not dag.graph.degree(members[0]):
-            continue
-        starts = [reqs[i].ready for i in members if reqs[i].ready >= 0]
-        ends = [terminal[i] for i in members if terminal[i] != math.inf]
-        start = min(starts) if starts else 0.0
-        end = max(ends) if ends else start
-        chain = dagmod.critical_path(dag, members, [t if t != math.inf else -1.0 for t in terminal])
-        waits = tuple(0.0 if dag.binding[i] is None or dag.binding[i].parent is None else dag.binding[i].wait_ms
-                      for i in chain)
-        play_recs.append(PlayRecord(name, tuple(reqs[i].request_id for i in members), start, end, end - start,
-                                    all(reqs[i].status == "completed" for i in members),
-                                    tuple(reqs[i].request_id for i in chain), waits))
+    play_recs, names = play_records(dag, rows, reqs)
     recs = []
     gaps: dict[float, int] = {}
     for r in reqs:
@@ -267,4 +248,4 @@ def _result(reqs: list[SimRequest], dag: dagmod.RequestDag, rows: list[Row], opt
             prefill_chunks=tuple(PrefillChunk(*c) for c in (r.chunks or ())) if done else (), status=status))
     timeline = _timeline(reqs, n_w, opts.engine.block_size)
     return SimResult(tuple(recs), timeline, tuple(play_recs), tuple(sorted(gaps.items())), n_w,
-                     (time.perf_counter() - t_wall) * 1000.0, stopped_at)
+                     (time.perf_counter() - t_wall) * 1000.0, stopped_at, report_graph(dag, rows, reqs, opts))

@@ -289,28 +289,7 @@ def _result(reqs: list[SimRequest], workers: list[Worker], dag: dagmod.RequestDa
     def opt(x: float) -> float | None:
         return None if x < 0 else x
 
-    play_recs = []
-    terminal = [r.terminal if r.terminal >= 0 else math.inf for r in reqs]
-    groups = dagmod.plays(dag, rows)
-    final = []
-    for gi, members in enumerate(groups):
-        first = rows[members[0]]
-        name = first.play_id or first.session_id or reqs[members[0]].request_id
-        for i in members:
-            final.append((i, name))
-        if len(members) == 1 and dag.mode != "v2" and dag.isolated(members[0]):
-            continue  # a lone request is not a play worth reporting
-        starts = [reqs[i].ready for i in members if reqs[i].ready >= 0]
-        ends = [terminal[i] for i in members]
-        complete = all(reqs[i].status == "completed" for i in members)
-        start = min(starts) if starts else 0.0
-        end = max(e for e in ends if e != math.inf) if any(e != math.inf for e in ends) else start
-        chain = dagmod.critical_path(dag, members, [t if t != math.inf else -1.0 for t in terminal])
-        waits = tuple(0.0 if dag.binding[i] is None or dag.binding[i].parent is None else dag.binding[i].wait_ms
-                      for i in chain)
-        play_recs.append(PlayRecord(name, tuple(reqs[i].request_id for i in members), start, end, end - start,
-                                    complete, tuple(reqs[i].request_id for i in chain), waits))
-    names = dict(final)
+    play_recs, names = play_records(dag, rows, reqs)
     recs = []
     kv = opts.router_mode == "kv_router"
     for r in reqs:
@@ -332,12 +311,41 @@ def _result(reqs: list[SimRequest], workers: list[Worker], dag: dagmod.RequestDa
             route=RouteOverlap(r.overlap_blocks, None, r.overlap_blocks * opts.engine.block_size)
             if kv and r.worker >= 0 else None))
 
-    # Dynamo 1.5+ reports name requests and plays by the agentic graph it builds from the rows
-    graph = None
-    if opts.rules.report != "1.4" and (dag.mode == "v2" or (dag.mode == "agentic" and opts.rules.agentic_v1 == "lift")):
-        graph = agentic_graph.build(rows, [r.source for r in reqs], block_size=opts.trace_block_size,
-                                    speedup=opts.arrival_speedup_ratio)
     timeline = Timeline(tuple(tuple(w.passes) for w in workers))
     gaps = tuple(sorted(stats.gaps.items()))
     return SimResult(tuple(recs), timeline, tuple(play_recs), gaps, len(workers),
-                     (time.perf_counter() - t_wall) * 1000.0, stopped_at, graph)
+                     (time.perf_counter() - t_wall) * 1000.0, stopped_at, report_graph(dag, rows, reqs, opts))
+
+
+def play_records(dag: dagmod.RequestDag, rows: list[Row], reqs: list[SimRequest]) -> tuple[list[PlayRecord], dict[int, str]]:
+    """Each play's span, completion and critical path, and every request's play name (one rule
+    for the engine replay and `--timing recorded`)."""
+    play_recs = []
+    names: dict[int, str] = {}
+    terminal = [r.terminal if r.terminal >= 0 else math.inf for r in reqs]
+    for members in dagmod.plays(dag, rows):
+        first = rows[members[0]]
+        name = first.play_id or first.session_id or reqs[members[0]].request_id
+        for i in members:
+            names[i] = name
+        if len(members) == 1 and dag.mode != "v2" and dag.isolated(members[0]):
+            continue  # a lone request is not a play worth reporting
+        starts = [reqs[i].ready for i in members if reqs[i].ready >= 0]
+        ends = [terminal[i] for i in members if terminal[i] != math.inf]
+        start = min(starts) if starts else 0.0
+        end = max(ends) if ends else start
+        chain = dagmod.critical_path(dag, members, [t if t != math.inf else -1.0 for t in terminal])
+        waits = tuple(0.0 if dag.binding[i] is None or dag.binding[i].parent is None else dag.binding[i].wait_ms
+                      for i in chain)
+        play_recs.append(PlayRecord(name, tuple(reqs[i].request_id for i in members), start, end, end - start,
+                                    all(reqs[i].status == "completed" for i in members),
+                                    tuple(reqs[i].request_id for i in chain), waits))
+    return play_recs, names
+
+
+def report_graph(dag: dagmod.RequestDag, rows: list[Row], reqs: list[SimRequest], opts: ReplayOptions):
+    """Dynamo 1.5+ reports name requests and plays by the agentic graph it builds from the rows."""
+    if opts.rules.report != "1.4" and (dag.mode == "v2" or (dag.mode == "agentic" and opts.rules.agentic_v1 == "lift")):
+        return agentic_graph.build(rows, [r.source for r in reqs], block_size=opts.trace_block_size,
+                                   speedup=opts.arrival_speedup_ratio)
+    return None
