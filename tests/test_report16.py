@@ -16,6 +16,8 @@ import pytest
 
 from trace_pipe.pipeline.mooncake import read_rows
 from trace_pipe.sim import agentic_graph, report
+from trace_pipe.sim.config import EngineArgs
+from trace_pipe.sim.replay import ReplayOptions, run_replay
 from trace_pipe.sim.canonical_json import dumps, float_text
 from trace_pipe.sim.report_aisim import uuid_text
 from trace_pipe.sim.result import RequestRecord, SimResult, Timeline
@@ -270,3 +272,9 @@ def test_live_oracle16_report(tmp_path, trace, block):
     rep = report.summary(res, rules=R16)
     _assert_summary(rep, o["summary"])
     assert list(report.jsonl_rows(res, rules=R16)) == o["per_request"]
+    mf = read_rows([str(DATA / trace)])
+    ours = run_replay(mf.rows, mf.sources, "agentic_mooncake",
+                      ReplayOptions(trace_block_size=block, engine=EngineArgs.from_json({"block_size": block}),
+                                    rules=R16))
+    _assert_summary(report.summary(ours, rules=R16), o["summary"])
+    assert list(report.jsonl_rows(ours, rules=R16)) == o["per_request"]
