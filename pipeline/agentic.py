@@ -26,7 +26,7 @@ from . import completion, hash_ids
 from .dynamo_rows import tool_interval, tool_status
 from .errors import TraceError
 from .model import Generation, Request, ToolEvent, Trace
-from .mooncake import Dependency, Row, ToolSpan, tool_event_json
+from .mooncake import Dependency, Row, ToolSpan, exporter_order, tool_event_json
 
 RULES = ("g2", "g3c")
 _START_END = operator.itemgetter(0, 1)
@@ -739,15 +739,14 @@ def _build_v2(trace: Trace) -> _V2Graph:
     order, index = g.order, g.index
     deps: list[list[Dependency]] = []
     for r, wait_for, relations in zip(order, g.wait_for, g.relations):
-        mine: dict[tuple, Dependency] = {}
+        mine = []
         for d, rel in zip(wait_for, relations):
             q = order[index[d]]
             if rel == "spawn" and r.start_ms < q.end_ms:
-                dep = Dependency(d, "dispatch", float(max(0, r.start_ms - q.start_ms)), rel)
+                mine.append(Dependency(d, "dispatch", float(max(0, r.start_ms - q.start_ms)), rel))
             else:
-                dep = Dependency(d, "completion", float(max(0, r.start_ms - q.end_ms)), rel)
-            mine.setdefault((d, dep.trigger, rel), dep)  # the first one stays, as the exporter's push
-        deps.append(sorted(mine.values(), key=Dependency.sort_key) if len(mine) > 1 else list(mine.values()))
+                mine.append(Dependency(d, "completion", float(max(0, r.start_ms - q.end_ms)), rel))
+        deps.append(exporter_order(mine) if len(mine) > 1 else mine)
     word = _word(order)
     plays: dict[str, str] = {}
     for i in (idx[0] for idx in g.chains.values()):

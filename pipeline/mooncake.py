@@ -86,6 +86,15 @@ class Dependency:
                 "relation": self.relation}
 
 
+def exporter_order(deps: list[Dependency]) -> list[Dependency]:
+    """A row's dependencies as Dynamo 1.6's exporter writes them: the first of each (request_id,
+    trigger, relation) kept, then sorted by `Dependency.sort_key`."""
+    first: dict[tuple, Dependency] = {}
+    for d in deps:
+        first.setdefault((d.request_id, d.trigger, d.relation), d)
+    return sorted(first.values(), key=Dependency.sort_key)
+
+
 @dataclass(slots=True)
 class Row:
     """One Mooncake row of any of the three shapes; unset fields are None / empty. Treat as

@@ -26,7 +26,7 @@ def rec(rid, chain, parent, start, end, hashes, output, completion=None, input_l
 def rows(tmp_path, recs, *, agentic=True, g3c=True):
     src = write_jsonl(tmp_path / "in.jsonl", recs)
     out = tmp_path / "o.jsonl"
-    run_convert([str(src)], mooncake=str(out), agentic_rows=agentic, g3c_rules=g3c, out=io.StringIO(),
+    run_convert([str(src)], mooncake=str(out), agentic_rows=agentic, fmt="v1", g3c_rules=g3c, out=io.StringIO(),
                 err=io.StringIO())
     return read_jsonl(out)
 

@@ -16,8 +16,8 @@ from trace_pipe.cli.convert_cmd import run_convert
 from trace_pipe.pipeline.errors import TraceError
 
 VALUES = [None, -1, 0, 1.5, "x", [], {}, True, 2**64, -2**63, [1, "a"], {"a": 1}, 1e300, ""]
-MODES = [dict(agentic_rows=True), dict(agentic_rows=False), dict(fmt="v2"), dict(agentic_rows=True, g3c_rules=True),
-         dict(perfetto=True)]
+MODES = [dict(agentic_rows=True), dict(agentic_rows=True, fmt="v1"), dict(agentic_rows=False), dict(fmt="v2"),
+         dict(agentic_rows=True, fmt="v1", g3c_rules=True), dict(perfetto=True)]
 
 
 def records(gen: str) -> list[dict]:

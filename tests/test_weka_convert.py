@@ -28,7 +28,7 @@ def weka_trace():
 @pytest.fixture(scope="module")
 def weka_rows(weka_trace, tmp_path_factory):
     out = tmp_path_factory.mktemp("weka") / "weka.agentic.jsonl"
-    run_convert([str(WEKA)], mooncake=str(out), agentic_rows=True, out=io.StringIO(), err=io.StringIO())
+    run_convert([str(WEKA)], mooncake=str(out), agentic_rows=True, fmt="v1", out=io.StringIO(), err=io.StringIO())
     return out, read_jsonl(out)
 
 
@@ -83,7 +83,7 @@ def test_wait_rule_makes_the_parent_wait(tmp_path):
 def test_two_plays_fixture(tmp_path):
     out = tmp_path / "two.jsonl"
     err = io.StringIO()
-    run_convert([str(TWO_PLAYS)], mooncake=str(out), agentic_rows=True, out=io.StringIO(), err=err)
+    run_convert([str(TWO_PLAYS)], mooncake=str(out), agentic_rows=True, fmt="v1", out=io.StringIO(), err=err)
     rows = read_jsonl(out)
     assert [(r["request_id"], r["timestamp"], r["hash_ids"]) for r in rows] == [
         ("play-a/0", 0.0, [0]), ("play-b/0", 0.0, [1]), ("play-a/worker/0", 5.0, [2])]
@@ -92,7 +92,7 @@ def test_two_plays_fixture(tmp_path):
     assert [r.get("wait_for") for r in rows] == [None, None, None]
     assert "note: 1 child chains that start before any parent request ended (no spawn edge)" in err.getvalue()
     err = io.StringIO()
-    run_convert([str(TWO_PLAYS)], mooncake=str(out), agentic_rows=True, weka_subagents="wait", out=io.StringIO(), err=err)
+    run_convert([str(TWO_PLAYS)], mooncake=str(out), agentic_rows=True, fmt="v1", weka_subagents="wait", out=io.StringIO(), err=err)
     rows = read_jsonl(out)
     assert [(r.get("wait_for"), r.get("branches"), r.get("delay")) for r in rows] == [
         (None, ["play-a/worker/0"], None), (None, None, None), (["play-a/0"], None, 0.0)]
@@ -105,7 +105,7 @@ def test_weka_subagent_rule_on_other_input_says_it_does_nothing(tmp_path):
 
     dynamo = write_jsonl(tmp_path / "d.jsonl", [req("r1", "c1", None, 0, 10, [1]), req("r2", "c1", None, 20, 30, [1, 2])])
     err = io.StringIO()
-    run_convert([str(dynamo)], mooncake=str(tmp_path / "o.jsonl"), agentic_rows=True, weka_subagents="wait",
+    run_convert([str(dynamo)], mooncake=str(tmp_path / "o.jsonl"), agentic_rows=True, fmt="v1", weka_subagents="wait",
                 out=io.StringIO(), err=err)
     assert "note: --weka-subagents wait has no effect: the input has no WEKA plays" in err.getvalue()
 
@@ -118,7 +118,7 @@ def test_round_trip_reads_back_the_same_requests_and_edges(weka_rows, tmp_path):
     first = agentic.derive(read_trace([str(WEKA)]))
     assert sorted((e.src, e.dst, e.relation) for e in d.edges) == sorted((e.src, e.dst, e.relation) for e in first.edges)
     again = tmp_path / "again.jsonl"
-    run_convert([str(path)], mooncake=str(again), agentic_rows=True, out=io.StringIO(), err=io.StringIO())
+    run_convert([str(path)], mooncake=str(again), agentic_rows=True, fmt="v1", out=io.StringIO(), err=io.StringIO())
     assert again.read_bytes() == path.read_bytes()
 
 
@@ -126,7 +126,7 @@ def test_byte_identical_output(tmp_path):
     outs = []
     for k in range(2):
         out = tmp_path / f"o{k}.jsonl"
-        run_convert([str(WEKA / "trace_0291.json"), str(WEKA / "trace_0277.json")], mooncake=str(out), agentic_rows=True,
+        run_convert([str(WEKA / "trace_0291.json"), str(WEKA / "trace_0277.json")], mooncake=str(out), agentic_rows=True, fmt="v1",
                     out=io.StringIO(), err=io.StringIO())
         outs.append(out.read_bytes())
     assert outs[0] == outs[1]
@@ -145,7 +145,7 @@ def _oracle() -> str | None:
 def test_dynamo_replay_accepts_the_weka_agentic_output(tmp_path):
     out = tmp_path / "w.jsonl"
     files = [str(WEKA / f) for f in ("trace_0277.json", "trace_0291.json", "trace_0460.json")]
-    run_convert(files, mooncake=str(out), agentic_rows=True, out=io.StringIO(), err=io.StringIO())
+    run_convert(files, mooncake=str(out), agentic_rows=True, fmt="v1", out=io.StringIO(), err=io.StringIO())
     rep = tmp_path / "report.json"
     p = subprocess.run([_oracle(), "-m", "dynamo.replay", str(out), "--trace-format", "agentic_mooncake",
                         "--trace-block-size", "64", "--replay-mode", "offline", "--router-mode", "round_robin",
