@@ -43,10 +43,12 @@ def test_compare_json_exact_values(tmp_path, capsys):
     assert s["ttft_ape"] == {"median": 500.0, "p90": pytest.approx(4000 / 3), "max": pytest.approx(4000 / 3)}
     assert s["e2e_ape"] == {"median": 100.0, "p90": pytest.approx(400 / 3), "max": pytest.approx(400 / 3)}
     assert s["makespan_err_pct"] == 25.0  # 3500 ms simulated against 2800 recorded
-    assert list(d["plays"]) == ["A", "B", "C", "D"]  # every chain's play, a lone request's included
-    assert d["plays"]["A"]["requests"] == 1 and d["plays"]["A"]["e2e_ape"]["max"] == 0.0
-    assert d["plays"]["B"]["start_abs_err_ms"] == {"median": 1000.0, "p90": 1000.0, "max": 1000.0}
-    assert d["plays"]["B"]["makespan_err_pct"] == 75.0
+    # every chain's play, a lone request's included, named as Dynamo 1.6.1's raw loader names them
+    assert list(d["plays"]) == ["dynamo-play:a", "dynamo-play:b", "dynamo-play:c", "dynamo-play:d"]
+    a, b = d["plays"]["dynamo-play:a"], d["plays"]["dynamo-play:b"]
+    assert a["requests"] == 1 and a["e2e_ape"]["max"] == 0.0
+    assert b["start_abs_err_ms"] == {"median": 1000.0, "p90": 1000.0, "max": 1000.0}
+    assert b["makespan_err_pct"] == 75.0
     # b ends 1000 ms late (it waited for a's slot); at its release it is the only one waiting
     on = d["error_onset"]
     assert (on["request_id"], on["queue_depth"], on["start_err_ms"], on["end_err_ms"]) == ("b", 1, 0.0, 1000.0)
