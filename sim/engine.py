@@ -12,6 +12,16 @@ within each float binade (`identical_passes`, bit-exact with the repeated additi
 pass records, block-boundary crossings are allocated inside such a run (`_boundaries_inline`):
 only the decode time changes at them.
 
+What differs between Dynamo versions comes from the `DynamoRules` row the worker is given
+(sim/versions.py), never from version checks here. Under 1.6.1's rules a prompt's first token
+comes at the end of its last prefill pass with no decode charge, and a pass charges the decode
+step only for requests that already have a token (a resumed recompute counts), with u their
+context tokens; FIFO-skipped requests are not in u (1.5.1 too). The fast paths stay exact under
+every rule set: a decode run holds only requests that already have tokens, so its passes are the
+ones `step` would run; the closed-form jump and inline block boundaries apply only when the
+decode time depends on physical blocks (1.4.2's u, constant timings), since a logical u grows
+every pass.
+
 A request with 0 output tokens (observed from 1.4.2) is admitted like any other and takes all of
 its cached prefix (no last block is recomputed: it samples no token). In the pass that completes
 its prompt it finishes at the pass end with no token; it is not decode-ready, and its blocks,
