@@ -13,8 +13,10 @@ own module. The rules, read in that source and checked against 1.6.1 (tests/test
 - a child session's first request is spawned by the parent request that *dispatched* last at or
   before the child's start, `child start - parent start` ms after that dispatch; the parent
   request that starts first at or after the child's last end joins on it (completion,
-  `start - child end`); a Claude tool naming the child session (`tool.claude`) gives both ends
-  explicitly instead;
+  `start - child end`); a Claude tool naming the child session (`tool.claude`) names the
+  spawning request and the consumer instead, and 1.6.1 joins the consumer on the child request
+  that ended last at or before the consumer started (none ended: no join; the source we read
+  joins the child's last request, which 1.6.1 would then refuse for its negative delay);
 - a request keeps only the first edge per (request, trigger); roots get `not_before_ms` = start
   minus the trace's first start, dependents 0; plays are the graph's connected components,
   named `dynamo-play:` + the root that starts first; a missing model is "unknown"; hash ids
@@ -182,7 +184,8 @@ def lower(trace: Trace) -> RawGraph:
             raise TraceError(f"{r.source}: field `agent_context.parent_session_id`: child session {_dbg(child)} "
                              f"references unknown parent session {_dbg(parent)}")
         first = kids[0]
-        last = max(kids, key=lambda i: (reqs[i].end_ms, reqs[i].start_ms, reqs[i].request_id))
+        _by_end = lambda i: (reqs[i].end_ms, reqs[i].start_ms, reqs[i].request_id)  # noqa: E731
+        last = max(kids, key=_by_end)
         t = explicit.get(child)
         if t is not None:
             c = t.claude
@@ -192,7 +195,13 @@ def lower(trace: Trace) -> RawGraph:
                                      f"{_dbg(rid)} is not in parent session {_dbg(parent)}")
             push(index[c.source_request_id], first, "dispatch", "spawn")
             if c.consumer_request_id is not None:
-                push(last, index[c.consumer_request_id], "completion", "join")
+                # 1.6.1 joins the consumer on the child request that ended last at or before the
+                # consumer started (none: no join), where the source read says the child's last
+                # request (measured: tests/test_raw_dynamo16.py, claude_join_* cases)
+                consumer = index[c.consumer_request_id]
+                done = [i for i in kids if reqs[i].end_ms <= reqs[consumer].start_ms]
+                if done:
+                    push(max(done, key=_by_end), consumer, "completion", "join")
             continue
         start = reqs[first].start_ms
         # the latest-starting parent request at or before the child (on equal starts the last in
