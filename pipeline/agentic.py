@@ -776,7 +776,11 @@ def _derive_v2(trace: Trace, edges: bool, text_ids: bool) -> tuple[Derived, Iter
         _require_output(r)
         if r.model is None:
             raise TraceError(f"{r.source}: field `request.model`: request {r.request_id} is missing model")
-    derived = Derived([], _v2_edges(v) if edges else [], bs, v.g.order, notes=v.g.notes)
+    notes = dict(v.g.notes)
+    spans = sum(1 for t in trace.tools if t.terminal)
+    if spans:  # said, not dropped silently: v1 rows would carry them as tool_events
+        notes["terminal tool spans not written (v2 rows have no tool fields; tool time stays in the delays)"] = spans
+    derived = Derived([], _v2_edges(v) if edges else [], bs, v.g.order, notes=notes)
     return derived, _v2_fields(v, bs, text_ids)
 
 
@@ -804,21 +808,37 @@ def _v2_fields(v: _V2Graph, bs: int | None, text_ids: bool) -> Iterator[tuple]:
 def _v2_ids_text(prev: tuple | None, k: int, tail, request_id: str, input_length: int,
                  bs: int | None) -> tuple[bytes, tuple]:
     """A row's v2 hash ids as JSON text, and what the chain's next row needs of it (see
-    `_v2_fields`): the row's compact ids are `prev`'s first `k` then `tail`."""
+    `_v2_fields`): the row's compact ids are `prev`'s first `k` then `tail`; `prev` is (text, its
+    id count, compact ids shown in it, compact ids hidden after them)."""
     n = k + len(tail)
     full = input_length // bs if bs else n
     shown = min(n, full)
-    if prev is not None and k and k <= min(prev[2], shown):
-        # the usual case: the shared ids are all in the previous text and all shown here
-        new = tail[:shown - k]
-        hidden = tail[shown - k:].tolist()
+    if prev is not None and (k <= shown or shown >= prev[2]):
+        # the row's shown compact ids: a prefix of prev's text, then prev's hidden ids (a partial
+        # block both rows share), then its own; what it hides: prev's hidden ids past its own
+        # full blocks, then its own
+        _, _, pshown, phidden = prev
+        keep = min(k, pshown, shown)
+        upto = min(k, shown)
+        parts = []
+        if keep < upto:  # here keep == pshown
+            parts.append(np.array(phidden[:upto - pshown], dtype=np.uint64))
+        if shown > k:
+            parts.append(tail[:shown - k])
+        hidden = (phidden[shown - pshown:k - pshown] if shown < k else []) + tail[max(0, shown - k):].tolist()
         privates = [private_block_id(request_id, j, input_length) for j in range(shown, full)]
         if bs and input_length % bs:
             privates.append(private_block_id(request_id, full, input_length))
         if privates:
-            new = np.concatenate((new.astype(np.uint64), np.array(privates, dtype=np.uint64)))
-        text = _ids_text(prev[:2], k, new)
-    else:
+            parts.append(np.array(privates, dtype=np.uint64))
+        if len(parts) == 1:
+            new = parts[0]
+        elif parts:
+            new = np.concatenate([x.astype(np.uint64, copy=False) for x in parts])
+        else:
+            new = tail[:0]
+        text = _ids_text(prev[:2], keep, new)
+    else:  # a chain's first row, or (rare) a shorter row sharing ids past its full blocks that prev's text shows
         before = [] if prev is None or not k else (orjson.loads(prev[0])[:prev[2]] + prev[3])[:k]
         compact = before + tail.tolist()
         ids = v2_ids(compact, request_id, input_length, bs) if bs else compact

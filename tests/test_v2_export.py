@@ -12,6 +12,8 @@ from pathlib import Path
 import blake3
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dynamo_records import read_lines, req, tool, write_jsonl
 from trace_pipe.cli.convert_cmd import run_convert
@@ -64,8 +66,11 @@ def test_digest_is_blake3_of_the_compact_row_array(tmp_path):
 
 
 def test_stdout_is_the_exporters_two_lines_without_a_tool_summary(tmp_path):
-    _, out, _ = convert(tmp_path, SEQ)  # a terminal tool row is loaded: v1 would print the tool block
+    _, out, err = convert(tmp_path, SEQ)  # a terminal tool row is loaded: v1 would print the tool block
     assert out.splitlines() == [f"Wrote 2 Agentic Mooncake rows to {tmp_path / 'o.jsonl'}", "Trace block size: 2"]
+    # stderr says the tool rows are not in the output (v1 would attach them as tool_events)
+    assert err.splitlines() == ["note: 1 terminal tool spans not written (v2 rows have no tool fields; tool time "
+                                "stays in the delays)"]
 
 
 def test_format_v1_keeps_the_v1_rows_and_summary(tmp_path):
@@ -251,3 +256,21 @@ def test_repeated_prompts_with_partial_tails_share_text_correctly(tmp_path):
     assert [list(x.hash_ids) for x in want.rows] == [
         [0, 1, priv("r0", 2, 10)], [0, 1, priv("r1", 2, 10)], [0, 1, priv("r2", 2, 9)], [0, priv("r3", 1, 6)],
         [0, 1, 3, priv("r4", 3, 14)], [0, 1, 3, 4, 5], [0], [0, 1, 3, 4, priv("r7", 4, 17)]]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from("ab"), st.integers(0, 5), st.lists(st.integers(1, 6), max_size=4),
+                          st.integers(0, 3)), min_size=1, max_size=14))
+def test_streamed_ids_equal_the_lists_for_any_prefix_sharing(tmp_path_factory, spec):
+    """Chains whose prompts keep a prefix of the last one and add blocks, with any partial last
+    block: the text shortcut gives the ids `v2_ids` gives."""
+    bs, last, recs = 4, {}, []
+    for i, (chain, keep, new, short) in enumerate(spec):
+        hashes = (last.get(chain, [])[:keep] + new) or [9]
+        last[chain] = hashes
+        x = req(f"r{i}", chain, None, 1000 + 10 * i, 1005 + 10 * i, hashes, bs=bs)
+        x["request"]["replay"]["input_length"] = bs * len(hashes) - short  # a partial last block when short > 0
+        recs.append(x)
+    trace = read_trace([str(write_jsonl(tmp_path_factory.mktemp("ids") / "in.jsonl", recs))])
+    want = agentic.derive_v2(trace)
+    assert _streamed(trace)[0] == dumps(want.header) + b"".join(dumps(x.to_agentic_v2()) for x in want.rows)
