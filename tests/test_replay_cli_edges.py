@@ -55,7 +55,7 @@ def exp_file(path: Path, times: list[tuple[float, float, float]]) -> Path:
 
 def test_replay_prints_the_reader_notes_convert_prints(tmp_path):
     conv_err = io.StringIO()
-    convert_cmd.run_convert([str(WEKA)], mooncake=str(tmp_path / "m.jsonl"), agentic_rows=True,
+    convert_cmd.run_convert([str(WEKA)], mooncake=str(tmp_path / "m.jsonl"), agentic_rows=True, fmt="v1",
                             out=io.StringIO(), err=conv_err)
     notes = [ln for ln in conv_err.getvalue().splitlines() if ln.startswith(("note:", "skipped"))]
     assert "note: 53 weka calls with a partial last block (private hash label added)" in notes
