@@ -158,7 +158,7 @@ def run(paths: list[str], *, trace_format: str = "mooncake", num_workers: int = 
     check_options(max_sim_time_seconds, onset_ms)
     rules = resolve_rules(dynamo_version, decode_timing)
     check_outputs([("--report-json", None if report_json is None or Path(report_json).is_dir() else report_json),
-                   ("--report-jsonl", report_jsonl), ("--compare-json", compare_json), ("--perfetto", perfetto),
+                   ("--per-request-jsonl", report_jsonl), ("--compare-json", compare_json), ("--perfetto", perfetto),
                    ("--timing-file", timing_file if timing == "fit" else None)], paths)
     inp = load_input(paths, trace_format, trace_block_size, raw_dynamo=rules.raw_dynamo)
     print_notes(inp, err)
@@ -173,7 +173,7 @@ def run(paths: list[str], *, trace_format: str = "mooncake", num_workers: int = 
                          engine=engine, router=rcfg, arrival_speedup_ratio=arrival_speedup_ratio,
                          max_sim_time_ms=None if max_sim_time_seconds is None else max_sim_time_seconds * 1000.0,
                          seed=seed, timing=None if tm == "recorded" else tm, record=perfetto is not None,
-                         rules=rules)
+                         rules=rules, graph_source=inp.graph_source)
     bar = Progress(len(inp.rows), "replaying") if progress else None
     cb = bar.update if bar and bar.enabled else None
     if tm == "recorded":
@@ -187,7 +187,7 @@ def run(paths: list[str], *, trace_format: str = "mooncake", num_workers: int = 
     if bar:
         bar.close()
     rep = report.summary(res, sla_ttft_ms=sla_ttft_ms, sla_itl_ms=sla_itl_ms, sla_e2e_ms=sla_e2e_ms,
-                         wall_time_ms=(time.perf_counter() - t0) * 1000.0)
+                         wall_time_ms=(time.perf_counter() - t0) * 1000.0, rules=rules)
     cmp = None
     if inp.recorded is not None:
         from trace_pipe.sim.compare import compare
@@ -204,7 +204,7 @@ def run(paths: list[str], *, trace_format: str = "mooncake", num_workers: int = 
             f.write(json.dumps(rep, indent=2, sort_keys=True).encode() + b"\n")
         if report_jsonl:
             with atomic_output(report_jsonl) as f:
-                for row in report.jsonl_rows(res):
+                for row in report.jsonl_rows(res, rules=rules):
                     f.write(orjson.dumps(row) + b"\n")
         if compare_json:
             with atomic_output(compare_json) as f:
@@ -271,7 +271,9 @@ def register(app: typer.Typer) -> None:
         arrival_speedup_ratio: float = typer.Option(1.0, "--arrival-speedup-ratio"),
         max_sim_time_seconds: Optional[float] = typer.Option(None, "--max-sim-time-seconds"),
         report_json: Optional[str] = typer.Option(None, "--report-json"),
-        report_jsonl: Optional[str] = typer.Option(None, "--report-jsonl"),
+        report_jsonl: Optional[str] = typer.Option(
+            None, "--per-request-jsonl", "--report-jsonl", help="Per-request rows as JSON lines (--report-jsonl: "
+            "the older name)."),
         sla_ttft_ms: Optional[float] = typer.Option(None, "--sla-ttft-ms"),
         sla_itl_ms: Optional[float] = typer.Option(None, "--sla-itl-ms"),
         sla_e2e_ms: Optional[float] = typer.Option(None, "--sla-e2e-ms"),

@@ -382,6 +382,7 @@ class Worker:
                 r.seq = self.seq
                 self.seq += 1
                 r.n_admit += 1
+                r.admits.append((now, cached))
                 if r.first_admit < 0:
                     r.first_admit = now
                     r.reused_first = cached
@@ -407,6 +408,7 @@ class Worker:
         s_pre = 0
         prefill_tok = 0
         for r, pre, n in parts:
+            r.prefilled += n
             if pre < r.prompt:
                 k += 1
                 isl = pre + n
@@ -594,6 +596,8 @@ class Worker:
             r.seq = self.seq
             self.seq += 1
             r.n_admit += 1
+            r.admits.append((now, 0))
+            r.prefilled += kn
             if r.first_admit < 0:
                 r.first_admit = now
                 r.reused_first = 0

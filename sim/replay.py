@@ -45,6 +45,9 @@ class ReplayOptions:
     record: bool = True  # keep passes, counters and chunks for timeline writers
     # which Dynamo release to reproduce (sim/versions.py); the CLI's default is the newest
     rules: DynamoRules = VERSIONS["1.4"]
+    # the input's provenance as Dynamo 1.5+ reports name it, (format, digest): the v2 header's
+    # `source` or the raw loader's; None reads it from the v2 header of the first source's file
+    graph_source: tuple[str, str] | None = None
 
 
 def build_requests(rows: list[Row], sources: list[str], fmt: str, tbs: int) -> list[SimRequest]:
@@ -308,7 +311,8 @@ def _result(reqs: list[SimRequest], workers: list[Worker], dag: dagmod.RequestDa
             first_cached_tokens=max(0, r.reused_first), admissions=r.n_admit,
             prefill_chunks=tuple(PrefillChunk(*c) for c in (r.chunks or ())), status=status,
             # the best overlap over all workers is not recorded by the router yet
-            route=RouteOverlap(r.overlap_blocks, None, r.overlap_blocks * opts.engine.block_size)
+            admission_history=tuple(r.admits), prefill_tokens=r.prefilled,
+            route=RouteOverlap(r.overlap_blocks, r.best_overlap_blocks, r.overlap_blocks * opts.engine.block_size)
             if kv and r.worker >= 0 else None))
 
     timeline = Timeline(tuple(tuple(w.passes) for w in workers))
@@ -347,5 +351,5 @@ def report_graph(dag: dagmod.RequestDag, rows: list[Row], reqs: list[SimRequest]
     """Dynamo 1.5+ reports name requests and plays by the agentic graph it builds from the rows."""
     if opts.rules.report != "1.4" and (dag.mode == "v2" or (dag.mode == "agentic" and opts.rules.agentic_v1 == "lift")):
         return agentic_graph.build(rows, [r.source for r in reqs], block_size=opts.trace_block_size,
-                                   speedup=opts.arrival_speedup_ratio)
+                                   speedup=opts.arrival_speedup_ratio, source=opts.graph_source)
     return None

@@ -211,6 +211,8 @@ class KvRouter(_Base):
         w = ties[0] if len(ties) == 1 else ties[self.rng.randrange(len(ties))]
         best_over = overs[w]
         req.overlap_blocks = best_over
+        # over the workers scored: a pruned worker's overlap is not computed (its bound lost anyway)
+        req.best_overlap_blocks = max(overs.values())
         c = max(0, isl - best_over * bs)
         self.contrib[req.idx] = c
         self.pending[w] += c

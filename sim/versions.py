@@ -31,23 +31,29 @@ class DynamoRules:
     not_before_floor: bool
     #: headerless agentic v1 rows: read natively (1.4.2) or lifted to v2 as AISimulate lifts them
     agentic_v1: str
-    #: the report's shape: "1.4" (1.4.2's flat 71 keys) or "1.6" (1.6.1's summary and rows)
+    #: the report's shape: "1.4" (1.4.2's flat 71 keys), "1.5" (1.5.1's: sample counts, agentic
+    #: trajectories and graph, per-request rows for agentic traces) or "1.6" (1.6.1's summary and
+    #: rows, see sim/report_aisim.py)
     report: str
     #: with chunked prefill disabled, a request resumed after a preemption is still admitted in
     #: chunks when the rest of its prompt fits the token budget (1.6.1); False: its whole known
     #: sequence must fit (1.4.2)
     resume_chunks: bool = False
+    #: how `--trace-format dynamo` lowers raw agentic request traces: "exporter" (the rules of
+    #: `request_trace_to_mooncake`, 1.4.2) or "aisimulate" (1.6.1's own raw loader,
+    #: pipeline/raw_lowering.py)
+    raw_dynamo: str = "exporter"
 
 
 VERSIONS: dict[str, DynamoRules] = {
     "1.4": DynamoRules("1.4", "ai-dynamo 1.4.2", decode_input="physical", prompt_pass_decodes=True,
                        tie_order="file", not_before_floor=False, agentic_v1="native", report="1.4"),
     "1.5": DynamoRules("1.5", "ai-dynamo 1.5.1", decode_input="logical", prompt_pass_decodes=True,
-                       tie_order="request_id", not_before_floor=True, agentic_v1="lift", report="1.4",
+                       tie_order="request_id", not_before_floor=True, agentic_v1="lift", report="1.5",
                        resume_chunks=True),
     "1.6": DynamoRules("1.6", "ai-dynamo 1.6.1", decode_input="logical", prompt_pass_decodes=False,
                        tie_order="request_id", not_before_floor=True, agentic_v1="lift", report="1.6",
-                       resume_chunks=True),
+                       resume_chunks=True, raw_dynamo="aisimulate"),
 }
 DEFAULT = "1.6"
 

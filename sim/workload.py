@@ -34,6 +34,7 @@ class SimRequest:
         # bookkeeping for the report
         "ready", "dispatch", "first_admit", "t_first", "t_second", "t_last", "reused_max",
         "reused_first", "status", "terminal", "chunks", "overlap_blocks", "n_admit",
+        "admits", "prefilled", "best_overlap_blocks",
     )
 
     def __init__(self, idx: int, request_id: str, session_id: str | None, prompt: int, out: int,
@@ -74,6 +75,9 @@ class SimRequest:
         self.chunks: list[tuple[float, float, int]] | None = None
         self.overlap_blocks = 0
         self.n_admit = 0
+        self.admits: list[tuple[float, int]] = []  # (time, prefix-hit tokens) per admission
+        self.prefilled = 0  # prompt (and recomputed) tokens its prefill passes computed
+        self.best_overlap_blocks = 0  # the KV router's best overlap over all workers
 
 
 _EXACT = (1 << 61) - 1  # ints below this hash to themselves (CPython reduces modulo 2**61 - 1)
