@@ -60,10 +60,6 @@ def _dbg(s: object) -> str:
     return '"' + str(s).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _ctx(identity: tuple) -> dict:
-    return dict(identity)
-
-
 def readable(trace: Trace) -> str | None:
     """None when 1.6.1's raw loader reads these requests; else why not (the caller then keeps the
     exporter's lowering and says so)."""
@@ -71,9 +67,9 @@ def readable(trace: Trace) -> str | None:
     if not gens <= set(_REQUEST_SCHEMA_GENS):
         return "ai-dynamo 1.6.1 reads only dynamo.request.trace.v1 rows raw, not G1/G2 agent traces"
     if Generation.G3A in gens and (
-            any(not isinstance(_ctx(r.identity).get("session_id"), str) for r in trace.requests
+            any(not isinstance(dict(r.identity).get("session_id"), str) for r in trace.requests
                 if r.generation is Generation.G3A)
-            or any(not isinstance(_ctx(t.identity).get("session_id"), str) for t in trace.tools if t.terminal)):
+            or any(not isinstance(dict(t.identity).get("session_id"), str) for t in trace.tools if t.terminal)):
         return "ai-dynamo 1.6.1 does not read G3a rows without agent_context.session_id raw"
     return None
 
@@ -82,7 +78,7 @@ def _check_tool(t: ToolEvent) -> None:
     """The checks 1.6.1's loader makes on every terminal tool row, in its order and words."""
     def bad(msg: str) -> TraceError:
         return TraceError(f"{t.source}: {msg}")
-    if not _ctx(t.identity).get("session_id", "").strip():
+    if not dict(t.identity).get("session_id", "").strip():
         raise bad("field `agent_context.session_id`: tool session_id must be nonempty")
     if not (t.tool_call_id or "").strip():
         raise bad("field `tool.tool_call_id`: tool_call_id must be nonempty")
@@ -101,24 +97,33 @@ def _check_tool(t: ToolEvent) -> None:
         raise bad("field `tool.ended_at_unix_ms`: tool end time precedes start time")
 
 
+def _check_rows(trace: Trace, tools: list[ToolEvent]) -> None:
+    """What 1.6.1's loader refuses row by row, reported for the first such row in input order (it
+    reads the files line by line) that trace-pipe's reader accepted."""
+    order = {path: k for k, path in enumerate(trace.files)}
+    rows: list = [*trace.requests, *tools]
+    rows.sort(key=lambda x: (order.get(x.source.path, 0), x.source.line) if x.source is not None else (0, 0))
+    for x in rows:
+        if isinstance(x, ToolEvent):
+            _check_tool(x)
+        elif x.total_time_ms is not None and x.total_time_ms < 0:
+            raise TraceError(f"{x.source}: field `request.total_time_ms`: request duration must be finite and "
+                             f"nonnegative")
+
+
 def lower(trace: Trace) -> RawGraph:
     """The v2 rows 1.6.1 replays for a raw agentic request trace (every request has a session;
     `readable(trace)` is None). Raises TraceError where 1.6.1 refuses the trace."""
     tools = [t for t in trace.tools if t.terminal]
-    for t in tools:
-        _check_tool(t)
+    _check_rows(trace, tools)
     reqs = sorted(trace.requests, key=sort_key)
-    for r in reqs:
-        if r.total_time_ms is not None and r.total_time_ms < 0:
-            raise TraceError(f"{r.source}: field `request.total_time_ms`: request duration must be finite and "
-                             f"nonnegative")
     bs = check_block_size(reqs)
     index = {r.request_id: i for i, r in enumerate(reqs)}
     session: list[str] = []
     members: dict[str, list[int]] = {}
     parent_of: dict[str, str] = {}
     for i, r in enumerate(reqs):
-        ctx = _ctx(r.identity)
+        ctx = dict(r.identity)
         s = ctx.get("session_id")
         if not s.strip():
             raise TraceError(f"{r.source}: field `agent_context.session_id`: session_id must be nonempty")
@@ -156,7 +161,7 @@ def lower(trace: Trace) -> RawGraph:
                              f"{_dbg(c.execution_mode) if c.execution_mode is not None else 'None'}")
         if c.source_request_id is None:
             raise TraceError(f"{t.source}: field `tool.claude.source_request_id` is required")
-        tool_session = _ctx(t.identity)["session_id"]
+        tool_session = dict(t.identity)["session_id"]
         for rid in (c.source_request_id, c.consumer_request_id):
             if rid is None:
                 continue
