@@ -249,13 +249,16 @@ def run_ours(case: dict, record: bool = False, version: str = "1.6") -> dict:
         Path(tr).write_text(case["text"])
         try:
             mf = read_rows([tr])
-            res = run_replay(mf.rows, mf.sources, case["fmt"], options(case, record, version))
+            src = mf.header.source if mf.header is not None else None
+            opts = options(case, record, version, (src["format"], src["digest"]) if src else None)
+            res = run_replay(mf.rows, mf.sources, case["fmt"], opts)
         except TraceError as e:
             return {"error": str(e)}
-    return {"summary": report.summary(res), "per_request": list(report.jsonl_rows(res))}
+        return {"summary": report.summary(res, rules=opts.rules),
+                "per_request": list(report.jsonl_rows(res, rules=opts.rules))}
 
 
-def options(case: dict, record: bool = False, version: str = "1.6"):
+def options(case: dict, record: bool = False, version: str = "1.6", graph_source: tuple | None = None):
     """ReplayOptions for `case` under the rules of `version`."""
     from trace_pipe.sim.config import EngineArgs
     from trace_pipe.sim.replay import ReplayOptions
@@ -263,7 +266,7 @@ def options(case: dict, record: bool = False, version: str = "1.6"):
 
     return ReplayOptions(num_workers=case["workers"], router_mode="round_robin", trace_block_size=case["tbs"],
                          engine=EngineArgs.from_json(case["engine"]), arrival_speedup_ratio=case["arrival_speedup"],
-                         record=record, rules=rules(version))
+                         record=record, rules=rules(version), graph_source=graph_source)
 
 
 # -- comparison ------------------------------------------------------------------------------

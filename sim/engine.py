@@ -408,8 +408,8 @@ class Worker:
         s_pre = 0
         prefill_tok = 0
         for r, pre, n in parts:
-            r.prefilled += n
             if pre < r.prompt:
+                r.prefilled += n  # what 1.6.1 counts as committed prefill (a resumed recompute's too)
                 k += 1
                 isl = pre + n
                 s_isl += isl if isl < r.prompt else r.prompt
