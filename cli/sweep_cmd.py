@@ -39,7 +39,7 @@ def run(paths: list[str], *, num_workers: str = "1", router_mode: str = "round_r
     engine = EngineArgs.from_json(json_object_arg(extra_engine_args, "--extra-engine-args"))
     rcfg = RouterConfig.from_json(json_object_arg(router_config, "--router-config"))
     check_outputs([("--csv", csv_out), ("--timing-file", timing_file if timing == "fit" else None)], paths)
-    inp = load_input(paths, trace_format, trace_block_size)
+    inp = load_input(paths, trace_format, trace_block_size, raw_dynamo=rules.raw_dynamo)
     print_notes(inp, err)
     tm = resolve_timing(timing, timing_file, inp, engine, decode_timing, timing_table, out, err, rules)
     if tm == "recorded":
