@@ -71,15 +71,21 @@ def build_requests(rows: list[Row], sources: list[str], fmt: str, tbs: int) -> l
     return out
 
 
-def _check_feasible(reqs: list[SimRequest], a: EngineArgs) -> None:
+def _check_feasible(reqs: list[SimRequest], a: EngineArgs, lazy: bool = False) -> dict[int, str]:
+    """Requests no worker can ever finish: an error now, or (`lazy`, when a rejection can end a
+    play before such a request is released) the errors to raise if they are dispatched."""
     cap = a.num_gpu_blocks * a.block_size
     G = a.num_gpu_blocks
+    later: dict[int, str] = {}
     for r in reqs:
         if -(-r.prompt // a.block_size) > a.num_gpu_blocks:
             continue  # rejected at admission, like Dynamo
         if r.prompt + r.out - 1 > cap:
-            raise TraceError(f"{r.source}: request {r.request_id!r} needs {r.prompt + r.out - 1} tokens of KV but a "
-                             f"worker holds {cap} (num_gpu_blocks x block_size); Dynamo's replay would reach a dead end")
+            msg = (f"{r.source}: request {r.request_id!r} needs {r.prompt + r.out - 1} tokens of KV but a "
+                   f"worker holds {cap} (num_gpu_blocks x block_size); Dynamo's replay would reach a dead end")
+            if not lazy:
+                raise TraceError(msg)
+            later[r.idx] = msg
         if a.scheduler == "vllm_v0" and r.out > 1 and -(-(r.prompt + r.out - 1) // a.block_size) + max(1, int(0.01 * G)) > G:
             # vLLM 0.x preempts a running request whenever no block is free at its turn: one that
             # fills the pool (less the 1% admission watermark) alone would be recomputed forever
@@ -91,6 +97,7 @@ def _check_feasible(reqs: list[SimRequest], a: EngineArgs) -> None:
             # fit, so that case is caught when a worker gets stuck (`stuck`)
             raise TraceError(f"{r.source}: request {r.request_id!r} has a {r.prompt}-token prompt, more than "
                              f"max_num_batched_tokens {a.max_num_batched_tokens} with chunked prefill disabled")
+    return later
 
 
 def run_replay(rows: list[Row], sources: list[str], fmt: str, opts: ReplayOptions,
@@ -103,7 +110,6 @@ def run_replay(rows: list[Row], sources: list[str], fmt: str, opts: ReplayOption
     a = opts.engine
     tbs = opts.trace_block_size
     reqs = build_requests(rows, sources, fmt, tbs)
-    _check_feasible(reqs, a)
     rules = opts.rules
     dag = dagmod.build_dag(rows, sources, fmt, opts.arrival_speedup_ratio, rules)
     timing = opts.timing or make_timing("poly", block_size=a.block_size, decode=rules.decode_input)
@@ -113,6 +119,8 @@ def run_replay(rows: list[Row], sources: list[str], fmt: str, opts: ReplayOption
     router = make_router(opts.router_mode, workers, opts.router, block_size=a.block_size, trace_block_size=tbs,
                          max_num_batched_tokens=a.max_num_batched_tokens, seed=opts.seed, prompts=prompts)
 
+    ended = PlayEnds.of(dag, rows) if rules.rejection_ends_play else None
+    infeasible = _check_feasible(reqs, a, lazy=ended is not None)
     ready = dag.initial()
     comp: list[tuple[float, int, int]] = []
     cseq = 0
@@ -152,6 +160,8 @@ def run_replay(rows: list[Row], sources: list[str], fmt: str, opts: ReplayOption
     effects: list[float] = []
 
     def dispatch(r: SimRequest, w: int) -> None:
+        if infeasible and r.idx in infeasible:
+            raise TraceError(infeasible[r.idx])
         r.worker = w
         r.dispatch = now
         r.status = "running"
@@ -172,6 +182,8 @@ def run_replay(rows: list[Row], sources: list[str], fmt: str, opts: ReplayOption
                 router.on_first_token(r)
                 freed = True
             if w.finished:
+                if ended is not None:
+                    ended.note(w.finished)
                 for r in w.finished:
                     router.on_free(r)
                     fire(r.idx, r.terminal, COMPLETION, ready)
@@ -183,7 +195,7 @@ def run_replay(rows: list[Row], sources: list[str], fmt: str, opts: ReplayOption
             for r, wi in router.drain(now):
                 dispatch(r, wi)
         # 3. release ready requests
-        release_ready(ready, reqs, now, router, dispatch)
+        release_ready(ready, reqs, now, router, dispatch, ended)
         # 4. start passes on idle workers
         while effects and effects[0] <= now:
             heappop(effects)  # its pass has ended: what it released is in `ready` now
@@ -220,15 +232,49 @@ def run_replay(rows: list[Row], sources: list[str], fmt: str, opts: ReplayOption
         now = nxt
 
     if stopped_at is None:
-        dead_end(reqs)
+        dead_end(reqs, ended)
     return _result(reqs, workers, dag, rows, stats, opts, stopped_at, t_wall)
 
 
-def release_ready(ready: list, reqs: list[SimRequest], now: float, router, dispatch) -> None:
+class PlayEnds:
+    """1.5.1 and 1.6.1 end an agentic play at its first rejected request: whatever the play has
+    not released by then is never released (nor counted), whether or not it depends on it."""
+
+    __slots__ = ("play_of", "ended")
+
+    def __init__(self, play_of: list[int], n: int) -> None:
+        self.play_of = play_of
+        self.ended = [False] * n
+
+    @classmethod
+    def of(cls, dag: dagmod.RequestDag, rows: list[Row]) -> "PlayEnds | None":
+        if dag.mode not in ("v2", "agentic"):
+            return None  # plain Mooncake rows have no plays
+        groups = dagmod.plays(dag, rows)
+        play_of = [0] * dag.n
+        for k, members in enumerate(groups):
+            for i in members:
+                play_of[i] = k
+        return cls(play_of, len(groups))
+
+    def note(self, finished: list[SimRequest]) -> None:
+        for r in finished:
+            if r.status == "rejected":
+                self.ended[self.play_of[r.idx]] = True
+
+    def blocks(self, idx: int) -> bool:
+        return self.ended[self.play_of[idx]]
+
+
+def release_ready(ready: list, reqs: list[SimRequest], now: float, router, dispatch,
+                  ended: PlayEnds | None = None) -> None:
     """Hand every request the DAG has released by `now` to the router: dispatched to the worker
-    it picks, or queued at the router (it dispatches them from `drain` as capacity frees)."""
+    it picks, or queued at the router (it dispatches them from `drain` as capacity frees); a
+    request of a play a rejection ended stays unreleased."""
     while ready and ready[0][0] <= now:
         t, _o, _turn, idx = heappop(ready)
+        if ended is not None and ended.blocks(idx):
+            continue
         r = reqs[idx]
         r.ready = t
         wi = router.route(r, now)
@@ -272,9 +318,10 @@ def stuck(w: Worker, workers: list[Worker], a: EngineArgs) -> None:
     raise TraceError(f"error: offline replay reached a dead end with {n} in-flight requests remaining")
 
 
-def dead_end(reqs: list[SimRequest]) -> None:
-    """Dynamo's error when a finished run leaves requests never released or never served."""
-    pending = sum(1 for r in reqs if r.status in ("pending", "queued"))
+def dead_end(reqs: list[SimRequest], ended: PlayEnds | None = None) -> None:
+    """Dynamo's error when a finished run leaves requests never released or never served (but
+    those of a play a rejection ended)."""
+    pending = sum(1 for r in reqs if r.status in ("pending", "queued") and not (ended and ended.blocks(r.idx)))
     if pending:
         raise TraceError(f"error: offline replay reached a dead end with {pending} in-flight requests remaining")
 

@@ -233,10 +233,10 @@ def _prefilled(r: RequestRecord) -> int:
 
 
 def _clock_end(res: SimResult, duration: float) -> float:
-    """The simulated clock's last value: the last completion, or when a time limit cut the run,
-    the last event before it that the records show."""
+    """The simulated clock's last value: the last terminal (a rejection's too), or when a time
+    limit cut the run, the last event before it that the records show."""
     if res.stopped_at_ms is None:
-        return duration
+        return max((r.end_ms for r in res.requests if r.end_ms is not None), default=duration)
     t = duration
     for r in res.requests:
         for v in (r.ready_ms, r.first_admit_ms, r.first_token_ms, r.last_token_ms, r.end_ms):

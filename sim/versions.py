@@ -43,6 +43,9 @@ class DynamoRules:
     #: `request_trace_to_mooncake`, 1.4.2) or "aisimulate" (1.6.1's own raw loader,
     #: pipeline/raw_lowering.py)
     raw_dynamo: str = "exporter"
+    #: an agentic play ends at its first rejected request: what it has not released yet never is
+    #: (1.5.1, 1.6.1); False: a rejection releases its dependents like a completion (1.4.2)
+    rejection_ends_play: bool = False
 
 
 VERSIONS: dict[str, DynamoRules] = {
@@ -50,10 +53,11 @@ VERSIONS: dict[str, DynamoRules] = {
                        tie_order="file", not_before_floor=False, agentic_v1="native", report="1.4"),
     "1.5": DynamoRules("1.5", "ai-dynamo 1.5.1", decode_input="logical", prompt_pass_decodes=True,
                        tie_order="request_id", not_before_floor=True, agentic_v1="lift", report="1.5",
-                       resume_chunks=True),
+                       resume_chunks=True, rejection_ends_play=True),
     "1.6": DynamoRules("1.6", "ai-dynamo 1.6.1", decode_input="logical", prompt_pass_decodes=False,
                        tie_order="request_id", not_before_floor=True, agentic_v1="lift", report="1.6",
-                       resume_chunks=True, raw_dynamo="aisimulate"),
+                       resume_chunks=True, raw_dynamo="aisimulate",
+                       rejection_ends_play=True),
 }
 DEFAULT = "1.6"
 

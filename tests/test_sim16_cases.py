@@ -14,7 +14,10 @@ random traces (bench/fuzz_oracle16.py) or built from reference dynamo-1.6.md §4
 - `resume_chunks_unchunked`: with chunked prefill off, a resumed request whose prompt fits the
   budget is admitted although its whole known sequence does not (it is recomputed in chunks);
   `resume_waits_for_prompt_budget`: one whose prompt does not fit waits.
-1.5.1 shares the last three rules (fuzzed with `bench/fuzz_oracle16.py --version 1.5`).
+- `rejection_ends_play`: a rejected request ends its agentic play: the play's requests not yet
+  released never are (not counted), whether or not they depend on it (sim/replay.py PlayEnds);
+  `worker_seconds_to_last_rejection`: worker seconds run to the last terminal, a rejection's too.
+1.5.1 shares the resume and FIFO rules and the play's end (fuzzed with `--version 1.5`).
 
 The constants are ai-dynamo 1.6.1 output (`dynamo.replay.run_trace_replay`, round_robin, offline,
 engine arguments under "engine"); `test_live_oracle` (slow) reruns every case on the oracle when
@@ -117,6 +120,23 @@ CASES = {
         {'num_requests': 2, 'completed_requests': 2, 'duration_ms': 1257.1671339999998, 'mean_ttft_ms': 31.019983499999995, 'max_ttft_ms': 45.417052999999996, 'mean_e2e_latency_ms': 1191.0032935, 'max_e2e_latency_ms': 1257.1671339999998, 'mean_itl_ms': 34.11715617647058, 'min_itl_ms': 16.233817000000002, 'max_itl_ms': 463.9051810000001, 'median_itl_ms': 28.875706064708037, 'std_itl_ms': 52.71627929865403, 'mean_ttst_ms': 23.013978, 'mean_tpot_ms': 35.22744216622458, 'prefix_cache_reused_ratio': 0.0, 'first_admission_prefix_cache_reused_ratio': 0.0},
         [(0.0, 8, 30, 30, 0.0, 16.622913999999998, 1257.1671339999998, 1257.1671339999998, 0),
          (1.0, 2, 40, 40, 16.622913999999998, 46.417052999999996, 1125.8394529999998, 1125.8394529999998, 0)]),
+    'rejection_ends_play': Case(
+        [{"request_id": "r860-0", "play_id": "p0", "session_id": "p0", "model": "m", "input_length": 19, "output_length": 3, "hash_ids": [1000, 1, 2, 3, 4], "not_before_ms": 1.0},
+         {"request_id": "r007-1", "play_id": "p0", "session_id": "p0", "model": "m", "input_length": 7, "output_length": 3, "hash_ids": [2000, 5], "not_before_ms": 0.0, "dependencies": [{"request_id": "r860-0", "trigger": "dispatch", "delay_ms": 2.5, "relation": "spawn"}]},
+         {"request_id": "r433-2", "play_id": "p0", "session_id": "p0", "model": "m", "input_length": 14, "output_length": 1, "hash_ids": [1000, 1001, 1002, 6], "not_before_ms": 0.0, "dependencies": [{"request_id": "r860-0", "trigger": "completion", "delay_ms": 1.0, "relation": "sequence"}]}],
+        {"block_size": 2, "num_gpu_blocks": 5, "preemption_mode": "fifo", "enable_chunked_prefill": False}, 4, 1, 'agentic_mooncake',
+        {'num_requests': 1, 'completed_requests': 0, 'duration_ms': 0.0, 'decode_worker_seconds': 0.001, 'gpu_hours': 2.7777777777777776e-07, 'mean_ttft_ms': 0.0, 'max_ttft_ms': 0.0, 'mean_e2e_latency_ms': 0.0, 'committed_prefill_tokens': 0},
+        [(1.0, 19, 3, 0, None, None, None, 1.0, 0)]),
+    'worker_seconds_to_last_rejection': Case(
+        [{"request_id": "r029-0", "play_id": "p0", "session_id": "p0", "model": "m", "input_length": 2, "output_length": 8, "hash_ids": [1], "not_before_ms": 100.5},
+         {"request_id": "r171-1", "play_id": "p0", "session_id": "p0", "model": "m", "input_length": 14, "output_length": 5, "hash_ids": [3000, 3001, 2, 3], "not_before_ms": 0.0, "dependencies": [{"request_id": "r029-0", "trigger": "completion", "delay_ms": 1.0, "relation": "sequence"}]},
+         {"request_id": "r625-2", "play_id": "p1", "session_id": "p1", "model": "m", "input_length": 17, "output_length": 2, "hash_ids": [1000, 4, 5, 6, 7], "not_before_ms": 100.5},
+         {"request_id": "r608-3", "play_id": "p1", "session_id": "p1", "model": "m", "input_length": 11, "output_length": 2, "hash_ids": [8, 9, 10], "not_before_ms": 0.0, "dependencies": [{"request_id": "r625-2", "trigger": "completion", "delay_ms": 40.0, "relation": "sequence"}]}],
+        {"block_size": 2, "num_gpu_blocks": 5, "max_num_batched_tokens": 16}, 4, 2, 'agentic_mooncake',
+        {'num_requests': 3, 'completed_requests': 1, 'duration_ms': 311.981789, 'decode_worker_seconds': 0.6259635779999999, 'gpu_hours': 0.00017387877166666663, 'mean_ttft_ms': 16.531789000000003, 'max_ttft_ms': 16.531789000000003, 'mean_e2e_latency_ms': 211.481789, 'committed_prefill_tokens': 2},
+        [(100.5, 2, 8, 8, 100.5, 117.031789, 311.981789, 311.981789, 0),
+         (100.5, 17, 2, 0, None, None, None, 100.5, 0),
+         (312.981789, 14, 5, 0, None, None, None, 312.981789, 0)]),
 }
 
 
