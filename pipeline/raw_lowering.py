@@ -14,9 +14,9 @@ own module. The rules, read in that source and checked against 1.6.1 (tests/test
   before the child's start, `child start - parent start` ms after that dispatch; the parent
   request that starts first at or after the child's last end joins on it (completion,
   `start - child end`); a Claude tool naming the child session (`tool.claude`) names the
-  spawning request and the consumer instead, and 1.6.1 joins the consumer on the child request
-  that ended last at or before the consumer started (none ended: no join; the source we read
-  joins the child's last request, which 1.6.1 would then refuse for its negative delay);
+  spawning request and the consumer instead; 1.5.1 (and the source we read) join the consumer on
+  the child's last request, refusing the trace when that ends after the consumer starts, 1.6.1
+  on the child request that ended last at or before the consumer started (none: no join);
 - a request keeps only the first edge per (request, trigger); roots get `not_before_ms` = start
   minus the trace's first start, dependents 0; plays are the graph's connected components,
   named `dynamo-play:` + the root that starts first; a missing model is "unknown"; hash ids
@@ -25,7 +25,8 @@ own module. The rules, read in that source and checked against 1.6.1 (tests/test
 - a negative delay (two calls of one session overlapping, or a consumer starting before its
   child ends) is refused, as 1.6.1 refuses it.
 
-Dynamo 1.6.1 reads only `dynamo.request.trace.v1` rows raw and needs `agent_context.session_id`
+ai-dynamo 1.5.1 replays raw traces through the same loader (`lower(..., "aisimulate-1.5")`).
+Dynamo reads only `dynamo.request.trace.v1` rows raw and needs `agent_context.session_id`
 on every agentic row: `readable` says when a trace is something else (G1/G2 agent traces, G3a
 rows without a session id), and the caller keeps the exporter's lowering for it.
 """
@@ -111,9 +112,16 @@ def _check_rows(trace: Trace, tools: list[ToolEvent]) -> None:
                              f"nonnegative")
 
 
-def lower(trace: Trace) -> RawGraph:
-    """The v2 rows 1.6.1 replays for a raw agentic request trace (every request has a session;
-    `readable(trace)` is None). Raises TraceError where 1.6.1 refuses the trace."""
+# The loader as each Dynamo release ships it; they differ only in a Claude tool's join (above)
+LOADERS = ("aisimulate-1.5", "aisimulate-1.6")
+
+
+def lower(trace: Trace, loader: str = "aisimulate-1.6") -> RawGraph:
+    """The v2 rows Dynamo replays for a raw agentic request trace (every request has a session;
+    `readable(trace)` is None), by `loader` (one of LOADERS). Raises TraceError where that
+    Dynamo refuses the trace."""
+    if loader not in LOADERS:
+        raise ValueError(f"loader must be one of {LOADERS}, got {loader!r}")
     tools = [t for t in trace.tools if t.terminal]
     _check_rows(trace, tools)
     reqs = sorted(trace.requests, key=sort_key)
@@ -200,13 +208,15 @@ def lower(trace: Trace) -> RawGraph:
                                      f"{_dbg(rid)} is not in parent session {_dbg(parent)}")
             push(index[c.source_request_id], first, "dispatch", "spawn")
             if c.consumer_request_id is not None:
-                # 1.6.1 joins the consumer on the child request that ended last at or before the
-                # consumer started (none: no join), where the source read says the child's last
-                # request (measured: tests/test_raw_dynamo16.py, claude_join_* cases)
                 consumer = index[c.consumer_request_id]
-                done = [i for i in kids if reqs[i].end_ms <= reqs[consumer].start_ms]
-                if done:
-                    push(max(done, key=_by_end), consumer, "completion", "join")
+                if loader == "aisimulate-1.5":
+                    push(last, consumer, "completion", "join")
+                else:
+                    # 1.6.1 joins on the child request that ended last at or before the consumer
+                    # started, none if none did (measured: tests/test_raw_dynamo16.py claude_join_*)
+                    done = [i for i in kids if reqs[i].end_ms <= reqs[consumer].start_ms]
+                    if done:
+                        push(max(done, key=_by_end), consumer, "completion", "join")
             continue
         start = reqs[first].start_ms
         # the latest-starting parent request at or before the child (on equal starts the last in
@@ -228,7 +238,8 @@ def lower(trace: Trace) -> RawGraph:
                 raise TraceError(
                     f"{r.source}: request {r.request_id!r} starts {-d.delay_ms:g} ms before its {d.relation} "
                     f"dependency {d.request_id!r} {'ends' if d.trigger == 'completion' else 'starts'}; ai-dynamo "
-                    f"1.6.1 refuses the raw trace (trace line {i + 2} has invalid dependency delay {d.delay_ms:g}): "
+                    f"{loader.split('-')[1]} refuses the raw trace (trace line {i + 2} has invalid dependency delay "
+                    f"{d.delay_ms:g}): "
                     f"replay it with --dynamo-version 1.4, or convert it with `trace-pipe convert --agentic` and "
                     f"replay the v2 file")
 

@@ -7,8 +7,8 @@ Formats (`--trace-format`):
 - `dynamo` / `weka`: every Dynamo generation and WEKA plays through `readers.read_trace`, then
   agentic v1 rows (`agentic.derive`, G2 rules; WEKA sub-agents by the default "recorded" rule);
   a trace whose requests have no chain at all (context-free Dynamo rows) becomes independent
-  timed arrivals (plain rows) instead. With `raw_dynamo="aisimulate"` (Dynamo 1.6's rules), raw
-  `dynamo.request.trace.v1` agentic traces are lowered as 1.6.1's own raw loader lowers them
+  timed arrivals (plain rows) instead. With `raw_dynamo="aisimulate-1.6"` (or "-1.5"), raw
+  `dynamo.request.trace.v1` agentic traces are lowered as that Dynamo's own raw loader lowers them
   (pipeline/raw_lowering.py: v2 rows); what that loader does not read (G1/G2 agent traces, G3a
   rows without a session id) keeps the exporter's lowering, with a note;
 - `distserve`: DistServe `.exp` runs (context-free requests: independent timed arrivals);
@@ -51,8 +51,8 @@ _OTHER = ((".csv", "azure", "an Azure LLM inference trace"), (".exp", "distserve
 
 
 # how `--trace-format dynamo` lowers raw agentic request traces: the exporter's rules (Dynamo
-# 1.4/1.5, `request_trace_to_mooncake`) or AISimulate's raw loader (Dynamo 1.6)
-RAW_DYNAMO = ("exporter", "aisimulate")
+# 1.4, `request_trace_to_mooncake`) or AISimulate's raw loader as Dynamo 1.5 or 1.6 ships it
+RAW_DYNAMO = ("exporter", "aisimulate-1.5", "aisimulate-1.6")
 
 
 def load_input(paths: list[str], fmt: str, trace_block_size: int | None = None,
@@ -88,8 +88,8 @@ def load_input(paths: list[str], fmt: str, trace_block_size: int | None = None,
         src = paths[0] if len(paths) == 1 else "trace"
         if raw_dynamo not in RAW_DYNAMO:
             raise ValueError(f"raw_dynamo must be one of {RAW_DYNAMO}, got {raw_dynamo!r}")
-        if fmt == "dynamo" and raw_dynamo == "aisimulate":
-            lowered = _raw_lowered(trace, src, trace_block_size)
+        if fmt == "dynamo" and raw_dynamo != "exporter":
+            lowered = _raw_lowered(trace, src, trace_block_size, raw_dynamo)
             if lowered is not None:
                 return lowered
         if all(r.chain_id is None for r in trace.requests):
@@ -112,10 +112,10 @@ def load_input(paths: list[str], fmt: str, trace_block_size: int | None = None,
     raise TraceError(f"error: --trace-format must be one of {', '.join(FORMATS)}, got {fmt!r}")
 
 
-def _raw_lowered(trace: Trace, src: str, trace_block_size: int | None) -> ReplayInput | None:
-    """A raw agentic request trace as Dynamo 1.6.1 replays it, or None when the exporter's lowering
-    applies instead: context-free rows (1.6.1 reads them as plain timed arrivals, as the exporter
-    does) and what 1.6.1 does not read raw (noted on stderr)."""
+def _raw_lowered(trace: Trace, src: str, trace_block_size: int | None, loader: str) -> ReplayInput | None:
+    """A raw agentic request trace as Dynamo 1.5/1.6 replays it, or None when the exporter's
+    lowering applies instead: context-free rows (read as plain timed arrivals, as the exporter
+    does) and what Dynamo does not read raw (noted on stderr)."""
     from . import raw_lowering
 
     why = raw_lowering.readable(trace)
@@ -130,7 +130,7 @@ def _raw_lowered(trace: Trace, src: str, trace_block_size: int | None) -> Replay
     if free:
         raise TraceError(f"{free[0].source}: field `agent_context`: Dynamo request trace cannot mix requests with "
                          f"and without agent_context")
-    g = raw_lowering.lower(trace)
+    g = raw_lowering.lower(trace, loader)
     if trace_block_size is not None and trace_block_size != g.block_size:
         raise TraceError(f"error: --trace-block-size {trace_block_size} differs from the trace's block size "
                          f"{g.block_size}")

@@ -559,7 +559,7 @@ def test_replay_equals_stored_oracle(tmp_path, name):
 
 # -- the lowering itself (exact rows), what 1.6.1 refuses, and what keeps the exporter's rules ------
 
-def lowered(tmp: Path, records: list[dict], raw: str = "aisimulate"):
+def lowered(tmp: Path, records: list[dict], raw: str = "aisimulate-1.6"):
     return load_input([str(write_jsonl(tmp / "t.jsonl", records))], "dynamo", raw_dynamo=raw)
 
 
@@ -687,7 +687,7 @@ def test_overlap_message_says_what_to_do(tmp_path):
         lowered(tmp_path, REFUSED["overlap"][0])
     assert str(e.value) == (
         f"{tmp_path / 't.jsonl'}:2: request 'a2' starts 200 ms before its sequence dependency 'a1' ends; ai-dynamo "
-        f"1.6.1 refuses the raw trace (trace line 3 has invalid dependency delay -200): replay it with "
+        f"1.6 refuses the raw trace (trace line 3 has invalid dependency delay -200): replay it with "
         f"--dynamo-version 1.4, or convert it with `trace-pipe convert --agentic` and replay the v2 file")
 
 
@@ -730,7 +730,7 @@ def test_g3a_without_session_id_keeps_the_exporter_lowering_with_a_note(tmp_path
 
 def test_weka_and_context_free_need_no_raw_lowering(tmp_path):
     weka = SHARED / "fixtures" / "dynamo" / "weka-two-plays.jsonl"
-    inp = load_input([str(weka)], "dynamo", raw_dynamo="aisimulate")
+    inp = load_input([str(weka)], "dynamo", raw_dynamo="aisimulate-1.6")
     assert not inp.trace.notes.get("requests lowered with the exporter's rules")
     assert inp.rows == load_input([str(weka)], "dynamo").rows
     free = lowered(tmp_path, context_free())
@@ -757,6 +757,29 @@ def test_perfetto_draws_the_raw_graph(tmp_path):
     # 8 dependency edges, drawn once under Recorded and once under Simulated
     assert sum(len(v) for v in deps(lowered(tmp_path, claude_explicit())).values()) == 8
     assert rep.flows == 16
+
+
+# ai-dynamo 1.5.1 replays raw traces through the same loader but for a Claude tool's join: it joins
+# the child's last request, and refuses the trace when that ends after the consumer starts
+ORACLE15 = {"spawn_dispatch": {"duration_ms": 340.70043999999996, "mean_ttft_ms": 22.341601999999995},
+            "g3c_seed5": {"duration_ms": 12853.166258000001, "mean_ttft_ms": 28.08267855172423}}
+REFUSED15 = {"claude_join_last_done": "trace line 5 has invalid dependency delay -1050",
+             "claude_join_at_start": "trace line 4 has invalid dependency delay -1050",
+             "claude_join_none": "trace line 4 has invalid dependency delay -1050"}
+
+
+@pytest.mark.parametrize("name", sorted(ORACLE15))
+def test_version_15_raw_loader(tmp_path, name):
+    rep, _rows = ours(tmp_path, name, version="1.5")
+    for k, v in ORACLE15[name].items():
+        assert rep[k] == pytest.approx(v, rel=1e-9), (name, k)
+
+
+@pytest.mark.parametrize("name", sorted(REFUSED15))
+def test_version_15_refuses_a_join_on_a_child_still_running(tmp_path, name):
+    with pytest.raises(TraceError, match=REFUSED15[name]):
+        ours(tmp_path, name, version="1.5")
+    ours(tmp_path, name)  # 1.6.1 replays it
 
 
 # -- the live oracle -----------------------------------------------------------------------------
@@ -810,3 +833,38 @@ def test_live_oracle_refuses_what_we_refuse(tmp_path):
         res = subprocess.run([py, str(DRIVER), str(p), "--trace-format", "dynamo", "--report-json",
                               str(tmp_path / "t.json")], capture_output=True, text=True)
         assert res.returncode != 0 and theirs in res.stderr, (name, res.stderr[-300:])
+
+
+@pytest.mark.slow
+@pytest.mark.parity
+def test_live_oracle15_every_summary_key_and_row(tmp_path):
+    """The same cases against ai-dynamo 1.5.1 ($TRACE_PIPE_ORACLE15_PYTHON, default
+    /work/oracle15/bin/python, driven by bench/dynamo15_replay.py) under --dynamo-version 1.5."""
+    py = os.environ.get("TRACE_PIPE_ORACLE15_PYTHON", "/work/oracle15/bin/python")
+    driver = Path(__file__).resolve().parents[1] / "bench" / "dynamo15_replay.py"
+    if not Path(py).exists() or not driver.exists():
+        pytest.skip("ai-dynamo 1.5.1 oracle not installed (TRACE_PIPE_ORACLE15_PYTHON or /work/oracle15)")
+    for name in sorted(CASES):
+        d = tmp_path / name
+        d.mkdir()
+        _make, eng, speed, _parts, _gz = CASES[name]
+        files = case_files(d, name)
+        res = subprocess.run([py, str(driver), *files, "--trace-format", "dynamo", "--router-mode", "round_robin",
+                              "--num-workers", "1", "--extra-engine-args", json.dumps(eng), "--arrival-speedup-ratio",
+                              str(speed), "--report-json", str(d / "t.json"), "--report-jsonl", str(d / "t.jsonl")],
+                             capture_output=True, text=True, cwd=d)
+        if name in REFUSED15:
+            assert res.returncode != 0 and REFUSED15[name] in res.stderr, (name, res.stderr[-300:])
+            continue
+        assert res.returncode == 0, (name, res.stderr[-300:])
+        theirs = json.loads((d / "t.json").read_text())
+        trows = [json.loads(x) for x in (d / "t.jsonl").read_text().splitlines()]
+        rep, rows = ours(d, name, version="1.5")
+        assert not compare_report(rep, theirs, skip=SKIP16), (name, compare_report(rep, theirs, skip=SKIP16))
+        want = row_numbers([{k: r.get(k) for k in ROW_TIMES + ROW_COUNTS} | {"request_id": r.get("request_id")}
+                            for r in trows])
+        got = row_numbers([{k: r.get(k) for k in ROW_TIMES + ROW_COUNTS} | {"request_id": r.get("request_id")}
+                           for r in rows])
+        assert sorted(got) == sorted(want), name
+        for rid in want:
+            assert_close(got[rid], want[rid], f"{name} {rid}")
