@@ -40,8 +40,8 @@ class DynamoRules:
     #: sequence must fit (1.4.2)
     resume_chunks: bool = False
     #: how `--trace-format dynamo` lowers raw agentic request traces: "exporter" (the rules of
-    #: `request_trace_to_mooncake`, 1.4.2) or "aisimulate" (1.6.1's own raw loader,
-    #: pipeline/raw_lowering.py)
+    #: `request_trace_to_mooncake`, 1.4.2) or AISimulate's own raw loader as 1.5.1 or 1.6.1 ships
+    #: it, "aisimulate-1.5" / "aisimulate-1.6" (pipeline/raw_lowering.py)
     raw_dynamo: str = "exporter"
     #: an agentic play ends at its first rejected request: what it has not released yet never is
     #: (1.5.1, 1.6.1); False: a rejection releases its dependents like a completion (1.4.2)
@@ -53,10 +53,10 @@ VERSIONS: dict[str, DynamoRules] = {
                        tie_order="file", not_before_floor=False, agentic_v1="native", report="1.4"),
     "1.5": DynamoRules("1.5", "ai-dynamo 1.5.1", decode_input="logical", prompt_pass_decodes=True,
                        tie_order="request_id", not_before_floor=True, agentic_v1="lift", report="1.5",
-                       resume_chunks=True, rejection_ends_play=True),
+                       resume_chunks=True, raw_dynamo="aisimulate-1.5", rejection_ends_play=True),
     "1.6": DynamoRules("1.6", "ai-dynamo 1.6.1", decode_input="logical", prompt_pass_decodes=False,
                        tie_order="request_id", not_before_floor=True, agentic_v1="lift", report="1.6",
-                       resume_chunks=True, raw_dynamo="aisimulate",
+                       resume_chunks=True, raw_dynamo="aisimulate-1.6",
                        rejection_ends_play=True),
 }
 DEFAULT = "1.6"
