@@ -156,13 +156,14 @@ def test_sweep_reports_rejected_requests_and_small_throughputs(tmp_path):
 
 # 5. outputs checked before the replay; out-of-range times ----------------------------------------
 
-@pytest.mark.parametrize("flag", ["--perfetto", "--compare-json", "--report-jsonl"])
+@pytest.mark.parametrize("flag", ["--perfetto", "--compare-json", "--per-request-jsonl", "--report-jsonl"])
 def test_replay_refuses_a_directory_output_before_running(tmp_path, flag):
     p = chains(tmp_path)
     (tmp_path / "adir").mkdir()
     os.chdir(tmp_path)
     res = invoke("replay", str(p), "--trace-format", "dynamo", "--report-json", "r.json", flag, "adir")
-    assert res.exit_code == 2 and res.stderr == f"error: {flag} adir: is a directory\n"
+    named = "--per-request-jsonl" if flag == "--report-jsonl" else flag  # the option's current name
+    assert res.exit_code == 2 and res.stderr == f"error: {named} adir: is a directory\n"
     assert res.stdout == "" and not (tmp_path / "r.json").exists() and os.listdir(tmp_path / "adir") == []
 
 
@@ -172,7 +173,7 @@ def test_outputs_below_a_file_or_twice_the_same_are_refused(tmp_path):
     with pytest.raises(TraceError, match=r"^error: --perfetto .*/f/x.pftrace: .*/f is not a directory$"):
         run([str(p)], trace_format="dynamo", report_json=str(tmp_path / "r.json"),
             perfetto=str(tmp_path / "f" / "x.pftrace"), progress=False)
-    with pytest.raises(TraceError, match="--compare-json .*c.json: the same file as --report-jsonl"):
+    with pytest.raises(TraceError, match="--compare-json .*c.json: the same file as --per-request-jsonl"):
         run([str(p)], trace_format="dynamo", report_json=str(tmp_path / "r.json"),
             report_jsonl=str(tmp_path / "c.json"), compare_json=str(tmp_path / "c.json"), progress=False)
     assert not (tmp_path / "r.json").exists()
