@@ -55,7 +55,7 @@ class _Run:
 
 class BlockPool:
     __slots__ = ("num_blocks", "ref", "bhash", "plain_free", "lru", "cache", "dups", "active", "gen",
-                 "head_dead", "nshared", "lazy", "nruns", "runset", "roots")
+                 "head_dead", "nshared", "lazy", "nruns", "runset", "roots", "changes")
 
     def __init__(self, num_blocks: int) -> None:
         self.num_blocks = num_blocks
@@ -82,6 +82,10 @@ class BlockPool:
         # prompt blocks: only a request with that first identity can hit them, and it hits a
         # run exactly when its hit at the run's front position is that block
         self.roots: dict[int, dict[int, _Run]] = {}
+        # hash -> whether it was cached before its first change since the owner last cleared
+        # this; None: not kept. Dynamo 1.5+ routers see a pass's stores and evictions only at
+        # the pass end, so the router asks what the cache held before the pass in flight.
+        self.changes: dict[int, bool] | None = None
 
     # -- queries ---------------------------------------------------------------------------
     @property
@@ -289,10 +293,15 @@ class BlockPool:
                     self._drop_hash(b, h)
                 else:  # the only copy
                     del cache[h]
+                    if self.changes is not None:
+                        self.changes.setdefault(h, True)
         else:
             cache = self.cache
             for b in ev:
                 del cache[bhash[b]]
+            if self.changes is not None:
+                for b in ev:
+                    self.changes.setdefault(bhash[b], True)
 
     def _drop_hash(self, b: int, h: int) -> None:
         d = self.dups.get(h)
@@ -303,6 +312,8 @@ class BlockPool:
                     del self.dups[h]
             else:
                 del self.cache[h]
+                if self.changes is not None:
+                    self.changes.setdefault(h, True)
         else:
             d.remove(b)
             if not d:
@@ -315,6 +326,10 @@ class BlockPool:
         self.gen += 1
         if cache.keys().isdisjoint(keys):
             cache.update(zip(keys, blocks))
+            ch = self.changes
+            if ch is not None:
+                for h in keys:
+                    ch.setdefault(h, False)
             bhash = self.bhash
             for b, h in zip(blocks, keys):
                 bhash[b] = h
@@ -331,6 +346,8 @@ class BlockPool:
             self.dups.setdefault(h, []).append(b)
             return True
         self.cache[h] = b
+        if self.changes is not None:
+            self.changes.setdefault(h, False)
         return False
 
     def release(self, blocks: list[int], nreg: int, refs: list[int] | None = None) -> None:

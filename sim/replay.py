@@ -117,7 +117,8 @@ def run_replay(rows: list[Row], sources: list[str], fmt: str, opts: ReplayOption
     prompts = PromptKeys(a.block_size, tbs)
     workers = [Worker(i, a, timing, tbs, stats, opts.record, prompts, rules=rules) for i in range(opts.num_workers)]
     router = make_router(opts.router_mode, workers, opts.router, block_size=a.block_size, trace_block_size=tbs,
-                         max_num_batched_tokens=a.max_num_batched_tokens, seed=opts.seed, prompts=prompts)
+                         max_num_batched_tokens=a.max_num_batched_tokens, seed=opts.seed, prompts=prompts,
+                         rules=rules)
 
     ended = PlayEnds.of(dag, rows) if rules.rejection_ends_play else None
     infeasible = _check_feasible(reqs, a, lazy=ended is not None)
@@ -178,6 +179,7 @@ def run_replay(rows: list[Row], sources: list[str], fmt: str, opts: ReplayOption
             _, _, wid = heappop(comp)
             w = workers[wid]
             w.busy = False
+            router.on_pass_end(wid)
             for r in w.first_tokens:
                 router.on_first_token(r)
                 freed = True

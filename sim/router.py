@@ -1,12 +1,16 @@
 """Routers: pick a worker for each released request.
 
 Interface: `route(req, now) -> worker index | None` (None = hold in the router queue),
-`on_first_token(req)`, `on_free(req)`, and `drain(now) -> [(req, worker)]` for queued requests.
+`on_first_token(req)`, `on_free(req)`, `on_pass_end(worker)`, and `drain(now) -> [(req, worker)]`
+for queued requests.
 `kv_router` follows ai-dynamo 1.4.2 (observed notes §9): cost
 `(pending_prefill_w + max(0, ISL - overlap_w*bs))/bs * weight + active_blocks_w + new_blocks_w`,
-overlap from the worker's cache as soon as a pass schedules the blocks, ties broken by a seeded
-RNG (Dynamo's are unseeded), optional queue threshold (disabled by default). Exact overlaps are
-only counted for workers whose cost could still be the minimum (see `KvRouter._place`).
+ties broken by a seeded RNG (Dynamo's are unseeded), optional queue threshold (disabled by
+default). Exact overlaps are only counted for workers whose cost could still be the minimum (see
+`KvRouter._place`). The one rule that changed since (`DynamoRules.kv_visibility`): 1.4.2's router
+sees the blocks a pass stores or evicts as soon as the pass is scheduled, 1.5.1's and 1.6.1's
+only when the pass ends (measured: a request arriving while the pass that fills its prefix is in
+flight finds no overlap there, one arriving at the pass end finds it).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Protocol
 from trace_pipe.pipeline.errors import TraceError
 
 from .config import RouterConfig
+from .versions import VERSIONS, DynamoRules
 from .workload import PromptKeys, SimRequest
 
 ROUTER_MODES = ("round_robin", "kv_router", "random", "least_loaded")
@@ -32,6 +37,8 @@ class Router(Protocol):
 
     def on_free(self, req: SimRequest) -> None: ...
 
+    def on_pass_end(self, worker: int) -> None: ...
+
     def drain(self, now: float) -> list[tuple[SimRequest, int]]: ...
 
 
@@ -40,6 +47,9 @@ class _Base:
         pass
 
     def on_free(self, req: SimRequest) -> None:
+        pass
+
+    def on_pass_end(self, worker: int) -> None:
         pass
 
     def drain(self, now: float) -> list[tuple[SimRequest, int]]:
@@ -121,7 +131,8 @@ def _last_shared(act: dict[int, int], keys: list[int]) -> int:
 
 class KvRouter(_Base):
     def __init__(self, workers: list, cfg: RouterConfig, block_size: int, trace_block_size: int,
-                 max_num_batched_tokens: int, seed: int, prompts: PromptKeys | None = None) -> None:
+                 max_num_batched_tokens: int, seed: int, prompts: PromptKeys | None = None,
+                 rules: DynamoRules = VERSIONS["1.4"]) -> None:
         self.workers = workers
         self.prompts = prompts or PromptKeys(block_size, trace_block_size)
         self.cfg = cfg
@@ -137,6 +148,16 @@ class KvRouter(_Base):
         self.queue: deque[SimRequest] = deque()
         if cfg.router_temperature:
             raise TraceError("error: --router-config: router_temperature > 0 is not supported")
+        # Pass-end visibility: each pool records what the pass in flight changed (cleared at
+        # every pass end), so a busy worker's cache is seen as it was before that pass.
+        self.deferred = rules.kv_visibility == "pass_end"
+        if self.deferred:
+            for worker in workers:
+                worker.pool.changes = {}
+
+    def on_pass_end(self, worker: int) -> None:
+        if self.deferred:
+            self.workers[worker].pool.changes.clear()
 
     def _busy(self) -> bool:
         thr = self.cfg.router_queue_threshold
@@ -166,9 +187,13 @@ class KvRouter(_Base):
         # so a long prefix cached on a worker that cannot win is never walked. Every cost that
         # can be the minimum (or tie it) is the exact expression the router always used.
         cands = []
+        deferred = self.deferred
         for w, worker in enumerate(self.workers):
-            cache = worker.pool.cache
-            if not nk or keys[0] not in cache:
+            pool = worker.pool
+            cache = pool.cache
+            if deferred and worker.busy and pool.changes:
+                u, exact = self._seen(pool, keys, self._overlap(pool, keys, nk, req)), True
+            elif not nk or keys[0] not in cache:
                 u, exact = 0, True
             elif keys[-1] in cache:
                 u, exact = nk, False
@@ -194,8 +219,10 @@ class KvRouter(_Base):
         ties: list[int] = []
         overs = {}
         shared = {}
-        for lb, w, u, exact, la, new, p in cands:
+        pruned = []
+        for i, (lb, w, u, exact, la, new, p) in enumerate(cands):
             if prune and best is not None and lb > best:
+                pruned = cands[i:]
                 break
             o = u if exact else self._overlap(self.workers[w].pool, keys, u, req)
             overs[w] = o
@@ -211,8 +238,13 @@ class KvRouter(_Base):
         w = ties[0] if len(ties) == 1 else ties[self.rng.randrange(len(ties))]
         best_over = overs[w]
         req.overlap_blocks = best_over
-        # over the workers scored: a pruned worker's overlap is not computed (its bound lost anyway)
-        req.best_overlap_blocks = max(overs.values())
+        # Dynamo reports the best overlap over every worker: a pruned worker's is only counted
+        # when its bound could beat the best so far
+        top = max(overs.values())
+        for _lb, x, u, exact, *_ in pruned:
+            if u > top:
+                top = max(top, u if exact else self._overlap(self.workers[x].pool, keys, u, req))
+        req.best_overlap_blocks = top
         c = max(0, isl - best_over * bs)
         self.contrib[req.idx] = c
         self.pending[w] += c
@@ -242,6 +274,25 @@ class KvRouter(_Base):
             return upto
         return m + len(list(takewhile(cache.__contains__, rest)))
 
+    @staticmethod
+    def _seen(pool, keys: list[int], m: int) -> int:
+        """The cached prefix of `keys` as the router sees it while a pass is in flight, from the
+        live one (`m` keys): cut at the first key that pass stored, and extended over keys it
+        evicted (both are published at its end)."""
+        ch = pool.changes
+        if m and not ch.keys().isdisjoint(keys[:m]):
+            seen = list(map(ch.get, keys[:m]))
+            if False in seen:
+                return seen.index(False)
+        cache = pool.cache
+        n = len(keys)
+        while m < n:
+            v = ch.get(keys[m])
+            if not (keys[m] in cache if v is None else v):
+                break
+            m += 1
+        return m
+
     def on_first_token(self, req: SimRequest) -> None:
         c = self.contrib.pop(req.idx, None)
         if c is not None:
@@ -267,12 +318,13 @@ class KvRouter(_Base):
 
 
 def make_router(mode: str, workers: list, cfg: RouterConfig, *, block_size: int, trace_block_size: int,
-                max_num_batched_tokens: int, seed: int, prompts: PromptKeys | None = None) -> Router:
+                max_num_batched_tokens: int, seed: int, prompts: PromptKeys | None = None,
+                rules: DynamoRules = VERSIONS["1.4"]) -> Router:
     n = len(workers)
     if mode == "round_robin":
         return RoundRobin(n)
     if mode == "kv_router":
-        return KvRouter(workers, cfg, block_size, trace_block_size, max_num_batched_tokens, seed, prompts)
+        return KvRouter(workers, cfg, block_size, trace_block_size, max_num_batched_tokens, seed, prompts, rules)
     if mode == "random":
         return RandomRouter(n, seed)
     if mode == "least_loaded":

@@ -43,6 +43,10 @@ class DynamoRules:
     #: `request_trace_to_mooncake`, 1.4.2) or AISimulate's own raw loader as 1.5.1 or 1.6.1 ships
     #: it, "aisimulate-1.5" / "aisimulate-1.6" (pipeline/raw_lowering.py)
     raw_dynamo: str = "exporter"
+    #: when the KV router sees the blocks a pass stores or evicts: "schedule" as soon as the pass
+    #: is scheduled (1.4.2); "pass_end" when the pass ends, before requests arriving at that
+    #: instant are routed (1.5.1, 1.6.1)
+    kv_visibility: str = "schedule"
     #: an agentic play ends at its first rejected request: what it has not released yet never is
     #: (1.5.1, 1.6.1); False: a rejection releases its dependents like a completion (1.4.2)
     rejection_ends_play: bool = False
@@ -53,10 +57,11 @@ VERSIONS: dict[str, DynamoRules] = {
                        tie_order="file", not_before_floor=False, agentic_v1="native", report="1.4"),
     "1.5": DynamoRules("1.5", "ai-dynamo 1.5.1", decode_input="logical", prompt_pass_decodes=True,
                        tie_order="request_id", not_before_floor=True, agentic_v1="lift", report="1.5",
-                       resume_chunks=True, raw_dynamo="aisimulate-1.5", rejection_ends_play=True),
+                       resume_chunks=True, raw_dynamo="aisimulate-1.5", kv_visibility="pass_end",
+                       rejection_ends_play=True),
     "1.6": DynamoRules("1.6", "ai-dynamo 1.6.1", decode_input="logical", prompt_pass_decodes=False,
                        tie_order="request_id", not_before_floor=True, agentic_v1="lift", report="1.6",
-                       resume_chunks=True, raw_dynamo="aisimulate-1.6",
+                       resume_chunks=True, raw_dynamo="aisimulate-1.6", kv_visibility="pass_end",
                        rejection_ends_play=True),
 }
 DEFAULT = "1.6"
