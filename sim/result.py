@@ -54,6 +54,11 @@ class RequestRecord:
     prefill_tokens: int | None = None
     #: the KV router's choice (None under round_robin, which computes no overlap)
     route: RouteOverlap | None = None
+    #: positions in the run's event order (releases, terminal deliveries and pass starts share
+    #: one counter) of its release and of its terminal's delivery; None when not recorded
+    #: (Dynamo 1.6's lifecycle transcript then orders one instant's events by rule)
+    release_seq: int | None = None
+    terminal_seq: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

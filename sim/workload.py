@@ -34,7 +34,7 @@ class SimRequest:
         # bookkeeping for the report
         "ready", "dispatch", "first_admit", "t_first", "t_second", "t_last", "reused_max",
         "reused_first", "status", "terminal", "chunks", "overlap_blocks", "n_admit",
-        "admits", "prefilled", "best_overlap_blocks",
+        "admits", "prefilled", "best_overlap_blocks", "release_seq", "terminal_seq",
     )
 
     def __init__(self, idx: int, request_id: str, session_id: str | None, prompt: int, out: int,
@@ -78,6 +78,10 @@ class SimRequest:
         self.admits: list[tuple[float, int]] = []  # (time, prefix-hit tokens) per admission
         self.prefilled = 0  # prompt (and recomputed) tokens its prefill passes computed
         self.best_overlap_blocks = 0  # the KV router's best overlap over all workers
+        # positions of its release and of its terminal's delivery in the run's event order
+        # (replay.EventOrder): Dynamo 1.6's lifecycle transcript follows that order at one instant
+        self.release_seq = -1
+        self.terminal_seq = -1
 
 
 _EXACT = (1 << 61) - 1  # ints below this hash to themselves (CPython reduces modulo 2**61 - 1)
