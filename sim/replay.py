@@ -8,6 +8,7 @@ clock then jumps to the next pass end or ready time.
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from dataclasses import dataclass, field
@@ -124,7 +125,9 @@ def run_replay(rows: list[Row], sources: list[str], fmt: str, opts: ReplayOption
     infeasible = _check_feasible(reqs, a, lazy=ended is not None)
     ready = dag.initial()
     comp: list[tuple[float, int, int]] = []
-    cseq = 0
+    # one counter for releases, terminal deliveries and pass starts (also the pass-end heap's
+    # tie-break): Dynamo 1.6's lifecycle transcript follows this order within an instant
+    order = itertools.count()
     now = 0.0
     limit = opts.max_sim_time_ms
     stopped_at = None
@@ -187,6 +190,7 @@ def run_replay(rows: list[Row], sources: list[str], fmt: str, opts: ReplayOption
                 if ended is not None:
                     ended.note(w.finished)
                 for r in w.finished:
+                    r.terminal_seq = next(order)
                     router.on_free(r)
                     fire(r.idx, r.terminal, COMPLETION, ready)
                 done += len(w.finished)
@@ -197,7 +201,7 @@ def run_replay(rows: list[Row], sources: list[str], fmt: str, opts: ReplayOption
             for r, wi in router.drain(now):
                 dispatch(r, wi)
         # 3. release ready requests
-        release_ready(ready, reqs, now, router, dispatch, ended)
+        release_ready(ready, reqs, now, router, dispatch, ended, order)
         # 4. start passes on idle workers
         while effects and effects[0] <= now:
             heappop(effects)  # its pass has ended: what it released is in `ready` now
@@ -226,8 +230,7 @@ def run_replay(rows: list[Row], sources: list[str], fmt: str, opts: ReplayOption
                     d = min(release_after[r.idx] for r in w.finished)
                     if d != math.inf:
                         heappush(effects, end + d)
-                heappush(comp, (end, cseq, w.wid))
-                cseq += 1
+                heappush(comp, (end, next(order), w.wid))
         nxt, stopped_at = advance(comp, ready, now, limit)
         if nxt is None:
             break
@@ -269,7 +272,7 @@ class PlayEnds:
 
 
 def release_ready(ready: list, reqs: list[SimRequest], now: float, router, dispatch,
-                  ended: PlayEnds | None = None) -> None:
+                  ended: PlayEnds | None = None, order=None) -> None:
     """Hand every request the DAG has released by `now` to the router: dispatched to the worker
     it picks, or queued at the router (it dispatches them from `drain` as capacity frees); a
     request of a play a rejection ended stays unreleased."""
@@ -279,6 +282,8 @@ def release_ready(ready: list, reqs: list[SimRequest], now: float, router, dispa
             continue
         r = reqs[idx]
         r.ready = t
+        if order is not None:
+            r.release_seq = next(order)
         wi = router.route(r, now)
         if wi is None:
             r.status = "queued"
@@ -362,7 +367,9 @@ def _result(reqs: list[SimRequest], workers: list[Worker], dag: dagmod.RequestDa
             # the best overlap over all workers is not recorded by the router yet
             admission_history=tuple(r.admits), prefill_tokens=r.prefilled,
             route=RouteOverlap(r.overlap_blocks, r.best_overlap_blocks, r.overlap_blocks * opts.engine.block_size)
-            if kv and r.worker >= 0 else None))
+            if kv and r.worker >= 0 else None,
+            release_seq=r.release_seq if r.release_seq >= 0 else None,
+            terminal_seq=r.terminal_seq if r.terminal_seq >= 0 else None))
 
     timeline = Timeline(tuple(tuple(w.passes) for w in workers))
     gaps = tuple(sorted(stats.gaps.items()))

@@ -79,7 +79,7 @@ class SimRequest:
         self.prefilled = 0  # prompt (and recomputed) tokens its prefill passes computed
         self.best_overlap_blocks = 0  # the KV router's best overlap over all workers
         # positions of its release and of its terminal's delivery in the run's event order
-        # (replay.EventOrder): Dynamo 1.6's lifecycle transcript follows that order at one instant
+        # (`order` in replay.run_replay): Dynamo 1.6's lifecycle transcript follows it within an instant
         self.release_seq = -1
         self.terminal_seq = -1
 
