@@ -23,6 +23,7 @@ requests past their first token); `kv_blocks_active` counts the running requests
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections import deque
@@ -93,6 +94,7 @@ def run_recorded(rows: list[Row], sources: list[str], fmt: str, opts: ReplayOpti
     stopped_at = None
     has_dispatch = dag.mode == "v2"
     fire = dag.fire
+    order = itertools.count()  # releases and terminal deliveries, for the 1.6 lifecycle transcript
 
     def dispatch(r: SimRequest, w: int) -> None:
         r.worker = w
@@ -112,6 +114,7 @@ def run_recorded(rows: list[Row], sources: list[str], fmt: str, opts: ReplayOpti
                 continue
             r.status = "completed"
             r.terminal = t
+            r.terminal_seq = next(order)
             running[r.worker] -= 1
             router.on_free(r)
             fire(idx, t, dagmod.COMPLETION, ready)
@@ -121,7 +124,7 @@ def run_recorded(rows: list[Row], sources: list[str], fmt: str, opts: ReplayOpti
         if freed:
             for r, wi in router.drain(now):
                 dispatch(r, wi)
-        release_ready(ready, reqs, now, router, dispatch)
+        release_ready(ready, reqs, now, router, dispatch, order=order)
         for w in range(n_w):
             q = queues[w]
             while q and running[w] < limit:
@@ -245,7 +248,9 @@ def _result(reqs: list[SimRequest], dag: dagmod.RequestDag, rows: list[Row], opt
             second_token_ms=opt(_second_token(r)) if done else None, last_token_ms=opt(r.t_last) if done else None,
             end_ms=opt(r.terminal), input_length=r.prompt, requested_output_length=r.out,
             output_tokens=r.out if done else 0, cached_tokens=0, first_cached_tokens=0, admissions=r.n_admit,
-            prefill_chunks=tuple(PrefillChunk(*c) for c in (r.chunks or ())) if done else (), status=status))
+            prefill_chunks=tuple(PrefillChunk(*c) for c in (r.chunks or ())) if done else (), status=status,
+            release_seq=r.release_seq if r.release_seq >= 0 else None,
+            terminal_seq=r.terminal_seq if r.terminal_seq >= 0 else None))
     timeline = _timeline(reqs, n_w, opts.engine.block_size)
     return SimResult(tuple(recs), timeline, tuple(play_recs), tuple(sorted(gaps.items())), n_w,
                      (time.perf_counter() - t_wall) * 1000.0, stopped_at, report_graph(dag, rows, reqs, opts))

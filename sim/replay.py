@@ -364,7 +364,6 @@ def _result(reqs: list[SimRequest], workers: list[Worker], dag: dagmod.RequestDa
             output_tokens=_emitted(r, workers), cached_tokens=r.reused_max,
             first_cached_tokens=max(0, r.reused_first), admissions=r.n_admit,
             prefill_chunks=tuple(PrefillChunk(*c) for c in (r.chunks or ())), status=status,
-            # the best overlap over all workers is not recorded by the router yet
             admission_history=tuple(r.admits), prefill_tokens=r.prefilled,
             route=RouteOverlap(r.overlap_blocks, r.best_overlap_blocks, r.overlap_blocks * opts.engine.block_size)
             if kv and r.worker >= 0 else None,
