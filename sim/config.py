@@ -161,20 +161,25 @@ def _timing_model(v: object) -> dict:
 
 @dataclass(frozen=True, slots=True)
 class RouterConfig:
+    # the prefill term's scale: Dynamo's `prefill_load_scale`, of which `overlap_score_weight` is
+    # the deprecated alias that wins when both are given (1.4.2 and 1.6.1 alike, see sim/router.py)
     overlap_score_weight: float = 1.0
     router_temperature: float = 0.0
     router_queue_threshold: float | None = None  # disabled by default in 1.4.2 (observed §9)
     router_track_output_blocks: bool = False
+    overlap_score_credit: float = 1.0  # blocks of prefill credited per overlapping block
+    decode_active_request_weight: float = 0.0  # cost per request active on the worker
 
     @classmethod
     def from_json(cls, d: dict | None) -> "RouterConfig":
         d = dict(d or {})
-        if "overlap_score_credit" in d and "overlap_score_weight" not in d:
-            d["overlap_score_weight"] = d.pop("overlap_score_credit")
+        if "prefill_load_scale" in d:
+            scale = d.pop("prefill_load_scale")
+            d.setdefault("overlap_score_weight", scale)
         known = {f.name for f in fields(cls)}
         kw = {k: v for k, v in d.items() if k in known}
         bad = [k for k in d if k not in known and not k.startswith("router_") and k not in (
-            "use_kv_events", "durable_kv_events", "prefill_load_scale", "host_cache_hit_weight",
+            "use_kv_events", "durable_kv_events", "host_cache_hit_weight",
             "disk_cache_hit_weight", "shared_cache_multiplier")]
         if bad:
             raise TraceError(f"error: --router-config: unknown field `{bad[0]}`")

@@ -4,9 +4,13 @@ Interface: `route(req, now) -> worker index | None` (None = hold in the router q
 `on_first_token(req)`, `on_free(req)`, `on_pass_end(worker)`, and `drain(now) -> [(req, worker)]`
 for queued requests.
 `kv_router` follows ai-dynamo 1.4.2 (observed notes §9): cost
-`(pending_prefill_w + max(0, ISL - overlap_w*bs))/bs * weight + active_blocks_w + new_blocks_w`,
-ties broken by a seeded RNG (Dynamo's are unseeded), optional queue threshold (disabled by
-default). Exact overlaps are only counted for workers whose cost could still be the minimum (see
+`scale * max(0, (pending_prefill_w + ISL)/bs - credit * overlap_w) + active_blocks_w + new_blocks_w
++ active_request_weight * active_requests_w` (`prefill_load_scale`, alias `overlap_score_weight`,
+and `overlap_score_credit`, both 1 by default: then the cost is 1.4.2's observed
+`(pending + ISL - overlap*bs)/bs + active + new`; measured with credit 2 and scale 2 on 1.4.2 and
+1.6.1), ties broken by a seeded RNG (Dynamo's are unseeded) or, with `router_temperature` T > 0, a
+worker drawn with probability proportional to exp(-(cost - min)/((max - min) * T)) as Dynamo's
+selector draws it; optional queue threshold (disabled by default). Exact overlaps are only counted for workers whose cost could still be the minimum (see
 `KvRouter._place`). The one rule that changed since (`DynamoRules.kv_visibility`): 1.4.2's router
 sees the blocks a pass stores or evicts as soon as the pass is scheduled, 1.5.1's and 1.6.1's
 only when the pass ends (measured: a request arriving while the pass that fills its prefix is in
@@ -15,6 +19,7 @@ flight finds no overlap there, one arriving at the pass end finds it).
 
 from __future__ import annotations
 
+import math
 import random
 from collections import deque
 from itertools import takewhile
@@ -145,9 +150,12 @@ class KvRouter(_Base):
         self.active: list[dict[int, int]] = [{} for _ in range(n)]  # block hash -> refcount
         self.contrib: dict[int, int] = {}  # request idx -> its pending prefill tokens
         self.keys: dict[int, list[int]] = {}  # request idx -> its full-block hashes while routed
+        self.nreq = [0] * n  # requests routed and not yet freed
         self.queue: deque[SimRequest] = deque()
-        if cfg.router_temperature:
-            raise TraceError("error: --router-config: router_temperature > 0 is not supported")
+        for name in ("overlap_score_credit", "overlap_score_weight", "router_temperature"):
+            v = getattr(cfg, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+                raise TraceError(f"error: --router-config: {name} must be a finite number >= 0, got {v!r}")
         # Pass-end visibility: each pool records what the pass in flight changed (cleared at
         # every pass end), so a busy worker's cache is seen as it was before that pass.
         self.deferred = rules.kv_visibility == "pass_end"
@@ -179,8 +187,17 @@ class KvRouter(_Base):
         bs = self.bs
         isl = req.prompt
         nk = len(keys)
-        w_over = self.cfg.overlap_score_weight
+        cfg = self.cfg
+        scale = cfg.overlap_score_weight
+        credit = cfg.overlap_score_credit
+        wa = cfg.decode_active_request_weight
+        nreq = self.nreq
         pending = self.pending
+
+        def cost(w: int, o: int, blocks: int) -> float:
+            # Dynamo's expression and order of float operations (ties are exact comparisons)
+            adj = (pending[w] + isl) / bs - credit * o
+            return scale * (adj if adj > 0.0 else 0.0) + blocks + wa * nreq[w]
         # Per worker, a cheap upper bound on the cached prefix (a probed miss), hence a lower
         # bound on its cost (the cost only falls as the overlap grows); exact overlaps are then
         # counted in order of those bounds, only while a bound does not exceed the best cost,
@@ -210,15 +227,16 @@ class KvRouter(_Base):
             p = _active_prefix(act, keys)
             la = len(act)
             new = nk - p
-            lb = w_over * (pending[w] + max(0, isl - u * bs)) / bs + la + new
-            cands.append((lb, w, u, exact, la, new, p))
-        prune = PRUNE and w_over >= 0
+            cands.append((cost(w, u, la + new), w, u, exact, la, new, p))
+        temperature = cfg.router_temperature
+        prune = PRUNE and not temperature
         if prune:
             cands.sort(key=lambda c: (c[0], c[1]))
         best = None
         ties: list[int] = []
         overs = {}
         shared = {}
+        costs = {}
         pruned = []
         for i, (lb, w, u, exact, la, new, p) in enumerate(cands):
             if prune and best is not None and lb > best:
@@ -227,15 +245,19 @@ class KvRouter(_Base):
             o = u if exact else self._overlap(self.workers[w].pool, keys, u, req)
             overs[w] = o
             shared[w] = p
-            logit = w_over * (pending[w] + max(0, isl - o * bs)) / bs + la + new
+            logit = costs[w] = cost(w, o, la + new)
             if best is None or logit < best:
                 best = logit
                 ties = [w]
             elif logit == best:
                 ties.append(w)
-        if len(ties) > 1:
+        if temperature:
+            w = self._sample(costs, temperature)
+        elif len(ties) == 1:
+            w = ties[0]
+        else:
             ties.sort()
-        w = ties[0] if len(ties) == 1 else ties[self.rng.randrange(len(ties))]
+            w = ties[self.rng.randrange(len(ties))]
         best_over = overs[w]
         req.overlap_blocks = best_over
         # Dynamo reports the best overlap over every worker: a pruned worker's is only counted
@@ -255,8 +277,32 @@ class KvRouter(_Base):
                 act[h] += 1
         act.update(dict.fromkeys(keys[p:] if p else keys, 1))
         self.keys[req.idx] = keys
+        nreq[w] += 1
         req.worker = w
         return w
+
+    def _sample(self, costs: dict[int, float], temperature: float) -> int:
+        """Dynamo's softmax draw over the workers' costs (in worker order): costs normalised by
+        their range, probabilities exp(-(c - min) / (range * T)); uniform when all are equal."""
+        ws = sorted(costs)
+        cs = [costs[w] for w in ws]
+        lo, hi = min(cs), max(cs)
+        if lo == hi:
+            probs = [1.0 / len(cs)] * len(cs)
+        else:
+            mag = 1.0 if math.isfinite(hi - lo) else max(abs(lo), abs(hi))
+            lo_n = lo / mag
+            k = -1.0 / ((hi / mag - lo_n) * temperature)
+            top = lo_n * k
+            probs = [math.exp(c / mag * k - top) for c in cs]
+        total = sum(probs)
+        u = self.rng.random()
+        acc = 0.0
+        for w, p in zip(ws, probs):
+            acc += p / total
+            if u <= acc:
+                return w
+        return ws[-1]
 
     @staticmethod
     def _overlap(pool, keys: list[int], upto: int, req: SimRequest) -> int:
@@ -300,6 +346,7 @@ class KvRouter(_Base):
 
     def on_free(self, req: SimRequest) -> None:
         self.on_first_token(req)
+        self.nreq[req.worker] -= 1
         keys = self.keys.pop(req.idx)
         act = self.active[req.worker]
         q = _last_shared(act, keys)

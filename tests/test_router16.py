@@ -11,7 +11,11 @@ Everything else the cases check is as in 1.4.2: the cost
 `(pending prefill + ISL - overlap*bs)/bs + active blocks + new blocks` (the switch between k = 9
 and k = 11 of §9), prefill load counted from routing to the first token, full blocks only (a
 34-token prompt overlaps 8 blocks, not 9), the router queue off by default and, with a threshold,
-holding a request until a worker's prefill load falls.
+holding a request until a worker's prefill load falls. The cost's knobs are Dynamo's (1.4.2 has
+the same): `prefill_load_scale` (alias `overlap_score_weight`) scales
+`max(0, (pending + ISL)/bs - overlap_score_credit * overlap)`, and
+`decode_active_request_weight` adds a cost per request active on the worker (the oracle's logged
+costs: credit 2 -> 16, 16, 17; scale 2 -> 24, 29, 20; active-request weight 5 -> 16, 16, 18).
 
 Each case has 2 workers with one cheapest worker at every decision, so Dynamo's random tie-breaks
 only name the workers: a request's worker is stored as "the first request's worker or not". Per
@@ -87,6 +91,18 @@ CASES = {
     "queue_threshold": Case(_QUEUE, {"max_num_batched_tokens": 8}, {"router_queue_threshold": 4.0}, [
         (True, 0, 0, 0, 415.57284999999985, 0.0), (False, 0, 0, 0, 299.1516979999999, 300.0),
         (True, 0, 0, 0, 330.60997799999996, 415.57284999999985)]),
+    "credit_two": Case(_busy_switch(10), {}, {"overlap_score_credit": 2.0}, [
+        (True, 0, 0, 0, 16.987721, 0.0), (True, 2, 2, 8, 16.987720999999993, 100.0),
+        (True, 8, 8, 32, 24.51940300000001, 302.157114)]),
+    "scale_two": Case(_busy_switch(11), {}, {"prefill_load_scale": 2.0}, [
+        (True, 0, 0, 0, 16.987721, 0.0), (True, 2, 2, 8, 17.048569, 100.0),
+        (True, 8, 8, 32, 24.688942999999995, 302.323361)]),
+    "weight_alias_two": Case(_busy_switch(11), {}, {"overlap_score_weight": 2.0}, [
+        (True, 0, 0, 0, 16.987721, 0.0), (True, 2, 2, 8, 17.048569, 100.0),
+        (True, 8, 8, 32, 24.688942999999995, 302.323361)]),
+    "active_request_weight": Case(_busy_switch(9), {}, {"decode_active_request_weight": 5.0}, [
+        (True, 0, 0, 0, 16.987721, 0.0), (True, 2, 2, 8, 16.926885999999996, 100.0),
+        (False, 0, 8, 0, 17.048568999999986, 300.0)]),
     "partial_last_block": Case(
         [{"timestamp": 0, "input_length": 36, "output_length": 1, "hash_ids": list(range(1, 10))},
          {"timestamp": 100, "input_length": 34, "output_length": 1, "hash_ids": list(range(1, 10))}], {}, None, [
@@ -139,6 +155,24 @@ def test_1_5_shares_pass_end_visibility():
     for t2, best in ((15.0, 0), (16.744463, 4)):
         res = replay(Case(_prefix_then(t2), {"max_num_batched_tokens": 16}, None, []), version="1.5")
         assert res.requests[1].route.best_blocks == best
+
+
+def test_temperature_draws_as_dynamo():
+    # costs 10 (the cached worker) and 18: p = 1 / (1 + exp(-1/T)); measured over 30 oracle runs:
+    # T = 1 -> 24 on the cached worker (p = 0.73), T = 5 -> 14 (p = 0.55); trace-pipe's seeds 0-29
+    # give 24 and 16
+    for t, same in ((1.0, 24), (5.0, 16)):
+        case = Case(_prefix_then(33.488926), {"max_num_batched_tokens": 16}, {"router_temperature": t}, [])
+        got = [replay(case, seed=s).requests for s in range(30)]
+        assert sum(r[1].worker == r[0].worker for r in got) == same
+
+
+def test_bad_router_knobs_are_one_line_errors():
+    from trace_pipe.pipeline.errors import TraceError
+
+    for bad in ({"overlap_score_credit": -1}, {"router_temperature": float("nan")}, {"prefill_load_scale": -2}):
+        with pytest.raises(TraceError, match="must be a finite number >= 0"):
+            replay(Case(_prefix_then(1.0), {}, bad, []))
 
 
 _ORACLE_RUN = r"""
