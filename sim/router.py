@@ -208,7 +208,9 @@ class KvRouter(_Base):
         for w, worker in enumerate(self.workers):
             pool = worker.pool
             cache = pool.cache
-            if deferred and worker.busy and pool.changes:
+            if not worker.caching:
+                u, exact = 0, True  # no prefix caching: the engine publishes no stored blocks
+            elif deferred and worker.busy and pool.changes:
                 u, exact = self._seen(pool, keys, self._overlap(pool, keys, nk, req)), True
             elif not nk or keys[0] not in cache:
                 u, exact = 0, True

@@ -64,6 +64,11 @@ def _chunked_then(t: float) -> list[dict]:
             {"timestamp": t, "input_length": 96, "output_length": 1, "hash_ids": list(range(1, 25))}]
 
 
+def _decoding_then_prefix() -> list[dict]:
+    return [{"timestamp": 0, "input_length": 48, "output_length": 200, "hash_ids": list(range(1, 13))},
+            {"timestamp": 100, "input_length": 36, "output_length": 1, "hash_ids": list(range(1, 9)) + [90]}]
+
+
 _QUEUE = [{"timestamp": 0, "input_length": 200, "output_length": 1, "hash_ids": list(range(1, 51))},
           {"timestamp": 300, "input_length": 140, "output_length": 3, "hash_ids": list(range(100, 135))},
           {"timestamp": 301, "input_length": 100, "output_length": 3, "hash_ids": list(range(200, 225))}]
@@ -103,6 +108,12 @@ CASES = {
     "active_request_weight": Case(_busy_switch(9), {}, {"decode_active_request_weight": 5.0}, [
         (True, 0, 0, 0, 16.987721, 0.0), (True, 2, 2, 8, 16.926885999999996, 100.0),
         (False, 0, 8, 0, 17.048568999999986, 300.0)]),
+    # with prefix caching off the engine publishes no stored blocks: the router sees no overlap
+    # (1.4.2 too: its logged cost is 18, not 10, for the cached prompt)
+    "no_prefix_caching": Case(_decoding_then_prefix(), {"enable_prefix_caching": False}, None, [
+        (True, 0, 0, 0, 17.231195, 0.0), (False, 0, 0, 0, 17.048569, 100.0)]),
+    "prefix_caching": Case(_decoding_then_prefix(), {}, None, [
+        (True, 0, 0, 0, 17.231195, 0.0), (True, 8, 8, 32, 26.378056999999984, 104.02317699999999)]),
     "partial_last_block": Case(
         [{"timestamp": 0, "input_length": 36, "output_length": 1, "hash_ids": list(range(1, 10))},
          {"timestamp": 100, "input_length": 34, "output_length": 1, "hash_ids": list(range(1, 10))}], {}, None, [
