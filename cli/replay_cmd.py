@@ -27,9 +27,11 @@ from trace_pipe.sim.timing import FixedTiming, make_timing
 from trace_pipe.sim.versions import VERSIONS, DynamoRules
 from trace_pipe.sim.versions import rules as version_rules
 
+from . import prediction_dir
 from .common import Progress, json_object_arg, user_errors
 
 TIMINGS = ("dynamo", "fit", "recorded", "table")
+OUTPUT_FORMATS = ("table", "json")
 ONSET_HELP = ("Error onset threshold (ms): the first request, in recorded start order, whose simulated start or end "
               "is more than this far off the recorded one is reported with the simulated queue depth when it was "
               "released (requests released but not yet admitted, on every worker and in the router queue, itself "
@@ -149,17 +151,32 @@ def run(paths: list[str], *, trace_format: str = "mooncake", num_workers: int = 
         timing_table: str | None = None, sla_ttft_ms: float | None = None, sla_itl_ms: float | None = None,
         sla_e2e_ms: float | None = None, report_json: str | None = None, report_jsonl: str | None = None,
         perfetto: str | None = None, compare_json: str | None = None, onset_ms: float = 100.0,
-        merge_decode_passes: bool = False, dynamo_version: str | None = None, out=None, err=None,
-        progress: bool = True) -> tuple[dict, SimResult]:
-    """The whole command as a function (tests call it); raises TraceError on bad input."""
+        merge_decode_passes: bool = False, dynamo_version: str | None = None, execution_model: str = "mock",
+        output_dir: str | None = None, overwrite: bool = False, capture_per_request: bool = False,
+        output_format: str = "table", out=None, err=None, progress: bool = True) -> tuple[dict, SimResult]:
+    """The whole command as a function (tests call it); raises TraceError on bad input.
+    `output_dir` ... `output_format` are `aisimulate predict`'s outputs (cli/prediction_dir.py);
+    `execution_model` is the target model agentic reports name (a run file's engine.model)."""
     out = out or sys.stdout
     err = err or sys.stderr
     t0 = time.perf_counter()
     check_options(max_sim_time_seconds, onset_ms)
+    if output_format not in OUTPUT_FORMATS:
+        raise TraceError(f"error: --format must be table or json, got {output_format!r}")
+    if capture_per_request and not output_dir:
+        raise TraceError("error: --capture-per-request writes requests.jsonl in --output-dir: give --output-dir "
+                         "(or --per-request-jsonl FILE)")
+    # with --format json stdout is the summary alone; what else a run says goes to stderr
+    info = err if output_format == "json" else out
     rules = resolve_rules(dynamo_version, decode_timing)
+    if output_dir:
+        prediction_dir.check(output_dir, overwrite)
     check_outputs([("--report-json", None if report_json is None or Path(report_json).is_dir() else report_json),
                    ("--per-request-jsonl", report_jsonl), ("--compare-json", compare_json), ("--perfetto", perfetto),
-                   ("--timing-file", timing_file if timing == "fit" else None)], paths)
+                   ("--timing-file", timing_file if timing == "fit" else None),
+                   ("--output-dir", str(Path(output_dir) / prediction_dir.REPORT) if output_dir else None),
+                   ("--output-dir", str(Path(output_dir) / prediction_dir.REQUESTS) if capture_per_request else None)],
+                  paths)
     inp = load_input(paths, trace_format, trace_block_size, raw_dynamo=rules.raw_dynamo)
     print_notes(inp, err)
     if merge_decode_passes and not perfetto:
@@ -168,7 +185,7 @@ def run(paths: list[str], *, trace_format: str = "mooncake", num_workers: int = 
     rcfg = RouterConfig.from_json(json_object_arg(router_config, "--router-config"))
     if compare_json:
         _recorded_needed(inp, "--compare-json")
-    tm = resolve_timing(timing, timing_file, inp, engine, decode_timing, timing_table, out, err, rules)
+    tm = resolve_timing(timing, timing_file, inp, engine, decode_timing, timing_table, info, err, rules)
     opts = ReplayOptions(num_workers=num_workers, router_mode=router_mode, trace_block_size=inp.block_size,
                          engine=engine, router=rcfg, arrival_speedup_ratio=arrival_speedup_ratio,
                          max_sim_time_ms=None if max_sim_time_seconds is None else max_sim_time_seconds * 1000.0,
@@ -187,21 +204,28 @@ def run(paths: list[str], *, trace_format: str = "mooncake", num_workers: int = 
     if bar:
         bar.close()
     rep = report.summary(res, sla_ttft_ms=sla_ttft_ms, sla_itl_ms=sla_itl_ms, sla_e2e_ms=sla_e2e_ms,
-                         wall_time_ms=(time.perf_counter() - t0) * 1000.0, rules=rules)
+                         wall_time_ms=(time.perf_counter() - t0) * 1000.0, rules=rules,
+                         execution_model=execution_model)
     cmp = None
     if inp.recorded is not None:
         from trace_pipe.sim.compare import compare
 
         cmp = compare(inp.recorded, res, onset_ms=onset_ms)
         rep.setdefault("trace_pipe", {})["comparison"] = cmp["summary"] | {"error_onset": cmp["error_onset"]}
-    if report_json is None:
+    if report_json is None and not output_dir:
         report_json = time.strftime("trace_pipe_replay_report_%Y%m%d_%H%M%S.json")
-    target = Path(report_json)
-    if target.is_dir():
+    target = None if report_json is None else Path(report_json)
+    if target is not None and target.is_dir():
         target = target / time.strftime("trace_pipe_replay_report_%Y%m%d_%H%M%S.json")
+    saved = []
     with output_group():  # all or none of the outputs
-        with atomic_output(target) as f:
-            f.write(json.dumps(rep, indent=2, sort_keys=True).encode() + b"\n")
+        if target is not None:
+            with atomic_output(target) as f:
+                f.write(json.dumps(rep, indent=2, sort_keys=True).encode() + b"\n")
+            saved.append(target)
+        if output_dir:
+            full = report.full_report(res, rep, rules=rules, per_request=capture_per_request)
+            saved.append(prediction_dir.write(output_dir, full, full["per_request"] if capture_per_request else None))
         if report_jsonl:
             with atomic_output(report_jsonl) as f:
                 for row in report.jsonl_rows(res, rules=rules):
@@ -210,22 +234,28 @@ def run(paths: list[str], *, trace_format: str = "mooncake", num_workers: int = 
             with atomic_output(compare_json) as f:
                 f.write(orjson.dumps(cmp, option=orjson.OPT_INDENT_2) + b"\n")
         if perfetto:
-            _write_perfetto(perfetto, inp, res, cmp, tm, opts, merge_decode_passes, out)
-    print(report.table(rep), file=out)
+            _write_perfetto(perfetto, inp, res, cmp, tm, opts, merge_decode_passes, info)
+    if output_dir and overwrite and not capture_per_request:
+        prediction_dir.drop_stale_requests(output_dir)
+    if output_format == "table":
+        print(report.table(rep), file=out)
     if cmp is not None:
         from trace_pipe.sim.compare import table
 
-        print(table(cmp), file=out)
+        print(table(cmp), file=info)
     if res.stopped_at_ms is not None:
         n = sum(1 for r in res.requests if r.status != "completed")
         print(f"Stopped at the simulated-time limit ({res.stopped_at_ms / 1000:g} s): {n} requests not completed",
-              file=out)
+              file=info)
     rejected = sum(1 for r in res.requests if r.status == "rejected")
     if rejected:
-        print(f"Rejected (prompt larger than a worker's KV cache): {rejected} requests", file=out)
-    print(f"Saved full report to: {target}", file=out)
+        print(f"Rejected (prompt larger than a worker's KV cache): {rejected} requests", file=info)
+    for path in saved:
+        print(f"Saved full report to: {path}", file=info)
     if compare_json:
-        print(f"Saved comparison to: {compare_json}", file=out)
+        print(f"Saved comparison to: {compare_json}", file=info)
+    if output_format == "json":
+        print(json.dumps(rep, sort_keys=True, separators=(",", ":")), file=out)
     return rep, res
 
 
@@ -260,7 +290,23 @@ def register(app: typer.Typer) -> None:
     @app.command("replay", short_help="Replay a trace through mock vLLM workers; compare with and draw beside "
                                        "the recorded run.")
     def replay(
-        trace: list[str] = typer.Argument(..., help="Trace file(s)."),
+        ctx: typer.Context,
+        trace: Optional[list[str]] = typer.Argument(None, help="Trace file(s) (with --config: instead of the "
+                                                    "file's traffic.source.paths)."),
+        config: Optional[str] = typer.Option(
+            None, "--config", "-c", help="A run file of `aisimulate predict --stack dynamo` (YAML: traffic, engine, "
+            "router, planner, evaluation); flags given here win over it."),
+        sets: Optional[list[str]] = typer.Option(
+            None, "--set", metavar="PATH=YAML_VALUE", help="Override a run-file key (repeatable; a key the schema "
+            "has, the value in YAML)."),
+        output_dir: Optional[str] = typer.Option(
+            None, "--output-dir", help="Write prediction.json (the whole report) there, as aisimulate predict."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace prediction.json / requests.jsonl in a "
+                                       "non-empty --output-dir."),
+        output_format: str = typer.Option("table", "--format", help="Standard output: table | json (the summary "
+                                          "as one JSON object)."),
+        capture_per_request: bool = typer.Option(False, "--capture-per-request", help="Also write "
+                                                 "requests.jsonl (one row per request) in --output-dir."),
         trace_format: str = typer.Option("mooncake", "--trace-format", help=" | ".join(FORMATS)),
         num_workers: int = typer.Option(1, "--num-workers"),
         router_mode: str = typer.Option("round_robin", "--router-mode", help=" | ".join(ROUTER_MODES)),
@@ -304,13 +350,36 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Replay a trace on a virtual clock through mock vLLM workers and report Dynamo's metrics; with recorded
         times, also compare with the recorded run (terminal table, --compare-json) and draw both (--perfetto)."""
-        with user_errors():
-            if replay_mode != "offline":
-                raise TraceError("error: --replay-mode: only offline replay is supported")
-            run(trace, trace_format=trace_format, num_workers=num_workers, router_mode=router_mode,
-                trace_block_size=trace_block_size, extra_engine_args=extra_engine_args, router_config=router_config,
-                arrival_speedup_ratio=arrival_speedup_ratio, max_sim_time_seconds=max_sim_time_seconds, seed=seed,
-                timing=timing, timing_file=timing_file, decode_timing=decode_timing, timing_table=timing_table,
-                sla_ttft_ms=sla_ttft_ms, sla_itl_ms=sla_itl_ms, sla_e2e_ms=sla_e2e_ms, report_json=report_json,
-                report_jsonl=report_jsonl, perfetto=perfetto, compare_json=compare_json, onset_ms=onset_ms,
-                merge_decode_passes=merge_decode_passes, dynamo_version=dynamo_version)
+        args = dict(trace_format=trace_format, num_workers=num_workers, router_mode=router_mode,
+                    trace_block_size=trace_block_size, extra_engine_args=extra_engine_args,
+                    router_config=router_config, arrival_speedup_ratio=arrival_speedup_ratio,
+                    max_sim_time_seconds=max_sim_time_seconds, sla_ttft_ms=sla_ttft_ms, sla_itl_ms=sla_itl_ms,
+                    sla_e2e_ms=sla_e2e_ms)
+        try:
+            with user_errors():
+                if replay_mode != "offline":
+                    raise TraceError("error: --replay-mode: only offline replay is supported")
+                if config is not None:
+                    from .run_config import merge, read
+
+                    # the flags typed on this command line (not their defaults) win over the file
+                    given = {k: v for k, v in args.items()
+                             if getattr(ctx.get_parameter_source(k), "name", None) == "COMMANDLINE"}
+                    if trace:
+                        given["paths"] = trace
+                    args = merge(read(config, sets or [], check_paths=not trace).args, given)
+                elif sets:
+                    raise TraceError("error: --set overrides a run file: give --config")
+                elif not trace:
+                    raise TraceError("error: give trace file(s) or --config RUN.yaml")
+                else:
+                    args["paths"] = trace
+                run(args.pop("paths"), **args, seed=seed, timing=timing, timing_file=timing_file,
+                    decode_timing=decode_timing, timing_table=timing_table, report_json=report_json,
+                    report_jsonl=report_jsonl, perfetto=perfetto, compare_json=compare_json, onset_ms=onset_ms,
+                    merge_decode_passes=merge_decode_passes, dynamo_version=dynamo_version, output_dir=output_dir,
+                    overwrite=overwrite, capture_per_request=capture_per_request, output_format=output_format)
+        except KeyboardInterrupt:
+            # as aisimulate predict: 130, no traceback; outputs are written all or none
+            print("interrupted", file=sys.stderr)
+            raise typer.Exit(130) from None
