@@ -346,6 +346,9 @@ def register(app: typer.Typer) -> None:
             False, "--merge-decode-passes", help="Draw each run of identical decode passes as one `decode passes` "
             "slice instead of a slice per pass (a long replay's trace writes several times faster)."),
         onset_ms: float = typer.Option(100.0, "--onset-ms", help=ONSET_HELP),
+        execution_model: str = typer.Option(
+            "mock", "--execution-model", help="The target model an agentic report names (Dynamo's "
+            "execution_model; a run file's engine.model)."),
         replay_mode: str = typer.Option("offline", "--replay-mode", help="offline only."),
     ) -> None:
         """Replay a trace on a virtual clock through mock vLLM workers and report Dynamo's metrics; with recorded
@@ -354,7 +357,7 @@ def register(app: typer.Typer) -> None:
                     trace_block_size=trace_block_size, extra_engine_args=extra_engine_args,
                     router_config=router_config, arrival_speedup_ratio=arrival_speedup_ratio,
                     max_sim_time_seconds=max_sim_time_seconds, sla_ttft_ms=sla_ttft_ms, sla_itl_ms=sla_itl_ms,
-                    sla_e2e_ms=sla_e2e_ms)
+                    sla_e2e_ms=sla_e2e_ms, execution_model=execution_model)
         try:
             with user_errors():
                 if replay_mode != "offline":
