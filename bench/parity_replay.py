@@ -244,7 +244,10 @@ def main_v16(version: str, args) -> int:
                     rows_t = [json.loads(x) for x in Path(jt).read_text().splitlines()]
                     eq, rbad = compare_rows(rows_o, rows_t)
                     print(f"   summary (rel 1e-9): {keys - len(bad)}/{keys} keys equal; rows: {eq}/{len(rows_t)} equal")
-                    bad = [b for b in bad if not b.endswith(": missing")] + [f"missing: {len([b for b in bad if b.endswith(': missing')])} keys"]
+                    missing = [b for b in bad if b.endswith(": missing")]
+                    bad = [b for b in bad if not b.endswith(": missing")] + (
+                        [f"missing: {len(missing)} keys ({', '.join(m.split(':')[0] for m in missing[:6])} ...)"]
+                        if missing else [])
                     for line in bad[:12] + rbad[:3]:
                         print("   MISMATCH", line)
                     failures += bool(bad or rbad)
