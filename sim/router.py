@@ -3,18 +3,19 @@
 Interface: `route(req, now) -> worker index | None` (None = hold in the router queue),
 `on_first_token(req)`, `on_free(req)`, `on_pass_end(worker)`, and `drain(now) -> [(req, worker)]`
 for queued requests.
-`kv_router` follows ai-dynamo 1.4.2 (observed notes §9): cost
+`kv_router` follows ai-dynamo 1.4.2 (observed notes §9) and 1.6.1 (tests/test_router16.py): cost
 `scale * max(0, (pending_prefill_w + ISL)/bs - credit * overlap_w) + active_blocks_w + new_blocks_w
 + active_request_weight * active_requests_w` (`prefill_load_scale`, alias `overlap_score_weight`,
 and `overlap_score_credit`, both 1 by default: then the cost is 1.4.2's observed
 `(pending + ISL - overlap*bs)/bs + active + new`; measured with credit 2 and scale 2 on 1.4.2 and
 1.6.1), ties broken by a seeded RNG (Dynamo's are unseeded) or, with `router_temperature` T > 0, a
 worker drawn with probability proportional to exp(-(cost - min)/((max - min) * T)) as Dynamo's
-selector draws it; optional queue threshold (disabled by default). Exact overlaps are only counted for workers whose cost could still be the minimum (see
-`KvRouter._place`). The one rule that changed since (`DynamoRules.kv_visibility`): 1.4.2's router
-sees the blocks a pass stores or evicts as soon as the pass is scheduled, 1.5.1's and 1.6.1's
-only when the pass ends (measured: a request arriving while the pass that fills its prefix is in
-flight finds no overlap there, one arriving at the pass end finds it).
+selector draws it; optional queue threshold (disabled by default); no overlap at all with prefix
+caching off. Exact overlaps are only counted for workers whose cost could still be the minimum
+(see `KvRouter._place`). The one rule that changed since (`DynamoRules.kv_visibility`): 1.4.2's
+router sees the blocks a pass stores or evicts as soon as the pass is scheduled, 1.5.1's and
+1.6.1's only when the pass ends (measured: a request arriving while the pass that fills its prefix
+is in flight finds no overlap there, one arriving at the pass end finds it).
 """
 
 from __future__ import annotations
@@ -154,7 +155,7 @@ class KvRouter(_Base):
         self.queue: deque[SimRequest] = deque()
         for name in ("overlap_score_credit", "overlap_score_weight", "router_temperature"):
             v = getattr(cfg, name)
-            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+            if isinstance(v, bool) or not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
                 raise TraceError(f"error: --router-config: {name} must be a finite number >= 0, got {v!r}")
         # Pass-end visibility: each pool records what the pass in flight changed (cleared at
         # every pass end), so a busy worker's cache is seen as it was before that pass.

@@ -55,7 +55,8 @@ def _prefix_then(t2: float) -> list[dict]:
 
 def _busy_switch(k: int) -> list[dict]:
     return [{"timestamp": 0, "input_length": 32, "output_length": 1, "hash_ids": list(range(1, 9))},
-            {"timestamp": 100, "input_length": 4 * k, "output_length": 2000, "hash_ids": [1, 2] + list(range(60, 58 + k))},
+            {"timestamp": 100, "input_length": 4 * k, "output_length": 2000,
+             "hash_ids": [1, 2] + list(range(60, 58 + k))},
             {"timestamp": 300, "input_length": 36, "output_length": 1, "hash_ids": list(range(1, 9)) + [90]}]
 
 
