@@ -82,10 +82,11 @@ class BlockPool:
         # prompt blocks: only a request with that first identity can hit them, and it hits a
         # run exactly when its hit at the run's front position is that block
         self.roots: dict[int, dict[int, _Run]] = {}
-        # hash -> whether it was cached before its first change since the owner last cleared
-        # this; None: not kept. Dynamo 1.5+ routers see a pass's stores and evictions only at
-        # the pass end, so the router asks what the cache held before the pass in flight.
-        self.changes: dict[int, bool] | None = None
+        # the hashes cached (False) and dropped (True) since the owner last cleared this, in
+        # order, as (dropped, hashes) per call; None: not kept. Dynamo 1.5+ routers see a pass's
+        # stores and evictions only at the pass end, so the router asks what the cache held
+        # before the pass in flight (appends only: most passes are never asked about).
+        self.changes: list[tuple[bool, list[int]]] | None = None
 
     # -- queries ---------------------------------------------------------------------------
     @property
@@ -294,14 +295,13 @@ class BlockPool:
                 else:  # the only copy
                     del cache[h]
                     if self.changes is not None:
-                        self.changes.setdefault(h, True)
+                        self.changes.append((True, [h]))
         else:
             cache = self.cache
             for b in ev:
                 del cache[bhash[b]]
             if self.changes is not None:
-                for b in ev:
-                    self.changes.setdefault(bhash[b], True)
+                self.changes.append((True, list(map(bhash.__getitem__, ev))))
 
     def _drop_hash(self, b: int, h: int) -> None:
         d = self.dups.get(h)
@@ -313,7 +313,7 @@ class BlockPool:
             else:
                 del self.cache[h]
                 if self.changes is not None:
-                    self.changes.setdefault(h, True)
+                    self.changes.append((True, [h]))
         else:
             d.remove(b)
             if not d:
@@ -326,10 +326,8 @@ class BlockPool:
         self.gen += 1
         if cache.keys().isdisjoint(keys):
             cache.update(zip(keys, blocks))
-            ch = self.changes
-            if ch is not None:
-                for h in keys:
-                    ch.setdefault(h, False)
+            if self.changes is not None:
+                self.changes.append((False, keys))
             bhash = self.bhash
             for b, h in zip(blocks, keys):
                 bhash[b] = h
@@ -347,7 +345,7 @@ class BlockPool:
             return True
         self.cache[h] = b
         if self.changes is not None:
-            self.changes.setdefault(h, False)
+            self.changes.append((False, [h]))
         return False
 
     def release(self, blocks: list[int], nreg: int, refs: list[int] | None = None) -> None:

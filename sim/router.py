@@ -160,13 +160,15 @@ class KvRouter(_Base):
         # Pass-end visibility: each pool records what the pass in flight changed (cleared at
         # every pass end), so a busy worker's cache is seen as it was before that pass.
         self.deferred = rules.kv_visibility == "pass_end"
+        self.before: list[dict[int, bool] | None] = [None] * n  # see `_seen`
         if self.deferred:
             for worker in workers:
-                worker.pool.changes = {}
+                worker.pool.changes = []
 
     def on_pass_end(self, worker: int) -> None:
         if self.deferred:
             self.workers[worker].pool.changes.clear()
+            self.before[worker] = None
 
     def _busy(self) -> bool:
         thr = self.cfg.router_queue_threshold
@@ -212,7 +214,7 @@ class KvRouter(_Base):
             if not worker.caching:
                 u, exact = 0, True  # no prefix caching: the engine publishes no stored blocks
             elif deferred and worker.busy and pool.changes:
-                u, exact = self._seen(pool, keys, self._overlap(pool, keys, nk, req)), True
+                u, exact = self._seen(w, keys, self._overlap(pool, keys, nk, req)), True
             elif not nk or keys[0] not in cache:
                 u, exact = 0, True
             elif keys[-1] in cache:
@@ -323,12 +325,19 @@ class KvRouter(_Base):
             return upto
         return m + len(list(takewhile(cache.__contains__, rest)))
 
-    @staticmethod
-    def _seen(pool, keys: list[int], m: int) -> int:
-        """The cached prefix of `keys` as the router sees it while a pass is in flight, from the
-        live one (`m` keys): cut at the first key that pass stored, and extended over keys it
-        evicted (both are published at its end)."""
-        ch = pool.changes
+    def _seen(self, w: int, keys: list[int], m: int) -> int:
+        """The cached prefix of `keys` as the router sees it while a pass is in flight on worker
+        `w`, from the live one (`m` keys): cut at the first key that pass stored, and extended
+        over keys it evicted (both are published at its end)."""
+        pool = self.workers[w].pool
+        ch = self.before[w]
+        if ch is None:
+            # hash -> whether it was cached before the pass (its first change in the pass says);
+            # the pool does not change while its pass is in flight, so once per pass
+            ch = self.before[w] = {}
+            for dropped, hashes in pool.changes:
+                for h in hashes:
+                    ch.setdefault(h, dropped)
         if m and not ch.keys().isdisjoint(keys[:m]):
             seen = list(map(ch.get, keys[:m]))
             if False in seen:
