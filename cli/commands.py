@@ -8,7 +8,7 @@ import typer
 
 # command -> its module (each exposes register(app))
 COMMANDS = {"convert": "convert_cmd", "check": "check_cmd", "replay": "replay_cmd", "collect": "collect_cmd",
-            "sweep": "sweep_cmd"}
+            "sweep": "sweep_cmd", "query": "query_cmd"}
 MODULES = tuple(COMMANDS.values())
 
 
