@@ -92,11 +92,21 @@ def load_input(paths: list[str], fmt: str, trace_block_size: int | None = None,
             lowered = _raw_lowered(trace, src, trace_block_size, raw_dynamo)
             if lowered is not None:
                 return lowered
+        graph_source = None
         if all(r.chain_id is None for r in trace.requests):
             rows, bs = agentic.plain_rows(trace)
             order = sorted(trace.requests, key=agentic.sort_key)  # plain_rows' order
             rows = [replace(row, request_id=r.request_id) for row, r in zip(rows, order)]
             sim_format, edges, derived = "mooncake", [], None
+        elif fmt == "weka" and raw_dynamo != "exporter":
+            # Dynamo 1.5/1.6 read a WEKA play as the exporter's v2 graph (their native reader
+            # gives the v2 file's numbers on every trace it accepts; it refuses sub-agents whose
+            # model the file does not declare, so the v2 file is what they replay)
+            derived = agentic.derive_v2(trace)
+            rows, bs, order = derived.rows, derived.block_size, derived.order
+            sim_format = "agentic_mooncake"
+            edges = [(e.src, e.dst, e.relation) for e in derived.edges]
+            graph_source = (derived.header["source"]["format"], derived.header["source"]["digest"])
         else:
             derived = agentic.derive(trace, rules="g2")
             rows, bs, order = derived.rows, derived.block_size, derived.order
@@ -108,7 +118,7 @@ def load_input(paths: list[str], fmt: str, trace_block_size: int | None = None,
         # an Azure trace records arrivals only: nothing to compare a simulated run with
         recorded = None if fmt == "azure" else list(order)
         return ReplayInput(rows, [f"{src}: request {r.request_id}" for r in rows], sim_format, tbs, trace,
-                           recorded, edges, derived)
+                           recorded, edges, derived, graph_source)
     raise TraceError(f"error: --trace-format must be one of {', '.join(FORMATS)}, got {fmt!r}")
 
 

@@ -53,17 +53,21 @@ def exp_file(path: Path, times: list[tuple[float, float, float]]) -> Path:
 
 # 1. reader notes ---------------------------------------------------------------------------
 
-def test_replay_prints_the_reader_notes_convert_prints(tmp_path):
+@pytest.mark.parametrize("version, fmt", [("1.6", "v2"), ("1.4", "v1")])
+def test_replay_prints_the_reader_notes_convert_prints(tmp_path, version, fmt):
+    """A WEKA play replays as the agentic rows its version's converter writes (v2 for 1.5/1.6, v1
+    for 1.4), with that conversion's notes."""
     conv_err = io.StringIO()
-    convert_cmd.run_convert([str(WEKA)], mooncake=str(tmp_path / "m.jsonl"), agentic_rows=True, fmt="v1",
+    convert_cmd.run_convert([str(WEKA)], mooncake=str(tmp_path / "m.jsonl"), agentic_rows=True, fmt=fmt,
                             out=io.StringIO(), err=conv_err)
     notes = [ln for ln in conv_err.getvalue().splitlines() if ln.startswith(("note:", "skipped"))]
     assert "note: 53 weka calls with a partial last block (private hash label added)" in notes
     err = io.StringIO()
     run([str(WEKA)], trace_format="weka", timing="recorded", num_workers=64, report_json=str(tmp_path / "r.json"),
-        out=io.StringIO(), err=err, progress=False)
+        dynamo_version=version, out=io.StringIO(), err=err, progress=False)
     assert err.getvalue().splitlines() == notes
-    res = invoke("sweep", str(WEKA), "--trace-format", "weka", "--jobs", "1", "--csv", str(tmp_path / "s.csv"))
+    res = invoke("sweep", str(WEKA), "--trace-format", "weka", "--jobs", "1", "--csv", str(tmp_path / "s.csv"),
+                 "--dynamo-version", version)
     assert res.exit_code == 0 and res.stderr.splitlines() == notes
 
 
