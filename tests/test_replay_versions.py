@@ -79,3 +79,14 @@ def test_version_errors(tmp_path, args, message):
             **args)
     assert str(e.value) == message
     assert not (tmp_path / "r.json").exists()
+
+
+def test_weka_play_replays_as_1_6_1_reads_it(tmp_path):
+    """`--trace-format weka` under 1.6 is the play's v2 graph: ai-dynamo 1.6.1's own `weka` reader
+    gives these numbers for trace 0021 (2 workers round robin, arrival speedup 2)."""
+    t = FIXTURES / "kv_cache_tester_traces" / "trace_0021.json"
+    rep, _ = run([str(t)], trace_format="weka", num_workers=2, arrival_speedup_ratio=2.0,
+                 report_json=str(tmp_path / "r.json"), out=io.StringIO(), err=io.StringIO(), progress=False)
+    assert rep["duration_ms"] == pytest.approx(256424.361772, rel=1e-12)
+    assert rep["mean_ttft_ms"] == pytest.approx(109.96590107142983, rel=1e-9)
+    assert rep["completed_requests"] == 14
