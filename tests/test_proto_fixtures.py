@@ -17,6 +17,8 @@ from trace_pipe.proto.check import check_file
 from trace_pipe.proto.decode import decode_file
 from trace_pipe.proto.layout import Layout
 
+from tp_binary import verify
+
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 WEKA = SHARED / "fixtures" / "kv_cache_tester_traces"
 DYNAMO_EXAMPLE = SHARED / "fixtures" / "dynamo" / "weka-two-plays.jsonl"
@@ -33,6 +35,7 @@ def convert_and_check(paths: list[str], out_dir: Path, **kw):
     assert rep.ok, rep.lines()
     assert rep.flows == stats.flows == len(edges), (rep.flows, len(edges), stats.edges_not_drawn)
     assert rep.slices == stats.slices and rep.instants == stats.instants
+    verify(pf, edges=edges, stats=stats)  # trace processor: counts, flows per DAG edge, args
     return trace, edges, stats, rep
 
 
@@ -45,6 +48,7 @@ def test_weka_fixture_converts_and_checks(tmp_path, path):
     assert sum(s.category == "dynamo.agent.tool" for s in d.slices) == len(trace.tools)  # no tool_start rows
     js = tmp_path / "out.json"
     jstats = proto.write_chrome_json(trace, edges, js)
+    verify(js, edges=edges, stats=jstats)
     doc = orjson.loads(js.read_bytes())
     assert sum(e["ph"] == "s" for e in doc["traceEvents"]) == len(edges) == jstats.flows
     assert sum(e.get("cat") == "dynamo.llm" for e in doc["traceEvents"]) == len(trace.requests)

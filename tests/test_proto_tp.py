@@ -15,7 +15,7 @@ from trace_pipe.proto import synthetic
 from trace_pipe.proto.check import check_file
 from trace_pipe.proto.packets import frame
 
-from tp_binary import TP_BIN, needs_tp
+from tp_binary import TP_BIN, needs_tp, verify
 
 pytestmark = needs_tp
 WEKA = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "kv_cache_tester_traces"
@@ -31,12 +31,14 @@ def test_generated_trace_loads_with_matching_counts(tmp_path):
     edges = agentic.derive(trace).edges
     for name in ("o.pftrace", "o.pftrace.gz"):
         out = tmp_path / name
-        proto.write_perfetto(trace, edges, out)
+        stats = proto.write_perfetto(trace, edges, out)
         rep = check_file(out, tp_bin=TP_BIN)
         assert rep.ok, rep.lines()
         assert {k: v for k, v in rep.tp.items() if k != "tracks"} == {
             "slices": rep.slices + rep.instants, "flows": len(edges), "counter samples": rep.counter_samples}
         assert rep.tp["tracks"] <= rep.tracks
+        got = verify(out, edges=edges, stats=stats)
+        assert got["tracks"] == stats.tracks and got["flows"] == len(edges) and got["requests"] == len(trace.requests)
 
 
 def test_weka_trace_loads_with_matching_counts(tmp_path):
@@ -46,10 +48,11 @@ def test_weka_trace_loads_with_matching_counts(tmp_path):
     trace = readers.read_trace([str(path)])
     edges = agentic.derive(trace).edges
     out = tmp_path / "w.pftrace"
-    proto.write_perfetto(trace, edges, out)
+    stats = proto.write_perfetto(trace, edges, out)
     rep = check_file(out, tp_bin=TP_BIN)
     assert rep.ok, rep.lines()
     assert rep.tp["flows"] == len(edges)
+    assert verify(out, edges=edges, stats=stats)["flows"] == len(edges)
 
 
 def test_trace_processor_stats_are_reported(tmp_path):
@@ -60,3 +63,23 @@ def test_trace_processor_stats_are_reported(tmp_path):
     out.write_bytes(frame(p.SerializeToString()))
     rep = check_file(out, tp_bin=TP_BIN)
     assert any("track_event_missing_sequence_id" in x for x in rep.problems), rep.lines()
+
+
+def test_load_check_catches_what_the_file_does_not_say(tmp_path):
+    """verify_loaded is no rubber stamp: a flow the DAG has no edge for, or a writer that meant
+    more slices than trace processor finds, fails it."""
+    from tp_binary import verify_loaded
+
+    gen = synthetic.dynamo_records()
+    p = tmp_path / "g.jsonl"
+    synthetic.write_jsonl(gen["G3b"], str(p))
+    trace = readers.read_trace([str(p)])
+    edges = agentic.derive(trace).edges
+    out = tmp_path / "o.pftrace"
+    stats = proto.write_perfetto(trace, edges, out)
+    assert verify_loaded(out, edges=edges, stats=stats)["flows"] == len(edges) > 2
+    with pytest.raises(AssertionError, match="is no edge of the DAG"):
+        verify_loaded(out, edges=edges[1:])
+    with pytest.raises(AssertionError, match="the writer meant"):
+        verify_loaded(out, stats=type(stats)(**{**{f: getattr(stats, f) for f in stats.__dataclass_fields__},
+                                                "slices": stats.slices + 1}))

@@ -15,7 +15,9 @@ from typer.testing import CliRunner
 from trace_pipe.cli.main import _register, app
 from trace_pipe.cli.replay_cmd import run
 from trace_pipe.proto.check import check_file
+from trace_pipe.pipeline.replay_input import load_input
 from trace_pipe.proto.decode import decode_file
+from tp_binary import verify
 
 _register()
 
@@ -158,6 +160,8 @@ def test_weka_replay_pftrace_checks(tmp_path):
     assert rep.ok, rep.problems
     by_root = requests_by_root(decode_file(str(out)))
     assert len(by_root["Recorded"]) == len(by_root["Simulated"]) == 53
+    # trace processor: both roots' flows join the requests of the DAG's edges
+    verify(out, edges=load_input([str(WEKA)], "weka", None).edges)
 
 
 @pytest.mark.parametrize("decode_timing", ["physical", "logical"])

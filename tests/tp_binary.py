@@ -234,7 +234,7 @@ def verify_loaded(path: str | os.PathLike, *, edges=None, stats=None) -> dict:
         if have != n:
             problems.append(f"root {root!r}: {have} flows in trace processor, the writer declared {n}")
     if edges is not None:
-        pairs = {(e.src, e.dst) if hasattr(e, "src") else tuple(e) for e in edges}
+        pairs = {(e.src, e.dst) if hasattr(e, "src") else tuple(e)[:2] for e in edges}
         for (root, a, b), k in flows.items():
             if (a, b) not in pairs or k != 1:
                 problems.append(f"root {root!r}: flow {a!r} -> {b!r} (x{k}) is no edge of the DAG (or drawn twice)")
