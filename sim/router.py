@@ -256,13 +256,7 @@ class KvRouter(_Base):
                 ties = [w]
             elif logit == best:
                 ties.append(w)
-        if temperature:
-            w = self._sample(costs, temperature)
-        elif len(ties) == 1:
-            w = ties[0]
-        else:
-            ties.sort()
-            w = ties[self.rng.randrange(len(ties))]
+        w = self._sample(costs, temperature) if temperature else self._pick(req, sorted(ties))
         best_over = overs[w]
         req.overlap_blocks = best_over
         # Dynamo reports the best overlap over every worker: a pruned worker's is only counted
@@ -285,6 +279,11 @@ class KvRouter(_Base):
         nreq[w] += 1
         req.worker = w
         return w
+
+    def _pick(self, req: SimRequest, ties: list[int]) -> int:
+        """One of the workers of least cost (every one of them, in index order): Dynamo picks
+        uniformly at random (unseeded), trace-pipe by its seeded RNG."""
+        return ties[0] if len(ties) == 1 else ties[self.rng.randrange(len(ties))]
 
     def _sample(self, costs: dict[int, float], temperature: float) -> int:
         """Dynamo's softmax draw over the workers' costs (in worker order): costs normalised by
