@@ -54,4 +54,5 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_line("trace processor: no binary, written traces not loaded "
                                     "(TRACE_PIPE_TP_BIN, or ../shared/tools/trace_processor_shell)")
     else:
-        terminalreporter.write_line(f"trace processor: {SWEEP.loaded} traces written by the tests loaded and checked")
+        terminalreporter.write_line(f"trace processor: {SWEEP.loaded} traces written by the tests loaded and checked "
+                                    f"({SWEEP.seconds:.1f} s)")
