@@ -43,6 +43,10 @@ def _tp_sweep(request, _tp_sweep_session):
 
 
 def pytest_configure(config):
+    try:  # TRACE_PIPE_TP_REQUIRED=1 (CI) without a binary: stop before running anything
+        import tp_binary  # noqa: F401
+    except RuntimeError as e:
+        raise pytest.UsageError(str(e)) from None
     config.addinivalue_line("markers", "tp_unchecked: writes broken trace-pipe traces on purpose (the "
                                        "trace processor sweep of conftest.py leaves this test's files alone)")
 
