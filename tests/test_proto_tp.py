@@ -4,6 +4,7 @@ reads) or, when it is unset, the binary at ../shared/tools/trace_processor_shell
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -83,3 +84,27 @@ def test_load_check_catches_what_the_file_does_not_say(tmp_path):
     with pytest.raises(AssertionError, match="the writer meant"):
         verify_loaded(out, stats=type(stats)(**{**{f: getattr(stats, f) for f in stats.__dataclass_fields__},
                                                 "slices": stats.slices + 1}))
+
+
+def test_sweep_finds_traces_by_content(tmp_path):
+    """The end-of-test sweep loads what trace-pipe wrote whatever the file is called (`--perfetto
+    out`), gzipped or not, protobuf or Chrome JSON, and nothing else (Mooncake rows, hand-made
+    packets, a FIFO, which it must not open)."""
+    from tp_binary import Sweep, sniff
+
+    p = tmp_path / "g.jsonl"
+    synthetic.write_jsonl(synthetic.dynamo_records()["G2"], str(p))
+    trace = readers.read_trace([str(p)])
+    edges = agentic.derive(trace).edges
+    proto.write_perfetto(trace, edges, tmp_path / "out")
+    proto.write_perfetto(trace, edges, tmp_path / "out2", gz=True)
+    proto.write_chrome_json(trace, edges, tmp_path / "j.json.gz")
+    (tmp_path / "bare.pftrace").write_bytes(frame(pb.TracePacket(timestamp=1).SerializeToString()))
+    os.mkfifo(tmp_path / "fifo")
+    assert {f.name: sniff(f) for f in tmp_path.iterdir() if f.name != "fifo"} == {
+        "g.jsonl": None, "out": "perfetto", "out2": "perfetto", "j.json.gz": "chrome-json", "bare.pftrace": None}
+    sweep = Sweep()
+    sweep.scan(tmp_path)
+    assert sweep.loaded == 3
+    sweep.scan(tmp_path)  # each file once
+    assert sweep.loaded == 3
