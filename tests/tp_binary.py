@@ -239,6 +239,9 @@ def verify_loaded(path: str | os.PathLike, *, edges=None, stats=None) -> dict:
     # flows: the pairs of request ids per root, as in the file and as the writer declared
     tree = want["tree"]
     flows = Counter((tree(a), ra, rb) for a, ra, b, rb in got["flows"])
+    across = [(ra, rb) for a, ra, b, rb in got["flows"] if tree(a) != tree(b)]
+    if across:
+        problems.append(f"{len(across)} flow(s) join two roots, e.g. {across[0]}")
     if flows != want["flows"]:
         problems.append(f"flows differ from the file's: trace processor only {sorted(flows - want['flows'])[:3]}, "
                         f"file only {sorted(want['flows'] - flows)[:3]}")
