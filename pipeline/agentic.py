@@ -23,6 +23,7 @@ import numpy as np
 import orjson
 
 from . import completion, hash_ids
+from .cycles import blocked
 from .dynamo_rows import tool_interval, tool_status
 from .errors import TraceError
 from .model import Generation, Request, ToolEvent, Trace
@@ -337,17 +338,9 @@ def _check_acyclic(g: _Graph) -> None:
     for i, deps in enumerate(g.wait_for):
         for d in deps:
             out[g.index[d]].append(i)
-    stack = [i for i in range(n) if indeg[i] == 0]
-    seen = 0
-    while stack:
-        i = stack.pop()
-        seen += 1
-        for j in out[i]:
-            indeg[j] -= 1
-            if indeg[j] == 0:
-                stack.append(j)
-    if seen != n:
-        stuck = [g.order[i] for i in range(n) if indeg[i] > 0]
+    left_i = blocked(indeg, out)
+    if left_i:
+        stuck = [g.order[i] for i in left_i]
         left = [r.request_id for r in stuck]
         raise TraceError(f"error: agentic request dependencies contain a cycle (involving {', '.join(left[:6])}"
                          f"{' …' if len(left) > 6 else ''}; first at {stuck[0].source})")

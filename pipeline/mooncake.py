@@ -14,6 +14,7 @@ from typing import Iterator
 
 import orjson
 
+from .cycles import blocked
 from .shared_hashes import common_prefix_flat
 from .errors import TraceError
 from .io import iter_lines
@@ -325,17 +326,8 @@ def _check_v2_acyclic(rows: list[Row], sources: list, index: dict[str, int]) -> 
     for i, r in enumerate(rows):
         for dep in dict.fromkeys(d.request_id for d in r.dependencies):
             out[index[dep]].append(i)
-    ready = [i for i, n in enumerate(indeg) if n == 0]
-    seen = 0
-    while ready:
-        i = ready.pop()
-        seen += 1
-        for j in out[i]:
-            indeg[j] -= 1
-            if indeg[j] == 0:
-                ready.append(j)
-    if seen != len(rows):
-        stuck = [i for i, n in enumerate(indeg) if n > 0]
+    stuck = blocked(indeg, out)
+    if stuck:
         ids = sorted(rows[i].request_id for i in stuck)
         raise TraceError(f"{sources[stuck[0]]}: field `dependencies`: cycle detected among {len(ids)} agentic "
                          f"requests; blocked request IDs: {', '.join(ids[:8])}{' ...' if len(ids) > 8 else ''}")

@@ -22,6 +22,7 @@ import math
 from dataclasses import dataclass
 from heapq import heappush
 
+from trace_pipe.pipeline.cycles import blocked
 from trace_pipe.pipeline.errors import TraceError
 from trace_pipe.pipeline.mooncake import Row
 
@@ -243,19 +244,7 @@ def build_dag(rows: list[Row], sources: list[str], fmt: str, speedup: float = 1.
 
 
 def _has_cycle(dag: RequestDag) -> bool:
-    """Kahn's algorithm over the child lists: a cycle leaves nodes that never reach zero waits."""
-    waits = dag.waits[:]
-    stack = [i for i in range(dag.n) if waits[i] == 0]
-    seen = 0
-    children = dag.children
-    while stack:
-        i = stack.pop()
-        seen += 1
-        for c, _t, _d in children[i] or ():
-            waits[c] -= 1
-            if waits[c] == 0:
-                stack.append(c)
-    return seen < dag.n
+    return bool(blocked(dag.waits[:], [[c for c, _t, _d in kids or ()] for kids in dag.children]))
 
 
 def plays(dag: RequestDag, rows: list[Row]) -> list[list[int]]:
