@@ -3,8 +3,9 @@
 The trace is loaded by the `perfetto` package's `TraceProcessor`, with the binary the user names
 (`--tp-bin` / `TRACE_PIPE_TP_BIN`); without one the package does what it always does, download
 its pinned `trace_processor_shell`, and when that cannot work (offline) the user gets one line
-saying so. Presets are Perfetto SQL files in `queries/` (package data), each complete in itself,
-so the same text runs pasted into ui.perfetto.dev's Query (SQL) page.
+saying so. Presets are Perfetto SQL files in `queries/` (package data) that share one requests
+block (`_requests.sql`, spliced in at their `-- @requests` line); `--show-sql` prints the whole
+statement, which runs pasted into ui.perfetto.dev's Query (SQL) page.
 """
 
 from __future__ import annotations
@@ -23,11 +24,15 @@ from trace_pipe.pipeline.errors import TraceError
 _BROKEN_SEVERITIES = ("error", "data_loss")
 
 
+_SPLICE = "-- @requests"  # a preset's line that stands for the shared requests block
+
+
 def presets() -> dict[str, str]:
-    """Preset name -> its first comment line (what it computes), in name order."""
+    """Preset name -> its first comment line (what it computes), in name order (`_*.sql` files
+    are blocks the presets splice in, not presets)."""
     out = {}
     for f in sorted(resources.files(__package__).joinpath("queries").iterdir(), key=lambda p: p.name):
-        if f.name.endswith(".sql"):
+        if f.name.endswith(".sql") and not f.name.startswith("_"):
             first = f.read_text(encoding="utf-8").splitlines()[0]
             out[f.name[:-4]] = first.split(":", 1)[1].strip() if ":" in first else first
     return out
@@ -37,7 +42,12 @@ def preset_sql(name: str) -> str:
     known = presets()
     if name not in known:
         raise TraceError(f"error: --preset {name}: no such preset (one of {', '.join(known)})")
-    return resources.files(__package__).joinpath("queries", f"{name}.sql").read_text(encoding="utf-8")
+    queries = resources.files(__package__).joinpath("queries")
+    text = queries.joinpath(f"{name}.sql").read_text(encoding="utf-8")
+    # one copy of the requests block; the statement `--show-sql` prints is complete, for pasting
+    lines = [queries.joinpath("_requests.sql").read_text(encoding="utf-8") if ln.startswith(_SPLICE) else ln + "\n"
+             for ln in text.splitlines()]
+    return "".join(lines)
 
 
 @dataclass(frozen=True, slots=True)

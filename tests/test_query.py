@@ -222,18 +222,17 @@ def test_workers_preset_equals_the_per_request_rows(replayed):
         assert rec[w]["requests"] == len(ids[w]) and close(rec[w]["busy_ms"], union_ms(iv, 1e-6)) and rec[w]["pass_ms"] is None
 
 
-def test_presets_share_one_requests_block():
-    """Each preset is complete (it runs pasted into the UI), so the requests block is repeated:
-    every copy is the same text as requests.sql's."""
-    def block(name: str) -> str:
-        s = query.preset_sql(name)
-        start, end = s.index("-- trace-pipe: requests"), s.index("-- end of the requests block")
-        return s[start:end].replace("FROM req_e2e),", "FROM req_e2e)")
+def test_presets_splice_one_requests_block():
+    """The requests block is written once (queries/_requests.sql): every preset's statement holds
+    it, and the files themselves do not repeat it."""
+    from importlib import resources
 
+    block = resources.files(query.__name__.rsplit(".", 1)[0]).joinpath("queries", "_requests.sql").read_text()
     assert set(query.presets()) == set(PRESETS)
-    ref = block("requests")
     for name in PRESETS:
-        assert block(name) == ref, name
+        assert block in query.preset_sql(name), name
+        raw = resources.files(query.__name__.rsplit(".", 1)[0]).joinpath("queries", f"{name}.sql").read_text()
+        assert "req_e2e AS (" not in raw and raw.count("-- @requests") == 1, name
 
 
 def cli(*args, env=None, cwd=None) -> subprocess.CompletedProcess:
