@@ -21,9 +21,10 @@ from trace_pipe.pipeline.mooncake import Row
 from . import agentic_graph
 from . import dag as dagmod
 from .config import EngineArgs, RouterConfig
-from .engine import Stats, Worker
+from .engine import EngineWorker, Stats
 from .result import PlayRecord, PrefillChunk, RequestRecord, RouteOverlap, SimResult, Timeline
 from .router import make_router
+from .schedulers import PassScheduler, scheduler_for
 from .timing import TimingModel, make_timing
 from .versions import VERSIONS, DynamoRules
 from .workload import PromptKeys, SimRequest
@@ -72,11 +73,12 @@ def build_requests(rows: list[Row], sources: list[str], fmt: str, tbs: int) -> l
     return out
 
 
-def _check_feasible(reqs: list[SimRequest], a: EngineArgs, lazy: bool = False) -> dict[int, str]:
+def _check_feasible(reqs: list[SimRequest], a: EngineArgs, sched: PassScheduler, lazy: bool = False) -> dict[int, str]:
     """Requests no worker can ever finish: an error now, or (`lazy`, when a rejection can end a
-    play before such a request is released) the errors to raise if they are dispatched."""
+    play before such a request is released) the errors to raise if they are dispatched; and those
+    the pass scheduler could never finish (`EngineWorker.infeasible`), an error now."""
     cap = a.num_gpu_blocks * a.block_size
-    G = a.num_gpu_blocks
+    infeasible = sched.worker.infeasible
     later: dict[int, str] = {}
     for r in reqs:
         if -(-r.prompt // a.block_size) > a.num_gpu_blocks:
@@ -87,17 +89,9 @@ def _check_feasible(reqs: list[SimRequest], a: EngineArgs, lazy: bool = False) -
             if not lazy:
                 raise TraceError(msg)
             later[r.idx] = msg
-        if a.scheduler == "vllm_v0" and r.out > 1 and -(-(r.prompt + r.out - 1) // a.block_size) + max(1, int(0.01 * G)) > G:
-            # vLLM 0.x preempts a running request whenever no block is free at its turn: one that
-            # fills the pool (less the 1% admission watermark) alone would be recomputed forever
-            raise TraceError(f"{r.source}: request {r.request_id!r} needs {-(-(r.prompt + r.out - 1) // a.block_size)} "
-                             f"KV blocks but a worker has {G}; the vllm_v0 scheduler needs at least one more free "
-                             f"(and 1% of the blocks) to make progress")
-        if a.scheduler == "vllm_v0" and r.prompt > a.max_num_batched_tokens:
-            # exact here (no prefix caching); for Dynamo's scheduler a cached prefix can make it
-            # fit, so that case is caught when a worker gets stuck (`stuck`)
-            raise TraceError(f"{r.source}: request {r.request_id!r} has a {r.prompt}-token prompt, more than "
-                             f"max_num_batched_tokens {a.max_num_batched_tokens} with chunked prefill disabled")
+        msg = infeasible(r, a)
+        if msg is not None:
+            raise TraceError(msg)
     return later
 
 
@@ -116,13 +110,14 @@ def run_replay(rows: list[Row], sources: list[str], fmt: str, opts: ReplayOption
     timing = opts.timing or make_timing("poly", block_size=a.block_size, decode=rules.decode_input)
     stats = Stats()
     prompts = PromptKeys(a.block_size, tbs)
-    workers = [Worker(i, a, timing, tbs, stats, opts.record, prompts, rules=rules) for i in range(opts.num_workers)]
+    sched = scheduler_for(a, rules)
+    workers = [sched.make(i, a, timing, tbs, stats, opts.record, prompts) for i in range(opts.num_workers)]
     router = make_router(opts.router_mode, workers, opts.router, block_size=a.block_size, trace_block_size=tbs,
                          max_num_batched_tokens=a.max_num_batched_tokens, seed=opts.seed, prompts=prompts,
                          rules=rules)
 
     ended = PlayEnds.of(dag, rows) if rules.rejection_ends_play else None
-    infeasible = _check_feasible(reqs, a, lazy=ended is not None)
+    infeasible = _check_feasible(reqs, a, sched, lazy=ended is not None)
     ready = dag.initial()
     comp: list[tuple[float, int, int]] = []
     # one counter for releases, terminal deliveries and pass starts (also the pass-end heap's
@@ -311,7 +306,7 @@ def advance(events: list, ready: list, now: float, limit: float | None) -> tuple
     return (nxt if nxt > now else now), None
 
 
-def stuck(w: Worker, workers: list[Worker], a: EngineArgs) -> None:
+def stuck(w: EngineWorker, workers: list[EngineWorker], a: EngineArgs) -> None:
     """A worker with nothing running could not admit its queue head, and nothing can change that:
     Dynamo's dead end. A prompt over the token budget with chunked prefill disabled is only
     known to be one here: with a large enough cached prefix it is admitted (observed)."""
@@ -333,7 +328,7 @@ def dead_end(reqs: list[SimRequest], ended: PlayEnds | None = None) -> None:
         raise TraceError(f"error: offline replay reached a dead end with {pending} in-flight requests remaining")
 
 
-def _emitted(r: SimRequest, workers: list[Worker]) -> int:
+def _emitted(r: SimRequest, workers: list[EngineWorker]) -> int:
     if r.status == "running" and r.worker >= 0:
         w = workers[r.worker]
         if w.dec.get(r.seq) is r:
@@ -341,7 +336,7 @@ def _emitted(r: SimRequest, workers: list[Worker]) -> int:
     return r.g if r.status != "completed" else r.out
 
 
-def _result(reqs: list[SimRequest], workers: list[Worker], dag: dagmod.RequestDag, rows: list[Row],
+def _result(reqs: list[SimRequest], workers: list[EngineWorker], dag: dagmod.RequestDag, rows: list[Row],
             stats: Stats, opts: ReplayOptions, stopped_at: float | None, t_wall: float) -> SimResult:
     def opt(x: float) -> float | None:
         return None if x < 0 else x
