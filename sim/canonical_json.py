@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 
+_INT = {int}
 _str = json.JSONEncoder(ensure_ascii=False).encode  # escapes exactly the characters serde_json escapes
 
 
@@ -57,6 +58,8 @@ def dumps(obj) -> str:
     if isinstance(obj, str):
         return _str(obj)
     if isinstance(obj, (list, tuple)):
+        if set(map(type, obj)) <= _INT:  # plain ints (hash ids): written as str() writes them
+            return "[" + ",".join(map(str, obj)) + "]"
         return "[" + ",".join(dumps(v) for v in obj) + "]"
     if isinstance(obj, dict):
         return "{" + ",".join(_str(k) + ":" + dumps(v) for k, v in obj.items()) + "}"

@@ -112,15 +112,26 @@ class BlockPool:
     def lookup(self, keys: list[int], limit: int) -> list[int]:
         """Block ids of the longest cached prefix of `keys[:limit]` (oldest copy of each)."""
         cache = self.cache
-        if limit < len(keys):
-            keys = keys[:limit]
-        if not keys or keys[0] not in cache:
+        n = min(limit, len(keys))
+        if not n or keys[0] not in cache:
             return []
-        # One C-level pass that may run past the first miss (usually a short new tail) beats
-        # takewhile + a second pass over a long hit.
-        got = list(map(cache.get, keys))
-        if None in got:
-            del got[got.index(None):]
+        # C-level passes over growing windows (16, 64, 256, ... keys) up to the first miss: a
+        # long hit (agentic turns) costs a few passes, a short one (a shared system prompt ahead
+        # of a new conversation) no longer walks the whole prompt.
+        got: list[int] = []
+        k = 0
+        step = 16
+        get = cache.get
+        while k < n:
+            e = k + step if k + step < n else n
+            part = list(map(get, keys[k:e]))
+            if None in part:
+                del part[part.index(None):]
+                got += part
+                return got
+            got += part
+            k = e
+            step <<= 2
         return got
 
     def lookup_after(self, run: "_Run | None", shared: int, keys: list[int], limit: int) -> list[int]:
@@ -242,7 +253,7 @@ class BlockPool:
         """Drop the hashes of the `need` oldest cached free blocks and return them."""
         self.gen += 1
         lru = self.lru
-        if self.head_dead > 4096:
+        if self.head_dead > 64 and self.head_dead > len(lru):
             lru = self.lru = dict(lru)  # same order, without the dead slots
             self.head_dead = 0
         ev = list(islice(lru, need))

@@ -26,10 +26,14 @@ What changed from 1.4.2 (`report.py`):
 from __future__ import annotations
 
 import math
+from itertools import compress, repeat
+from operator import itemgetter, mul, sub, truediv
 
 from .agentic_lifecycle import lifecycle
 from .result import RequestRecord, SimResult
 
+_POSITIVE = (0.0).__lt__
+_FIRST, _SECOND = itemgetter(0), itemgetter(1)
 _PCTS = (("median", 50.0), ("p75", 75.0), ("p90", 90.0), ("p95", 95.0), ("p99", 99.0))
 _STATS = ("mean", "min", "max", "median", "p75", "p90", "p95", "p99", "std")
 _ALPHA = 0.001
@@ -70,22 +74,29 @@ def _exact(name: str, vals: list[float], suffix: str = "_ms") -> dict:
 
 
 def _streamed(name: str, pairs: list[tuple[float, int]], suffix: str) -> dict:
-    """Statistics of (value, count) pairs as Dynamo's streaming distribution gives them."""
-    n = sum(c for _, c in pairs)
+    """Statistics of (value, count) pairs as Dynamo's streaming distribution gives them. (C-level
+    maps over the columns: a replay has one pair per decode run, ~10^5-10^6 of them; each value
+    is computed by the same float operations, in the same order, as a plain loop would.)"""
+    if not pairs:
+        return {f"{k}_{name}{suffix}": 0.0 for k in _STATS}
+    vs = list(map(_FIRST, pairs))
+    cs = list(map(_SECOND, pairs))
+    n = sum(cs)
     if n == 0:
         return {f"{k}_{name}{suffix}": 0.0 for k in _STATS}
-    mean = math.fsum(v * c for v, c in pairs) / n
-    hi = max(v for v, _ in pairs)
-    out = {f"mean_{name}{suffix}": mean, f"min_{name}{suffix}": min(v for v, _ in pairs),
-           f"max_{name}{suffix}": hi}
+    mean = math.fsum(map(mul, vs, cs)) / n
+    hi = max(vs)
+    out = {f"mean_{name}{suffix}": mean, f"min_{name}{suffix}": min(vs), f"max_{name}{suffix}": hi}
+    keep = list(map(_POSITIVE, vs))  # v > 0 (False for NaN): the others count as zeros
+    if all(keep):
+        pos, pcs, zeros = vs, cs, 0
+    else:
+        pos, pcs = list(compress(vs, keep)), list(compress(cs, keep))
+        zeros = n - sum(pcs)
     buckets: dict[int, int] = {}
-    zeros = 0
-    for v, c in pairs:
-        if v > 0:
-            k = math.ceil(math.log(v) / _LNG)
-            buckets[k] = buckets.get(k, 0) + c
-        else:
-            zeros += c
+    get = buckets.get
+    for k, c in zip(map(math.ceil, map(truediv, map(math.log, pos), repeat(_LNG))), pcs):
+        buckets[k] = get(k, 0) + c
     keys = sorted(buckets)
     for label, p in _PCTS:
         if n == 1:  # a lone value is reported itself, not its bucket (as 1.4.2)
@@ -101,7 +112,7 @@ def _streamed(name: str, pairs: list[tuple[float, int]], suffix: str) -> dict:
                     val = math.exp(k * _LNG) * _MID
                     break
         out[f"{label}_{name}{suffix}"] = val
-    out[f"std_{name}{suffix}"] = math.sqrt(math.fsum(c * (v - mean) ** 2 for v, c in pairs) / n)
+    out[f"std_{name}{suffix}"] = math.sqrt(math.fsum(map(mul, cs, map(pow, map(sub, vs, repeat(mean)), repeat(2)))) / n)
     return out
 
 
