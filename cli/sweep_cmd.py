@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from typing import Optional
 
 import typer
+from typer.core import TyperCommand
 
 from trace_pipe.pipeline.errors import TraceError
 from trace_pipe.pipeline.io import atomic_output, check_outputs
 from trace_pipe.pipeline.replay_input import FORMATS, load_input
-from trace_pipe.sim import sweep
+from trace_pipe.sim import sweep, sweep_ray
 from trace_pipe.sim.config import EngineArgs, RouterConfig
 from trace_pipe.sim.router import ROUTER_MODES
 
-from .common import json_object_arg, user_errors
+from .common import Progress, json_object_arg, user_errors
 from .replay_cmd import print_notes, resolve_rules, resolve_timing
 
 
@@ -23,9 +25,11 @@ def run(paths: list[str], *, num_workers: str = "1", router_mode: str = "round_r
         trace_format: str = "mooncake", trace_block_size: int | None = None, extra_engine_args: str | None = None,
         router_config: str | None = None, timing: str | None = None, timing_file: str | None = None,
         decode_timing: str | None = None, timing_table: str | None = None, jobs: int | None = None, seed: int = 0,
-        arrival_speedup_ratio: float = 1.0, dynamo_version: str | None = None, out=None, err=None) -> list[dict]:
+        arrival_speedup_ratio: float = 1.0, dynamo_version: str | None = None, ray: str | None = None,
+        out=None, err=None) -> list[dict]:
     """The whole command as a function (tests call it); raises TraceError on bad input. When every
-    configuration fails the CSV is still written; `sweep.failure_line(results)` says so."""
+    configuration fails the CSV is still written; `sweep.failure_line(results)` says so. `ray`:
+    None runs the local pool; a Ray address, or "" for Ray's own default (`sweep_ray.connect`)."""
     out = out or sys.stdout
     err = err or sys.stderr
     t0 = time.perf_counter()
@@ -36,6 +40,8 @@ def run(paths: list[str], *, num_workers: str = "1", router_mode: str = "round_r
         if m not in ROUTER_MODES:
             raise TraceError(f"error: --router-mode must be among {', '.join(ROUTER_MODES)}, got {m!r}")
     points = sweep.grid(workers, modes)
+    if ray is not None:
+        sweep_ray.require()  # before reading a large trace
     engine = EngineArgs.from_json(json_object_arg(extra_engine_args, "--extra-engine-args"))
     rcfg = RouterConfig.from_json(json_object_arg(router_config, "--router-config"))
     check_outputs([("--csv", csv_out), ("--timing-file", timing_file if timing == "fit" else None)], paths)
@@ -47,12 +53,27 @@ def run(paths: list[str], *, num_workers: str = "1", router_mode: str = "round_r
                          "`trace-pipe replay`; a sweep needs an engine timing model (dynamo, fit, table)")
 
     spec = sweep.SweepSpec(inp.sim_format, inp.block_size, engine, rcfg, tm, seed, arrival_speedup_ratio, rules)
-    results = sweep.run_sweep(inp.rows, inp.sources, spec, points, jobs)
+    prog = Progress(len(points), "sweep, 0 failed")
+    failed = 0
+
+    def done(row: dict) -> None:
+        nonlocal failed
+        if row.get("error"):
+            failed += 1
+            prog.label = f"sweep, {failed} failed"
+        prog.update()
+
+    try:
+        if ray is None:
+            results = sweep.run_sweep(inp.rows, inp.sources, spec, points, jobs, done)
+        else:
+            results = _run_on_ray(inp, spec, points, jobs, ray, done)
+    finally:
+        prog.close()
     if csv_out:
         with atomic_output(csv_out) as f:
             f.write(sweep.to_csv(results))
     print(sweep.table(results), file=out)
-    failed = sum(1 for r in results if r.get("error"))
     word = "configuration" if len(results) == 1 else "configurations"
     print(f"{len(results)} {word} ({failed} failed) on {len(inp.rows)} requests in "
           f"{time.perf_counter() - t0:.1f} s wall", file=out)
@@ -61,8 +82,36 @@ def run(paths: list[str], *, num_workers: str = "1", router_mode: str = "round_r
     return results
 
 
+def _run_on_ray(inp, spec: sweep.SweepSpec, points: list[sweep.SweepPoint], jobs: int | None, address: str,
+                done) -> list[dict]:
+    connected = sweep_ray.connect(address)
+    try:
+        return sweep_ray.run_sweep_ray(inp.rows, inp.sources, spec, points, jobs, done)
+    finally:
+        if connected:
+            sweep_ray.require().shutdown()
+
+
+# What `--ray` takes as its value; anything else after a bare `--ray` is the next argument.
+_RAY_ADDRESS = re.compile(r"(auto|local|ray://\S+|[^\s/\\]+:\d+)")
+
+
+class _SweepCommand(TyperCommand):
+    """Typer has no option with an optional value, so a bare `--ray` (at the end, or followed by
+    anything that is not an address: a trace path, another option) is read as `--ray=`."""
+
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        fixed = list(args)
+        for i, a in enumerate(fixed):
+            if a == "--":
+                break
+            if a == "--ray" and not (i + 1 < len(fixed) and _RAY_ADDRESS.fullmatch(fixed[i + 1])):
+                fixed[i] = "--ray="
+        return super().parse_args(ctx, fixed)
+
+
 def register(app: typer.Typer) -> None:
-    @app.command("sweep", short_help="Replay a trace over a grid of worker counts x router modes; one table of "
+    @app.command("sweep", cls=_SweepCommand, short_help="Replay a trace over a grid of worker counts x router modes; one table of "
                                      "latency, throughput and cache reuse.")
     def sweep_cmd(
         trace: list[str] = typer.Argument(..., help="Trace file(s)."),
@@ -86,17 +135,27 @@ def register(app: typer.Typer) -> None:
         jobs: Optional[int] = typer.Option(None, "--jobs", help="Parallel processes (default: one per core)."),
         seed: int = typer.Option(0, "--seed", help="Seed for router tie-breaks and random routing."),
         arrival_speedup_ratio: float = typer.Option(1.0, "--arrival-speedup-ratio"),
+        ray: Optional[str] = typer.Option(None, "--ray", metavar="[ADDRESS]", help="Run the grid on a Ray cluster, "
+                                          "one task per configuration (pip install 'trace-pipe[ray]'). ADDRESS: "
+                                          "HOST:PORT of the head, auto, local or ray://...; bare --ray reads "
+                                          "RAY_ADDRESS, else the cluster `ray start` began here, else starts a "
+                                          "local Ray. --jobs then caps configurations in flight."),
     ) -> None:
         """Replay a trace over a grid of worker counts x router modes; one table of makespan, TTFT/E2E
         percentiles, throughput, cache reuse and rejected requests per configuration; exits 1 when every
         configuration fails."""
-        with user_errors():
-            results = run(trace, num_workers=num_workers, router_mode=router_mode, csv_out=csv_out,
-                          trace_format=trace_format, trace_block_size=trace_block_size,
-                          extra_engine_args=extra_engine_args, router_config=router_config, timing=timing,
-                          timing_file=timing_file, decode_timing=decode_timing, timing_table=timing_table,
-                          jobs=jobs, seed=seed, arrival_speedup_ratio=arrival_speedup_ratio,
-                          dynamo_version=dynamo_version)
+        try:
+            with user_errors():
+                results = run(trace, num_workers=num_workers, router_mode=router_mode, csv_out=csv_out,
+                              trace_format=trace_format, trace_block_size=trace_block_size,
+                              extra_engine_args=extra_engine_args, router_config=router_config, timing=timing,
+                              timing_file=timing_file, decode_timing=decode_timing, timing_table=timing_table,
+                              jobs=jobs, seed=seed, arrival_speedup_ratio=arrival_speedup_ratio,
+                              dynamo_version=dynamo_version, ray=ray)
+        except KeyboardInterrupt:
+            # outstanding configurations are cancelled and nothing is written (the CSV comes last)
+            print("interrupted", file=sys.stderr)
+            raise typer.Exit(130) from None
         line = sweep.failure_line(results)
         if line is not None:
             print(line, file=sys.stderr)

@@ -1,9 +1,10 @@
 """What-if sweeps: the same trace replayed over a grid of worker counts and router modes, in
 parallel processes, summarised as one table (one row per configuration, in grid order).
 
-Each process receives the rows once (pool initializer) and runs whole replays; results come
-back in submission order, and every replay is seeded, so the table does not depend on the
-number of processes or on which finishes first.
+Each process receives the rows once (pool initializer) and runs whole replays; each result is
+placed at its configuration's grid index, and every replay is seeded, so the table does not
+depend on the number of processes or on which finishes first. `sweep_ray` runs the same grid
+on a Ray cluster.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import csv
 import io
 import math
 import os
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
+from typing import Callable
 
 from trace_pipe.pipeline.errors import TraceError
 from trace_pipe.pipeline.mooncake import Row
@@ -129,19 +131,38 @@ def run_point(rows: list[Row], sources: list[str], spec: SweepSpec, p: SweepPoin
     return row
 
 
+def check_jobs(jobs: int | None) -> None:
+    if jobs is not None and jobs < 1:
+        raise TraceError(f"error: --jobs must be >= 1, got {jobs}")
+
+
 def run_sweep(rows: list[Row], sources: list[str], spec: SweepSpec, points: list[SweepPoint],
-              jobs: int | None = None) -> list[dict]:
+              jobs: int | None = None, on_done: Callable[[dict], None] | None = None) -> list[dict]:
     """Rows in `points` order. `jobs` processes (default: one per core, at most one per point);
-    1 runs in this process."""
+    1 runs in this process. `on_done(row)` as each configuration finishes (a progress bar)."""
+    check_jobs(jobs)
     if jobs is None:
         jobs = os.cpu_count() or 1
-    if jobs < 1:
-        raise TraceError(f"error: --jobs must be >= 1, got {jobs}")
     jobs = min(jobs, len(points))
+    done = on_done or (lambda row: None)
     if jobs == 1:
-        return [run_point(rows, sources, spec, p) for p in points]
-    with ProcessPoolExecutor(max_workers=jobs, initializer=_init, initargs=(rows, sources, spec)) as ex:
-        return list(ex.map(_run_point, points))
+        out = []
+        for p in points:
+            out.append(run_point(rows, sources, spec, p))
+            done(out[-1])
+        return out
+    res: list[dict | None] = [None] * len(points)
+    ex = ProcessPoolExecutor(max_workers=jobs, initializer=_init, initargs=(rows, sources, spec))
+    try:
+        futs = {ex.submit(_run_point, p): i for i, p in enumerate(points)}
+        for f in as_completed(futs):
+            res[futs[f]] = f.result()
+            done(res[futs[f]])
+    except BaseException:
+        ex.shutdown(wait=False, cancel_futures=True)  # Ctrl-C or a bug: the queued points never start
+        raise
+    ex.shutdown()
+    return res  # type: ignore[return-value]
 
 
 def _fmt(col: str, v: object) -> str:
