@@ -238,7 +238,9 @@ def test_ctrl_c_cancels_tasks_and_writes_nothing(tmp_path, cluster):
     cli = [sys.executable, "-c", "from trace_pipe.cli.main import main; main()"]
     proc = subprocess.Popen([*cli, "sweep", str(big), "--num-workers", "1,2,3,4", "--trace-block-size", "512",
                              "--ray", cluster.address, "--csv", str(csv)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            # a test run started in the background inherits SIGINT ignored
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 60
         while ray.available_resources().get("CPU", 0) > 0:  # both nodes busy with this sweep
