@@ -51,6 +51,8 @@ class EngineWorker:
     )
     #: blocks a decode run must leave free after the block-boundary crossings it takes inline
     RUN_RESERVE = 0
+    #: its steps are engine passes (the replay loop's worker interface, sim/replay.py)
+    LIFECYCLE_PASSES = True
 
     def __init__(self, wid: int, args: EngineArgs, timing: TimingModel, trace_block_size: int,
                  stats: Stats, record: bool = True, prompts: PromptKeys | None = None) -> None:
@@ -112,7 +114,10 @@ class EngineWorker:
         beyond the KV capacity every scheduler needs), or None."""
         return None
 
-    # -- helpers ---------------------------------------------------------------------------
+    # -- the replay loop's side (sim/replay.py ReplayWorker) ---------------------------------
+    def collect(self, now: float) -> None:
+        self.busy = False  # its outputs were known when the pass started
+
     def has_work(self) -> bool:
         return bool(self.waiting or self.dec or self.chunking is not None)
 

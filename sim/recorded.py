@@ -11,9 +11,13 @@ queue until fewer than `max_num_seqs` requests run there.
 With enough workers that nothing queues, simulated start and end equal the recorded ones, which
 checks the DAG reconstruction and the release rule against the recorded run.
 
-Per timestamp, as the engine replay: deliver first tokens and completions due now (completions
-release dependents), drain the router queue, release ready requests in (ready time, trace order)
-and route them, then admit on every worker with a free slot.
+The run is the engine replay's loop (sim/replay.py `drive`) over `RecordedWorker`s, so per
+timestamp it is the same: deliver first tokens and completions due now (completions release
+dependents), drain the router queue, release ready requests in (ready time, trace order) and
+route them, then admit on every worker with a free slot. The workers share one event queue
+(`RecordedService`): every worker's step ends at its next event (or the next release), so all of
+them are idle whenever a request can reach any of them, and the events of one instant are
+delivered together in admission order, first tokens before completions.
 
 The timeline has one "pass" per stretch of constant membership on a worker (batch size =
 running requests, prefill tokens = prompts admitted at its start, decode requests = running
@@ -23,7 +27,6 @@ requests past their first token); `kv_blocks_active` counts the running requests
 
 from __future__ import annotations
 
-import itertools
 import math
 import time
 from collections import deque
@@ -36,7 +39,7 @@ from trace_pipe.pipeline.errors import TraceError
 from trace_pipe.pipeline.mooncake import Row
 
 from . import dag as dagmod
-from .replay import ReplayOptions, advance, dead_end, play_records, release_ready, report_graph
+from .replay import ReplayOptions, dead_end, drive, play_records, report_graph
 from .result import PrefillChunk, RequestRecord, SimResult, Timeline
 from .router import make_router
 from .workload import SimRequest
@@ -52,13 +55,105 @@ class Service:
     ttft_ms: float | None = None
 
 
-class _Slot:
-    """Router-facing stand-in for a worker (routers only read `wid`; kv_router is refused)."""
+class RecordedService:
+    """The recorded service of one run: every worker's FIFO queue in front of one event queue of
+    first tokens and completions, (time, first tokens before completions, admission order)."""
 
-    __slots__ = ("wid",)
+    __slots__ = ("service", "speed", "limit", "workers", "events", "seq")
 
-    def __init__(self, wid: int) -> None:
+    def __init__(self, n: int, service: Sequence[Service], speed: float, limit: int) -> None:
+        self.service = service
+        self.speed = speed
+        self.limit = limit
+        self.workers = [RecordedWorker(i, self) for i in range(n)]
+        self.events: list[tuple[float, int, int, SimRequest]] = []  # (time, kind, admission, request)
+        self.seq = 0  # admissions so far, over every worker
+
+    def admit(self, now: float) -> None:
+        """On every worker in turn, admit from the head of its queue while fewer than
+        `max_num_seqs` run there (what is left after one call waits for a completion)."""
+        events = self.events
+        for w in self.workers:
+            q = w.waiting
+            while q and w.running < self.limit:
+                r = q.popleft()
+                w.running += 1
+                s = self.service[r.idx]
+                dur = s.duration_ms / self.speed
+                r.first_admit = now
+                r.n_admit = 1
+                r.g = r.out
+                if r.out:
+                    first = dur if s.ttft_ms is None else min(max(0.0, s.ttft_ms / self.speed), dur)
+                    r.t_first = now + first
+                    r.t_last = now + dur
+                    r.chunks = [(now, r.t_first, r.prompt)]
+                    heappush(events, (r.t_first, _FIRST, self.seq, r))
+                    end = r.t_last
+                else:  # 0 output tokens: its whole service is prefill, and no token is emitted
+                    end = now + dur
+                    r.chunks = [(now, end, r.prompt)]
+                heappush(events, (end, _DONE, self.seq, r))
+                self.seq += 1
+
+    def deliver(self, now: float, w: RecordedWorker) -> None:
+        """Hand every event due by `now` to `w`, the first worker whose step ends then."""
+        events = self.events
+        first: list[SimRequest] = []
+        done: list[SimRequest] = []
+        while events and events[0][0] <= now:
+            t, kind, _, r = heappop(events)
+            if kind == _FIRST:
+                first.append(r)
+                continue
+            r.status = "completed"
+            r.terminal = t
+            self.workers[r.worker].running -= 1
+            done.append(r)
+        w.first_tokens = first
+        w.finished = done
+
+
+class RecordedWorker:
+    """A worker of the recorded service, as the replay loop drives it (sim/replay.py
+    `ReplayWorker`). A step admits (on every worker: the service's next event depends on all of
+    them) and ends at the service's next event, or sooner at the horizon; the events are
+    delivered when the step ends (`collect`), not when it starts: admissions at the same instant
+    on workers stepped later may come first."""
+
+    __slots__ = ("wid", "service", "waiting", "running", "busy", "first_tokens", "finished")
+    # its steps are not engine passes: they take no place in the run's event order
+    LIFECYCLE_PASSES = False
+
+    def __init__(self, wid: int, service: RecordedService) -> None:
         self.wid = wid
+        self.service = service
+        self.waiting: deque[SimRequest] = deque()
+        self.running = 0  # admitted and not yet delivered as completed
+        self.busy = False
+        self.first_tokens: list[SimRequest] = []
+        self.finished: list[SimRequest] = []
+
+    def has_work(self) -> bool:
+        return bool(self.waiting) or self.running > 0
+
+    def n_running(self) -> int:
+        return self.running
+
+    def step(self, now: float, horizon: float) -> float:
+        s = self.service
+        s.admit(now)
+        self.first_tokens = []
+        self.finished = []
+        t = s.events[0][0]  # this worker runs something, so an event is pending
+        # Every worker's step ends at the same time: the next event, or the next release (the
+        # horizon). A horizon at `now` is the simulated-time limit (the loop stops past it) or
+        # another worker's step ending now, which is an event now.
+        return t if t <= horizon or horizon <= now else horizon
+
+    def collect(self, now: float) -> None:
+        self.busy = False
+        self.service.deliver(now, self)
 
 
 def run_recorded(rows: list[Row], sources: list[str], fmt: str, opts: ReplayOptions, service: Sequence[Service],
@@ -80,78 +175,13 @@ def run_recorded(rows: list[Row], sources: list[str], fmt: str, opts: ReplayOpti
     reqs = _requests(rows, sources)
     dag = dagmod.build_dag(rows, sources, fmt, opts.arrival_speedup_ratio, opts.rules)
     n_w = opts.num_workers
-    router = make_router(opts.router_mode, [_Slot(i) for i in range(n_w)], opts.router, block_size=a.block_size,
+    svc = RecordedService(n_w, service, speed, a.max_num_seqs)
+    router = make_router(opts.router_mode, svc.workers, opts.router, block_size=a.block_size,
                          trace_block_size=opts.trace_block_size, max_num_batched_tokens=a.max_num_batched_tokens,
                          seed=opts.seed)
-    limit = a.max_num_seqs
-    running = [0] * n_w
-    queues: list[deque[SimRequest]] = [deque() for _ in range(n_w)]
-    ready = dag.initial()
-    events: list[tuple[float, int, int, int]] = []  # (time, kind, seq, idx): first tokens before completions
-    seq = 0
-    now = 0.0
-    stop = opts.max_sim_time_ms
-    stopped_at = None
-    has_dispatch = dag.mode == "v2"
-    fire = dag.fire
-    order = itertools.count()  # releases and terminal deliveries, for the 1.6 lifecycle transcript
-
-    def dispatch(r: SimRequest, w: int) -> None:
-        r.worker = w
-        r.dispatch = now
-        r.status = "running"
-        queues[w].append(r)
-        if has_dispatch:
-            fire(r.idx, now, dagmod.DISPATCH, ready)
-
-    while True:
-        freed = False
-        while events and events[0][0] <= now:
-            t, kind, _, idx = heappop(events)
-            r = reqs[idx]
-            if kind == _FIRST:
-                router.on_first_token(r)
-                continue
-            r.status = "completed"
-            r.terminal = t
-            r.terminal_seq = next(order)
-            running[r.worker] -= 1
-            router.on_free(r)
-            fire(idx, t, dagmod.COMPLETION, ready)
-            freed = True
-            if progress is not None:
-                progress(1)
-        if freed:
-            for r, wi in router.drain(now):
-                dispatch(r, wi)
-        release_ready(ready, reqs, now, router, dispatch, order=order)
-        for w in range(n_w):
-            q = queues[w]
-            while q and running[w] < limit:
-                r = q.popleft()
-                running[w] += 1
-                s = service[r.idx]
-                dur = s.duration_ms / speed
-                r.first_admit = now
-                r.n_admit = 1
-                r.g = r.out
-                if r.out:
-                    first = dur if s.ttft_ms is None else min(max(0.0, s.ttft_ms / speed), dur)
-                    r.t_first = now + first
-                    r.t_last = now + dur
-                    r.chunks = [(now, r.t_first, r.prompt)]
-                    heappush(events, (r.t_first, _FIRST, seq, r.idx))
-                    end = r.t_last
-                else:  # 0 output tokens: its whole service is prefill, and no token is emitted
-                    end = now + dur
-                    r.chunks = [(now, end, r.prompt)]
-                heappush(events, (end, _DONE, seq, r.idx))
-                seq += 1
-        nxt, stopped_at = advance(events, ready, now, stop)
-        if nxt is None:
-            break
-        now = nxt
-
+    # every worker's step ends at the service's next event (see RecordedWorker.step): the
+    # pass-end horizon is exact, and a run-ahead bound would only split steps
+    stopped_at = drive(svc.workers, reqs, dag, router, opts, ahead=False, progress=progress)
     if stopped_at is None:
         dead_end(reqs)
     return _result(reqs, dag, rows, opts, stopped_at, t_wall, n_w)

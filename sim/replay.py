@@ -1,4 +1,7 @@
-"""The offline harness: a virtual clock, the request DAG, a router and N mock workers.
+"""The offline harness: a virtual clock, the request DAG, a router and N workers, driven by one
+loop (`drive`) over the worker interface (`ReplayWorker`): mock engine workers under a pass
+scheduler (sim/engine.py, sim/schedulers.py; `run_replay`) or recorded service times
+(sim/recorded.py, `--timing recorded`).
 
 Per timestamp (dynamo-replay.md §4.2): deliver the outputs of passes ending now (first tokens to
 the router; completions free router state and release DAG dependents), release ready requests in
@@ -11,9 +14,11 @@ from __future__ import annotations
 import itertools
 import math
 import time
+from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from heapq import heappop, heappush
-from typing import Callable
+from typing import Callable, ClassVar, Protocol
 
 from trace_pipe.pipeline.errors import TraceError
 from trace_pipe.pipeline.mooncake import Row
@@ -118,18 +123,58 @@ def run_replay(rows: list[Row], sources: list[str], fmt: str, opts: ReplayOption
 
     ended = PlayEnds.of(dag, rows) if rules.rejection_ends_play else None
     infeasible = _check_feasible(reqs, a, sched, lazy=ended is not None)
+    stopped_at = drive(workers, reqs, dag, router, opts, ahead=AHEAD and not opts.record, ended=ended,
+                       infeasible=infeasible, progress=progress)
+    if stopped_at is None:
+        dead_end(reqs, ended)
+    return _result(reqs, workers, dag, rows, stats, opts, stopped_at, t_wall)
+
+
+class ReplayWorker(Protocol):
+    """What the replay loop drives: a worker runs one step at a time. `step(now, horizon)` starts
+    one and returns its end; what it produces is delivered at that end, after `collect(end)`:
+    requests that emitted their first token in `first_tokens`, completed or rejected ones in
+    `finished` (in delivery order). A step may run past `horizon` only by its own last pass: the
+    next time anything outside the worker can change its queue. Engine workers (sim/engine.py)
+    step by passes; recorded service (sim/recorded.py) by its requests' recorded times."""
+
+    wid: int
+    busy: bool
+    waiting: deque[SimRequest]
+    first_tokens: list[SimRequest]
+    finished: list[SimRequest]
+    #: its steps are engine passes: each ticks the run's event order, as 1.6.1's lifecycle
+    #: transcript has them between releases and terminal deliveries (sim/agentic_lifecycle.py)
+    LIFECYCLE_PASSES: ClassVar[bool]
+
+    def has_work(self) -> bool: ...
+
+    def n_running(self) -> int: ...
+
+    def step(self, now: float, horizon: float) -> float: ...
+
+    def collect(self, now: float) -> None: ...
+
+
+def drive(workers: Sequence[ReplayWorker], reqs: list[SimRequest], dag: dagmod.RequestDag, router,
+          opts: ReplayOptions, *, ahead: bool, ended: PlayEnds | None = None, infeasible: dict[int, str] | None = None,
+          progress: Callable[[int], None] | None = None) -> float | None:
+    """Run the replay to its end; return where it stopped (None: nothing was left, or the
+    simulated-time limit). `ahead`: a worker's step may run past other workers' step ends that
+    cannot release work to it (the tight horizon below); `ended`: plays a rejection ends;
+    `infeasible`: requests to refuse (their error) if they are ever dispatched."""
     ready = dag.initial()
     comp: list[tuple[float, int, int]] = []
     # one counter for releases, terminal deliveries and pass starts (also the pass-end heap's
     # tie-break): Dynamo 1.6's lifecycle transcript follows this order within an instant
     order = itertools.count()
+    tick = order if type(workers[0]).LIFECYCLE_PASSES else itertools.count()
     now = 0.0
     limit = opts.max_sim_time_ms
     stopped_at = None
     fire = dag.fire
     COMPLETION, DISPATCH = dagmod.COMPLETION, dagmod.DISPATCH
     has_dispatch = dag.mode == "v2"
-    done = 0
     # Other workers' pass ends can create arrivals only through DAG dependents or the router
     # queue. A worker's run of identical decode passes must stop at the first pass end at or
     # after the earliest time such an arrival could appear. With a router queue that is any
@@ -142,7 +187,6 @@ def run_replay(rows: list[Row], sources: list[str], fmt: str, opts: ReplayOption
     # A lower bound is enough for exactness: it only decides how far one step may run ahead.
     # (Only without pass records: with them, runs would be cut differently than they always were.)
     queue_drains = opts.router.router_queue_threshold is not None
-    ahead = AHEAD and not opts.record
     release_after = [math.inf] * len(reqs)
     if dag.has_edges():
         for i, kids in enumerate(dag.children):
@@ -176,7 +220,7 @@ def run_replay(rows: list[Row], sources: list[str], fmt: str, opts: ReplayOption
         while comp and comp[0][0] <= now:
             _, _, wid = heappop(comp)
             w = workers[wid]
-            w.busy = False
+            w.collect(now)
             router.on_pass_end(wid)
             for r in w.first_tokens:
                 router.on_first_token(r)
@@ -188,7 +232,6 @@ def run_replay(rows: list[Row], sources: list[str], fmt: str, opts: ReplayOption
                     r.terminal_seq = next(order)
                     router.on_free(r)
                     fire(r.idx, r.terminal, COMPLETION, ready)
-                done += len(w.finished)
                 freed = True
                 if progress is not None:
                     progress(len(w.finished))
@@ -201,7 +244,7 @@ def run_replay(rows: list[Row], sources: list[str], fmt: str, opts: ReplayOption
         while effects and effects[0] <= now:
             heappop(effects)  # its pass has ended: what it released is in `ready` now
         for w in workers:
-            if not w.busy and (w.waiting or w.dec or w.chunking is not None):
+            if not w.busy and w.has_work():
                 horizon = ready[0][0] if ready else math.inf
                 if queue_drains or not ahead:
                     if comp and comp[0][0] < horizon and (queue_drains or dag.has_edges()):
@@ -218,22 +261,19 @@ def run_replay(rows: list[Row], sources: list[str], fmt: str, opts: ReplayOption
                     horizon = limit
                 end = w.step(now, horizon)
                 if end == now and not w.finished and not w.first_tokens and not w.n_running():
-                    stuck(w, workers, a)
+                    stuck(w, workers, opts.engine)
                 w.busy = True
                 pass_end[w.wid] = end
                 if w.finished and not queue_drains:
                     d = min(release_after[r.idx] for r in w.finished)
                     if d != math.inf:
                         heappush(effects, end + d)
-                heappush(comp, (end, next(order), w.wid))
+                heappush(comp, (end, next(tick), w.wid))
         nxt, stopped_at = advance(comp, ready, now, limit)
         if nxt is None:
             break
         now = nxt
-
-    if stopped_at is None:
-        dead_end(reqs, ended)
-    return _result(reqs, workers, dag, rows, stats, opts, stopped_at, t_wall)
+    return stopped_at
 
 
 class PlayEnds:
@@ -306,7 +346,7 @@ def advance(events: list, ready: list, now: float, limit: float | None) -> tuple
     return (nxt if nxt > now else now), None
 
 
-def stuck(w: EngineWorker, workers: list[EngineWorker], a: EngineArgs) -> None:
+def stuck(w: ReplayWorker, workers: Sequence[ReplayWorker], a: EngineArgs) -> None:
     """A worker with nothing running could not admit its queue head, and nothing can change that:
     Dynamo's dead end. A prompt over the token budget with chunked prefill disabled is only
     known to be one here: with a large enough cached prefix it is admitted (observed)."""
