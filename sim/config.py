@@ -53,9 +53,10 @@ class EngineArgs:
     speedup_ratio: float = 1.0
     decode_speedup_ratio: float = 1.0
     preemption_mode: str = "lifo"
-    # Not a Dynamo key: "dynamo" is ai-dynamo 1.4.2's mocker (mixed prefill + decode passes);
-    # "vllm_v0" is vLLM 0.2/0.3's scheduler (prefill-only steps while prompts can be admitted,
-    # else decode-only steps; FCFS recompute preemption; see sim/engine.py).
+    # Not a Dynamo key: "dynamo" is Dynamo's mocker (mixed prefill + decode passes, under the
+    # `--dynamo-version` rules); "vllm_v0" is vLLM 0.2/0.3's scheduler (prefill-only steps while
+    # prompts can be admitted, else decode-only steps; FCFS recompute preemption). The pass
+    # schedulers they name are in sim/schedulers.py.
     scheduler: str = "dynamo"
     # vllm_v0 only: vLLM 0.2.2-0.3.x batch prompts padded to the longest one, and stop adding
     # prompts to a step once the padded size would pass max_num_batched_tokens or the padding

@@ -39,7 +39,7 @@ from trace_pipe.pipeline.errors import TraceError
 from trace_pipe.pipeline.mooncake import Row
 
 from . import dag as dagmod
-from .replay import ReplayOptions, dead_end, drive, play_records, report_graph
+from .replay import ReplayOptions, dead_end, drive, play_records, report_graph, report_status
 from .result import PrefillChunk, RequestRecord, SimResult, Timeline
 from .router import make_router
 from .workload import SimRequest
@@ -266,7 +266,7 @@ def _result(reqs: list[SimRequest], dag: dagmod.RequestDag, rows: list[Row], opt
     recs = []
     gaps: dict[float, int] = {}
     for r in reqs:
-        status = {"running": "incomplete", "pending": "not_started", "queued": "not_started"}.get(r.status, r.status)
+        status = report_status(r.status)
         done = status == "completed"
         if done and r.out > 1:
             g = (r.t_last - r.t_first) / (r.out - 1)

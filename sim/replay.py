@@ -376,6 +376,15 @@ def _emitted(r: SimRequest, workers: list[EngineWorker]) -> int:
     return r.g if r.status != "completed" else r.out
 
 
+_REPORT_STATUS = {"running": "incomplete", "pending": "not_started", "queued": "not_started"}
+
+
+def report_status(status: str) -> str:
+    """A request's status in the report: in service when the run stopped is "incomplete", never
+    dispatched "not_started"; "completed" and "rejected" as they are."""
+    return _REPORT_STATUS.get(status, status)
+
+
 def _result(reqs: list[SimRequest], workers: list[EngineWorker], dag: dagmod.RequestDag, rows: list[Row],
             stats: Stats, opts: ReplayOptions, stopped_at: float | None, t_wall: float) -> SimResult:
     def opt(x: float) -> float | None:
@@ -385,11 +394,7 @@ def _result(reqs: list[SimRequest], workers: list[EngineWorker], dag: dagmod.Req
     recs = []
     kv = opts.router_mode == "kv_router"
     for r in reqs:
-        status = r.status
-        if status == "running":
-            status = "incomplete"
-        elif status in ("pending", "queued"):
-            status = "not_started"
+        status = report_status(r.status)
         recs.append(RequestRecord(
             request_id=r.request_id, session_id=r.session_id, play=names.get(r.idx, r.request_id), source=r.source,
             worker=r.worker if r.worker >= 0 else None,
