@@ -382,9 +382,10 @@ def row_from_json(d: dict, where: str, intern: dict | None = None, share: dict |
     int objects of the common prefix (a memcmp) instead of looking every id up. `no_bools`: the
     caller knows the row holds no JSON true/false, so ids that fit an array('Q') are exact
     non-negative ints without a per-id type check."""
-    for alias, canon in _ALIASES.items():
-        if alias in d and canon not in d:
-            d[canon] = d[alias]
+    if not d.keys().isdisjoint(_ALIASES):
+        for alias, canon in _ALIASES.items():
+            if alias in d and canon not in d:
+                d[canon] = d[alias]
     hash_ids = d.get("hash_ids", [])
     # C-level checks (a generator costs ~5x more per id): exact ints (bools have their own type), >= 0
     arr = None
@@ -451,7 +452,7 @@ def row_from_json(d: dict, where: str, intern: dict | None = None, share: dict |
     wait_for = d.get("wait_for") or ()
     branches = d.get("branches") or ()
     for key, seq in (("wait_for", wait_for), ("branches", branches)):
-        if not isinstance(seq, (list, tuple)) or not all(isinstance(s, str) for s in seq):
+        if not isinstance(seq, (list, tuple)) or (seq and not all(isinstance(s, str) for s in seq)):
             raise TraceError(f"{where}: field `{key}` must be a list of request ids")
     for key in ("delay", "tool_wait_ms", "timestamp", "not_before_ms", "recorded_api_time_ms"):
         v = _num(d, key, where)

@@ -52,8 +52,13 @@ def build(rows: list[Row], sources: list[str], *, block_size: int, speedup: floa
                                               d["delay_ms"]))
     order = sorted(range(len(nodes)), key=lambda i: nodes[i]["request_id"])
     rank = {nodes[i]["request_id"]: k for k, i in enumerate(order)}
-    text = dumps({"block_size": block_size, "nodes": [nodes[i] for i in order]})
-    digest = blake3.blake3(text.encode()).hexdigest()
+    # the text of {"block_size": B, "nodes": [...]} fed to the hash node by node (the whole
+    # text of a large trace is as big as the trace)
+    hasher = blake3.blake3(b'{"block_size":' + dumps(block_size).encode() + b',"nodes":[')
+    for k, i in enumerate(order):
+        hasher.update(b"," + dumps(nodes[i]).encode() if k else dumps(nodes[i]).encode())
+    hasher.update(b"]}")
+    digest = hasher.hexdigest()
 
     members: dict[str, list[int]] = {}
     for i in order:
@@ -92,7 +97,7 @@ def _node(r: Row, play_id: str, session_id: str, model: str, not_before: float, 
     n["output_token_ids"] = None if ids is None else list(ids)
     # the key output replay is matched by, set only when output tokens are given
     n["replay_key"] = None if ids is None else r.request_id.strip()
-    n["hash_ids"] = list(r.hash_ids)
+    n["hash_ids"] = r.hash_ids  # a tuple, written as a list
     n["not_before_ms"] = float(not_before)
     if recorded is not None:
         n["recorded_api_time_ms"] = float(recorded)

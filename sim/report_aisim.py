@@ -73,21 +73,19 @@ def _exact(name: str, vals: list[float], suffix: str = "_ms") -> dict:
     return out
 
 
-def _streamed(name: str, pairs: list[tuple[float, int]], suffix: str) -> dict:
-    """Statistics of (value, count) pairs as Dynamo's streaming distribution gives them. (C-level
-    maps over the columns: a replay has one pair per decode run, ~10^5-10^6 of them; each value
-    is computed by the same float operations, in the same order, as a plain loop would.)"""
-    if not pairs:
-        return {f"{k}_{name}{suffix}": 0.0 for k in _STATS}
-    vs = list(map(_FIRST, pairs))
-    cs = list(map(_SECOND, pairs))
+def _streamed(name: str, vs: list[float], cs: list[int], suffix: str, keep: list[bool] | None = None) -> dict:
+    """Statistics of values `vs` with counts `cs` as Dynamo's streaming distribution gives them.
+    (C-level maps over the columns, not a loop over (value, count) pairs: a replay has one pair
+    per distinct pass length, up to ~10^6; every value comes from the same float operations in
+    the same order as a plain loop's.) `keep`: `vs` > 0, when the caller has it."""
     n = sum(cs)
     if n == 0:
         return {f"{k}_{name}{suffix}": 0.0 for k in _STATS}
     mean = math.fsum(map(mul, vs, cs)) / n
     hi = max(vs)
     out = {f"mean_{name}{suffix}": mean, f"min_{name}{suffix}": min(vs), f"max_{name}{suffix}": hi}
-    keep = list(map(_POSITIVE, vs))  # v > 0 (False for NaN): the others count as zeros
+    if keep is None:
+        keep = positive(vs)
     if all(keep):
         pos, pcs, zeros = vs, cs, 0
     else:
@@ -114,6 +112,11 @@ def _streamed(name: str, pairs: list[tuple[float, int]], suffix: str) -> dict:
         out[f"{label}_{name}{suffix}"] = val
     out[f"std_{name}{suffix}"] = math.sqrt(math.fsum(map(mul, cs, map(pow, map(sub, vs, repeat(mean)), repeat(2)))) / n)
     return out
+
+
+def positive(vs: list[float]) -> list[bool]:
+    """v > 0 for each value (False for NaN): the streamed statistics count the others as zeros."""
+    return list(map(_POSITIVE, vs))
 
 
 def uuid_text(n: int) -> str:
@@ -198,8 +201,11 @@ def summary(res: SimResult, shape: str, *, sla_ttft_ms: float | None = None, sla
     rep.update(_exact("ttft", ttft))
     rep.update(_exact("ttst", ttst))
     rep.update(_exact("tpot", tpot))
-    gaps = list(res.itl_gaps) if tpot else []
-    rep.update(_streamed("itl", gaps, "_ms"))
+    gaps = res.itl_gaps if tpot else ()
+    vs = list(map(_FIRST, gaps))
+    cs = list(map(_SECOND, gaps))
+    keep = positive(vs)
+    rep.update(_streamed("itl", vs, cs, "_ms", keep))
     g = res.graph
     if g is not None:
         life = lifecycle(g, recs)
@@ -220,7 +226,9 @@ def summary(res: SimResult, shape: str, *, sla_ttft_ms: float | None = None, sla
             rep["agentic_lifecycle_digest"] = life.digest
             rep["agentic_play_outcomes"] = [o.to_json() for o in life.outcomes]
     rep.update(_exact("e2e_latency", e2e))
-    rep.update(_streamed("output_token_throughput_per_user", [(1000.0 / v, c) for v, c in gaps if v > 0], ""))
+    # per-user throughput: 1000 / gap for each positive gap, with its count
+    rep.update(_streamed("output_token_throughput_per_user", list(map(truediv, repeat(1000.0), compress(vs, keep))),
+                         list(compress(cs, keep)), ""))
     if v16 and g is not None:
         rep["agentic_model_projection"] = {"policy": PROJECTION_POLICY, "source_models": list(g.source_models),
                                            "target_model": execution_model}
