@@ -72,7 +72,8 @@ class BlockPool:
         self.active = 0
         self.gen = 0  # bumped whenever a hash is cached or dropped (lookups may change)
         # Deleted dict slots stay in place until the dict resizes, and iterating from the front
-        # walks over them: evictions leave theirs at the head, so rebuild after that many.
+        # walks over them: evictions leave theirs at the head, so the queue is rebuilt once they
+        # outnumber its live keys (a fixed 4,096 had each eviction skip ~2,000 dead slots).
         self.head_dead = 0
         self.nshared = 0  # blocks with refcount >= 2 (0: every active block has one holder)
         self.lazy = 0  # blocks inside runs
@@ -267,17 +268,15 @@ class BlockPool:
         done: list = []
         for item in lru:
             if type(item) is _Run:
-                self._unindex(item)
                 c = min(need - len(ev), item.hi - item.lo)
                 hi = item.hi - item.base
                 ev += item.blocks[hi - c:hi][::-1]
+                if item.hi - c <= item.lo:
+                    self._unindex(item)  # emptied (a run that keeps blocks keeps its front: listed as it was)
+                    done.append(item)
                 del item.blocks[hi - c:]
                 item.hi -= c
                 self.lazy -= c
-                if item.hi <= item.lo:
-                    done.append(item)
-                else:
-                    self._index(item)
             else:
                 ev.append(item)
                 done.append(item)
