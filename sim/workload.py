@@ -53,7 +53,7 @@ class SimRequest:
         self.nreg = 0
         self.base = 0
         self.epoch = 0
-        self.seq = -1
+        self.seq = -1  # admission number: running order on its engine worker (recorded service: over all)
         self.worker = -1
         self.pkeys: list[int] | None = None
         self.hmemo: tuple | None = None  # (pool generation, limit, hit blocks) of the last lookup
@@ -79,7 +79,7 @@ class SimRequest:
         self.prefilled = 0  # prompt (and recomputed) tokens its prefill passes computed
         self.best_overlap_blocks = 0  # the KV router's best overlap over all workers
         # positions of its release and of its terminal's delivery in the run's event order
-        # (`order` in replay.run_replay): Dynamo 1.6's lifecycle transcript follows it within an instant
+        # (`order` in replay.drive): Dynamo 1.6's lifecycle transcript follows it within an instant
         self.release_seq = -1
         self.terminal_seq = -1
 
