@@ -185,7 +185,9 @@ def drive(workers: Sequence[ReplayWorker], reqs: list[SimRequest], dag: dagmod.R
     #   plus the smallest `release_after` of the requests it holds (`held[X]`): only those can
     #   finish there before X receives anything new, which itself needs an arrival.
     # A lower bound is enough for exactness: it only decides how far one step may run ahead.
-    # (Only without pass records: with them, runs would be cut differently than they always were.)
+    # (Only without pass records: with them, runs would be cut differently than they always were.
+    # Then, and with a router queue, a run stops at the earliest pass end in flight, or at once
+    # when another worker starts a pass at this instant that may release or drain work.)
     queue_drains = opts.router.router_queue_threshold is not None
     release_after = [math.inf] * len(reqs)
     if dag.has_edges():
@@ -249,6 +251,13 @@ def drive(workers: Sequence[ReplayWorker], reqs: list[SimRequest], dag: dagmod.R
                 if queue_drains or not ahead:
                     if comp and comp[0][0] < horizon and (queue_drains or dag.has_edges()):
                         horizon = comp[0][0]
+                    # a worker that starts a pass later at this instant is not in `comp` yet: its
+                    # pass may end at once, releasing what it holds (or draining the router queue)
+                    for x in workers:
+                        if x is not w and not x.busy and (queue_drains or held[x.wid]) and x.has_work():
+                            t = now if queue_drains else now + held_min(x.wid)
+                            if t < horizon:
+                                horizon = t
                 else:
                     if effects and effects[0] < horizon:
                         horizon = effects[0]

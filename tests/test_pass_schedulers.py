@@ -63,3 +63,25 @@ def test_decode_fast_path_equals_plain_passes(seed, name, timing):
     assert _records(free) == _records(plain) and free.itl_gaps == plain.itl_gaps
     # a pass scheduler is chosen by the rules and the engine arguments, never by anything else
     assert scheduler_for(kw["engine"], kw["rules"]) is sched
+
+
+@pytest.mark.parametrize("record", [True, False])
+def test_a_decode_run_stops_for_a_release_from_a_pass_started_later_at_the_same_instant(record):
+    # Two workers step at the same instants (same prompt shapes). Worker 0 decodes a long answer;
+    # worker 1's request ends at 132.340805 and its session's next turn, routed to worker 0, is
+    # released then. Worker 0's decode run started before worker 1's pass was in flight: it must
+    # still stop there (with pass records it used to run on until 1125.9).
+    from trace_pipe.pipeline.mooncake import row_from_json
+    from trace_pipe.sim.replay import ReplayOptions, run_replay
+
+    rows = [{"timestamp": 0, "session_id": "a", "input_length": 64, "output_length": 300, "hash_ids": [1, 2]},
+            {"timestamp": 0, "session_id": "b", "input_length": 64, "output_length": 20, "hash_ids": [3, 4]},
+            {"timestamp": 0, "session_id": "b", "delay": 0, "input_length": 96, "output_length": 2,
+             "hash_ids": [3, 4, 5]}]
+    parsed = [row_from_json(dict(d), f"t:{i}") for i, d in enumerate(rows)]
+    res = run_replay(parsed, [f"t:{i}" for i in range(3)], "mooncake",
+                     ReplayOptions(num_workers=2, trace_block_size=32, engine=EngineArgs.from_json({"block_size": 256}),
+                                   record=record))
+    assert [(r.worker, r.ready_ms, r.first_admit_ms, r.end_ms) for r in res.requests] == [
+        (0, 0.0, 0.0, 1758.785968000008), (1, 0.0, 0.0, 132.34080500000002),
+        (0, 132.34080500000002, 132.34080500000002, 161.796901)]
