@@ -9,7 +9,7 @@ Engine args (a 2024 vLLM 0.2/0.3 serving OPT-13B on one A100-80GB):
 - scheduler vllm_v0: that vLLM's step structure. A step is prefill-only (every prompt that can be
   admitted, whole, each emitting its first token at the step end) whenever the head of the
   waiting queue can be admitted, decode-only otherwise; KV exhaustion during decode preempts the
-  latest arrival by recompute (sim/engine.py `_step_v0`).
+  latest arrival by recompute (sim/pass_vllm_v0.py).
 - block_size 16: vLLM's default KV block then.
 - num_gpu_blocks 3500 (56,000 tokens): 0.9 x 80 GB minus 26 GB of fp16 weights and the
   profiling activations leaves ~44-46 GB, at 40 layers x 2 x 5120 x 2 B = 0.8 MB per token
