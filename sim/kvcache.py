@@ -306,12 +306,16 @@ class BlockPool:
                     del cache[h]
                     if self.changes is not None:
                         self.changes.append((True, [h]))
-        else:
+        elif self.changes is None:
             cache = self.cache
             for b in ev:
                 del cache[bhash[b]]
-            if self.changes is not None:
-                self.changes.append((True, list(map(bhash.__getitem__, ev))))
+        else:
+            cache = self.cache
+            hs = [bhash[b] for b in ev]  # read once: they go to the router's list too
+            for h in hs:
+                del cache[h]
+            self.changes.append((True, hs))
 
     def _drop_hash(self, b: int, h: int) -> None:
         d = self.dups.get(h)
