@@ -111,8 +111,9 @@ class _SweepCommand(TyperCommand):
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("sweep", cls=_SweepCommand, short_help="Replay a trace over a grid of worker counts x router modes; one table of "
-                                     "latency, throughput and cache reuse.")
+    @app.command("sweep", cls=_SweepCommand,
+                 short_help="Replay a trace over a grid of worker counts x router modes; one table of latency, "
+                            "throughput and cache reuse.")
     def sweep_cmd(
         trace: list[str] = typer.Argument(..., help="Trace file(s)."),
         num_workers: str = typer.Option("1", "--num-workers", help="Comma-separated worker counts, e.g. 2,4,8."),
@@ -136,7 +137,7 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed", help="Seed for router tie-breaks and random routing."),
         arrival_speedup_ratio: float = typer.Option(1.0, "--arrival-speedup-ratio"),
         ray: Optional[str] = typer.Option(None, "--ray", metavar="[ADDRESS]", help="Run the grid on a Ray cluster, "
-                                          "one task per configuration (pip install 'trace-pipe[ray]'). ADDRESS: "
+                                          "one task per configuration (needs the ray extra). ADDRESS: "
                                           "HOST:PORT of the head, auto, local or ray://...; bare --ray reads "
                                           "RAY_ADDRESS, else the cluster `ray start` began here, else starts a "
                                           "local Ray. --jobs then caps configurations in flight."),

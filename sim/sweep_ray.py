@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
+import time
 from typing import Callable
 
 from trace_pipe.pipeline.errors import TraceError
@@ -59,6 +61,32 @@ def _died_row(p: SweepPoint, e: Exception, retries: int) -> dict:
             "error": f"error: Ray gave up on this configuration after {retries} retries: {why}"}
 
 
+def _probe(address: str | None) -> None:
+    """Ray keeps retrying a head that does not answer, minutes on end; a HOST:PORT nothing
+    listens on is a one-line error at once. Only the address given is contacted."""
+    if not address or address in ("auto", "local"):
+        address = os.environ.get("RAY_ADDRESS") or None  # what Ray itself falls back to
+    if not address or address in ("auto", "local"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not port.isdigit():
+        return  # Ray's own error says what it expects
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=10).close()
+    except OSError as e:
+        raise TraceError(f"error: --ray: no Ray head answers at {address}: {e.strerror or e}") from None
+
+
+def _cancel(ray, refs: list) -> None:
+    """Stop these tasks, running or queued. Ray 2.60 sometimes starts a task whose worker lease
+    was being granted as the task was cancelled (seen here about one time in three when
+    cancelling right after submission); a cancel repeated a moment later kills those too."""
+    for pause in (0.0, 0.2, 0.3):
+        time.sleep(pause)
+        for ref in refs:
+            ray.cancel(ref, force=True)
+
+
 def connect(address: str | None) -> bool:
     """`ray.init` with Ray's own address rules (None: RAY_ADDRESS, else the cluster `ray start`
     began on this machine, else a new local Ray for this sweep). True when this call connected
@@ -69,6 +97,7 @@ def connect(address: str | None) -> bool:
     # Ray reports usage statistics to its developers unless told not to; a sweep sends nothing
     # anywhere but the cluster it was pointed at (export RAY_USAGE_STATS_ENABLED=1 to opt in).
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    _probe(address)
     try:
         ray.init(address=address or None, include_dashboard=False, log_to_driver=False,
                  logging_level=logging.WARNING)
@@ -116,7 +145,6 @@ def run_sweep_ray(rows: list[Row], sources: list[str], spec: SweepSpec, points: 
                     on_done(row)
             submit()
     except BaseException:
-        for ref in pending:
-            ray.cancel(ref, force=True)
+        _cancel(ray, list(pending))
         raise
     return out  # type: ignore[return-value]

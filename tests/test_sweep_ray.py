@@ -123,6 +123,16 @@ def test_local_ray_init_matches_local_pool(tmp_path):
     assert out.getvalue().startswith(sweep.table(local) + "\n4 configurations (0 failed) on 8 requests in ")
 
 
+def test_unreachable_head_is_one_line_error(tmp_path):
+    """Ray would retry a dead address for minutes: nothing listens on port 1, so a one-line error now."""
+    pytest.importorskip("ray", reason=NO_RAY)
+    csv = tmp_path / "s.csv"
+    res = CliRunner().invoke(app, ["sweep", _trace(tmp_path), "--ray", "127.0.0.1:1", "--csv", str(csv)])
+    assert res.exit_code == 2
+    assert res.output == "error: --ray: no Ray head answers at 127.0.0.1:1: Connection refused\n"
+    assert not csv.exists()
+
+
 @pytest.fixture(scope="module")
 def cluster():
     """Two nodes of one CPU each on this machine, this process connected as the driver."""
@@ -171,6 +181,32 @@ def _flaky(marker: str, kill: tuple[int, str], times: int, rows, sources, spec, 
     return sweep.run_point(rows, sources, spec, p)
 
 
+def _slow_after_first(rows, sources, spec, p):
+    if p.num_workers != 1 or p.router_mode != "round_robin":
+        time.sleep(60)
+    return sweep.run_point(rows, sources, spec, p)
+
+
+def test_interrupt_cancels_outstanding_tasks(tmp_path, cluster):
+    """Ctrl-C arriving as the first configuration finishes: the running and queued tasks are
+    cancelled at once (each would sleep a minute), and the interrupt propagates."""
+    import ray
+    from ray import cloudpickle
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import tests/
+    inp, spec, points = _spec_points(_trace(tmp_path))
+
+    def interrupt(row: dict) -> None:
+        raise KeyboardInterrupt
+
+    t = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        sweep_ray.run_sweep_ray(inp.rows, inp.sources, spec, points, on_done=interrupt, point_fn=_slow_after_first)
+    while ray.available_resources().get("CPU", 0) < 2:
+        assert time.monotonic() - t < 20, ray.available_resources()
+        time.sleep(0.1)
+
+
 def _spec_points(trace: str):
     from trace_pipe.pipeline.replay_input import load_input
     from trace_pipe.sim.config import EngineArgs, RouterConfig
@@ -182,7 +218,6 @@ def _spec_points(trace: str):
 
 
 def test_worker_that_dies_is_retried(tmp_path, cluster):
-    import ray
     from ray import cloudpickle
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import tests/
@@ -202,10 +237,10 @@ def test_worker_that_dies_is_retried(tmp_path, cluster):
     fn = functools.partial(_flaky, str(marker), (1, "kv_router"), 99)
     res = sweep_ray.run_sweep_ray(inp.rows, inp.sources, spec, points, max_retries=1, point_fn=fn)
     assert marker.read_text() == "xx"
-    assert res[1]["error"].startswith("error: Ray gave up on this configuration after 1 retries: ")
+    assert res[1]["error"].startswith("error: Ray gave up on this configuration after 1 retries: The worker "
+                                      "died unexpectedly while executing this task.")
     assert "\n" not in res[1]["error"]
     assert [r for i, r in enumerate(res) if i != 1] == [r for i, r in enumerate(local) if i != 1]
-    assert ray.available_resources().get("CPU") is not None
 
 
 def test_bad_engine_args_become_error_rows(tmp_path, cluster):
