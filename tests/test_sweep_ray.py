@@ -181,6 +181,27 @@ def _flaky(marker: str, kill: tuple[int, str], times: int, rows, sources, spec, 
     return sweep.run_point(rows, sources, spec, p)
 
 
+def _where(rows, sources, spec, p):
+    cached = sweep_ray._DATA is not None and sweep_ray._DATA[1][0] is rows  # kept alive: ids stay unique
+    return {**sweep.run_point(rows, sources, spec, p), "pid": os.getpid(), "rows_id": id(rows), "cached": cached}
+
+
+def test_trace_fetched_once_per_worker(tmp_path, cluster):
+    """A worker process that runs several configurations unpickles the trace once: the same
+    list object serves them all (the extra keys stay out of the CSV)."""
+    from ray import cloudpickle
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import tests/
+    inp, spec, points = _spec_points(_trace(tmp_path))
+    res = sweep_ray.run_sweep_ray(inp.rows, inp.sources, spec, points, jobs=1, point_fn=_where)
+    by_pid: dict = {}
+    for r in res:
+        by_pid.setdefault(r["pid"], set()).add(r["rows_id"])
+    assert len(by_pid) < len(points)  # some worker ran more than one configuration
+    assert all(len(ids) == 1 for ids in by_pid.values()) and all(r["cached"] for r in res)
+    assert sweep.to_csv(res) == sweep.to_csv(sweep.run_sweep(inp.rows, inp.sources, spec, points, jobs=1))
+
+
 def _slow_after_first(rows, sources, spec, p):
     if p.num_workers != 1 or p.router_mode != "round_robin":
         time.sleep(60)
