@@ -101,7 +101,9 @@ def _run_child(cmd: list[str], cwd: str) -> tuple[float, float, int]:
         errf.seek(0)
         err = errf.read().decode(errors="replace")
     if status != 0:
-        raise SystemExit(f"failed ({status}): {' '.join(cmd)}\n{err[-2000:]}")
+        # (not SystemExit: raised in the forkserver pool's worker, it kills the worker and the
+        # caller's apply() waits forever; an ordinary exception reaches the caller)
+        raise RuntimeError(f"failed ({status}): {' '.join(cmd)}\n{err[-2000:]}")
     return wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss // 1024
 
 
