@@ -262,12 +262,6 @@ def test_outputs_table_csv_json(tmp_path_factory, tmp_path):
     assert [x.split()[0] for x in res.output.splitlines()] == sorted(PRESETS)
 
 
-def cli(*args, env=None) -> subprocess.CompletedProcess:
-    e = dict(os.environ)
-    e.update(env or {})
-    return subprocess.run([sys.executable, "-m", "trace_pipe.cli.main", "query", *args], capture_output=True,
-                          text=True, env=e, timeout=120)
-
 
 @needs_tp
 @pytest.mark.tp_unchecked  # cuts a written trace on purpose

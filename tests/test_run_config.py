@@ -93,7 +93,7 @@ def test_example_config_equals_the_same_replay_by_flags(tmp_path, monkeypatch, n
     s = ra["summary"]
     assert s["completed_requests"] > 0 and len(rows_a) == s["num_requests"] == ra["coverage"]["per_request_records"]
     assert list(ra) == ["coverage", "per_request", "planner", "summary"]  # keys sorted, as aisimulate writes
-    assert a.stdout.endswith(f"Saved full report to: by-config/prediction.json\n")
+    assert a.stdout.endswith("Saved full report to: by-config/prediction.json\n")
     assert sorted(os.listdir(tmp_path / "by-config")) == ["prediction.json", "requests.jsonl"]
     if name == "agentic-v2":
         assert s["agentic_model_projection"]["target_model"] == "Qwen/Qwen3-32B-FP8"

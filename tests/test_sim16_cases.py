@@ -34,7 +34,6 @@ from typing import NamedTuple
 
 import pytest
 
-from trace_pipe.sim import report
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
