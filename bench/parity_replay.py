@@ -123,9 +123,10 @@ def run_child(cmd: list[str], cwd: str) -> tuple[float, float, int]:
     return _LAUNCHER.apply(_run_child, (cmd, cwd))
 
 
-def replay_args(trace: str, fmt: str, mode: str, workers: int, tbs: int, report: str) -> list[str]:
-    return [trace, "--trace-format", fmt, "--router-mode", mode, "--num-workers", str(workers),
-            "--trace-block-size", str(tbs), "--report-json", report]
+def replay_args(trace: str, fmt: str, mode: str, workers: int, tbs: int, report: str | None = None) -> list[str]:
+    out = [trace, "--trace-format", fmt, "--router-mode", mode, "--num-workers", str(workers),
+           "--trace-block-size", str(tbs)]
+    return out + ["--report-json", report] if report else out
 
 
 def agentic_input(tmp: str) -> str:
@@ -198,6 +199,29 @@ def compare_rows(ours: list[dict], theirs: list[dict], tol: float = 1e-9) -> tup
     return len(pairs) - len(bad), bad
 
 
+def run_pair(ours_cmd: list[str], theirs_cmd: list[str], args: list[str], tmp: str, runs: int,
+             rows: bool = False) -> tuple[dict, list[dict], tuple, tuple, list[dict], list[dict]]:
+    """Our report and `runs` oracle reports for one replay (`args` after the trace file's flags:
+    both tools get the same), with each tool's (wall, cpu, RSS) of its last run and, with `rows`,
+    both per-request JSONL files read back."""
+    ro, rt = os.path.join(tmp, "o.json"), os.path.join(tmp, "t.json")
+    jo, jt = os.path.join(tmp, "o.jsonl"), os.path.join(tmp, "t.jsonl")
+    a = run_child(ours_cmd + args + ["--report-json", ro] + (["--report-jsonl", jo] if rows else []), tmp)
+    ours = json.loads(Path(ro).read_text())
+    theirs = []
+    for _ in range(runs):
+        b = run_child(theirs_cmd + args + ["--report-json", rt] + (["--report-jsonl", jt] if rows else []), tmp)
+        theirs.append(json.loads(Path(rt).read_text()))
+    read = (lambda p: [json.loads(x) for x in Path(p).read_text().splitlines()]) if rows else (lambda p: [])
+    return ours, theirs, a, b, read(jo), read(jt)
+
+
+def print_bench(a: tuple, b: tuple) -> None:
+    print(f"   wall  ours {a[0]:6.2f} s  dynamo {b[0]:6.2f} s  ratio {a[0] / b[0]:.2f}")
+    print(f"   cpu   ours {a[1]:6.2f} s  dynamo {b[1]:6.2f} s  ratio {a[1] / b[1]:.2f}")
+    print(f"   RSS   ours {a[2]:6d} MiB dynamo {b[2]:6d} MiB ratio {a[2] / b[2]:.2f}")
+
+
 def cases_v16(tmp: str) -> list[tuple[str, str, str, int, int]]:
     """(name, trace, format, trace block size, engine block size) of issue 16's parity inputs."""
     tp = str(ROOT / ".venv" / "bin" / "trace-pipe")
@@ -230,22 +254,14 @@ def main_v16(version: str, args) -> int:
             for mode, workers in (("round_robin", 1), ("kv_router", 4)):
                 if mode == "kv_router" and args.skip_kv:
                     continue
-                ro, rt = os.path.join(tmp, "o.json"), os.path.join(tmp, "t.json")
-                jo, jt = os.path.join(tmp, "o.jsonl"), os.path.join(tmp, "t.jsonl")
-                a = run_child(ours_cmd + replay_args(trace, fmt, mode, workers, tbs, ro) + eng + ["--report-jsonl", jo], tmp)
-                ours = json.loads(Path(ro).read_text())
-                runs = []
-                for _ in range(1 if workers == 1 else max(1, args.dynamo_runs or 15)):
-                    b = run_child(theirs_cmd + replay_args(trace, fmt, mode, workers, tbs, rt) + eng
-                                  + ["--report-jsonl", jt], tmp)
-                    runs.append(json.loads(Path(rt).read_text()))
+                ours, runs, a, b, rows_o, rows_t = run_pair(
+                    ours_cmd, theirs_cmd, replay_args(trace, fmt, mode, workers, tbs) + eng, tmp,
+                    1 if workers == 1 else max(1, args.dynamo_runs or 15), rows=workers == 1)
                 theirs = runs[0]
                 print(f"== {name} {mode} x{workers}")
                 if workers == 1:
                     bad = compare_report(ours, theirs)
                     keys = sum(1 for k in theirs if k not in SKIP16)
-                    rows_o = [json.loads(x) for x in Path(jo).read_text().splitlines()]
-                    rows_t = [json.loads(x) for x in Path(jt).read_text().splitlines()]
                     eq, rbad = compare_rows(rows_o, rows_t)
                     print(f"   summary (rel 1e-9): {keys - len(bad)}/{keys} keys equal; rows: {eq}/{len(rows_t)} equal")
                     missing = [b for b in bad if b.endswith(": missing")]
@@ -263,9 +279,7 @@ def main_v16(version: str, args) -> int:
                         print(f"   {k:28s} ours {x:16.6f} dynamo [{lo:.6f}, {hi:.6f}] {'ok' if ok else 'OUTSIDE'}")
                         failures += not ok
                 if args.bench:
-                    print(f"   wall  ours {a[0]:6.2f} s  dynamo {b[0]:6.2f} s  ratio {a[0] / b[0]:.2f}")
-                    print(f"   cpu   ours {a[1]:6.2f} s  dynamo {b[1]:6.2f} s  ratio {a[1] / b[1]:.2f}")
-                    print(f"   RSS   ours {a[2]:6d} MiB dynamo {b[2]:6d} MiB ratio {a[2] / b[2]:.2f}")
+                    print_bench(a, b)
     print("PARITY OK" if not failures else f"PARITY FAILED ({failures})")
     return 1 if failures else 0
 
@@ -298,14 +312,9 @@ def main() -> int:
             cases.append(("weka-agentic", agentic_input(tmp), "agentic_mooncake", 64))
         for name, trace, fmt, tbs in cases:
             for mode, workers in (("round_robin", 1), ("kv_router", 4)):
-                ro, rt = os.path.join(tmp, "o.json"), os.path.join(tmp, "t.json")
-                a = run_child(ours_cmd + replay_args(trace, fmt, mode, workers, tbs, ro), tmp)
-                ours = json.loads(Path(ro).read_text())
-                runs = []
-                for _ in range(1 if workers == 1 else max(1, args.dynamo_runs or 3)):
-                    b = run_child(theirs_cmd + replay_args(trace, fmt, mode, workers, tbs, rt)
-                                  + ["--replay-mode", "offline"], tmp)
-                    runs.append(json.loads(Path(rt).read_text()))
+                ours, runs, a, b, _, _ = run_pair(
+                    ours_cmd, theirs_cmd, replay_args(trace, fmt, mode, workers, tbs) + ["--replay-mode", "offline"],
+                    tmp, 1 if workers == 1 else max(1, args.dynamo_runs or 3))
                 theirs = runs[0]
                 print(f"== {name} {mode} x{workers}")
                 if workers == 1:
@@ -326,9 +335,7 @@ def main() -> int:
                             if k == "mean_ttft_ms" and not min(vs) - 0.02 * v <= x <= max(vs) + 0.02 * v:
                                 failures += 1
                 if args.bench:
-                    print(f"   wall  ours {a[0]:6.2f} s  dynamo {b[0]:6.2f} s  ratio {a[0] / b[0]:.2f}")
-                    print(f"   cpu   ours {a[1]:6.2f} s  dynamo {b[1]:6.2f} s  ratio {a[1] / b[1]:.2f}")
-                    print(f"   RSS   ours {a[2]:6d} MiB dynamo {b[2]:6d} MiB ratio {a[2] / b[2]:.2f}")
+                    print_bench(a, b)
     print("PARITY OK" if not failures else f"PARITY FAILED ({failures})")
     return 1 if failures else 0
 
