@@ -292,7 +292,10 @@ def test_ctrl_c_cancels_tasks_and_writes_nothing(tmp_path, cluster):
     big.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
     csv = tmp_path / "s.csv"
     cli = [sys.executable, "-c", "from trace_pipe.cli.main import main; main()"]
-    proc = subprocess.Popen([*cli, "sweep", str(big), "--num-workers", "1,2,3,4", "--trace-block-size", "512",
+    # 16 configurations: the grid must outlast the poll below (Ray reports busy CPUs with a lag,
+    # and four configurations of this trace could finish before it saw both taken)
+    proc = subprocess.Popen([*cli, "sweep", str(big), "--num-workers", "1,2,3,4,5,6,7,8", "--router-mode",
+                             "round_robin,kv_router", "--trace-block-size", "512",
                              "--ray", cluster.address, "--csv", str(csv)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             # a test run started in the background inherits SIGINT ignored
