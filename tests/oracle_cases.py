@@ -1,17 +1,34 @@
 """What the slow live-oracle tests share: finding `python -m dynamo.replay` (ai-dynamo 1.4.2) or
-skipping, the loop over stored cases, and the report comparison."""
+the long-lived ai-dynamo 1.6.1 oracle (`oracle16`), or skipping; the loop over stored cases, and
+the report comparison."""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
+from fuzz_oracle16 import Oracle, oracle16_python  # noqa: E402
 from parity_replay import compare_exact, oracle_python  # noqa: E402
+
+
+@contextmanager
+def oracle16() -> Iterator[Oracle]:
+    """The ai-dynamo 1.6.1 oracle, one process for the whole test, closed after it; skips the
+    calling test when it is not installed."""
+    py = oracle16_python()
+    if py is None:
+        pytest.skip("ai-dynamo 1.6.1 oracle not installed (TRACE_PIPE_ORACLE16_PYTHON or /work/oracle16)")
+    oracle = Oracle(py)
+    try:
+        yield oracle
+    finally:
+        oracle.close()
 
 
 def oracle_or_skip() -> str:

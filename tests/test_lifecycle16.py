@@ -40,7 +40,7 @@ from trace_pipe.sim.replay import run_replay
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
-from fuzz_oracle16 import Oracle, compare, options, oracle16_python  # noqa: E402
+from fuzz_oracle16 import compare, options  # noqa: E402
 
 _HEADER = {"schema": "dynamo.agentic_mooncake", "version": 2, "hash_id_scope": "local",
            "source": {"format": "fuzz", "digest": "0"}}
@@ -152,12 +152,10 @@ def test_order_is_the_replays(name, tmp_path):
 
 @pytest.mark.slow
 def test_live_oracle():
-    py = oracle16_python()
-    if py is None:
-        pytest.skip("ai-dynamo 1.6.1 oracle not installed (TRACE_PIPE_ORACLE16_PYTHON or /work/oracle16)")
     from fuzz_oracle16 import run_ours
-    oracle = Oracle(py)
-    try:
+    from oracle_cases import oracle16
+
+    with oracle16() as oracle:
         for name, c in sorted(CASES.items()):
             theirs = oracle.run(_case(c))
             s = theirs["summary"]
@@ -165,5 +163,3 @@ def test_live_oracle():
             assert s["agentic_play_outcomes"] == c.outcomes, name
             diffs, _missing = compare(theirs, run_ours(_case(c)))
             assert not diffs, (name, diffs[:5])
-    finally:
-        oracle.close()

@@ -38,7 +38,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
-from fuzz_oracle16 import Oracle, compare, oracle16_python, run_ours  # noqa: E402
+from fuzz_oracle16 import compare, run_ours  # noqa: E402
 from parity_replay import request_rows  # noqa: E402
 
 _HEADER = {"schema": "dynamo.agentic_mooncake", "version": 2, "hash_id_scope": "local",
@@ -174,11 +174,9 @@ def test_resumed_request_waits_while_its_prompt_exceeds_the_budget():
 
 @pytest.mark.slow
 def test_live_oracle():
-    py = oracle16_python()
-    if py is None:
-        pytest.skip("ai-dynamo 1.6.1 oracle not installed (TRACE_PIPE_ORACLE16_PYTHON or /work/oracle16)")
-    oracle = Oracle(py)
-    try:
+    from oracle_cases import oracle16
+
+    with oracle16() as oracle:
         for name, case in sorted(CASES.items()):
             c = _case(case)
             theirs = oracle.run(c)
@@ -187,5 +185,3 @@ def test_live_oracle():
             for k, v in case.report.items():
                 assert theirs["summary"][k] == pytest.approx(v, rel=1e-12, abs=1e-12), (name, k)
             assert request_rows(theirs["per_request"]) == case.requests, name
-    finally:
-        oracle.close()
