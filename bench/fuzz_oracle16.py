@@ -73,10 +73,11 @@ for line in sys.stdin:
 
 
 def oracle16_python(version: str = "1.6") -> str | None:
-    var, default = {"1.5": ("TRACE_PIPE_ORACLE15_PYTHON", "/work/oracle15/bin/python"),
-                    "1.6": ("TRACE_PIPE_ORACLE16_PYTHON", "/work/oracle16/bin/python")}[version]
-    p = os.environ.get(var, default)
-    return p if Path(p).exists() else None
+    """The oracle's Python for `version` (parity_replay.oracle_python: one rule for every bench
+    and test)."""
+    from parity_replay import oracle_python
+
+    return oracle_python(version)
 
 
 class Oracle:

@@ -14,17 +14,25 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
 from fuzz_oracle16 import Oracle, oracle16_python  # noqa: E402
-from parity_replay import compare_exact, oracle_python  # noqa: E402
+from parity_replay import compare_exact, oracle_command, oracle_python  # noqa: E402
+
+
+ORACLE16_MISSING = "ai-dynamo 1.6.1 oracle not installed (TRACE_PIPE_ORACLE16_PYTHON or /work/oracle16)"
+
+
+def oracle16_or_skip() -> str:
+    """The 1.6.1 oracle's Python (its driver, ../shared/tools/dynamo16_replay.py, present too);
+    skips the calling test when either is missing."""
+    if oracle_command("1.6") is None:
+        pytest.skip(ORACLE16_MISSING)
+    return oracle16_python()
 
 
 @contextmanager
 def oracle16() -> Iterator[Oracle]:
     """The ai-dynamo 1.6.1 oracle, one process for the whole test, closed after it; skips the
     calling test when it is not installed."""
-    py = oracle16_python()
-    if py is None:
-        pytest.skip("ai-dynamo 1.6.1 oracle not installed (TRACE_PIPE_ORACLE16_PYTHON or /work/oracle16)")
-    oracle = Oracle(py)
+    oracle = Oracle(oracle16_or_skip())
     try:
         yield oracle
     finally:

@@ -785,10 +785,9 @@ def test_version_15_refuses_a_join_on_a_child_still_running(tmp_path, name):
 # -- the live oracle -----------------------------------------------------------------------------
 
 def oracle16() -> str:
-    py = os.environ.get("TRACE_PIPE_ORACLE16_PYTHON", "/work/oracle16/bin/python")
-    if not Path(py).exists() or not DRIVER.exists():
-        pytest.skip("ai-dynamo 1.6.1 oracle not installed (TRACE_PIPE_ORACLE16_PYTHON or /work/oracle16)")
-    return py
+    from oracle_cases import oracle16_or_skip
+
+    return oracle16_or_skip()
 
 
 @pytest.mark.slow

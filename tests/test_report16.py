@@ -8,7 +8,6 @@ the lifecycle digest must come out as the oracle wrote them."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
@@ -244,10 +243,9 @@ def test_report14_unchanged_by_default():
 # -- live oracle ---------------------------------------------------------------------------------
 
 def _oracle16() -> str:
-    py = os.environ.get("TRACE_PIPE_ORACLE16_PYTHON", "/work/oracle16/bin/python")
-    if not Path(py).exists():
-        pytest.skip("ai-dynamo 1.6.1 oracle not installed (TRACE_PIPE_ORACLE16_PYTHON or /work/oracle16)")
-    return py
+    from oracle_cases import oracle16_or_skip
+
+    return oracle16_or_skip()
 
 
 @pytest.mark.slow

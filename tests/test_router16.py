@@ -29,12 +29,12 @@ picks on 3,000 rows of the Mooncake conversation trace and checks each is a leas
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 from typing import NamedTuple
 
 import pytest
+from oracle_cases import oracle16_or_skip
 
 from trace_pipe.pipeline.mooncake import row_from_json
 from trace_pipe.sim.config import EngineArgs, RouterConfig
@@ -201,13 +201,6 @@ rep = run_trace_replay([trace], trace_format="mooncake", replay_mode="offline", 
 d = rep.to_dict() if hasattr(rep, "to_dict") else rep
 json.dump(d["summary"] if "summary" in d else d, open(out + ".summary.json", "w"))
 """
-
-
-def oracle16_or_skip() -> str:
-    py = os.environ.get("TRACE_PIPE_ORACLE16_PYTHON", "/work/oracle16/bin/python")
-    if not Path(py).exists():
-        pytest.skip("ai-dynamo 1.6.1 oracle not installed (TRACE_PIPE_ORACLE16_PYTHON or /work/oracle16)")
-    return py
 
 
 @pytest.mark.slow

@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import subprocess
-from functools import cache
 from pathlib import Path
 
 import pytest
@@ -111,13 +110,11 @@ def test_example_config_equals_the_same_replay_by_flags(tmp_path, monkeypatch, n
 
 # -- the same files through 1.6.1's run_trace_replay -------------------------------------------------
 
-@cache
 def oracle16() -> str | None:
-    py = os.environ.get("TRACE_PIPE_ORACLE16_PYTHON", "/work/oracle16/bin/python")
-    if not Path(py).exists():
-        return None
-    ok = subprocess.run([py, "-c", "from dynamo.replay import run_trace_replay"], capture_output=True).returncode == 0
-    return py if ok else None
+    """The 1.6.1 oracle's Python, or None (the one rule: bench/parity_replay.oracle_python)."""
+    from oracle_cases import oracle16_python
+
+    return oracle16_python()
 
 
 _RUNNER = r"""

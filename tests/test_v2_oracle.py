@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import subprocess
-from functools import cache
 from pathlib import Path
 
 import orjson
@@ -29,13 +27,11 @@ WEKA = FIXTURES / "kv_cache_tester_traces"
 TWO_PLAYS = FIXTURES / "dynamo" / "weka-two-plays.jsonl"
 
 
-@cache
 def oracle16() -> str | None:
-    py = os.environ.get("TRACE_PIPE_ORACLE16_PYTHON", "/work/oracle16/bin/python")
-    if not Path(py).exists():
-        return None
-    ok = subprocess.run([py, "-c", "from dynamo.replay import run_trace_replay"], capture_output=True).returncode == 0
-    return py if ok else None
+    """The 1.6.1 oracle's Python, or None (the one rule: bench/parity_replay.oracle_python)."""
+    from oracle_cases import oracle16_python
+
+    return oracle16_python()
 
 
 pytestmark = pytest.mark.skipif(oracle16() is None, reason="ai-dynamo==1.6.1 not installed "
