@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import glob
 import json
-import math
 import os
 import sys
 import time
@@ -44,6 +43,7 @@ from trace_pipe.pipeline.io import atomic_output
 from trace_pipe.pipeline.readers import read_trace
 from trace_pipe.sim.config import EngineArgs
 from trace_pipe.sim.fit import FittedTiming, fit_timing, prefill_end_first_tokens
+from trace_pipe.sim.percentiles import percentile
 from trace_pipe.sim.replay import ReplayOptions, run_replay
 
 ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "distserve_alignment"
@@ -56,8 +56,7 @@ DYNAMO_ENGINE = EngineArgs(block_size=16, num_gpu_blocks=3500, max_num_seqs=256,
 
 
 def pct(xs: list[float], p: float) -> float:
-    s = sorted(xs)
-    return s[int(math.floor((len(s) - 1) * p + 0.5))]
+    return percentile(sorted(xs), p)
 
 
 def baseline_model() -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -109,7 +108,7 @@ def evaluate(model: FittedTiming, paths: list[str], engine: EngineArgs = ENGINE,
         rec_ttft = sorted(r.ttft_ms for r, *_ in res)
         row = {
             "run": os.path.basename(path), "requests": len(res),
-            "rec_ttft_p50": rec_ttft[(len(rec_ttft) - 1) // 2],
+            "rec_ttft_p50": percentile(rec_ttft, 0.5),
             "ttft_med": 100 * pct(ttft, 0.5), "ttft_p90": 100 * pct(ttft, 0.9),
             "e2e_med": 100 * pct(e2e, 0.5), "e2e_p90": 100 * pct(e2e, 0.9),
             "base_ttft_med": 100 * pct(b_ttft, 0.5), "base_e2e_med": 100 * pct(b_e2e, 0.5),

@@ -22,12 +22,12 @@ when it had to wait). Null fields when no request is that far off.
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from collections.abc import Sequence
 
 from trace_pipe.pipeline.model import Request
 
+from .percentiles import percentile
 from .result import RequestRecord, SimResult
 
 ONSET_MS = 100.0
@@ -37,9 +37,7 @@ def _stat(vals: list[float]) -> dict:
     if not vals:
         return {"median": None, "p90": None, "max": None}
     s = sorted(vals)
-    n = len(s)
-    return {"median": s[int(math.floor((n - 1) * 0.5 + 0.5))], "p90": s[int(math.floor((n - 1) * 0.9 + 0.5))],
-            "max": s[-1]}
+    return {"median": percentile(s, 0.5), "p90": percentile(s, 0.9), "max": s[-1]}
 
 
 def _ape(sim: float | None, rec: float | None) -> float | None:

@@ -44,6 +44,7 @@ from trace_pipe.pipeline.errors import TraceError
 from trace_pipe.pipeline.io import atomic_output
 from trace_pipe.pipeline.model import Trace
 
+from .percentiles import percentile
 from .result import SimResult
 from .timing import PassInfo, TimingModel, quantize_ms
 
@@ -300,8 +301,8 @@ def _errors(pred: list[float], ys: list[float]) -> dict:
     ss_res = math.fsum((y - p) ** 2 for y, p in zip(ys, pred))
     apes = sorted(abs(p - y) / abs(y) for y, p in zip(ys, pred) if y != 0)
     return {"n": n, "r2": 1.0 - ss_res / ss_tot if ss_tot > 0 else 0.0,
-            "median_ape": apes[(len(apes) - 1) // 2] if apes else 0.0,
-            "p90_ape": apes[int(math.floor((len(apes) - 1) * 0.9 + 0.5))] if apes else 0.0,
+            "median_ape": percentile(apes, 0.5) if apes else 0.0,
+            "p90_ape": percentile(apes, 0.9) if apes else 0.0,
             "mean_abs_ms": math.fsum(abs(y - p) for y, p in zip(ys, pred)) / n}
 
 

@@ -13,6 +13,7 @@ import math
 from typing import TYPE_CHECKING, Iterable
 
 from . import report_aisim
+from .percentiles import rank
 from .result import SimResult
 
 if TYPE_CHECKING:
@@ -24,8 +25,7 @@ _GAMMA = 1 + 2 * _ALPHA / (1 - _ALPHA)
 _LNG = math.log1p(2 * _ALPHA / (1 - _ALPHA))
 
 
-def _rank(n: int, p: float) -> int:
-    return int(math.floor((n - 1) * p + 0.5))
+_rank = rank  # the one percentile rule (sim/percentiles.py)
 
 
 def _exact_stats(name: str, vals: list[float], suffix: str = "_ms") -> dict:
