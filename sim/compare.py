@@ -12,6 +12,12 @@ with how many values each has (`start_compared`, `ttft_compared`, `e2e_compared`
 requests finished in the simulation (`finished`).
 `plays`: the same summary per play (DAG component) with a chain, a single request's included;
 context-free requests (no chain) belong to no play.
+`distribution`: fidelity at the level of distributions, as DistServe's and Vidur's papers report
+it: for TTFT, TPOT ((e2e - ttft) / (output tokens - 1), requests with 2+ tokens) and E2E, the
+recorded and simulated p50, p90 and p99 (each side's own percentile over the requests both sides
+have) and the signed error 100 * (sim - rec) / rec; and the request and output-token throughput
+of each side (completed requests or their output tokens over that side's first start to last
+end, per second) with the same signed error. Errors are null where the recorded value is 0.
 `error_onset`: the first request, in recorded start order, whose simulated start or end is more
 than `onset_ms` off the recorded one (the first the simulation gets noticeably wrong: a start
 error is drift inherited through its dependencies, an end error its own queueing or service
@@ -27,10 +33,11 @@ from collections.abc import Sequence
 
 from trace_pipe.pipeline.model import Request
 
-from .percentiles import percentile
+from .percentiles import percentile, percentiles
 from .result import RequestRecord, SimResult
 
 ONSET_MS = 100.0
+DIST_PCTS = (("p50", 0.5), ("p90", 0.9), ("p99", 0.99))
 
 
 def _stat(vals: list[float]) -> dict:
@@ -118,8 +125,62 @@ def compare(recorded: Sequence[Request], res: SimResult, *, onset_ms: float = ON
             chained.add(s.play)
     # every play with a chain, a lone request's included; context-free requests belong to none
     plays = {p: _summary(its) for p, its in by_play.items() if p in chained}
+    outs = [(recorded[i].output_tokens, res.requests[i].output_tokens) for i in order]
     return {"requests": items, "summary": _summary(items), "plays": dict(sorted(plays.items())),
-            "error_onset": _onset(items, res.requests, onset_ms)}
+            "error_onset": _onset(items, res.requests, onset_ms), "distribution": _distribution(items, outs)}
+
+
+def _signed(sim: float | None, rec: float | None) -> float | None:
+    if sim is None or rec is None or rec == 0:
+        return None
+    return 100.0 * (sim - rec) / rec
+
+
+def _tpot(t: dict, out: int | None) -> float | None:
+    if out is None or out < 2 or t["ttft_ms"] is None or t["e2e_ms"] is None:
+        return None
+    return (t["e2e_ms"] - t["ttft_ms"]) / (out - 1)
+
+
+def _quantiles(pairs: list[tuple[float, float]]) -> dict:
+    rec = percentiles((r for r, _ in pairs), (p for _, p in DIST_PCTS))
+    sim = percentiles((s for _, s in pairs), (p for _, p in DIST_PCTS))
+    out: dict = {"compared": len(pairs)}
+    for (label, _), r, s in zip(DIST_PCTS, rec, sim):
+        out[label] = {"recorded": r, "simulated": s, "error_pct": _signed(s, r)}
+    return out
+
+
+def _throughput(spans: list[tuple[float, float, int]]) -> tuple[float | None, float | None]:
+    """(requests/s, output tokens/s) of completed (start, end, output tokens) spans."""
+    if not spans:
+        return None, None
+    width = (max(e for _, e, _ in spans) - min(s for s, _, _ in spans)) / 1000.0
+    if width <= 0:
+        return None, None
+    return len(spans) / width, sum(o for *_, o in spans) / width
+
+
+def _distribution(items: list[dict], outs: list[tuple[int | None, int]]) -> dict:
+    ttft, tpot, e2e = [], [], []
+    rec_spans, sim_spans = [], []
+    for it, (rec_out, sim_out) in zip(items, outs):
+        rec, sim = it["recorded"], it["simulated"]
+        if rec["ttft_ms"] is not None and sim["ttft_ms"] is not None:
+            ttft.append((rec["ttft_ms"], sim["ttft_ms"]))
+        if sim["e2e_ms"] is not None:
+            e2e.append((rec["e2e_ms"], sim["e2e_ms"]))
+            sim_spans.append((sim["start_ms"], sim["start_ms"] + sim["e2e_ms"], sim_out))
+        a, b = _tpot(rec, rec_out), _tpot(sim, sim_out)
+        if a is not None and b is not None:
+            tpot.append((a, b))
+        rec_spans.append((rec["start_ms"], rec["start_ms"] + rec["e2e_ms"], rec_out or 0))
+    (rq, rt), (sq, st) = _throughput(rec_spans), _throughput(sim_spans)
+    return {"ttft_ms": _quantiles(ttft), "tpot_ms": _quantiles(tpot), "e2e_ms": _quantiles(e2e),
+            "throughput": {"recorded_requests_per_s": rq, "simulated_requests_per_s": sq,
+                           "requests_error_pct": _signed(sq, rq),
+                           "recorded_output_tokens_per_s": rt, "simulated_output_tokens_per_s": st,
+                           "output_tokens_error_pct": _signed(st, rt)}}
 
 
 def _onset(items: list[dict], sims: Sequence[RequestRecord], onset_ms: float) -> dict:
@@ -172,6 +233,17 @@ def table(cmp: dict) -> str:
     fmt = lambda r: "| " + " | ".join(c.ljust(w[0]) if i == 0 else c.rjust(w[i]) for i, c in enumerate(r)) + " |"  # noqa: E731
     out = [line, fmt(head), line, *map(fmt, rows), line,
            f"Makespan error: {f(s['makespan_err_pct'], '%')}"]
+    d = cmp["distribution"]
+
+    def sg(v):
+        return "n/a" if v is None else f"{v:+,.2f}%"
+
+    out.append("Simulated vs recorded percentiles (signed error): "
+               + "; ".join(f"{name} " + " ".join(f"{lab} {sg(d[key][lab]['error_pct'])}" for lab, _ in DIST_PCTS)
+                           for name, key in (("TTFT", "ttft_ms"), ("TPOT", "tpot_ms"), ("E2E", "e2e_ms"))))
+    tp = d["throughput"]
+    out.append(f"Throughput: {f(tp['simulated_requests_per_s'])} req/s simulated, {f(tp['recorded_requests_per_s'])} "
+               f"recorded ({sg(tp['requests_error_pct'])})")
     on = cmp["error_onset"]
     if on["request_id"] is not None:
         end = "n/a" if on["end_err_ms"] is None else f"{on['end_err_ms']:+,.2f}"

@@ -52,7 +52,29 @@ def test_compare_json_exact_values(tmp_path, capsys):
     # b ends 1000 ms late (it waited for a's slot); at its release it is the only one waiting
     on = d["error_onset"]
     assert (on["request_id"], on["queue_depth"], on["start_err_ms"], on["end_err_ms"]) == ("b", 1, 0.0, 1000.0)
+    # distribution level (signed): each side's own percentiles over the same requests
+    assert list(d) == ["requests", "summary", "plays", "error_onset", "distribution"]
+    dist = d["distribution"]
+    # TTFT recorded 50 60 100 100 200, simulated 100 300 550 860 1200: p50 index 2, p90 and p99 index 4
+    assert dist["ttft_ms"] == {"compared": 5, "p50": {"recorded": 100.0, "simulated": 550.0, "error_pct": 450.0},
+                               "p90": {"recorded": 200.0, "simulated": 1200.0, "error_pct": 500.0},
+                               "p99": {"recorded": 200.0, "simulated": 1200.0, "error_pct": 500.0}}
+    # E2E recorded 400 500 600 1000 1000, simulated 600 1000 1000 1400 2000
+    assert dist["e2e_ms"]["p50"] == {"recorded": 600.0, "simulated": 1000.0, "error_pct": pytest.approx(200 / 3)}
+    assert dist["e2e_ms"]["p90"] == {"recorded": 1000.0, "simulated": 2000.0, "error_pct": 100.0}
+    # recorded service: each request's decode (e2e - ttft over 4 gaps) is its own, so TPOT agrees
+    assert dist["tpot_ms"]["compared"] == 5
+    assert dist["tpot_ms"]["p50"] == {"recorded": 135.0, "simulated": 135.0, "error_pct": 0.0}
+    assert dist["tpot_ms"]["p99"] == {"recorded": 225.0, "simulated": 225.0, "error_pct": 0.0}
+    # 5 requests (25 tokens) over 2.8 s recorded, 3.5 s simulated
+    tp = dist["throughput"]
+    assert tp["recorded_requests_per_s"] == pytest.approx(5 / 2.8) and tp["simulated_requests_per_s"] == pytest.approx(5 / 3.5)
+    assert tp["requests_error_pct"] == pytest.approx(-20.0) and tp["output_tokens_error_pct"] == pytest.approx(-20.0)
+    assert tp["recorded_output_tokens_per_s"] == pytest.approx(25 / 2.8)
     printed = capsys.readouterr().out
+    assert ("Simulated vs recorded percentiles (signed error): TTFT p50 +450.00% p90 +500.00% p99 +500.00%; "
+            "TPOT p50 +0.00% p90 +0.00% p99 +0.00%; E2E p50 +66.67% p90 +100.00% p99 +100.00%") in printed
+    assert "Throughput: 1.43 req/s simulated, 1.79 recorded (-20.00%)" in printed
     assert "Start abs error (ms)" in printed and "Makespan error: 25.00%" in printed
     assert "Error onset (> 100 ms): request b, start +0.00 ms, end +1,000.00 ms off; simulated queue depth 1" in printed
     # above 1000 ms: c ends 800 ms late, b2 starts 1000 and ends 1500 ms late, with d and itself waiting
