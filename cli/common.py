@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import sys
 from typing import Iterator
 
 import typer
 
 from trace_pipe.pipeline.errors import TraceError
+from trace_pipe.pipeline.limits import JSON_DEPTH
 
 
 @contextlib.contextmanager
 def user_errors(exit_code: int = 2) -> Iterator[None]:
-    """Turn TraceError (and unreadable files) into one line on stderr and a non-zero exit."""
+    """Turn TraceError (bad input, said in one line) and what the system refuses (a file that
+    cannot be read or written: OSError) into one line on stderr and a non-zero exit. Any other
+    exception, a ValueError included, is a bug and surfaces as one, with its traceback: input
+    is checked where it is read and raised as TraceError, so nothing else is the user's fault."""
     try:
         yield
     except TraceError as e:
@@ -23,9 +28,16 @@ def user_errors(exit_code: int = 2) -> Iterator[None]:
         raise typer.Exit(exit_code) from None
     except BrokenPipeError:
         raise  # the reader went away (`| head`): not a user error; cli.main exits quietly
-    except (OSError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except OSError as e:
+        print(f"error: {_os_error(e)}", file=sys.stderr)
         raise typer.Exit(exit_code) from None
+
+
+def _os_error(e: OSError) -> str:
+    """`path: what the system said` (as the write errors of pipeline.io name their output)."""
+    if e.strerror and e.filename is not None:
+        return f"{e.filename}: {e.strerror}"
+    return e.strerror or str(e)
 
 
 def progress_enabled() -> bool:
@@ -65,9 +77,15 @@ class Progress:
 
 
 def json_object_arg(text: str | None, flag: str) -> dict | None:
-    """A JSON-object option value (`--extra-engine-args`, `--router-config`), or a one-line error."""
+    """A JSON-object option value (`--extra-engine-args`, `--router-config`), or a one-line error.
+    Nesting is bounded by `limits.JSON_DEPTH` before parsing: the stdlib parser recurses per
+    level, and these objects are two levels deep."""
     if text is None:
         return None
+    depth = json_depth(text)
+    if depth > JSON_DEPTH.maximum:
+        raise TraceError(f"error: {flag}: JSON nested {depth:,} levels deep, above the limit of "
+                         f"{JSON_DEPTH.maximum} ({JSON_DEPTH.what})")
     try:
         v = json.loads(text)
     except json.JSONDecodeError as e:
@@ -75,3 +93,19 @@ def json_object_arg(text: str | None, flag: str) -> dict | None:
     if not isinstance(v, dict):
         raise TraceError(f"error: {flag}: expected a JSON object")
     return v
+
+
+_BRACKETS = re.compile(r'"(?:[^"\\]|\\.)*"?|[\[\]{}]')
+
+
+def json_depth(text: str) -> int:
+    """The deepest nesting of `[` / `{` in JSON text (strings skipped), in one linear scan."""
+    depth = deepest = 0
+    for m in _BRACKETS.finditer(text):
+        c = m.group()[0]
+        if c in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif c in "]}":
+            depth -= 1
+    return deepest

@@ -19,7 +19,7 @@ from trace_pipe.pipeline.errors import TraceError
 from trace_pipe.pipeline.io import atomic_output, check_outputs, output_group
 from trace_pipe.pipeline.replay_input import FORMATS, ReplayInput, load_input
 from trace_pipe.sim import fit, report
-from trace_pipe.sim.config import EngineArgs, RouterConfig
+from trace_pipe.sim.config import EngineArgs, RouterConfig, check_run_options
 from trace_pipe.sim.replay import ReplayOptions, run_replay
 from trace_pipe.sim.result import SimResult
 from trace_pipe.sim.router import ROUTER_MODES
@@ -52,8 +52,7 @@ def _recorded_needed(inp: ReplayInput, what: str) -> None:
 
 def check_options(max_sim_time_seconds: float | None, onset_ms: float) -> None:
     """Numeric options, as Dynamo's replay takes them: a limit of 0 s is legal (nothing runs)."""
-    if max_sim_time_seconds is not None and not (math.isfinite(max_sim_time_seconds) and max_sim_time_seconds >= 0):
-        raise TraceError(f"error: --max-sim-time-seconds must be a finite number >= 0, got {max_sim_time_seconds:g}")
+    check_run_options(max_sim_time_seconds=max_sim_time_seconds)
     if not (math.isfinite(onset_ms) and onset_ms >= 0):
         raise TraceError(f"error: --onset-ms must be a finite number >= 0, got {onset_ms:g}")
 
@@ -161,6 +160,8 @@ def run(paths: list[str], *, trace_format: str = "mooncake", num_workers: int = 
     err = err or sys.stderr
     t0 = time.perf_counter()
     check_options(max_sim_time_seconds, onset_ms)
+    check_run_options(num_workers=num_workers, trace_block_size=trace_block_size,
+                      arrival_speedup_ratio=arrival_speedup_ratio)
     if output_format not in OUTPUT_FORMATS:
         raise TraceError(f"error: --format must be table or json, got {output_format!r}")
     if capture_per_request and not output_dir:

@@ -14,7 +14,7 @@ from trace_pipe.pipeline.errors import TraceError
 from trace_pipe.pipeline.io import atomic_output, check_outputs
 from trace_pipe.pipeline.replay_input import FORMATS, load_input
 from trace_pipe.sim import sweep, sweep_ray
-from trace_pipe.sim.config import EngineArgs, RouterConfig
+from trace_pipe.sim.config import EngineArgs, RouterConfig, check_run_options
 from trace_pipe.sim.router import ROUTER_MODES
 
 from .common import Progress, json_object_arg, user_errors
@@ -39,6 +39,8 @@ def run(paths: list[str], *, num_workers: str = "1", router_mode: str = "round_r
     for m in modes:
         if m not in ROUTER_MODES:
             raise TraceError(f"error: --router-mode must be among {', '.join(ROUTER_MODES)}, got {m!r}")
+    check_run_options(num_workers=workers, trace_block_size=trace_block_size,
+                      arrival_speedup_ratio=arrival_speedup_ratio)
     points = sweep.grid(workers, modes)
     if ray is not None:
         sweep_ray.require()  # before reading a large trace

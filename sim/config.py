@@ -12,23 +12,27 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields
 
+from trace_pipe.pipeline import limits
 from trace_pipe.pipeline.errors import TraceError
+from trace_pipe.pipeline.limits import _kind as kind_of
 
 # MockEngineArgs keys that exist in Dynamo but change nothing in this vLLM aggregated model; they
 # are accepted (so Dynamo command lines work) only at their defaults.
 _INERT_DEFAULTS = {
-    "dp_size": 1, "startup_time": None, "worker_type": "aggregated", "is_prefill": False,
+    "dp_size": 1, "startup_time": None, "is_prefill": False,
     "is_decode": False, "planner_profile_data": None, "reasoning": None, "enable_local_indexer": None,
     "bootstrap_port": None, "zmq_kv_events_port": None, "zmq_replay_port": None, "g1_backend": "native",
     "router_queue_policy": None, "max_model_len": None, "watermark": None, "num_g2_blocks": None,
-    "num_g3_blocks": None, "enable_g4_storage": False, "kv_bytes_per_token": None,
-    "kv_transfer_bandwidth": None, "sglang": None, "trtllm": None, "aic_backend": None,
+    "num_g3_blocks": None, "enable_g4_storage": False,
+    "sglang": None, "trtllm": None, "aic_backend": None,
     # 1.6's engine keys, inert at their defaults in this model
     "prefill_schedule_interval": 1, "prefill_decode_interval": 0, "aic_mtp_seed": 42, "emit_kv_events": False,
-    "emit_kv_token_ids": False, "kv_transfer_bytes_per_token": None, "kv_cache_bytes_per_token": None,
+    "emit_kv_token_ids": False, "kv_cache_bytes_per_token": None,
     "kv_cache_groups": None, "kv_cache_capacity_bytes": None, "native_host_offload": None, "state_cache": None,
-    "prefix_match_unit": None, "g3_offload": None, "kv_transfer_timing_mode": "full_prompt",
+    "prefix_match_unit": None, "g3_offload": None,
 }
+WORKER_TYPES = ("aggregated", "prefill", "decode")
+KV_TRANSFER_MODES = ("full_prompt", "destination_missing")
 # the launch config's keys outside `engine`, inert at their defaults (`dynamo` holds runtime options)
 _LAUNCH_DEFAULTS = {
     "dp_size": 1, "tensor_parallel_size": 1, "startup_time": None, "num_gpu_blocks_is_explicit": None,
@@ -67,19 +71,32 @@ class EngineArgs:
     timing_model: str = "polynomial"
     fixed_prefill_ms: float = 0.0
     fixed_decode_ms: float = 0.0
+    # disaggregated replay (sim/disagg.py): the pool a worker serves, and the prefill side's KV
+    # handoff delay = transferred tokens x bytes per token / (bandwidth GB/s), tokens being the
+    # whole prompt ("full_prompt") or the whole blocks the decode worker lacks
+    # ("destination_missing"); no delay while either number is unset (1.4's name for the bytes
+    # is `kv_bytes_per_token`)
+    worker_type: str = "aggregated"
+    kv_transfer_bandwidth: float | None = None
+    kv_transfer_bytes_per_token: float | None = None
+    kv_transfer_timing_mode: str = "full_prompt"
 
     @classmethod
     def from_json(cls, d: dict | None) -> "EngineArgs":
         d = dict(d or {})
         if "engine" in d:
             d = _flatten_launch_config(d)
+        if "kv_bytes_per_token" in d:
+            v = d.pop("kv_bytes_per_token")
+            if d.get("kv_transfer_bytes_per_token") is None:
+                d["kv_transfer_bytes_per_token"] = v
         known = {f.name for f in fields(cls)} - {"timing_model", "fixed_prefill_ms", "fixed_decode_ms"}
         kw = {}
         for k, v in d.items():
             if k == "timing_model":
                 kw.update(_timing_model(v))
             elif k in known:
-                kw[k] = v
+                kw[k] = typed(cls, k, v, "--extra-engine-args")
             elif k in _INERT_DEFAULTS or k.startswith("aic_"):
                 if v not in (None, _INERT_DEFAULTS.get(k), False):
                     raise TraceError(f"error: --extra-engine-args: `{k}` is not supported by trace-pipe replay "
@@ -103,15 +120,26 @@ class EngineArgs:
         for k in ("speedup_ratio", "decode_speedup_ratio"):
             v = getattr(self, k)
             need(isinstance(v, (int, float)) and math.isfinite(v) and v >= 0, f"`{k}` must be a finite number >= 0")
+            if v != 0:  # 0 is Dynamo's "no scaling", as 1
+                limits.check_ratio(v, f"error: --extra-engine-args: {k}")
         need(isinstance(self.max_paddings, int) and not isinstance(self.max_paddings, bool)
              and self.max_paddings >= 0, "`max_paddings` must be an integer >= 0")
         need(self.preemption_mode in ("lifo", "fifo"), "`preemption_mode` must be lifo or fifo")
         need(self.scheduler in SCHEDULERS, f"`scheduler` must be one of {', '.join(SCHEDULERS)}")
+        need(self.worker_type in WORKER_TYPES, f"`worker_type` must be one of {', '.join(WORKER_TYPES)}")
+        need(self.kv_transfer_timing_mode in KV_TRANSFER_MODES,
+             f"`kv_transfer_timing_mode` must be one of {', '.join(KV_TRANSFER_MODES)}")
+        for k in ("kv_transfer_bandwidth", "kv_transfer_bytes_per_token"):
+            v = getattr(self, k)
+            need(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0),
+                 f"`{k}` must be a finite number > 0")
         if self.scheduler == "vllm_v0":
             # vLLM 0.2/0.3 had neither: say so rather than silently ignoring the flags
             need(not self.enable_chunked_prefill and not self.enable_prefix_caching,
                  "`scheduler` vllm_v0 (vLLM 0.2/0.3) needs enable_chunked_prefill false and "
                  "enable_prefix_caching false")
+        for k, lim in _ENGINE_LIMITS.items():
+            lim.check(getattr(self, k), f"error: --extra-engine-args: {k}")
 
 
 def _flatten_launch_config(d: dict) -> dict:
@@ -152,12 +180,52 @@ def _timing_model(v: object) -> dict:
             x = v.get(k)
             if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x) or x < 0:
                 raise TraceError(f"error: --extra-engine-args: `timing_model.{k}` must be a finite number >= 0")
-            out[f"fixed_{k}"] = float(x)
+            out[f"fixed_{k}"] = float(limits.MILLISECONDS.check(x, f"error: --extra-engine-args: timing_model.{k}"))
         return out
     if kind in ("polynomial", "fixed"):
         raise TraceError(f"error: --extra-engine-args: unknown field `timing_model.{(extra or ['type'])[0]}`")
     raise TraceError(f"error: --extra-engine-args: timing_model type {kind!r} is not supported by trace-pipe replay "
                      "(polynomial, fixed; or trace-pipe's --timing)")
+
+
+@dataclass(frozen=True, slots=True)
+class Disaggregation:
+    """Separate prefill and decode pools (Dynamo's offline disaggregated replay): how many workers
+    each, and each pool's engine arguments (`--prefill-engine-args`, `--decode-engine-args`)."""
+
+    num_prefill_workers: int = 1
+    num_decode_workers: int = 1
+    prefill: EngineArgs = EngineArgs(worker_type="prefill")
+    decode: EngineArgs = EngineArgs(worker_type="decode")
+
+    @classmethod
+    def from_json(cls, num_prefill_workers: int, num_decode_workers: int, prefill: dict | None,
+                  decode: dict | None, extra: dict | None = None) -> "Disaggregation":
+        """Pools from Dynamo's arguments: each pool's engine args (its `worker_type`, when given,
+        must name it), or `extra` for both when neither is given (a trace-pipe shorthand)."""
+        if extra is not None and (prefill is not None or decode is not None):
+            raise TraceError("error: --extra-engine-args cannot be combined with --prefill-engine-args/"
+                             "--decode-engine-args")
+        for name, n in (("--num-prefill-workers", num_prefill_workers), ("--num-decode-workers", num_decode_workers)):
+            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+                raise TraceError(f"error: {name} must be >= 1")
+        pools = []
+        for role, d in (("prefill", prefill), ("decode", decode)):
+            d = dict((extra if prefill is None and decode is None else d) or {})
+            flat = d.get("engine") if isinstance(d.get("engine"), dict) else d
+            wt = flat.get("worker_type", role) if extra is None or prefill is not None or decode is not None else role
+            if wt != role:
+                shown = {"aggregated": "Aggregated", "prefill": "Prefill", "decode": "Decode"}.get(wt, wt)
+                raise TraceError(f"error: offline disaggregated replay requires {role}_engine_args.worker_type={role}, "
+                                 f"got {shown}")
+            flat = dict(flat)
+            flat["worker_type"] = role
+            pools.append(EngineArgs.from_json({**d, "engine": flat} if "engine" in d else flat))
+        p, dc = pools
+        if p.block_size != dc.block_size:
+            raise TraceError(f"error: offline disaggregated replay requires matching prefill/decode block_size, got "
+                             f"{p.block_size} and {dc.block_size}")
+        return cls(num_prefill_workers, num_decode_workers, p, dc)
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +246,7 @@ class RouterConfig:
             scale = d.pop("prefill_load_scale")
             d.setdefault("overlap_score_weight", scale)
         known = {f.name for f in fields(cls)}
-        kw = {k: v for k, v in d.items() if k in known}
+        kw = {k: typed(cls, k, v, "--router-config") for k, v in d.items() if k in known}
         bad = [k for k in d if k not in known and not k.startswith("router_") and k not in (
             "use_kv_events", "durable_kv_events", "host_cache_hit_weight",
             "disk_cache_hit_weight", "shared_cache_multiplier")]
@@ -186,4 +254,67 @@ class RouterConfig:
             raise TraceError(f"error: --router-config: unknown field `{bad[0]}`")
         if kw.get("router_track_output_blocks"):
             raise TraceError("error: --router-config: router_track_output_blocks is not supported")
+        for k, v in kw.items():
+            if isinstance(v, float) and not (math.isfinite(v) and v >= 0):
+                raise TraceError(f"error: --router-config: {k} must be a finite number >= 0, got {v!r}")
         return cls(**kw)
+
+
+# Value bounds past the types (sizes that allocate, times that become int64 nanoseconds)
+_ENGINE_LIMITS = {"num_gpu_blocks": limits.GPU_BLOCKS, "block_size": limits.BLOCK_SIZE,
+                  "max_num_batched_tokens": limits.TOKENS, "max_paddings": limits.TOKENS,
+                  "fixed_prefill_ms": limits.MILLISECONDS, "fixed_decode_ms": limits.MILLISECONDS}
+_TYPE_NAMES = {"bool": "a boolean", "int": "an integer", "float": "a number", "str": "a string"}
+
+
+def typed(cls: type, key: str, value: object, flag: str) -> object:
+    """`value` as field `key` of `cls` declares it, or the one-line error naming the option and
+    the key. Types are exact, as serde reads Dynamo's JSON: "false" is not a boolean (a string is
+    truthy: it would turn the option on), 64.0 is not an integer, true is not a number; an
+    integer is a float's value. Every field is checked by its declared type, so a field added to
+    the dataclass is checked with no code here."""
+    kind = _ANNOTATIONS.setdefault(cls, {f.name: str(f.type) for f in fields(cls)})[key]
+    base, _, optional = kind.partition("|")
+    base = base.strip()
+    if value is None and optional.strip() == "None":
+        return None
+    if base == "bool":
+        ok = isinstance(value, bool)
+    elif base == "int":
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif base == "float":
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if ok:
+            value = float(value)
+    else:
+        ok = isinstance(value, str)
+    if not ok:
+        got = repr(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else kind_of(value)
+        raise TraceError(f"error: {flag}: {key}: expected {_TYPE_NAMES[base]}, got {got}")
+    return value
+
+
+_ANNOTATIONS: dict[type, dict[str, str]] = {}
+
+
+def check_run_options(*, num_workers: list[int] | int = 1, trace_block_size: int | None = None,
+                      arrival_speedup_ratio: float = 1.0, max_sim_time_seconds: float | None = None) -> None:
+    """The replay options every command shares (`replay`, `sweep`, a run file), checked once,
+    before anything is read: the same value is refused by every command in the same words (a
+    sweep does not turn a bad option into a table of error rows), and each size that allocates
+    per unit is held to its row of `pipeline.limits`."""
+    for n in [num_workers] if isinstance(num_workers, int) else num_workers:
+        if n < 1:
+            raise TraceError(f"error: --num-workers must be >= 1, got {n}")
+        limits.WORKERS.check(n, "error: --num-workers")
+    if trace_block_size is not None:
+        if trace_block_size < 1:
+            raise TraceError(f"error: --trace-block-size must be >= 1, got {trace_block_size}")
+        limits.BLOCK_SIZE.check(trace_block_size, "error: --trace-block-size")
+    if not (math.isfinite(arrival_speedup_ratio) and arrival_speedup_ratio > 0):
+        raise TraceError(f"error: --arrival-speedup-ratio must be a finite number > 0, got {arrival_speedup_ratio:g}")
+    limits.check_ratio(arrival_speedup_ratio, "error: --arrival-speedup-ratio")
+    if max_sim_time_seconds is not None:
+        if not (math.isfinite(max_sim_time_seconds) and max_sim_time_seconds >= 0):
+            raise TraceError(f"error: --max-sim-time-seconds must be a finite number >= 0, got {max_sim_time_seconds:g}")
+        limits.SECONDS.check(max_sim_time_seconds, "error: --max-sim-time-seconds")

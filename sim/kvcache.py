@@ -54,15 +54,19 @@ class _Run:
 
 
 class BlockPool:
-    __slots__ = ("num_blocks", "ref", "bhash", "plain_free", "lru", "cache", "dups", "active", "gen",
+    __slots__ = ("num_blocks", "fresh", "ref", "bhash", "plain_free", "lru", "cache", "dups", "active", "gen",
                  "head_dead", "nshared", "lazy", "nruns", "runset", "roots", "changes")
 
     def __init__(self, num_blocks: int) -> None:
         self.num_blocks = num_blocks
-        self.ref = [0] * num_blocks
-        self.bhash: list[int | None] = [None] * num_blocks
-        # Free blocks without a hash: which one is taken never matters, so a stack.
-        self.plain_free = list(range(num_blocks - 1, -1, -1))
+        # Blocks come into being when first handed out (ids `fresh`, `fresh + 1`, ...): a pool
+        # costs memory for the blocks a trace uses, not for the `num_gpu_blocks` it was given.
+        self.fresh = 0
+        self.ref: list[int] = []
+        self.bhash: list[int | None] = []
+        # Released free blocks without a hash: which one is taken never matters, so a stack
+        # (the never-used blocks lie below it, lowest id on top).
+        self.plain_free: list[int] = []
         # Free blocks with a hash, oldest first (the eviction order): dict order is insertion
         # order and a re-inserted key goes to the end, exactly a queue with removal. A key is a
         # block id or a `_Run` (several blocks at that place in the queue).
@@ -237,7 +241,16 @@ class BlockPool:
         """`n` fresh blocks (refcount 1, no hash). The caller made sure `n <= free`."""
         pf = self.plain_free
         k = min(n, len(pf))
-        if k:
+        if k < n and self.fresh < self.num_blocks:
+            m = min(n - k, self.num_blocks - self.fresh)
+            f = self.fresh
+            self.fresh = f + m
+            self.ref.extend(repeat(0, m))
+            self.bhash.extend(repeat(None, m))
+            out = list(range(f + m - 1, f - 1, -1)) + pf  # the stack's top k + m, as one list held them
+            pf.clear()
+            k += m
+        elif k:
             out = pf[len(pf) - k:]
             del pf[len(pf) - k:]
         else:

@@ -12,7 +12,14 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from trace_pipe.pipeline.errors import TraceError
+
 from .wire import DEFAULT_ENDPOINT, DEFAULT_TOPIC
+
+
+class SettingError(TraceError, ValueError):
+    """A flag or environment variable `collect` cannot use: bad input (a TraceError, one line),
+    and a ValueError to library callers, as before."""
 
 COLLECTOR_ENDPOINT_VARS = ("DYN_REQUEST_TRACE_TOOL_EVENTS_ZMQ_ENDPOINT",
                            "DYN_AGENT_TRACE_TOOL_EVENTS_ZMQ_ENDPOINT")
@@ -79,9 +86,9 @@ def sink_int(names: tuple[str, ...], flag: int | None, default: int | None,
             try:
                 n = int(v)
             except ValueError:
-                raise ValueError(f"environment variable {name}={v!r} is not an integer") from None
+                raise SettingError(f"environment variable {name}={v!r} is not an integer") from None
             if n <= 0:
-                raise ValueError(f"environment variable {name}={v!r} must be positive")
+                raise SettingError(f"environment variable {name}={v!r} must be positive")
             return n
     return default
 
@@ -114,10 +121,10 @@ def sink_choice(output: str | None, fmt: str | None, env: Mapping[str, str] = os
         file_sink = names is None
         for n in names or ():
             if n in _REMOTE_SINKS:
-                raise ValueError(f"environment variable {sinks_var} selects the {n!r} sink, which trace-pipe collect "
+                raise SettingError(f"environment variable {sinks_var} selects the {n!r} sink, which trace-pipe collect "
                                  f"cannot be (it writes files and stderr only): give --output or drop {n!r}")
             if n not in _SINK_NAMES:
-                raise ValueError(f"environment variable {sinks_var}: unknown sink {n!r} "
+                raise SettingError(f"environment variable {sinks_var}: unknown sink {n!r} "
                                  f"(Dynamo's are {', '.join(_SINK_NAMES)})")
             stderr |= n == "stderr"
             file_sink |= n in ("file", JSONL, JSONL_GZ)
@@ -129,11 +136,11 @@ def sink_choice(output: str | None, fmt: str | None, env: Mapping[str, str] = os
             return SinkChoice(None, None, stderr)
         path_src, path = _first(env, PATH_VARS)
         if path is None:
-            raise ValueError(f"no output file: give --output or set {PATH_VARS[0]}")
+            raise SettingError(f"no output file: give --output or set {PATH_VARS[0]}")
         path_src = f"environment variable {path_src}"
     fmt_src, fmt = _file_format(output, fmt, env, legacy_fmt)
     if fmt == JSONL and path.endswith(".gz"):
-        raise ValueError(f"{fmt_src} writes one plain JSONL file, but {path_src} names a gzip file: {path}")
+        raise SettingError(f"{fmt_src} writes one plain JSONL file, but {path_src} names a gzip file: {path}")
     return SinkChoice(path, fmt, stderr)
 
 
@@ -161,7 +168,7 @@ def _file_format(output: str | None, flag: str | None, env: Mapping[str, str],
     if flag is not None:
         fmt = _FORMAT_NAMES.get(flag.strip().lower())
         if fmt is None:
-            raise ValueError(f"--format {flag!r}: want jsonl or jsonl_gz")
+            raise SettingError(f"--format {flag!r}: want jsonl or jsonl_gz")
         return f"--format {fmt}", fmt
     if output:
         if output.endswith(".gz"):
@@ -172,7 +179,7 @@ def _file_format(output: str | None, flag: str | None, env: Mapping[str, str],
     if v:
         fmt = _FORMAT_NAMES.get(v.lower())
         if fmt is None:
-            raise ValueError(f"environment variable {FORMAT_VAR}={v!r}: want jsonl or jsonl_gz")
+            raise SettingError(f"environment variable {FORMAT_VAR}={v!r}: want jsonl or jsonl_gz")
         return f"{FORMAT_VAR}={v}", fmt
     if legacy is not None:
         return f"environment variable {legacy[0]} ({legacy[1]})", legacy[1]
