@@ -19,7 +19,7 @@ from trace_pipe.pipeline.errors import TraceError
 from trace_pipe.pipeline.io import atomic_output, check_outputs, output_group
 from trace_pipe.pipeline.replay_input import FORMATS, ReplayInput, load_input
 from trace_pipe.sim import fit, report
-from trace_pipe.sim.config import EngineArgs, RouterConfig, check_run_options
+from trace_pipe.sim.config import Disaggregation, EngineArgs, RouterConfig, check_run_options
 from trace_pipe.sim.replay import ReplayOptions, run_replay
 from trace_pipe.sim.result import SimResult
 from trace_pipe.sim.router import ROUTER_MODES
@@ -143,6 +143,23 @@ def resolve_timing(name: str | None, timing_file: str | None, inp: ReplayInput, 
                        table=table)
 
 
+def disaggregation(num_workers: int, num_prefill_workers: int | None, num_decode_workers: int | None,
+                   prefill_engine_args: str | None, decode_engine_args: str | None,
+                   extra_engine_args: str | None) -> Disaggregation | None:
+    """The pools of a disaggregated replay, when any of its four options is given (the other
+    count defaults to 1; without pool engine args both pools take --extra-engine-args)."""
+    if all(x is None for x in (num_prefill_workers, num_decode_workers, prefill_engine_args, decode_engine_args)):
+        return None
+    if num_workers != 1:
+        raise TraceError("error: --num-workers is for aggregated replay; a disaggregated one takes "
+                         "--num-prefill-workers and --num-decode-workers")
+    return Disaggregation.from_json(
+        1 if num_prefill_workers is None else num_prefill_workers, 1 if num_decode_workers is None else num_decode_workers,
+        json_object_arg(prefill_engine_args, "--prefill-engine-args"),
+        json_object_arg(decode_engine_args, "--decode-engine-args"),
+        json_object_arg(extra_engine_args, "--extra-engine-args"))
+
+
 def run(paths: list[str], *, trace_format: str = "mooncake", num_workers: int = 1, router_mode: str = "round_robin",
         trace_block_size: int | None = None, extra_engine_args: str | None = None, router_config: str | None = None,
         arrival_speedup_ratio: float = 1.0, max_sim_time_seconds: float | None = None, seed: int = 0,
@@ -152,7 +169,9 @@ def run(paths: list[str], *, trace_format: str = "mooncake", num_workers: int = 
         perfetto: str | None = None, compare_json: str | None = None, onset_ms: float = 100.0,
         merge_decode_passes: bool = False, dynamo_version: str | None = None, execution_model: str = "mock",
         output_dir: str | None = None, overwrite: bool = False, capture_per_request: bool = False,
-        output_format: str = "table", out=None, err=None, progress: bool = True) -> tuple[dict, SimResult]:
+        output_format: str = "table", out=None, err=None, progress: bool = True,
+        num_prefill_workers: int | None = None, num_decode_workers: int | None = None,
+        prefill_engine_args: str | None = None, decode_engine_args: str | None = None) -> tuple[dict, SimResult]:
     """The whole command as a function (tests call it); raises TraceError on bad input.
     `output_dir` ... `output_format` are `aisimulate predict`'s outputs (cli/prediction_dir.py);
     `execution_model` is the target model agentic reports name (a run file's engine.model)."""
@@ -182,16 +201,22 @@ def run(paths: list[str], *, trace_format: str = "mooncake", num_workers: int = 
     print_notes(inp, err)
     if merge_decode_passes and not perfetto:
         print("note: --merge-decode-passes has no effect without --perfetto", file=err)
-    engine = EngineArgs.from_json(json_object_arg(extra_engine_args, "--extra-engine-args"))
+    disagg = disaggregation(num_workers, num_prefill_workers, num_decode_workers, prefill_engine_args,
+                            decode_engine_args, extra_engine_args)
+    engine = disagg.decode if disagg is not None else EngineArgs.from_json(
+        json_object_arg(extra_engine_args, "--extra-engine-args"))
     rcfg = RouterConfig.from_json(json_object_arg(router_config, "--router-config"))
     if compare_json:
         _recorded_needed(inp, "--compare-json")
     tm = resolve_timing(timing, timing_file, inp, engine, decode_timing, timing_table, info, err, rules)
+    if disagg is not None and tm == "recorded":
+        raise TraceError("error: --timing recorded replays aggregated workers only (recorded service has no "
+                         "prefill/decode split)")
     opts = ReplayOptions(num_workers=num_workers, router_mode=router_mode, trace_block_size=inp.block_size,
                          engine=engine, router=rcfg, arrival_speedup_ratio=arrival_speedup_ratio,
                          max_sim_time_ms=None if max_sim_time_seconds is None else max_sim_time_seconds * 1000.0,
                          seed=seed, timing=None if tm == "recorded" else tm, record=perfetto is not None,
-                         rules=rules, graph_source=inp.graph_source)
+                         rules=rules, graph_source=inp.graph_source, disagg=disagg)
     bar = Progress(len(inp.rows), "replaying") if progress else None
     cb = bar.update if bar and bar.enabled else None
     if tm == "recorded":
@@ -310,6 +335,17 @@ def register(app: typer.Typer) -> None:
                                                  "requests.jsonl (one row per request) in --output-dir."),
         trace_format: str = typer.Option("mooncake", "--trace-format", help=" | ".join(FORMATS)),
         num_workers: int = typer.Option(1, "--num-workers"),
+        num_prefill_workers: Optional[int] = typer.Option(
+            None, "--num-prefill-workers", help="Disaggregated replay: prefill workers (default 1 when "
+            "--num-decode-workers or a pool's engine args are given)."),
+        num_decode_workers: Optional[int] = typer.Option(
+            None, "--num-decode-workers", help="Disaggregated replay: decode workers (default 1)."),
+        prefill_engine_args: Optional[str] = typer.Option(
+            None, "--prefill-engine-args", help="Disaggregated replay: the prefill pool's MockEngineArgs JSON "
+            "(worker_type prefill; kv_transfer_bandwidth / kv_transfer_bytes_per_token time the KV handoff)."),
+        decode_engine_args: Optional[str] = typer.Option(
+            None, "--decode-engine-args", help="Disaggregated replay: the decode pool's MockEngineArgs JSON "
+            "(worker_type decode; same block_size as the prefill pool's)."),
         router_mode: str = typer.Option("round_robin", "--router-mode", help=" | ".join(ROUTER_MODES)),
         trace_block_size: Optional[int] = typer.Option(None, "--trace-block-size",
                                                        help="Tokens per hash id (default 512; from the trace for dynamo/weka/v2)."),
@@ -358,7 +394,9 @@ def register(app: typer.Typer) -> None:
                     trace_block_size=trace_block_size, extra_engine_args=extra_engine_args,
                     router_config=router_config, arrival_speedup_ratio=arrival_speedup_ratio,
                     max_sim_time_seconds=max_sim_time_seconds, sla_ttft_ms=sla_ttft_ms, sla_itl_ms=sla_itl_ms,
-                    sla_e2e_ms=sla_e2e_ms, execution_model=execution_model)
+                    sla_e2e_ms=sla_e2e_ms, execution_model=execution_model, num_prefill_workers=num_prefill_workers,
+                    num_decode_workers=num_decode_workers, prefill_engine_args=prefill_engine_args,
+                    decode_engine_args=decode_engine_args)
         try:
             with user_errors():
                 if replay_mode != "offline":

@@ -47,7 +47,7 @@ class EngineWorker:
     __slots__ = (
         "wid", "args", "timing", "pool", "bs", "tbs", "G", "mnbt", "max_seqs", "caching", "waiting", "dec",
         "chunking", "ev", "dclock", "seq", "sum_pb", "need_second", "pmemo", "dmemo", "p_speed", "d_speed",
-        "stats", "passes", "first_tokens", "finished", "busy", "record", "inline", "prompts",
+        "stats", "passes", "first_tokens", "finished", "busy", "record", "inline", "prompts", "fresh",
     )
     #: blocks a decode run must leave free after the block-boundary crossings it takes inline
     RUN_RESERVE = 0
@@ -76,6 +76,9 @@ class EngineWorker:
         # requests that joined `dec` since the last decode pass, with their epoch then: their
         # next token is their second (TTST), whatever the scheduler
         self.need_second: list[tuple[SimRequest, int]] = []
+        # requests that joined `dec` with their prompt's KV handed over (a disaggregated decode
+        # worker, sim/disagg.py): the next decode pass emits their first token, which has no gap
+        self.fresh: list[SimRequest] = []
         self.pmemo: dict[int, float] = {}
         self.dmemo: dict[int, float] = {}
         self.p_speed = float(args.speedup_ratio)
@@ -250,6 +253,17 @@ class EngineWorker:
                 r.t_second = end
         r.t_last = end
         return first
+
+    def _emit_fresh(self, end: float) -> None:
+        """The first tokens of the handed-off requests that joined `dec` for this pass: no gap;
+        their next token is their second."""
+        for r in self.fresh:
+            if r.t_first < 0:
+                r.t_first = end
+                self.first_tokens.append(r)
+                self.need_second.append((r, r.epoch))
+            r.t_last = end
+        self.fresh = []
 
     def _finish_due(self, d: int, end: float) -> None:
         """Finish the decoding requests whose last token is emitted by decode pass `d` (ending at

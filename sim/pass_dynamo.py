@@ -54,7 +54,7 @@ class DynamoWorker(EngineWorker):
     def decode_run_applies(self) -> bool:
         # nothing to admit or chunk, nobody awaiting a second token or lagging a skipped pass
         return (self.chunking is None and not self.waiting and bool(self.dec) and not self.need_second
-                and not self.lag)
+                and not self.lag and not self.fresh)
 
     # -- one pass --------------------------------------------------------------------------
     def step(self, now: float, horizon: float = math.inf) -> float:
@@ -267,14 +267,17 @@ class DynamoWorker(EngineWorker):
             lagging = 0
             if self.lag:
                 lagging = self._emit_lagging(end, skipped)
-            if len(dec) > n_skip + lagging:
-                stats.add_gap(gap, len(dec) - n_skip - lagging)
+            nf = len(self.fresh)
+            if len(dec) > n_skip + lagging + nf:
+                stats.add_gap(gap, len(dec) - n_skip - lagging - nf)
             ns = self.need_second
             if ns:
                 for r, ep in ns:
                     if r.epoch == ep and r.t_second < 0:
                         r.t_second = end
                 self.need_second = []
+            if nf:
+                self._emit_fresh(end)
             self._finish_due(d, end)
         else:
             self.need_second = []

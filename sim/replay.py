@@ -25,7 +25,7 @@ from trace_pipe.pipeline.mooncake import Row
 
 from . import agentic_graph
 from . import dag as dagmod
-from .config import EngineArgs, RouterConfig
+from .config import Disaggregation, EngineArgs, RouterConfig
 from .engine import EngineWorker, Stats
 from .result import PlayRecord, PrefillChunk, RequestRecord, RouteOverlap, SimResult, Timeline
 from .router import make_router
@@ -55,6 +55,8 @@ class ReplayOptions:
     # the input's provenance as Dynamo 1.5+ reports name it, (format, digest): the v2 header's
     # `source` or the raw loader's; None reads it from the v2 header of the first source's file
     graph_source: tuple[str, str] | None = None
+    # separate prefill and decode pools (sim/disagg.py; `num_workers` and `engine` then unused)
+    disagg: Disaggregation | None = None
 
 
 def build_requests(rows: list[Row], sources: list[str], fmt: str, tbs: int) -> list[SimRequest]:
@@ -102,7 +104,14 @@ def _check_feasible(reqs: list[SimRequest], a: EngineArgs, sched: PassScheduler,
 
 def run_replay(rows: list[Row], sources: list[str], fmt: str, opts: ReplayOptions,
                progress: Callable[[int], None] | None = None) -> SimResult:
+    if opts.disagg is not None:
+        from .disagg import run_disagg
+
+        return run_disagg(rows, sources, fmt, opts, progress)
     t_wall = time.perf_counter()
+    if opts.engine.worker_type != "aggregated":
+        raise TraceError(f"error: --extra-engine-args: `worker_type` {opts.engine.worker_type} needs disaggregated "
+                         "replay (--num-prefill-workers, --num-decode-workers)")
     if opts.num_workers < 1:
         raise TraceError("error: --num-workers must be >= 1")
     if opts.trace_block_size < 1:

@@ -156,7 +156,9 @@ def summary(res: SimResult, shape: str, *, sla_ttft_ms: float | None = None, sla
     tout = sum(r.output_tokens for r in done)
     duration = max((max(r.end_ms, 0.0) for r in done), default=0.0)
     dur_s = max(duration / 1000.0, 1e-9)
-    worker_s = res.num_workers * _clock_end(res, duration) / 1000.0
+    clock_s = _clock_end(res, duration) / 1000.0
+    worker_s = res.num_workers * clock_s
+    prefill_s = res.num_prefill_workers * clock_s
     wall_s = wall / 1000.0
 
     rep: dict = {}
@@ -174,11 +176,11 @@ def summary(res: SimResult, shape: str, *, sla_ttft_ms: float | None = None, sla
         "input_throughput_tok_s": tin / dur_s,
         "output_throughput_tok_s": tout / dur_s,
         "total_throughput_tok_s": (tin + tout) / dur_s,
-        "prefill_worker_seconds": 0.0,
+        "prefill_worker_seconds": prefill_s,
         "decode_worker_seconds": worker_s,
-        "prefill_gpus_per_worker": 0,
+        "prefill_gpus_per_worker": 1 if res.num_prefill_workers else 0,
         "decode_gpus_per_worker": 1,
-        "gpu_hours": worker_s / 3600.0,
+        "gpu_hours": (prefill_s + worker_s) / 3600.0,
     })
     if any(x is not None for x in (sla_ttft_ms, sla_itl_ms, sla_e2e_ms)):
         good, good_out = _goodput(done, sla_ttft_ms, sla_itl_ms, sla_e2e_ms)
@@ -330,19 +332,32 @@ def rows(res: SimResult, shape: str) -> list[dict]:
             "requested_output_length": r.requested_output_length,
             "output_length": r.output_tokens,
             "reused_input_tokens": r.cached_tokens,
-            "prefill_worker_idx": None,
+            "prefill_worker_idx": None if r.handoff is None else r.handoff.prefill_worker,
             "decode_worker_idx": r.worker,
         })
-        for k in _PD_KEYS:
-            row[k] = None
-        row["routing_history"] = [] if r.worker is None else [_route(r)]
         adm = r.admission_history or (((r.first_admit_ms, r.first_cached_tokens),) if r.first_admit_ms is not None
                                       else ())
-        row["admission_history"] = [{"admission_ordinal": k, "pool_admission_ordinal": k, "pool": "agg",
-                                     "at_ms": float(t), "reused_input_tokens": n, "is_readmission": k > 0}
-                                    for k, (t, n) in enumerate(adm)]
-        row["admission_count"] = len(adm)
-        row["readmission_count"] = max(len(adm) - 1, 0)
+        h = r.handoff
+        if h is None:
+            for k in _PD_KEYS:
+                row[k] = None
+            row["routing_history"] = [] if r.worker is None else [_route(r)]
+            pools = [("agg", adm)]
+        else:
+            row.update(zip(_PD_KEYS, (h.prefill_admit_ms, h.source_held_ms, h.destination_reserved_ms,
+                                      h.destination_activated_ms, h.decode_admit_ms, h.source_released_ms,
+                                      h.decode_reused_tokens, 0, 0 if r.worker is not None else None)))
+            row["routing_history"] = [_route(r, "prefill", h.prefill_worker)] + (
+                [] if r.worker is None else [_route(r, "decode", r.worker, queued=False)])
+            pools = [("prefill", adm), ("decode", h.decode_admissions)]
+        hist = []
+        for pool, xs in pools:
+            for k, (t, n) in enumerate(xs):
+                hist.append({"admission_ordinal": len(hist), "pool_admission_ordinal": k, "pool": pool,
+                             "at_ms": float(t), "reused_input_tokens": n, "is_readmission": k > 0})
+        row["admission_history"] = hist
+        row["admission_count"] = len(hist)
+        row["readmission_count"] = sum(1 for x in hist if x["is_readmission"])
         row["pressure_record_ordinals"] = []
         row["terminal_status"] = r.status
         out.append((r.request_id if g is not None else "", r.ready_ms, u[i], row))
@@ -350,15 +365,19 @@ def rows(res: SimResult, shape: str) -> list[dict]:
     return [x[3] for x in out]
 
 
-def _route(r: RequestRecord) -> dict:
-    """The router's one placement of an aggregated request."""
-    queued = r.dispatch_ms is not None and r.dispatch_ms > r.ready_ms
+def _route(r: RequestRecord, pool: str = "agg", worker: int | None = None, queued: bool | None = None) -> dict:
+    """A router placement: the one of an aggregated request, or one per pool of a disaggregated
+    one (`worker` in that pool)."""
+    if worker is None:
+        worker = r.worker
+    if queued is None:
+        queued = r.dispatch_ms is not None and r.dispatch_ms > r.ready_ms
     o = r.route
-    return {"pool": "agg", "outcome": "queued" if queued else "immediate",
+    return {"pool": pool, "outcome": "queued" if queued else "immediate",
             "queue_entered_at_ms": float(r.ready_ms) if queued else None,
             "released_at_ms": float(r.dispatch_ms) if queued else None,
             "queue_wait_ms": r.dispatch_ms - r.ready_ms if queued else 0.0,
-            "logical_worker_id": r.worker, "scheduler_id": r.worker, "dp_rank": 0,
+            "logical_worker_id": worker, "scheduler_id": worker, "dp_rank": 0,
             "reported_overlap_tokens": 0 if o is None else o.tokens,
             "selected_overlap_blocks": None if o is None else o.selected_blocks,
             "best_available_overlap_blocks": None if o is None else o.best_blocks,

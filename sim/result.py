@@ -24,6 +24,23 @@ class RouteOverlap:
 
 
 @dataclass(frozen=True, slots=True)
+class Handoff:
+    """A disaggregated request's prefill side and the handoff of its KV to the decode pool
+    (sim/disagg.py); instants in ms, None when not reached."""
+
+    prefill_worker: int
+    prefill_admit_ms: float | None
+    source_held_ms: float | None  # its prefill completed: the prefill worker holds its KV
+    destination_reserved_ms: float | None  # the decode worker reserved its blocks
+    destination_activated_ms: float | None  # the transfer ended
+    decode_admit_ms: float | None  # it joined the decode set
+    source_released_ms: float | None
+    decode_reused_tokens: int | None
+    #: (time, prefix-hit tokens) of its admissions on the decode worker
+    decode_admissions: tuple[tuple[float, int], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class RequestRecord:
     request_id: str
     session_id: str | None
@@ -59,6 +76,9 @@ class RequestRecord:
     #: (Dynamo 1.6's lifecycle transcript then orders one instant's events by rule)
     release_seq: int | None = None
     terminal_seq: int | None = None
+    #: disaggregated replay: the prefill side and the KV handoff (`worker` is the decode worker,
+    #: first_admit_ms / admission_history / cached_tokens / prefill_chunks the prefill side's)
+    handoff: Handoff | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,3 +197,7 @@ class SimResult:
     wall_time_ms: float
     stopped_at_ms: float | None  # set when --max-sim-time-seconds cut the run
     graph: AgenticGraph | None = None  # agentic traces under Dynamo 1.5+ rules
+    #: disaggregated replay: the prefill pool's size and passes (`num_workers` and `timeline`
+    #: are then the decode pool's); 0 and None for aggregated workers
+    num_prefill_workers: int = 0
+    prefill_timeline: Timeline | None = None

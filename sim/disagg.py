@@ -1,0 +1,341 @@
+"""Disaggregated replay: a prefill pool and a decode pool, the prompt's KV handed from one to the
+other, as ai-dynamo 1.6.1's offline disaggregated replay runs it (measured against the oracle:
+tests/test_disagg_cases.py, bench/parity_replay.py).
+
+A released request is routed to a prefill worker (round robin over releases) as a copy of itself
+asking for one output token: an ordinary engine request there (prefix cache, chunking, the
+version's pass rules). When that copy completes, the prefill worker holds the prompt's KV
+(`source_held`) and the request is handed to a decode worker (round robin over handoffs). The
+decode worker takes handoffs at the start of its passes, in arrival order, while it has the
+sequence slots and the free blocks for the whole prompt (no prefix lookup there: Dynamo reports
+none): it reserves them (`destination_reserved`); the transfer then takes the prefill pool's
+`kv_transfer_bytes_per_token` x tokens / `kv_transfer_bandwidth` (GB/s), none when unset; once
+it is done (`destination_activated`, and the source's blocks are released) the request joins
+the decode set at the decode worker's next pass start (`decode_admit`). Every output token,
+the first included, comes from a decode pass there, whose u counts the request from its first
+pass on (its context = prompt + tokens so far). TTFT is that first decode token's time minus
+the release; completions release DAG dependents as in the aggregated replay.
+
+Within one instant the order is Dynamo's: pass ends (both pools, by end time then start order),
+handoffs whose transfer ends, releases, then prefill workers, then decode workers start passes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from collections import deque
+from heapq import heappop, heappush
+from typing import Callable
+
+from trace_pipe.pipeline.errors import TraceError
+from trace_pipe.pipeline.mooncake import Row
+
+from . import dag as dagmod
+from .config import EngineArgs
+from .engine import EngineWorker, Stats
+from .replay import (PlayEnds, ReplayOptions, advance, build_requests, dead_end, play_records, release_ready,
+                     report_graph, report_status, stuck)
+from .result import Handoff, PrefillChunk, RequestRecord, SimResult, Timeline
+from .router import RoundRobin
+from .schedulers import scheduler_for
+from .timing import FixedTiming, TimingModel, make_timing
+from .workload import PromptKeys, SimRequest
+
+_PREFILL, _DECODE, _ACTIVATE = 0, 1, 2  # event kinds
+
+
+class HandoffTimes:
+    """One request's handoff instants (ms; -1 until reached)."""
+
+    __slots__ = ("held", "reserved", "activated", "admitted")
+
+    def __init__(self) -> None:
+        self.held = self.reserved = self.activated = self.admitted = -1.0
+
+
+def decode_class(base: type[EngineWorker]) -> type[EngineWorker]:
+    """`base`'s pass rules on a decode worker: handed-off requests join the decode set with their
+    prompt's KV in place and no prefill; their first token comes from their first decode pass."""
+
+    class DecodeWorker(base):  # type: ignore[misc, valid-type]
+        __slots__ = ("handoffs", "joinable", "transferring")
+
+        def __init__(self, *a, **k) -> None:
+            super().__init__(*a, **k)
+            self.handoffs: deque[SimRequest] = deque()  # accepted, awaiting their reservation
+            self.joinable: list[SimRequest] = []  # KV in place, joining at the next pass start
+            self.transferring = 0  # reserved, KV still in flight
+            self.inline = False  # handoffs arrive between passes: no block crossings inside runs
+
+        def has_work(self) -> bool:
+            return bool(self.joinable) or super().has_work()
+
+        def n_running(self) -> int:
+            return super().n_running() + len(self.joinable)
+
+        def decode_run_applies(self) -> bool:
+            return not self.joinable and not self.handoffs and super().decode_run_applies()
+
+        def reserve(self, now: float) -> list[SimRequest]:
+            """Reserve sequence slots and prompt blocks for the waiting handoffs, in order, while
+            they fit; the reserved requests, in order."""
+            q = self.handoffs
+            pool = self.pool
+            bs = self.bs
+            out = []
+            while q and self.n_running() + len(out) + self.transferring < self.max_seqs:
+                r = q[0]
+                nb = -(-r.prompt // bs)
+                if nb > pool.free:
+                    break
+                q.popleft()
+                r.blocks = pool.alloc(nb)
+                r.nreg = 0
+                r.pkeys = self.prompts.keys(r)
+                self._register(r, r.prompt)
+                r.computed = r.prompt
+                out.append(r)
+            return out
+
+        def step(self, now: float, horizon: float = math.inf) -> float:
+            j = self.joinable
+            if j:
+                d = self.dclock
+                for r in j:
+                    self._admitted(r, now, 0)
+                    self._join_decode(r, d)
+                    self.fresh.append(r)
+                self.joinable = []
+            return super().step(now, horizon)
+
+    DecodeWorker.__name__ = DecodeWorker.__qualname__ = f"Decode{base.__name__}"
+    return DecodeWorker
+
+
+def transfer_ms(a: EngineArgs, tokens: int) -> float:
+    """The KV handoff's duration for `tokens` tokens under the prefill pool's settings."""
+    if a.kv_transfer_bandwidth is None or a.kv_transfer_bytes_per_token is None:
+        return 0.0
+    return tokens * a.kv_transfer_bytes_per_token / (a.kv_transfer_bandwidth * 1e9) * 1000.0
+
+
+def _pool_timing(opts: ReplayOptions, a: EngineArgs) -> TimingModel:
+    if a.timing_model == "fixed":
+        return FixedTiming(a.fixed_prefill_ms, a.fixed_decode_ms)
+    return opts.timing or make_timing("poly", block_size=a.block_size, decode=opts.rules.decode_input)
+
+
+def run_disagg(rows: list[Row], sources: list[str], fmt: str, opts: ReplayOptions,
+               progress: Callable[[int], None] | None = None) -> SimResult:
+    t_wall = time.perf_counter()
+    lay = opts.disagg
+    assert lay is not None
+    if opts.router_mode != "round_robin":
+        raise TraceError("error: disaggregated replay supports --router-mode round_robin only (kv_router: not yet)")
+    if opts.trace_block_size < 1:
+        raise TraceError("error: --trace-block-size must be >= 1")
+    pa, da = lay.prefill, lay.decode
+    rules = opts.rules
+    tbs = opts.trace_block_size
+    psched, dsched = scheduler_for(pa, rules), scheduler_for(da, rules)
+    if psched.rules is None or dsched.rules is None:
+        raise TraceError("error: disaggregated replay runs Dynamo's scheduler only (not `scheduler` vllm_v0)")
+    reqs = build_requests(rows, sources, fmt, tbs)
+    # the prefill pool's copy of each request: one output token
+    pre = [SimRequest(r.idx, r.request_id, r.session_id, r.prompt, 1, r.hash_ids, r.source, r.play_id) for r in reqs]
+    for r in reqs:
+        if -(-r.prompt // da.block_size) > da.num_gpu_blocks or r.prompt + r.out - 1 > da.num_gpu_blocks * da.block_size:
+            if -(-r.prompt // pa.block_size) <= pa.num_gpu_blocks:
+                raise TraceError(f"{r.source}: request {r.request_id!r} needs {r.prompt + r.out - 1} tokens of KV but "
+                                 f"a decode worker holds {da.num_gpu_blocks * da.block_size} (num_gpu_blocks x "
+                                 f"block_size); Dynamo's replay would reach a dead end")
+    dag = dagmod.build_dag(rows, sources, fmt, opts.arrival_speedup_ratio, rules)
+    pstats, dstats = Stats(), Stats()
+    pw = [psched.make(i, pa, _pool_timing(opts, pa), tbs, pstats, opts.record, PromptKeys(pa.block_size, tbs))
+          for i in range(lay.num_prefill_workers)]
+    dkeys = PromptKeys(da.block_size, tbs)
+    DW = decode_class(dsched.worker)
+    dt = _pool_timing(opts, da)
+    dw = [DW(i, da, dt, tbs, dstats, opts.record, dkeys, dsched.rules) for i in range(lay.num_decode_workers)]
+    hand = [HandoffTimes() for _ in reqs]
+    ended = PlayEnds.of(dag, rows) if rules.rejection_ends_play else None
+    stopped_at = _drive(reqs, pre, hand, pw, dw, dag, opts, ended, progress)
+    if stopped_at is None:
+        dead_end(reqs, ended)
+    return _result(reqs, pre, hand, pw, dw, dstats, dag, rows, opts, stopped_at, t_wall)
+
+
+def _drive(reqs, pre, hand, pw, dw, dag, opts: ReplayOptions, ended, progress) -> float | None:
+    lay = opts.disagg
+    pa = lay.prefill
+    ready = dag.initial()
+    events: list[tuple] = []  # (time, seq, kind, worker or request index)
+    seq = itertools.count()
+    order = itertools.count()  # releases, terminal deliveries, pass starts (the lifecycle order)
+    fire = dag.fire
+    COMPLETION, DISPATCH = dagmod.COMPLETION, dagmod.DISPATCH
+    has_dispatch = dag.mode == "v2"
+    prefill_router = RoundRobin(len(pw))
+    next_decode = itertools.count()
+    limit = opts.max_sim_time_ms
+    now = 0.0
+    stopped_at = None
+
+    def dispatch(r: SimRequest, w: int) -> None:
+        p = pre[r.idx]
+        r.dispatch = p.dispatch = now
+        r.status = p.status = "running"
+        p.ready = r.ready
+        p.worker = w
+        pw[w].waiting.append(p)
+        if has_dispatch:
+            fire(r.idx, now, DISPATCH, ready)
+
+    def terminal(r: SimRequest) -> None:
+        r.terminal_seq = next(order)
+        fire(r.idx, r.terminal, COMPLETION, ready)
+
+    def hand_off(r: SimRequest) -> None:
+        w = next(next_decode) % len(dw)
+        r.worker = w
+        dw[w].handoffs.append(r)
+
+    while True:
+        # 1. pass ends and finished transfers due now
+        while events and events[0][0] <= now:
+            _t, _s, kind, x = heappop(events)
+            if kind == _PREFILL:
+                w = pw[x]
+                w.collect(now)
+                if w.finished:
+                    if ended is not None:
+                        ended.note(w.finished)
+                    for p in w.finished:
+                        r = reqs[p.idx]
+                        if p.status == "rejected":
+                            r.status = "rejected"
+                            r.terminal = now
+                            terminal(r)
+                            if progress is not None:
+                                progress(1)
+                            continue
+                        hand[r.idx].held = now
+                        hand_off(r)
+            elif kind == _DECODE:
+                w = dw[x]
+                w.collect(now)
+                if w.finished:
+                    if ended is not None:
+                        ended.note(w.finished)
+                    for r in w.finished:
+                        terminal(r)
+                    if progress is not None:
+                        progress(len(w.finished))
+            else:
+                r = reqs[x]
+                hand[x].activated = now
+                dw[r.worker].transferring -= 1
+                dw[r.worker].joinable.append(r)
+        # 2. releases, to the prefill pool
+        release_ready(ready, reqs, now, prefill_router, dispatch, ended, order)
+        # 3. passes: prefill workers, then decode workers
+        horizon = ready[0][0] if ready else math.inf
+        for w in pw:
+            if not w.busy and w.has_work():
+                _start(w, now, _horizon(w, now, horizon, events, pw, dw, limit), events, seq, order, _PREFILL,
+                       pw + dw, opts)
+        for w in dw:
+            if w.busy:
+                continue
+            if w.handoffs:
+                for r in w.reserve(now):
+                    h = hand[r.idx]
+                    h.reserved = now
+                    d = transfer_ms(pa, r.prompt)
+                    if d > 0:
+                        w.transferring += 1
+                        heappush(events, (now + d, next(seq), _ACTIVATE, r.idx))
+                    else:
+                        h.activated = now
+                        w.joinable.append(r)
+            if w.has_work():
+                for r in w.joinable:
+                    hand[r.idx].admitted = now
+                _start(w, now, _horizon(w, now, horizon, events, pw, dw, limit), events, seq, order, _DECODE,
+                       pw + dw, opts)
+        nxt, stopped_at = advance(events, ready, now, limit)
+        if nxt is None:
+            break
+        now = nxt
+    return stopped_at
+
+
+def _horizon(w, now: float, horizon: float, events: list, pw, dw, limit) -> float:
+    """How far a run of identical decode passes may go: to the first pass end at or after the
+    next release, the next event in flight, or now when another worker is about to start a
+    pass at this instant (its end may hand work to this one sooner than anything in flight)."""
+    if events and events[0][0] < horizon:
+        horizon = events[0][0]
+    for x in itertools.chain(pw, dw):
+        if x is not w and not x.busy and x.has_work():
+            return now
+    if limit is not None and limit < horizon:
+        horizon = limit
+    return horizon
+
+
+def _start(w, now: float, horizon: float, events, seq, order, kind: int, workers, opts: ReplayOptions) -> None:
+    end = w.step(now, horizon)
+    if end == now and not w.finished and not w.first_tokens and not w.n_running():
+        stuck(w, workers, w.args)
+    w.busy = True
+    next(order)  # a pass start, in the run's event order (as the aggregated loop ticks it)
+    heappush(events, (end, next(seq), kind, w.wid))
+
+
+def _emitted(r: SimRequest, dw) -> int:
+    if r.status == "running" and r.worker >= 0:
+        w = dw[r.worker]
+        if w.dec.get(r.seq) is r:
+            return w.dclock - r.base
+        return 0
+    return r.g if r.status != "completed" else r.out
+
+
+def _result(reqs, pre, hand, pw, dw, dstats: Stats, dag, rows, opts: ReplayOptions, stopped_at, t_wall) -> SimResult:
+    def opt(x: float) -> float | None:
+        return None if x < 0 else x
+
+    play_recs, names = play_records(dag, rows, reqs)
+    recs = []
+    for r in reqs:
+        p = pre[r.idx]
+        h = hand[r.idx]
+        status = report_status(r.status)
+        ho = None
+        if p.worker >= 0:
+            ho = Handoff(prefill_worker=p.worker, prefill_admit_ms=opt(p.first_admit), source_held_ms=opt(h.held),
+                         destination_reserved_ms=opt(h.reserved), destination_activated_ms=opt(h.activated),
+                         decode_admit_ms=opt(h.admitted), source_released_ms=opt(h.activated),
+                         decode_reused_tokens=0 if h.admitted >= 0 else None,
+                         decode_admissions=tuple(r.admits))
+        recs.append(RequestRecord(
+            request_id=r.request_id, session_id=r.session_id, play=names.get(r.idx, r.request_id), source=r.source,
+            worker=r.worker if r.worker >= 0 else None,
+            ready_ms=opt(r.ready), dispatch_ms=opt(r.dispatch), first_admit_ms=opt(p.first_admit),
+            first_token_ms=opt(r.t_first), second_token_ms=opt(r.t_second), last_token_ms=opt(r.t_last),
+            end_ms=opt(r.terminal), input_length=r.prompt, requested_output_length=r.out,
+            output_tokens=_emitted(r, dw), cached_tokens=p.reused_max,
+            first_cached_tokens=max(0, p.reused_first), admissions=p.n_admit + r.n_admit,
+            prefill_chunks=tuple(PrefillChunk(*c) for c in (p.chunks or ())), status=status,
+            admission_history=tuple(p.admits), prefill_tokens=p.prefilled, route=None,
+            release_seq=r.release_seq if r.release_seq >= 0 else None,
+            terminal_seq=r.terminal_seq if r.terminal_seq >= 0 else None, handoff=ho))
+    timeline = Timeline(tuple(tuple(w.passes) for w in dw))
+    prefill_timeline = Timeline(tuple(tuple(w.passes) for w in pw))
+    gaps = tuple(sorted(dstats.gaps.items()))
+    return SimResult(tuple(recs), timeline, tuple(play_recs), gaps, len(dw), (time.perf_counter() - t_wall) * 1000.0,
+                     stopped_at, report_graph(dag, rows, reqs, opts), num_prefill_workers=len(pw),
+                     prefill_timeline=prefill_timeline)
