@@ -90,3 +90,8 @@ def collect_cmd(
                 signal.signal(s, h)
         files = ", ".join(stats.paths)
         print(f"trace-pipe collect: {stats.summary()}; files: {files}", file=sys.stderr, flush=True)
+        if stats.write_error is not None:
+            # the files end at whole lines / gzip members: convert reads everything in them
+            print(f"{stats.write_error} (collecting stopped; every line before it is complete on disk)",
+                  file=sys.stderr, flush=True)
+            raise typer.Exit(1)

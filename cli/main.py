@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 import typer
@@ -28,11 +29,41 @@ def _register(only: str | None = None) -> None:
     commands.register(app, only)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, as Ctrl-C is: every command already stops on an
+    interrupt with its temp files removed and earlier outputs untouched (atomic_output,
+    output_group), and a worker pool cancelled; the process then exits 143, as killed by it."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    if os.getpid() != _MAIN_PID:
+        # a forked pool worker inherited this handler: die as the signal means (its parent
+        # cancels the pool and reports)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return
+    global _got_sigterm
+    _got_sigterm = True
+    raise Terminated()
+
+
+_MAIN_PID = os.getpid()
+_got_sigterm = False
+
+
 def main() -> None:
+    global _MAIN_PID
+    _MAIN_PID = os.getpid()
+    # `collect` installs its own handler (stop receiving, drain, flush) over this one
+    signal.signal(signal.SIGTERM, _on_sigterm)
     # the command word is the first argument (the root takes no options but --help)
     _register(sys.argv[1] if len(sys.argv) > 1 else None)
     try:
         app()
+    except SystemExit as e:
+        if _got_sigterm and e.code not in (0, None):
+            raise SystemExit(128 + signal.SIGTERM) from None
+        raise
     finally:
         _flush_stdout()
 

@@ -4,6 +4,7 @@ and atomic output (temp file in the target directory, renamed on success)."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import gzip
 import os
@@ -171,10 +172,14 @@ def atomic_output(path: str | os.PathLike, *, gz: bool | None = None) -> Iterato
             else:
                 yield raw
         return
-    target.parent.mkdir(parents=True, exist_ok=True)
+    created = _make_parents(target.parent)
+    if _group is not None:
+        _group_dirs.extend(created)  # removed by the group if any of its outputs fails
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     except OSError as e:  # name the output the user gave, not the temp file's random name
+        if _group is None:
+            _remove_dirs(created)
         raise OSError(e.errno, e.strerror, str(path)) from None
     use_gz = str(target).endswith(".gz") if gz is None else gz
     try:
@@ -194,13 +199,40 @@ def atomic_output(path: str | os.PathLike, *, gz: bool | None = None) -> Iterato
             _group.append((tmp, target))  # renamed when the group ends (`output_group`)
         else:
             os.replace(tmp, target)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if _group is None:
+            _remove_dirs(created)
+        if isinstance(e, OSError) and e.filename is None and e.errno in _WRITE_ERRNOS:
+            # the write itself failed (a full disk): say which output, in one line
+            raise TraceError(f"error: {path}: {e.strerror}") from None
         raise
 
 
+# What a failed write of the output stream raises (its OSError carries no file name).
+_WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EROFS})
+
+
+def _make_parents(d: Path) -> list[Path]:
+    """`mkdir -p d`; the directories it created, deepest first (a failed output removes them)."""
+    missing = []
+    up = d
+    while not up.exists() and up != up.parent:
+        missing.append(up)
+        up = up.parent
+    d.mkdir(parents=True, exist_ok=True)
+    return missing
+
+
+def _remove_dirs(dirs: list[Path]) -> None:
+    for d in dirs:  # deepest first; a directory something else was written into stays
+        with contextlib.suppress(OSError):
+            d.rmdir()
+
+
 _group: list[tuple[str, Path]] | None = None
+_group_dirs: list[Path] = []  # directories the group's outputs created
 
 
 def size_written(f: IO[bytes]) -> int:
@@ -218,8 +250,9 @@ def output_group() -> Iterator[None]:
     """The outputs of one command land together: inside the group each `atomic_output` keeps
     its finished temp file, renamed over its target only when the whole group succeeds, so a
     run that fails at its third output leaves none of them (not the first two, written)."""
-    global _group
+    global _group, _group_dirs
     outer, _group = _group, []
+    outer_dirs, _group_dirs = _group_dirs, []
     done = False
     try:
         yield
@@ -231,7 +264,9 @@ def output_group() -> Iterator[None]:
             for tmp, _target in _group:
                 with contextlib.suppress(OSError):
                     os.unlink(tmp)
+            _remove_dirs(sorted(_group_dirs, key=lambda d: len(d.parts), reverse=True))
         _group = outer
+        _group_dirs = outer_dirs + _group_dirs if outer is not None else outer_dirs
 
 
 def _umask() -> int:

@@ -9,11 +9,13 @@ on a Ray cluster.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import math
 import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Callable
 
@@ -106,7 +108,21 @@ def _init(rows: list[Row], sources: list[str], spec: SweepSpec) -> None:
 def _run_point(p: SweepPoint) -> dict:
     assert _ROWS is not None and _SPEC is not None
     rows, sources = _ROWS
-    return run_point(rows, sources, _SPEC, p)
+    return guarded(run_point, rows, sources, _SPEC, p)
+
+
+def guarded(fn: Callable[[list[Row], list[str], SweepSpec, SweepPoint], dict], rows: list[Row], sources: list[str],
+            spec: SweepSpec, p: SweepPoint) -> dict:
+    """`fn`'s row, or an error row for any exception it raises (a bug, memory running out): one
+    configuration failing never costs the grid its other rows, and the failure comes back as
+    one line in its row instead of a worker's traceback re-raised in the parent."""
+    try:
+        return fn(rows, sources, spec, p)
+    except Exception as e:
+        what = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        return {"num_workers": p.num_workers, "router_mode": p.router_mode,
+                "error": f"error: internal error (a bug, please report it): {type(e).__name__}"
+                         + (f": {what}" if what else "")}
 
 
 def run_point(rows: list[Row], sources: list[str], spec: SweepSpec, p: SweepPoint) -> dict:
@@ -148,7 +164,7 @@ def run_sweep(rows: list[Row], sources: list[str], spec: SweepSpec, points: list
     if jobs == 1:
         out = []
         for p in points:
-            out.append(run_point(rows, sources, spec, p))
+            out.append(guarded(run_point, rows, sources, spec, p))
             done(out[-1])
         return out
     res: list[dict | None] = [None] * len(points)
@@ -156,10 +172,21 @@ def run_sweep(rows: list[Row], sources: list[str], spec: SweepSpec, points: list
     try:
         futs = {ex.submit(_run_point, p): i for i, p in enumerate(points)}
         for f in as_completed(futs):
-            res[futs[f]] = f.result()
-            done(res[futs[f]])
+            i = futs[f]
+            try:
+                res[i] = f.result()
+            except BrokenProcessPool as e:  # a worker process was killed (the OOM killer): its points fail
+                res[i] = {"num_workers": points[i].num_workers, "router_mode": points[i].router_mode,
+                          "error": f"error: the worker process died: {e}"}
+            done(res[i])
     except BaseException:
+        running = list((getattr(ex, "_processes", None) or {}).values())
         ex.shutdown(wait=False, cancel_futures=True)  # Ctrl-C or a bug: the queued points never start
+        # and the running ones stop now: a SIGTERM reaches this process only (Ctrl-C reaches the
+        # whole process group), and exit would otherwise wait for them to finish
+        for proc in running:
+            with contextlib.suppress(OSError, ValueError):
+                proc.terminate()
         raise
     ex.shutdown()
     return res  # type: ignore[return-value]

@@ -18,7 +18,7 @@ from typing import Callable
 from trace_pipe.pipeline.errors import TraceError
 from trace_pipe.pipeline.mooncake import Row
 
-from .sweep import SweepPoint, SweepSpec, check_jobs, run_point
+from .sweep import SweepPoint, SweepSpec, check_jobs, guarded, run_point
 
 INSTALL_HINT = "error: --ray needs Ray, an optional extra: pip install 'trace-pipe[ray]'"
 
@@ -52,7 +52,7 @@ def _task(box: list, point: SweepPoint, fn: PointFn) -> dict:
         _DATA = None  # drop the previous sweep's trace before fetching this one
         _DATA = (ref.hex(), ray.get(ref))
     rows, sources, spec = _DATA[1]
-    return fn(rows, sources, spec, point)
+    return guarded(fn, rows, sources, spec, point)
 
 
 def _died_row(p: SweepPoint, e: Exception, retries: int) -> dict:

@@ -19,7 +19,7 @@ import zmq
 
 from trace_pipe.pipeline.errors import TraceError
 
-from .sink import DEFAULT_BUFFER_BYTES, DEFAULT_ROLL_BYTES, envelope_prefix, open_sink
+from .sink import DEFAULT_BUFFER_BYTES, DEFAULT_ROLL_BYTES, SinkWriteError, envelope_prefix, open_sink
 from .validation import InvalidToolEvent, normalize
 from .wire import DEFAULT_TOPIC, SEQUENCE_BYTES
 
@@ -51,6 +51,8 @@ class CollectStats:
     dropped: Counter = field(default_factory=Counter)  # reason (validation.DROP_REASONS) -> count
     paths: list[str] = field(default_factory=list)
     endpoint: str = ""
+    write_error: str | None = None  # the one-line error of a failed write (collecting stopped there)
+    lost: int = 0  # received and valid, but not on disk: buffered when the write failed
 
     @property
     def dropped_total(self) -> int:
@@ -61,6 +63,8 @@ class CollectStats:
         s = f"received {self.received}, written {self.written}, dropped {self.dropped_total}"
         if self.dropped:
             s += " (" + ", ".join(f"{k} {v}" for k, v in sorted(self.dropped.items())) + ")"
+        if self.write_error is not None:
+            s += f", not written {self.lost} (the write failed)"
         return s
 
 
@@ -107,15 +111,27 @@ class Collector:
                          roll_bytes=cfg.roll_bytes, roll_lines=cfg.roll_lines)
         self.stats.paths = sink.paths
         try:
-            self._loop(sink)
-            self._drain(sink)
-        finally:
             try:
-                sink.close()
+                self._loop(sink)
+                self._drain(sink)
+            except (SinkWriteError, OSError) as e:  # stop here, keep what is on disk
+                self._failed(e)
             finally:
-                self._sock.close(0)
-                self._sock = None
+                try:
+                    sink.close()
+                except (SinkWriteError, OSError) as e:
+                    self._failed(e)
+        finally:
+            self._sock.close(0)
+            self._sock = None
+        # every line either on disk whole, or counted here (a file never ends inside a line or member)
+        self.stats.lost = sink.lost
+        self.stats.written -= sink.lost
         return self.stats
+
+    def _failed(self, e: Exception) -> None:
+        if self.stats.write_error is None:
+            self.stats.write_error = str(e) if isinstance(e, TraceError) else f"error: {e}"
 
     # -- hot path ----------------------------------------------------------------------------
     def _handle_batch(self, sink, limit: int) -> int:

@@ -28,6 +28,8 @@ import time
 import zlib
 from pathlib import Path
 
+from trace_pipe.pipeline.errors import TraceError
+
 DEFAULT_BUFFER_BYTES = 1 << 20  # Dynamo: _JSONL_BUFFER_BYTES
 DEFAULT_ROLL_BYTES = 256 << 20  # Dynamo: _JSONL_GZ_ROLL_BYTES
 DEFAULT_GZIP_LEVEL = 6  # zlib/flate2 default; the level never changes the format readers see
@@ -56,7 +58,7 @@ def segment_path(prefix: str, index: int) -> str:
 class _Sink:
     """Buffered line writer; subclasses decide where a flushed batch goes."""
 
-    __slots__ = ("_buf", "_buf_bytes", "_buffer_limit", "_start_ns", "rows", "paths")
+    __slots__ = ("_buf", "_buf_bytes", "_buffer_limit", "_start_ns", "rows", "paths", "lost")
 
     def __init__(self, buffer_bytes: int) -> None:
         self._buf: list[bytes] = []
@@ -65,6 +67,7 @@ class _Sink:
         self._start_ns = time.monotonic_ns()
         self.rows = 0  # lines handed to the sink
         self.paths: list[str] = []
+        self.lost = 0  # lines handed to the sink that a failed write kept off the disk
 
     def elapsed_ms(self) -> int:
         """The envelope `timestamp`: ms since this sink started (not wall clock, as in Dynamo)."""
@@ -98,11 +101,39 @@ class _Sink:
         self._buf_bytes = 0
         return data
 
+    def _drop_buffer(self) -> None:
+        """After a failed write: what is still buffered is never written."""
+        self.lost += len(self._buf)
+        self._buf.clear()
+        self._buf_bytes = 0
+
+
+class SinkWriteError(TraceError):
+    """A write to the output failed (a full disk). The file was cut back to its last whole line /
+    whole gzip member; the message names the file."""
+
+
+def _write_whole(f, data: bytes) -> None:
+    """Write all of `data` at the end of `f`, or nothing: a write cut short (the disk filled up
+    mid-way) is truncated away, so the file still ends at a line or member boundary."""
+    start = os.fstat(f.fileno()).st_size
+    view = memoryview(data)
+    try:
+        while view:
+            n = f.write(view)
+            view = view[n:]
+    except OSError as e:
+        try:
+            os.ftruncate(f.fileno(), start)
+        except OSError:
+            pass
+        raise SinkWriteError(f"error: {f.name}: {e.strerror or e}") from None
+
 
 class JsonlSink(_Sink):
     """One literal `.jsonl` file, appended."""
 
-    __slots__ = ("_f",)
+    __slots__ = ("_f", "_failed")
 
     def __init__(self, path: str | os.PathLike, *, buffer_bytes: int = DEFAULT_BUFFER_BYTES) -> None:
         super().__init__(buffer_bytes)
@@ -110,19 +141,27 @@ class JsonlSink(_Sink):
         p.parent.mkdir(parents=True, exist_ok=True)
         self._f = open(p, "ab", buffering=0)
         self.paths.append(str(p))
+        self._failed = False
 
     def flush(self) -> None:
-        if self._buf:
+        if self._failed:
+            self._drop_buffer()
+        elif self._buf:
+            n = len(self._buf)
             data = self._take()
             # one write of whole lines; unbuffered file, so the OS has it when we return
-            view = memoryview(data)
-            while view:
-                n = self._f.write(view)
-                view = view[n:]
+            try:
+                _write_whole(self._f, data)
+            except SinkWriteError:
+                self._failed = True
+                self.lost += n
+                raise
 
     def close(self) -> None:
-        self.flush()
-        self._f.close()
+        try:
+            self.flush()
+        finally:
+            self._f.close()
 
 
 class GzipSegmentSink(_Sink):
@@ -167,7 +206,7 @@ class GzipSegmentSink(_Sink):
 
     def _roll(self) -> None:
         self.flush()
-        self._jobs.put((self._f, None))  # close the finished segment after its last member
+        self._jobs.put((self._f, None, 0))  # close the finished segment after its last member
         self._open_next()
 
     def add(self, line: bytes) -> None:
@@ -191,20 +230,26 @@ class GzipSegmentSink(_Sink):
     def flush(self) -> None:
         self._check()
         if self._buf:
-            self._jobs.put((self._f, self._take()))
+            n = len(self._buf)
+            self._jobs.put((self._f, self._take(), n))
             self.members += 1
 
     def close(self) -> None:
         try:
-            self.flush()
+            if self._error is None:
+                self.flush()
         finally:
-            self._jobs.put((self._f, None))
+            self._jobs.put((self._f, None, 0))
             self._jobs.put(None)
             self._writer.join()
+            if self._error is not None:
+                self._drop_buffer()
         self._check()
 
     def _check(self) -> None:
         if self._error is not None:
+            if isinstance(self._error, SinkWriteError):
+                raise self._error
             raise OSError(f"writing {self.paths[-1]}: {self._error}") from self._error
 
     def _write_loop(self) -> None:
@@ -212,17 +257,18 @@ class GzipSegmentSink(_Sink):
             job = self._jobs.get()
             if job is None:
                 return
-            f, data = job
+            f, data, lines = job
             try:
                 if data is None:
                     f.close()
                 elif self._error is None:
-                    # one complete gzip member (mtime 0, no name) per flush, written whole
-                    view = memoryview(zlib.compress(data, self._level, wbits=31))
-                    while view:
-                        n = f.write(view)
-                        view = view[n:]
+                    # one complete gzip member (mtime 0, no name) per flush, written whole or not at all
+                    _write_whole(f, zlib.compress(data, self._level, wbits=31))
+                else:
+                    self.lost += lines  # after a failed write nothing more is written
             except BaseException as e:  # reported to the collector thread on its next flush/close
+                if data is not None:
+                    self.lost += lines
                 if self._error is None:
                     self._error = e
 
@@ -263,6 +309,10 @@ class TeeSink:
     @property
     def rows(self) -> int:
         return self.sinks[0].rows
+
+    @property
+    def lost(self) -> int:
+        return self.sinks[0].lost
 
     def elapsed_ms(self) -> int:
         return self.sinks[0].elapsed_ms()
