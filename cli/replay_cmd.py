@@ -5,6 +5,7 @@ in one Perfetto trace."""
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import sys
@@ -17,6 +18,7 @@ import typer
 
 from trace_pipe.pipeline.errors import TraceError
 from trace_pipe.pipeline.io import atomic_output, check_outputs, output_group
+from trace_pipe.pipeline.limits import MILLISECONDS
 from trace_pipe.pipeline.replay_input import FORMATS, ReplayInput, load_input
 from trace_pipe.sim import fit, report
 from trace_pipe.sim.config import Disaggregation, EngineArgs, RouterConfig, check_run_options
@@ -305,6 +307,10 @@ def _write_perfetto(path: str, inp: ReplayInput, res: SimResult, cmp: dict | Non
         recorded = proto.recorded_timeline(inp.trace, [Edge(*e) for e in edges])
         timelines.append(recorded)
         origin_ns = min(r.start_ms for r in inp.recorded) * 1_000_000
+    # a Perfetto trace counts int64 nanoseconds: a run stretched past them (a tiny arrival
+    # speed-up over a long trace) is refused by name instead of failing inside the encoder
+    end_ms = max((r.end_ms for r in res.requests if r.end_ms is not None), default=0.0)
+    MILLISECONDS.check(origin_ns / 1e6 + end_ms, f"error: --perfetto {path}: the simulated run's end")
     timelines.append(simulated_timeline(run, origin_ns=origin_ns, recorded=recorded,
                                         annotations=annotations(cmp) if cmp is not None else None,
                                         merge_passes=merge_passes))
@@ -416,11 +422,14 @@ def register(app: typer.Typer) -> None:
                     raise TraceError("error: give trace file(s) or --config RUN.yaml")
                 else:
                     args["paths"] = trace
+                notes = io.StringIO()  # printed once the run succeeded: an error is the one line
                 run(args.pop("paths"), **args, seed=seed, timing=timing, timing_file=timing_file,
                     decode_timing=decode_timing, timing_table=timing_table, report_json=report_json,
                     report_jsonl=report_jsonl, perfetto=perfetto, compare_json=compare_json, onset_ms=onset_ms,
                     merge_decode_passes=merge_decode_passes, dynamo_version=dynamo_version, output_dir=output_dir,
-                    overwrite=overwrite, capture_per_request=capture_per_request, output_format=output_format)
+                    overwrite=overwrite, capture_per_request=capture_per_request, output_format=output_format,
+                    err=notes)
+                sys.stderr.write(notes.getvalue())
         except KeyboardInterrupt:
             # as aisimulate predict: 130, no traceback; outputs are written all or none
             print("interrupted", file=sys.stderr)

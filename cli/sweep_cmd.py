@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import re
 import sys
 import time
@@ -149,12 +150,14 @@ def register(app: typer.Typer) -> None:
         configuration fails."""
         try:
             with user_errors():
+                notes = io.StringIO()  # printed once the run succeeded: an error is the one line
                 results = run(trace, num_workers=num_workers, router_mode=router_mode, csv_out=csv_out,
                               trace_format=trace_format, trace_block_size=trace_block_size,
                               extra_engine_args=extra_engine_args, router_config=router_config, timing=timing,
                               timing_file=timing_file, decode_timing=decode_timing, timing_table=timing_table,
                               jobs=jobs, seed=seed, arrival_speedup_ratio=arrival_speedup_ratio,
-                              dynamo_version=dynamo_version, ray=ray)
+                              dynamo_version=dynamo_version, ray=ray, err=notes)
+                sys.stderr.write(notes.getvalue())
         except KeyboardInterrupt:
             # outstanding configurations are cancelled and nothing is written (the CSV comes last)
             print("interrupted", file=sys.stderr)
