@@ -5,6 +5,8 @@
     .venv/bin/python bench/parity_replay.py --dynamo-runs 5   # kv_router: Dynamo's spread over 5 runs
     .venv/bin/python bench/parity_replay.py --dynamo-version 1.6 [--bench]   # against ai-dynamo 1.6.1
     .venv/bin/python bench/parity_replay.py --dynamo-version 1.5              # against ai-dynamo 1.5.1
+    .venv/bin/python bench/parity_replay.py --dynamo-version 1.6 --num-prefill-workers 2 --num-decode-workers 2
+                                     # disaggregated round_robin against 1.6.1 (driver: bench/dynamo16_disagg_replay.py)
 
 With --dynamo-version 1.6 or 1.5 (see `main_v16`), the inputs are issue 16's: the Mooncake
 conversation trace (trace block 512; engine block 64 and 512), WEKA 0277 and 0282, all 29 WEKA
@@ -57,14 +59,20 @@ def oracle_python(version: str = "1.4") -> str | None:
     return p if Path(p).exists() else None
 
 
-def oracle_command(version: str) -> list[str] | None:
-    """How to run the oracle of `version` with 1.4.2's flags (None when it is not installed)."""
+def oracle_command(version: str, disagg: bool = False) -> list[str] | None:
+    """How to run the oracle of `version` with 1.4.2's flags (None when it is not installed);
+    `disagg`: its disaggregated replay, with --num-prefill-workers / --num-decode-workers."""
     py = oracle_python(version)
     if py is None:
         return None
     if version == "1.4":
         return [py, "-m", "dynamo.replay"]
-    driver = SHARED / "tools" / "dynamo16_replay.py" if version == "1.6" else ROOT / "bench" / "dynamo15_replay.py"
+    if disagg and version == "1.6":
+        driver = ROOT / "bench" / "dynamo16_disagg_replay.py"
+    elif disagg:
+        return None
+    else:
+        driver = SHARED / "tools" / "dynamo16_replay.py" if version == "1.6" else ROOT / "bench" / "dynamo15_replay.py"
     return [py, str(driver)] if driver.exists() else None
 
 
@@ -157,6 +165,11 @@ SKIP16 = SKIP | {"agentic_lifecycle_digest"}
 ROW_KEYS = ("arrival_time_ms", "dispatched_at_ms", "first_admit_ms", "first_token_ms", "last_token_ms",
             "terminal_time_ms", "input_length", "requested_output_length", "output_length", "reused_input_tokens",
             "terminal_status")
+#: a disaggregated row's workers and handoff instants, compared besides ROW_KEYS
+DISAGG_ROW_KEYS = ("prefill_worker_idx", "decode_worker_idx", "prefill_admit_ms", "source_held_ms",
+                   "destination_reserved_ms", "destination_activated_ms", "decode_admit_ms", "source_released_ms",
+                   "decode_reused_input_tokens", "prefill_route_overlap_tokens", "decode_route_overlap_tokens",
+                   "ttft_ms", "ttst_ms", "itl_ms", "admission_count")
 WEKA_TWO_PLAYS = SHARED / "fixtures" / "dynamo" / "weka-two-plays.jsonl"
 
 
@@ -178,11 +191,12 @@ def compare_report(ours: dict, theirs: dict, tol: float = 1e-9, skip: set = SKIP
     return bad
 
 
-def compare_rows(ours: list[dict], theirs: list[dict], tol: float = 1e-9) -> tuple[int, list[str]]:
+def compare_rows(ours: list[dict], theirs: list[dict], tol: float = 1e-9,
+                 keys: tuple[str, ...] = ROW_KEYS) -> tuple[int, list[str]]:
     """(rows equal, first differences): rows matched by request_id when the oracle writes one, else
     compared as sorted tuples (plain Mooncake rows have random uuids there)."""
     def key(r: dict) -> tuple:
-        return tuple(r.get(k) for k in ROW_KEYS)
+        return tuple(r.get(k) for k in keys)
 
     def same(a: tuple, b: tuple) -> bool:
         return all(x == y or (isinstance(x, float) and isinstance(y, float) and abs(x - y) <= tol * max(abs(y), 1e-12))
@@ -239,10 +253,18 @@ def cases_v16(tmp: str) -> list[tuple[str, str, str, int, int]]:
     return out
 
 
+def disagg_args(trace: str, fmt: str, tbs: int, prefill: int, decode: int) -> list[str]:
+    """The flags of one disaggregated round_robin replay, the same for both tools."""
+    return [trace, "--trace-format", fmt, "--router-mode", "round_robin", "--num-prefill-workers", str(prefill),
+            "--num-decode-workers", str(decode), "--trace-block-size", str(tbs)]
+
+
 def main_v16(version: str, args) -> int:
-    theirs_cmd = oracle_command(version)
+    disagg = args.num_prefill_workers is not None or args.num_decode_workers is not None
+    theirs_cmd = oracle_command(version, disagg)
     if theirs_cmd is None:
-        print(f"skip: no ai-dynamo {version} oracle (see the module doc)")
+        print(f"skip: no ai-dynamo {version} oracle{' with a disaggregated driver' if disagg else ''} "
+              "(see the module doc)")
         return 0
     ours_cmd = [str(ROOT / ".venv" / "bin" / "trace-pipe"), "replay", "--dynamo-version", version]
     failures = 0
@@ -251,18 +273,24 @@ def main_v16(version: str, args) -> int:
             if args.only and args.only not in name:
                 continue
             eng = ["--extra-engine-args", json.dumps({"block_size": bs})]
-            for mode, workers in (("round_robin", 1), ("kv_router", 4)):
+            layouts = [("round_robin", 1), ("kv_router", 4)]
+            if disagg:
+                p, d = args.num_prefill_workers or 1, args.num_decode_workers or 1
+                layouts = [(f"disagg {p}P+{d}D", 0)]
+            for mode, workers in layouts:
                 if mode == "kv_router" and args.skip_kv:
                     continue
+                flags = (disagg_args(trace, fmt, tbs, p, d) if disagg
+                         else replay_args(trace, fmt, mode, workers, tbs)) + eng
+                exact = workers <= 1
                 ours, runs, a, b, rows_o, rows_t = run_pair(
-                    ours_cmd, theirs_cmd, replay_args(trace, fmt, mode, workers, tbs) + eng, tmp,
-                    1 if workers == 1 else max(1, args.dynamo_runs or 15), rows=workers == 1)
+                    ours_cmd, theirs_cmd, flags, tmp, 1 if exact else max(1, args.dynamo_runs or 15), rows=exact)
                 theirs = runs[0]
-                print(f"== {name} {mode} x{workers}")
-                if workers == 1:
+                print(f"== {name} {mode}" + (f" x{workers}" if workers else ""))
+                if exact:
                     bad = compare_report(ours, theirs)
                     keys = sum(1 for k in theirs if k not in SKIP16)
-                    eq, rbad = compare_rows(rows_o, rows_t)
+                    eq, rbad = compare_rows(rows_o, rows_t, keys=ROW_KEYS + DISAGG_ROW_KEYS if disagg else ROW_KEYS)
                     print(f"   summary (rel 1e-9): {keys - len(bad)}/{keys} keys equal; rows: {eq}/{len(rows_t)} equal")
                     missing = [b for b in bad if b.endswith(": missing")]
                     bad = [b for b in bad if not b.endswith(": missing")] + (
@@ -293,6 +321,9 @@ def main() -> int:
     ap.add_argument("--dynamo-version", default="1.4", choices=("1.4", "1.5", "1.6"))
     ap.add_argument("--only", help="1.5/1.6: only the inputs whose name contains this")
     ap.add_argument("--skip-kv", action="store_true", help="1.5/1.6: round_robin only")
+    ap.add_argument("--num-prefill-workers", type=int, help="1.6: disaggregated round_robin with this many "
+                    "prefill workers (default 1 when --num-decode-workers is given)")
+    ap.add_argument("--num-decode-workers", type=int, help="1.6: disaggregated, this many decode workers")
     args = ap.parse_args()
     if args.dynamo_version != "1.4":
         return main_v16(args.dynamo_version, args)

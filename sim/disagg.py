@@ -16,7 +16,7 @@ the first included, comes from a decode pass there, whose u counts the request f
 pass on (its context = prompt + tokens so far). TTFT is that first decode token's time minus
 the release; completions release DAG dependents as in the aggregated replay.
 
-Within one instant the order is Dynamo's: pass ends (both pools, by end time then start order),
+Within one instant the order is Dynamo's: pass ends (prefill pool, then decode, by worker index),
 handoffs whose transfer ends, releases, then prefill workers, then decode workers start passes.
 """
 
@@ -49,10 +49,31 @@ _PREFILL, _DECODE, _ACTIVATE = 0, 1, 2  # event kinds
 class HandoffTimes:
     """One request's handoff instants (ms; -1 until reached)."""
 
-    __slots__ = ("held", "reserved", "activated", "admitted")
+    __slots__ = ("held", "reserved", "activated", "admitted", "released")
 
     def __init__(self) -> None:
-        self.held = self.reserved = self.activated = self.admitted = -1.0
+        self.held = self.reserved = self.activated = self.admitted = self.released = -1.0
+
+
+def prefill_class(base: type[EngineWorker]) -> type[EngineWorker]:
+    """`base`'s pass rules on a prefill worker: a finished request keeps its blocks (the source of
+    the KV handoff) until `release` gives them back to the pool."""
+
+    class PrefillWorker(base):  # type: ignore[misc, valid-type]
+        __slots__ = ("deferred",)
+
+        def __init__(self, *a, **k) -> None:
+            super().__init__(*a, **k)
+            self.deferred: list[SimRequest] = []  # releases asked for while a pass ran
+
+        def _free(self, r: SimRequest) -> None:
+            pass  # held for the handoff
+
+        def release(self, r: SimRequest) -> None:
+            base._free(self, r)
+
+    PrefillWorker.__name__ = PrefillWorker.__qualname__ = f"Prefill{base.__name__}"
+    return PrefillWorker
 
 
 def decode_class(base: type[EngineWorker]) -> type[EngineWorker]:
@@ -153,8 +174,10 @@ def run_disagg(rows: list[Row], sources: list[str], fmt: str, opts: ReplayOption
                                  f"block_size); Dynamo's replay would reach a dead end")
     dag = dagmod.build_dag(rows, sources, fmt, opts.arrival_speedup_ratio, rules)
     pstats, dstats = Stats(), Stats()
-    pw = [psched.make(i, pa, _pool_timing(opts, pa), tbs, pstats, opts.record, PromptKeys(pa.block_size, tbs))
-          for i in range(lay.num_prefill_workers)]
+    PW = prefill_class(psched.worker)
+    pt = _pool_timing(opts, pa)
+    pkeys = PromptKeys(pa.block_size, tbs)
+    pw = [PW(i, pa, pt, tbs, pstats, opts.record, pkeys, psched.rules) for i in range(lay.num_prefill_workers)]
     dkeys = PromptKeys(da.block_size, tbs)
     DW = decode_class(dsched.worker)
     dt = _pool_timing(opts, da)
@@ -171,7 +194,9 @@ def _drive(reqs, pre, hand, pw, dw, dag, opts: ReplayOptions, ended, progress) -
     lay = opts.disagg
     pa = lay.prefill
     ready = dag.initial()
-    events: list[tuple] = []  # (time, seq, kind, worker or request index)
+    # (time, kind, tie, worker or request index): pass ends at one instant are delivered prefill
+    # pool first, each pool by worker index (1.6.1: not by start order); transfers by start order
+    events: list[tuple] = []
     seq = itertools.count()
     order = itertools.count()  # releases, terminal deliveries, pass starts (the lifecycle order)
     fire = dag.fire
@@ -197,18 +222,53 @@ def _drive(reqs, pre, hand, pw, dw, dag, opts: ReplayOptions, ended, progress) -
         r.terminal_seq = next(order)
         fire(r.idx, r.terminal, COMPLETION, ready)
 
+    def release_source(r: SimRequest) -> None:
+        # the prefill worker gives the prompt's blocks back at once when idle, else when its
+        # pass ends
+        w = pw[pre[r.idx].worker]
+        if w.busy:
+            w.deferred.append(r)
+        else:
+            w.release(pre[r.idx])
+            hand[r.idx].released = now
+
+    def activate(r: SimRequest) -> None:
+        hand[r.idx].activated = now
+        dw[r.worker].joinable.append(r)
+        release_source(r)
+
+    def reserve(w) -> None:
+        # an idle decode worker reserves blocks for its waiting handoffs at once; a busy one
+        # when its pass ends
+        if w.busy or not w.handoffs:
+            return
+        for r in w.reserve(now):
+            hand[r.idx].reserved = now
+            d = transfer_ms(pa, r.prompt)
+            if d > 0:
+                w.transferring += 1
+                heappush(events, (now + d, _ACTIVATE, next(seq), r.idx))
+            else:
+                activate(r)
+
     def hand_off(r: SimRequest) -> None:
-        w = next(next_decode) % len(dw)
-        r.worker = w
-        dw[w].handoffs.append(r)
+        w = dw[next(next_decode) % len(dw)]
+        r.worker = w.wid
+        w.handoffs.append(r)
+        reserve(w)
 
     while True:
-        # 1. pass ends and finished transfers due now
+        # 1. pass ends and finished transfers due now, in (time, start) order
         while events and events[0][0] <= now:
-            _t, _s, kind, x = heappop(events)
+            _t, kind, _s, x = heappop(events)
             if kind == _PREFILL:
                 w = pw[x]
                 w.collect(now)
+                if w.deferred:
+                    for r in w.deferred:
+                        w.release(pre[r.idx])
+                        hand[r.idx].released = now
+                    w.deferred = []
                 if w.finished:
                     if ended is not None:
                         ended.note(w.finished)
@@ -233,11 +293,11 @@ def _drive(reqs, pre, hand, pw, dw, dag, opts: ReplayOptions, ended, progress) -
                         terminal(r)
                     if progress is not None:
                         progress(len(w.finished))
+                reserve(w)
             else:
                 r = reqs[x]
-                hand[x].activated = now
                 dw[r.worker].transferring -= 1
-                dw[r.worker].joinable.append(r)
+                activate(r)
         # 2. releases, to the prefill pool
         release_ready(ready, reqs, now, prefill_router, dispatch, ended, order)
         # 3. passes: prefill workers, then decode workers
@@ -249,17 +309,7 @@ def _drive(reqs, pre, hand, pw, dw, dag, opts: ReplayOptions, ended, progress) -
         for w in dw:
             if w.busy:
                 continue
-            if w.handoffs:
-                for r in w.reserve(now):
-                    h = hand[r.idx]
-                    h.reserved = now
-                    d = transfer_ms(pa, r.prompt)
-                    if d > 0:
-                        w.transferring += 1
-                        heappush(events, (now + d, next(seq), _ACTIVATE, r.idx))
-                    else:
-                        h.activated = now
-                        w.joinable.append(r)
+            reserve(w)
             if w.has_work():
                 for r in w.joinable:
                     hand[r.idx].admitted = now
@@ -292,7 +342,7 @@ def _start(w, now: float, horizon: float, events, seq, order, kind: int, workers
         stuck(w, workers, w.args)
     w.busy = True
     next(order)  # a pass start, in the run's event order (as the aggregated loop ticks it)
-    heappush(events, (end, next(seq), kind, w.wid))
+    heappush(events, (end, kind, w.wid, w.wid))
 
 
 def _emitted(r: SimRequest, dw) -> int:
@@ -318,7 +368,7 @@ def _result(reqs, pre, hand, pw, dw, dstats: Stats, dag, rows, opts: ReplayOptio
         if p.worker >= 0:
             ho = Handoff(prefill_worker=p.worker, prefill_admit_ms=opt(p.first_admit), source_held_ms=opt(h.held),
                          destination_reserved_ms=opt(h.reserved), destination_activated_ms=opt(h.activated),
-                         decode_admit_ms=opt(h.admitted), source_released_ms=opt(h.activated),
+                         decode_admit_ms=opt(h.admitted), source_released_ms=opt(h.released),
                          decode_reused_tokens=0 if h.admitted >= 0 else None,
                          decode_admissions=tuple(r.admits))
         recs.append(RequestRecord(

@@ -205,6 +205,12 @@ class EngineWorker:
 
     def _finish(self, r: SimRequest, computed: int) -> None:
         self._register(r, computed)
+        self._free(r)
+        r.status = "completed"
+        self.finished.append(r)
+
+    def _free(self, r: SimRequest) -> None:
+        """A finished request's blocks go back to the pool, their hashes cached."""
         if r.dup:
             self.pool.release(r.blocks, r.nreg)
         else:
@@ -212,8 +218,6 @@ class EngineWorker:
             r.run = self.pool.release_run(r.blocks, r.nreg, r.pkeys)
         r.blocks = []
         r.pkeys = None
-        r.status = "completed"
-        self.finished.append(r)
 
     def _prefill_ms(self, t: int, k: int, parts: list) -> float:
         timing = self.timing
