@@ -109,12 +109,23 @@ def decode_class(base: type[EngineWorker]) -> type[EngineWorker]:
             while q and self.n_running() + len(out) + self.transferring < self.max_seqs:
                 r = q[0]
                 nb = -(-r.prompt // bs)
-                if nb > pool.free:
+                pk = self._keys(r)
+                # blocks this pool already holds with the prompt's hashes are shared, not
+                # copied (Dynamo's block manager dedups by hash; it reports no reuse here)
+                hitb = pool.lookup_after(r.src.run if r.src is not None else None, r.src_n, pk,
+                                         r.prompt // bs) if self.caching else []
+                if hitb:
+                    active_hits, hruns, hrest, hrefs = pool.hits(hitb, pk[0])
+                else:
+                    active_hits = 0
+                if nb - active_hits > pool.free:
                     break
                 q.popleft()
-                r.blocks = pool.alloc(nb)
-                r.nreg = 0
-                r.pkeys = self.prompts.keys(r)
+                if hitb:
+                    pool.take(hruns, hrest, hrefs)
+                hit = len(hitb)
+                r.blocks = hitb + pool.alloc(nb - hit)
+                r.nreg = hit
                 self._register(r, r.prompt)
                 r.computed = r.prompt
                 out.append(r)
