@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from trace_pipe.pipeline import agentic, convert, readers
+from trace_pipe.pipeline import agentic_v1, convert, readers
 from trace_pipe.pipeline.errors import TraceError
 from trace_pipe.pipeline.gcpause import gc_paused
 from trace_pipe.pipeline.model import Generation
@@ -78,7 +78,7 @@ def _edges_if_agentic(trace, rules: str, err):
     if not trace.requests or all(r.chain_id is None for r in trace.requests):
         return None
     try:
-        return agentic.dependency_edges(trace, rules=rules)
+        return agentic_v1.dependency_edges(trace, rules=rules)
     except TraceError as e:
         print(f"note: no dependency flows: {e}", file=err)
         return None

@@ -290,7 +290,7 @@ def run(paths: list[str], *, trace_format: str = "mooncake", num_workers: int = 
 def _write_perfetto(path: str, inp: ReplayInput, res: SimResult, cmp: dict | None, tm, opts: ReplayOptions,
                     merge_passes: bool, out) -> None:
     from trace_pipe import proto
-    from trace_pipe.pipeline.agentic import Edge
+    from trace_pipe.pipeline.request_graph import Edge
     from trace_pipe.proto.simulated import simulated_timeline
     from trace_pipe.sim.compare import annotations
     from trace_pipe.sim.export import simulated_run

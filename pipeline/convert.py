@@ -9,7 +9,9 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import TypeVar
 
-from . import agentic
+from . import agentic_v1, agentic_v2
+from .plain_rows import plain_rows
+from .request_graph import Derived
 from .dynamo_rows import tool_interval, tool_status
 from .errors import TraceError
 from .io import atomic_output
@@ -26,7 +28,7 @@ class MooncakeResult:
     rows: int
     agentic: bool
     block_size: int | None
-    derived: agentic.Derived | None = None
+    derived: Derived | None = None
     lines: list[str] = field(default_factory=list)  # stdout summary, Dynamo's wording
 
 
@@ -43,15 +45,15 @@ def resolve_format(agentic_rows: bool, fmt: str | None) -> tuple[bool, str]:
     return agentic_rows, fmt
 
 
-def lower(trace: Trace, *, agentic_rows: bool, fmt: str | None = None, rules: str = "g2") -> agentic.Derived:
+def lower(trace: Trace, *, agentic_rows: bool, fmt: str | None = None, rules: str = "g2") -> Derived:
     """The rows (and edges) to write; pure."""
     agentic_rows, fmt = resolve_format(agentic_rows, fmt)
     if fmt == "v2":
-        return agentic.derive_v2(trace)
+        return agentic_v2.derive_v2(trace)
     if agentic_rows:
-        return agentic.derive(trace, rules=rules)
-    rows, bs = agentic.plain_rows(trace, rules=rules)
-    return agentic.Derived(rows, [], bs, [])
+        return agentic_v1.derive(trace, rules=rules)
+    rows, bs = plain_rows(trace, rules=rules)
+    return Derived(rows, [], bs, [])
 
 
 _FLAGS = {"plain": "without --agentic", "agentic v1": "with --agentic --format v1", "agentic v2": "with --agentic"}
@@ -76,7 +78,7 @@ def write_mooncake(trace: Trace, out: str, *, agentic_rows: bool, fmt: str | Non
                    edges: bool = True, on_row: Callable[[int], None] | None = None) -> MooncakeResult:
     """Write (agentic) Mooncake JSONL to `out` atomically; returns the summary Dynamo prints.
     `fmt` None: agentic rows are v2 (`resolve_format`). Agentic rows are streamed
-    (`agentic.write_v1` / `write_v2`): the result's `derived.rows` is then empty; `edges` False
+    (`agentic_v1.write_v1` / `agentic_v2.write_v2`): the result's `derived.rows` is then empty; `edges` False
     leaves `derived.edges` empty too (only Perfetto flows need them). `on_row(1)` is called as
     each row is written (a progress bar). v2 follows the 1.6 exporter whatever `rules` says."""
     agentic_rows, fmt = resolve_format(agentic_rows, fmt)
@@ -85,11 +87,11 @@ def write_mooncake(trace: Trace, out: str, *, agentic_rows: bool, fmt: str | Non
     if agentic_rows and not trace.mooncake_rows:
         # every error is raised before the file opens
         if fmt == "v2":
-            derived, fields = agentic.derive_v2_lazy(trace, edges=edges)
-            write_rows = partial(agentic.write_v2, derived)
+            derived, fields = agentic_v2.derive_v2_lazy(trace, edges=edges)
+            write_rows = partial(agentic_v2.write_v2, derived)
         else:
-            derived, fields = agentic.derive_lazy(trace, rules=rules, edges=edges)
-            write_rows = agentic.write_v1
+            derived, fields = agentic_v1.derive_lazy(trace, rules=rules, edges=edges)
+            write_rows = agentic_v1.write_v1
         with atomic_output(out) as f:
             write_rows(_counted(fields, on_row), f.write)
         n = len(derived.order)
@@ -148,7 +150,7 @@ def tool_summary(trace: Trace) -> list[str]:
             f"  Status:    {_counts(status)}", f"  Class:     {_counts(classes)}", f"  Wall-time: {wall:.2f}s"]
 
 
-def report_lines(trace: Trace, derived: agentic.Derived | None = None) -> list[str]:
+def report_lines(trace: Trace, derived: Derived | None = None) -> list[str]:
     """What was skipped or adjusted (stderr): nothing is dropped silently."""
     out = []
     for reason, n in sorted(trace.skipped.items()):

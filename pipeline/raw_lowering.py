@@ -2,7 +2,7 @@
 
 Dynamo 1.6 replays raw request traces (`--trace-format dynamo`) through AISimulate's own loader
 (`crates/core/src/replay/loadgen/dynamo.rs` in ai-dynamo/aisimulate), not through the exporter's
-lowering that `convert --agentic` follows (pipeline/agentic.py). The two disagree, so this is its
+lowering that `convert --agentic` follows (pipeline/agentic_v2.py). The two disagree, so this is its
 own module. The rules, read in that source and checked against 1.6.1 (tests/test_raw_dynamo16.py):
 
 - requests in (start, end, request_id) order; a session is `agent_context.session_id` as
@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from .agentic import check_block_size, sort_key
+from .request_graph import check_block_size, sort_key
 from .dynamo_rows import round_half_away
 from .errors import TraceError
 from .model import Generation, Request, ToolEvent, Trace

@@ -5,7 +5,7 @@ times) the recorded request behind each row and the dependency edges, for the co
 Formats (`--trace-format`):
 - `mooncake` / `agentic_mooncake`: rows as written; nothing recorded beyond arrival times;
 - `dynamo` / `weka`: every Dynamo generation and WEKA plays through `readers.read_trace`, then
-  agentic v1 rows (`agentic.derive`, G2 rules; WEKA sub-agents by the default "recorded" rule);
+  agentic v1 rows (`agentic_v1.derive`, G2 rules; WEKA sub-agents by the default "recorded" rule);
   a trace whose requests have no chain at all (context-free Dynamo rows) becomes independent
   timed arrivals (plain rows) instead. With `raw_dynamo="aisimulate-1.6"` (or "-1.5"), raw
   `dynamo.request.trace.v1` agentic traces are lowered as that Dynamo's own raw loader lowers them
@@ -36,7 +36,7 @@ class ReplayInput:
     trace: Trace | None  # the records read (None for Mooncake rows)
     recorded: list[Request] | None  # the recorded request behind each row (None: no recorded times)
     edges: list[tuple[str, str, str]] = field(default_factory=list)  # (dependency, dependent, relation)
-    derived: object | None = None  # the agentic.Derived behind the rows (its notes are reported)
+    derived: object | None = None  # the request_graph.Derived behind the rows (its notes are reported)
     #: (format, digest) of the agentic graph's provenance, as Dynamo 1.6's report names it (the v2
     #: header's `source`, or the raw loader's); None when the rows carry none
     graph_source: tuple[str, str] | None = None
@@ -77,7 +77,9 @@ def load_input(paths: list[str], fmt: str, trace_block_size: int | None = None,
         return ReplayInput(mf.rows, mf.sources, fmt, tbs or 512, None, None, row_edges(mf.rows, fmt),
                            graph_source=(src["format"], src["digest"]) if src else None)
     if fmt in ("dynamo", "weka", "distserve", "azure"):
-        from . import agentic, readers
+        from . import agentic_v1, agentic_v2, readers
+        from .plain_rows import plain_rows
+        from .request_graph import sort_key
 
         trace = readers.read_trace(paths)
         if not trace.requests:
@@ -94,21 +96,21 @@ def load_input(paths: list[str], fmt: str, trace_block_size: int | None = None,
                 return lowered
         graph_source = None
         if all(r.chain_id is None for r in trace.requests):
-            rows, bs = agentic.plain_rows(trace)
-            order = sorted(trace.requests, key=agentic.sort_key)  # plain_rows' order
+            rows, bs = plain_rows(trace)
+            order = sorted(trace.requests, key=sort_key)  # plain_rows' order
             rows = [replace(row, request_id=r.request_id) for row, r in zip(rows, order)]
             sim_format, edges, derived = "mooncake", [], None
         elif fmt == "weka" and raw_dynamo != "exporter":
             # Dynamo 1.5/1.6 read a WEKA play as the exporter's v2 graph (their native reader
             # gives the v2 file's numbers on every trace it accepts; it refuses sub-agents whose
             # model the file does not declare, so the v2 file is what they replay)
-            derived = agentic.derive_v2(trace)
+            derived = agentic_v2.derive_v2(trace)
             rows, bs, order = derived.rows, derived.block_size, derived.order
             sim_format = "agentic_mooncake"
             edges = [(e.src, e.dst, e.relation) for e in derived.edges]
             graph_source = (derived.header["source"]["format"], derived.header["source"]["digest"])
         else:
-            derived = agentic.derive(trace, rules="g2")
+            derived = agentic_v1.derive(trace, rules="g2")
             rows, bs, order = derived.rows, derived.block_size, derived.order
             sim_format = "dynamo"
             edges = [(e.src, e.dst, e.relation) for e in derived.edges]

@@ -4,7 +4,7 @@ tracks, the same layout as Chrome JSON, and a checker for what we write.
 Public surface:
     write_perfetto(trace, edges, out_path, *, gz=None, stages=True, markers=False) -> WriteStats
     write_chrome_json(trace, edges, out_path, *, gz=None, stages=True, markers=False) -> WriteStats
-        `edges`: objects with `src`, `dst`, `relation` (pipeline.agentic.Edge), one flow each;
+        `edges`: objects with `src`, `dst`, `relation` (pipeline.request_graph.Edge), one flow each;
         `stages` / `markers`: the switches of Dynamo's `convert_to_perfetto.py` with its defaults
         (`--no-stages` -> stages=False, `--include-markers` -> markers=True), see recorded.py;
         `stages="separate"` (a `<chain> stages` track) is the old script's `--separate-stage-tracks`,

@@ -73,7 +73,7 @@ def _undrawable(src, what: str, s: int, e: int) -> None:
 
 def recorded_timeline(trace: Trace, edges: Iterable = (), *, stages: bool | str = True, markers: bool = True,
                       name: str = "Recorded") -> Timeline:
-    """`edges`: objects with `src`, `dst`, `relation` (pipeline.agentic.Edge) between request ids.
+    """`edges`: objects with `src`, `dst`, `relation` (pipeline.request_graph.Edge) between request ids.
     `stages`: True (nested in the request), "separate" (a sibling `<chain> stages` track) or False;
     the `prefill wait` / `prefill` / `decode` slices (`dynamo.llm.stage`), which Dynamo's
     `--no-stages` leaves out. `markers`: the `first token` instants (`dynamo.llm.marker`), which

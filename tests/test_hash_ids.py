@@ -8,7 +8,7 @@ import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trace_pipe.pipeline import agentic, hash_ids
+from trace_pipe.pipeline import hash_ids, ids_text
 from trace_pipe.pipeline.shared_hashes import common_prefix_flat, extend
 
 
@@ -34,7 +34,7 @@ _u64 = st.one_of(st.integers(0, 6), st.sampled_from([2**63, 2**64 - 1, 2**64 - 2
 @given(st.lists(st.tuples(st.sampled_from("abc"), st.lists(_u64, max_size=12), st.booleans()), max_size=25))
 def test_plan_equals_first_appearance(rows):
     """Flat lists and the reader's SharedHashes, mixed, sharing prefixes or not; the streamed
-    writer's text of each row (`agentic._ids_text`) is the JSON of its list."""
+    writer's text of each row (`ids_text.ids_text`) is the JSON of its list."""
     shared: dict = {}
     given_rows = []
     for chain, hashes, as_shared in rows:
@@ -48,7 +48,7 @@ def test_plan_equals_first_appearance(rows):
     assert lists == _plain([hashes for _, hashes, _ in rows])
     last: dict = {}
     for i, ((chain, _), want) in enumerate(zip(given_rows, lists)):
-        text = agentic._ids_text(last.get(chain), plan.keep[i], plan.tail(i))
+        text = ids_text.ids_text(last.get(chain), plan.keep[i], plan.tail(i))
         last[chain] = (text, len(want))
         assert text == orjson.dumps(want)
 

@@ -208,9 +208,9 @@ def test_g3c_rules_flag_says_it_changes_nothing_for_v2(tmp_path):
     assert again == plain and "note: --g3c-rules has no effect on v2 rows" in err
 
 
-def _streamed(trace) -> bytes:
+def _streamed(trace, **kw) -> bytes:
     out = io.BytesIO()
-    derived, fields = agentic.derive_v2_lazy(trace)
+    derived, fields = agentic.derive_v2_lazy(trace, **kw)
     agentic.write_v2(derived, fields, out.write)
     return out.getvalue(), derived
 
@@ -225,7 +225,7 @@ def _inputs(tmp_path):
 
 
 @pytest.mark.parametrize("which", ["weka", "generated"])
-def test_streamed_v2_is_derive_v2(tmp_path, which, monkeypatch):
+def test_streamed_v2_is_derive_v2(tmp_path, which):
     """`write_v2` (text ids, spooled rows) gives the bytes of `derive_v2` + `Row.to_agentic_v2`,
     with orjson's Fragment or without it."""
     trace = read_trace(_inputs(tmp_path)[which])
@@ -235,8 +235,7 @@ def test_streamed_v2_is_derive_v2(tmp_path, which, monkeypatch):
     assert derived.header == want.header and len(want.rows) == len(trace.requests)
     assert [(e.src, e.dst, e.relation) for e in derived.edges] == [
         (d.request_id, r.request_id, d.relation) for r in want.rows for d in r.dependencies]
-    monkeypatch.setattr(agentic, "_FRAGMENT", None)
-    assert _streamed(trace)[0] == got
+    assert _streamed(trace, text_ids=False)[0] == got
 
 
 def test_repeated_prompts_with_partial_tails_share_text_correctly(tmp_path):
