@@ -99,9 +99,10 @@ def decode_class(base: type[EngineWorker]) -> type[EngineWorker]:
         def decode_run_applies(self) -> bool:
             return not self.joinable and not self.handoffs and super().decode_run_applies()
 
-        def reserve(self, now: float) -> list[SimRequest]:
+        def reserve(self, now: float) -> list[tuple[SimRequest, int]]:
             """Reserve sequence slots and prompt blocks for the waiting handoffs, in order, while
-            they fit; the reserved requests, in order."""
+            they fit; the reserved requests, in order, each with how many of its blocks this
+            pool already held."""
             q = self.handoffs
             pool = self.pool
             bs = self.bs
@@ -128,7 +129,7 @@ def decode_class(base: type[EngineWorker]) -> type[EngineWorker]:
                 r.nreg = hit
                 self._register(r, r.prompt)
                 r.computed = r.prompt
-                out.append(r)
+                out.append((r, hit))
             return out
 
         def step(self, now: float, horizon: float = math.inf) -> float:
@@ -146,10 +147,12 @@ def decode_class(base: type[EngineWorker]) -> type[EngineWorker]:
     return DecodeWorker
 
 
-def transfer_ms(a: EngineArgs, tokens: int) -> float:
-    """The KV handoff's duration for `tokens` tokens under the prefill pool's settings."""
+def transfer_ms(a: EngineArgs, prompt: int, held_blocks: int, block_size: int) -> float:
+    """The KV handoff's duration under the prefill pool's settings: the whole prompt's tokens, or
+    (`destination_missing`) the whole blocks the decode worker did not hold already."""
     if a.kv_transfer_bandwidth is None or a.kv_transfer_bytes_per_token is None:
         return 0.0
+    tokens = prompt if a.kv_transfer_timing_mode == "full_prompt" else (-(-prompt // block_size) - held_blocks) * block_size
     return tokens * a.kv_transfer_bytes_per_token / (a.kv_transfer_bandwidth * 1e9) * 1000.0
 
 
@@ -253,9 +256,9 @@ def _drive(reqs, pre, hand, pw, dw, dag, opts: ReplayOptions, ended, progress) -
         # when its pass ends
         if w.busy or not w.handoffs:
             return
-        for r in w.reserve(now):
+        for r, held in w.reserve(now):
             hand[r.idx].reserved = now
-            d = transfer_ms(pa, r.prompt)
+            d = transfer_ms(pa, r.prompt, held, w.bs)
             if d > 0:
                 w.transferring += 1
                 heappush(events, (now + d, _ACTIVATE, next(seq), r.idx))
