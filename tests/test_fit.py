@@ -14,8 +14,9 @@ from trace_pipe.pipeline.distserve import BLOCK_SIZE, read_distserve
 from trace_pipe.pipeline.errors import TraceError
 from trace_pipe.pipeline.readers import read_trace
 from trace_pipe.sim.config import EngineArgs
-from trace_pipe.sim.fit import (FittedTiming, fit_timing, load_timing_file, prefill_end_first_tokens,
-                                save_timing_file)
+from trace_pipe.sim import fit as fit_mod
+from trace_pipe.sim.fit import (FittedTiming, engine_latency_ms, fit_timing, load_timing_file,
+                                prefill_end_first_tokens, save_timing_file)
 from trace_pipe.sim.replay import ReplayOptions, run_replay
 
 RUNS = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "distserve_alignment" / "opt-13b-sharegpt"
@@ -159,3 +160,40 @@ def test_fit_on_a_sequential_dynamo_chain(tmp_path):
     assert fit.fit_error["decode_terms"] == "context"
     p0, p1, p2 = fit.prefill
     assert abs(p0 - 20) < 0.5 and abs(p1 - 0.05) < 1e-3 and abs(p2) < 1e-6
+
+
+@needs_runs
+def test_disaggregated_fit_and_engine_latency_on_distserve_c21d11():
+    """DistServe's prefill instance never waits for a decode step and its decode instance never
+    stalls for a prefill: the disaggregated fit subtracts neither. The engine latency is the
+    median of (fitted prefill - gap between first tokens) over the 48 requests that arrived while
+    another still waited for its first token."""
+    trace = read_trace([str(RUNS / "distserve-c21d11-300-3.exp")])
+    agg = fit_timing(trace)
+    dis = fit_timing(trace, disaggregated=True)
+    assert dis.fit_error["disaggregated"] and not agg.fit_error["disaggregated"]
+    assert dis.prefill == pytest.approx((22.00, 0.067664, 4.996e-06), rel=1e-3)
+    assert dis.decode == pytest.approx((19.93, 0.0, 0.0009611), rel=1e-3)
+    # the aggregated fit takes a decode residual off each TTFT: a smaller intercept
+    assert agg.prefill[0] < dis.prefill[0] - 1.0
+    assert engine_latency_ms(dis) == 0.0 and "engine_latency_ms" not in dis.fit_error
+    split = fit_timing(trace, disaggregated=True, split_latency=True)
+    lat = engine_latency_ms(split)
+    assert lat == pytest.approx(7.23, abs=0.01)
+    assert split.prefill == pytest.approx((dis.prefill[0] - lat, dis.prefill[1], dis.prefill[2]))
+    assert split.decode == dis.decode
+    # the vLLM run: 15 such pairs, quartiles 1.5 and 6.7 ms: 3.85 ms
+    assert engine_latency_ms(fit_timing(read_trace([str(RUNS / "vllm-100-1.exp")]), split_latency=True)) == \
+        pytest.approx(3.85, abs=0.01)
+
+
+def test_engine_latency_needs_pairs_most_of_which_show_it():
+    obs = [fit_mod._Obs(0.0, 50.0, 60.0, 100, 100, 2, None, None, "a"),
+           fit_mod._Obs(10.0, 90.0, 99.0, 100, 100, 2, None, None, "b")]  # gap 40 ms
+    model = fit_mod.FittedTiming((30.0, 0.2, 0.0), (10.0, 0.0, 0.0))  # prefill(100) = 50 ms
+    assert fit_mod._engine_latency(obs, model, min_points=1) == 10.0
+    assert fit_mod._engine_latency(obs, model, min_points=2) == 0.0  # too few pairs
+    slow = [*obs[:1], fit_mod._Obs(10.0, 110.0, 120.0, 100, 100, 2, None, None, "b")]  # gap 60: none
+    assert fit_mod._engine_latency(slow, model, min_points=1) == 0.0
+    capped = [*obs[:1], fit_mod._Obs(10.0, 55.0, 60.0, 100, 100, 2, None, None, "b")]  # gap 5: 45 > p0
+    assert fit_mod._engine_latency(capped, model, min_points=1) == 30.0
