@@ -1,175 +1,254 @@
-"""Fidelity on real GPU data: fit the timing model on the lowest-rate vLLM run of the DistServe
-alignment data, replay every vLLM run through one mock worker, and compare per request with the
-measured TTFT and E2E (median and p90 absolute percentage error), beside the peers.md baseline
-("fitted quadratic with no queueing": DistServe's own fitted vLLM coefficients for OPT-13B/A100,
-prefill = 22.05 + 0.1405 n + 8.1e-6 n^2 ms as the TTFT, plus (output - 1) batch-of-one decode
-steps for the E2E).
+"""Fidelity on real GPU data: every run of the DistServe alignment data (vLLM aggregated, DistServe
+disaggregated) replayed with the timing fitted ONLY on the lowest-rate run of its system, compared
+with the measured runs at the level of distributions (signed error of the simulated p50 and p90
+TTFT and E2E against the measured ones, as DistServe's and Vidur's papers report fidelity), beside
+the baseline: what today's main replays for the same run.
 
-Engine args (a 2024 vLLM 0.2/0.3 serving OPT-13B on one A100-80GB):
-- scheduler vllm_v0: that vLLM's step structure. A step is prefill-only (every prompt that can be
-  admitted, whole, each emitting its first token at the step end) whenever the head of the
-  waiting queue can be admitted, decode-only otherwise; KV exhaustion during decode preempts the
-  latest arrival by recompute (sim/pass_vllm_v0.py).
-- block_size 16: vLLM's default KV block then.
-- num_gpu_blocks 3500 (56,000 tokens): 0.9 x 80 GB minus 26 GB of fp16 weights and the
-  profiling activations leaves ~44-46 GB, at 40 layers x 2 x 5120 x 2 B = 0.8 MB per token
-  (13.1 MB per block) that is 3,400-3,700 blocks. Cross-check from the measured runs: whenever a
-  request waited for memory at 3-4 req/s, the KV of the running requests was 51-56k tokens.
-- enable_chunked_prefill false, enable_prefix_caching false: not in that vLLM (and the
-  synthesized hash ids never match).
-- max_num_batched_tokens 2048: vLLM's default for a 2048-token model, prompt tokens per prefill
-  step (decode steps have no token budget there).
-- max_num_seqs 256: vLLM's default.
+Systems and layouts (from the run names; the files carry no metadata):
+- `vllm-N-R`: vLLM 0.2/0.3 on one A100-80GB, aggregated: one mock worker with the `vllm_v0`
+  scheduler (prefill-only steps while prompts can be admitted, else decode-only steps; FCFS
+  recompute preemption; sim/pass_vllm_v0.py) and the engine args below.
+- `distserve-cXYdZW-N-R`: DistServe, disaggregated: one prefill instance with tensor parallelism X
+  and pipeline parallelism Y, one decode instance with TP Z and PP W (DistServe's notation): one
+  prefill and one decode worker (`sim/disagg.py`, Dynamo's disaggregated replay).
+- `distserve-N-R`: DistServe with the layout not named; taken as one GPU per instance (c11d11).
 
-For comparison the table also gives the previous set-up: the Dynamo scheduler (prefill + decode
-in one pass; budget 2048 + 256 so that 2048 are left for prompts) with the TTFT read at the end
-of the pass's prefill part (`sim.fit.prefill_end_first_tokens`).
+Engine args from the hardware (A100-80GB, fp16 OPT-13B: 26 GB of weights; KV 40 layers x 2 x 5120
+x 2 B = 0.8 MB per token, 13.1 MB per 16-token block; vLLM and DistServe take 0.9 of the memory):
+KV blocks of an instance on g GPUs = (g x 72 GB - 26 GB) / 13.1 MB: 3,509 on one GPU (vLLM keeps
+its 3,500, set before these runs were seen), 9,002 on two. block_size 16, no chunked prefill, no
+prefix caching (neither engine had them, and the synthesized hash ids never match),
+max_num_batched_tokens 2048 (vLLM's default for a 2048-token model; the prompts of one prefill
+step), max_num_seqs 256.
+Disaggregated specifics: the first token comes from the prefill instance (DistServe streams it
+there), so the simulated TTFT is the prefill worker's completion (`source_held`), and the prefill
+pool runs no decode step for its one-token copy (decode_speedup_ratio 1e6); the KV moves at 300 GB/s
+(NVLink 3, one direction) x 0.8 MB per prompt token; the decode side emits the other tokens.
+The fit (sim/fit.py `fit_timing`) takes `disaggregated=True` for DistServe runs: no decode step
+to wait for before a prefill, no prefill stalls inside decoding.
 
-Run: .venv/bin/python bench/bench_fidelity.py [--markdown bench/FIDELITY.md]
+Saturation: a run is saturated when its measured p90 TTFT or p90 TPOT is more than 3x that of its
+system's lowest-rate run (queueing, not service, sets its latency); the 5% target is for the
+runs below that.
+
+Baseline ("today's main", 7117eee): vLLM runs as here; DistServe runs through what main could
+replay, one aggregated `vllm_v0` worker on one GPU with the timing fitted on the lowest-rate run
+(aggregated fit).
+
+Run: .venv/bin/python bench/bench_fidelity.py [--markdown bench/FIDELITY_TABLE.md]
 """
 
 from __future__ import annotations
 
 import argparse
 import glob
-import json
 import os
+import re
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from trace_pipe.pipeline.agentic import plain_rows, sort_key
 from trace_pipe.pipeline.io import atomic_output
+from trace_pipe.pipeline.plain_rows import plain_rows
+from trace_pipe.pipeline.agentic import sort_key
 from trace_pipe.pipeline.readers import read_trace
-from trace_pipe.sim.config import EngineArgs
-from trace_pipe.sim.fit import FittedTiming, fit_timing, prefill_end_first_tokens
-from trace_pipe.sim.percentiles import percentile
+from trace_pipe.sim.config import Disaggregation, EngineArgs
+from trace_pipe.sim.fit import FittedTiming, engine_latency_ms, fit_timing
+from trace_pipe.sim.percentiles import percentiles
 from trace_pipe.sim.replay import ReplayOptions, run_replay
 
 ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "distserve_alignment"
 RUNS = ROOT / "opt-13b-sharegpt"
 ENGINE = EngineArgs(block_size=16, num_gpu_blocks=3500, max_num_seqs=256, max_num_batched_tokens=2048,
                     enable_chunked_prefill=False, enable_prefix_caching=False, scheduler="vllm_v0")
-# the previous set-up, for comparison: Dynamo passes, TTFT read at the end of the prefill part
-DYNAMO_ENGINE = EngineArgs(block_size=16, num_gpu_blocks=3500, max_num_seqs=256, max_num_batched_tokens=2048 + 256,
-                           enable_chunked_prefill=False, enable_prefix_caching=False)
+GPU_BYTES, WEIGHT_BYTES, BYTES_PER_TOKEN = 0.9 * 80e9, 26e9, 40 * 2 * 5120 * 2
+NVLINK_GB_S = 300.0
+SATURATION = 3.0
+PCTS = (0.5, 0.9)
+_NAME = re.compile(r"(?P<system>vllm|distserve(?:-c(?P<ptp>\d)(?P<ppp>\d)d(?P<dtp>\d)(?P<dpp>\d))?)"
+                   r"-(?P<n>\d+)-(?P<rate>[\d.]+)\.exp")
 
 
-def pct(xs: list[float], p: float) -> float:
-    return percentile(sorted(xs), p)
+@dataclass(frozen=True, slots=True)
+class Layout:
+    system: str  # the run name's system part: vllm, distserve, distserve-c21d11, ...
+    rate: float  # offered requests per second
+    prefill: tuple[int, int] | None  # (TP, PP) of the prefill instance; None: aggregated
+    decode: tuple[int, int] | None
+    named: bool  # the layout is in the run name
+
+    @property
+    def disaggregated(self) -> bool:
+        return self.prefill is not None
+
+    def describe(self) -> str:
+        if not self.disaggregated:
+            return "aggregated, 1 GPU"
+        (a, b), (c, d) = self.prefill, self.decode
+        return f"prefill TP{a} PP{b} + decode TP{c} PP{d}" + ("" if self.named else " (assumed)")
 
 
-def baseline_model() -> tuple[tuple[float, ...], tuple[float, ...]]:
-    prof = json.loads((ROOT / "profile_data" / "profiler-a100-80g.vllm.json").read_text())["facebook/opt-13b"]["1"]
-    return tuple(prof["prefill"]), tuple(prof["decoding_smallbs"])
+def layout(path: str) -> Layout:
+    m = _NAME.fullmatch(os.path.basename(path))
+    if m is None:
+        raise SystemExit(f"{path}: not a DistServe alignment run name (system-N-rate.exp)")
+    g = m.groupdict()
+    rate = float(g["rate"])
+    if g["system"] == "vllm":
+        return Layout("vllm", rate, None, None, True)
+    if g["ptp"] is None:
+        return Layout(g["system"], rate, (1, 1), (1, 1), False)
+    return Layout(g["system"], rate, (int(g["ptp"]), int(g["ppp"])), (int(g["dtp"]), int(g["dpp"])), True)
 
 
-def replay_run(path: str, model: FittedTiming, engine: EngineArgs = ENGINE) -> list[tuple]:
-    """(recorded request, sim TTFT, sim E2E, admissions) per request. Under the Dynamo scheduler
-    the TTFT is read at the end of the prefill part of its first pass (vLLM 0.x emits it there)."""
+def kv_blocks(gpus: int) -> int:
+    return int((gpus * GPU_BYTES - WEIGHT_BYTES) / (16 * BYTES_PER_TOKEN))
+
+
+def disaggregation(lay: Layout) -> Disaggregation:
+    base = dict(block_size=16, max_num_seqs=256, max_num_batched_tokens=2048, enable_chunked_prefill=False,
+                enable_prefix_caching=False)
+    (a, b), (c, d) = lay.prefill, lay.decode
+    pre = EngineArgs(num_gpu_blocks=kv_blocks(a * b), worker_type="prefill", decode_speedup_ratio=1e6,
+                     kv_transfer_bandwidth=NVLINK_GB_S, kv_transfer_bytes_per_token=BYTES_PER_TOKEN, **base)
+    dec = EngineArgs(num_gpu_blocks=kv_blocks(c * d), worker_type="decode", **base)
+    return Disaggregation(1, 1, pre, dec)
+
+
+def replay(path: str, model: FittedTiming, disagg: Disaggregation | None) -> tuple[list, list[float], list[float]]:
+    """(recorded requests, simulated TTFT, simulated E2E), in the replay's row order."""
     trace = read_trace([path])
     recorded = sorted(trace.requests, key=sort_key)  # plain_rows' order
     rows, bs = plain_rows(trace)
-    opts = ReplayOptions(num_workers=1, router_mode="round_robin", trace_block_size=bs, engine=engine, timing=model,
-                         record=True)
+    opts = ReplayOptions(num_workers=1, router_mode="round_robin", trace_block_size=bs, engine=ENGINE, timing=model,
+                         disagg=disagg)
     res = run_replay(rows, [f"{path}: request {r.request_id}" for r in recorded], "mooncake", opts)
-    firsts = ([s.first_token_ms for s in res.requests] if engine.scheduler == "vllm_v0"
-              else prefill_end_first_tokens(res, model))
-    out = []
-    for rec, s, f in zip(recorded, res.requests, firsts):
+    ttft, e2e = [], []
+    lat = engine_latency_ms(model)  # reaching the engine: every arrival that much later
+    for rec, s in zip(recorded, res.requests):
         if s.status != "completed":
             raise SystemExit(f"{path}: request {rec.request_id} did not complete in the replay ({s.status})")
-        out.append((rec, f - s.ready_ms, s.last_token_ms - s.ready_ms, s.admissions))
-    return out
+        # disaggregated: the first token leaves the prefill instance (DistServe streams it there)
+        first = s.handoff.source_held_ms if disagg is not None else s.first_token_ms
+        ttft.append(first - s.ready_ms + lat)
+        e2e.append(s.last_token_ms - s.ready_ms + lat)
+    return recorded, ttft, e2e
 
 
-def ape(sim: float, rec: float) -> float:
-    return abs(sim - rec) / rec
+def signed(sim: float, rec: float) -> float:
+    e = 100.0 * (sim - rec) / rec
+    return 0.0 if abs(e) < 0.05 else e  # no "-0.0%" in the table
 
 
-def evaluate(model: FittedTiming, paths: list[str], engine: EngineArgs = ENGINE,
-             compare: EngineArgs | None = DYNAMO_ENGINE) -> list[dict]:
-    (p0, p1, p2), (d0, d1, d2) = baseline_model()
+def tpots(recorded) -> list[float]:
+    return [(r.total_time_ms - r.ttft_ms) / (r.output_tokens - 1) for r in recorded if r.output_tokens > 1]
+
+
+def run_key(path: str) -> tuple:
+    lay = layout(path)
+    return (lay.system != "vllm", lay.system, lay.rate, os.path.basename(path))
+
+
+def evaluate(paths: list[str]) -> tuple[list[dict], dict[str, list[str]]]:
+    """One row per run; the fit per system (its lowest-rate run; the first of equal rates)."""
+    by_system: dict[str, list[str]] = {}
+    for p in sorted(paths, key=run_key):
+        by_system.setdefault(layout(p).system, []).append(p)
     rows = []
-    for path in paths:
-        t = time.perf_counter()
-        res = replay_run(path, model, engine)
-        wall = time.perf_counter() - t
-        ttft = [ape(a, r.ttft_ms) for r, a, _, _ in res]
-        e2e = [ape(e, r.total_time_ms) for r, _, e, _ in res]
-        b_ttft, b_e2e = [], []
-        for r, *_ in res:
-            n = r.input_length
-            bt = p0 + p1 * n + p2 * n * n
-            # batch of one: context grows from n to n + output - 1
-            be = bt + sum(d0 + d1 * (n + i) + d2 for i in range(1, r.output_tokens))
-            b_ttft.append(ape(bt, r.ttft_ms))
-            b_e2e.append(ape(be, r.total_time_ms))
-        rec_ttft = sorted(r.ttft_ms for r, *_ in res)
-        row = {
-            "run": os.path.basename(path), "requests": len(res),
-            "rec_ttft_p50": percentile(rec_ttft, 0.5),
-            "ttft_med": 100 * pct(ttft, 0.5), "ttft_p90": 100 * pct(ttft, 0.9),
-            "e2e_med": 100 * pct(e2e, 0.5), "e2e_p90": 100 * pct(e2e, 0.9),
-            "base_ttft_med": 100 * pct(b_ttft, 0.5), "base_e2e_med": 100 * pct(b_e2e, 0.5),
-            "preempted": sum(a > 1 for *_, a in res), "wall_s": wall}
-        if compare is not None:
-            old = replay_run(path, model, compare)
-            row["old_ttft_med"] = 100 * pct([ape(a, r.ttft_ms) for r, a, _, _ in old], 0.5)
-            row["old_e2e_med"] = 100 * pct([ape(e, r.total_time_ms) for r, _, e, _ in old], 0.5)
-        rows.append(row)
-    return rows
+    fits = {}
+    for system, runs in by_system.items():
+        fit_path = runs[0]
+        lay0 = layout(fit_path)
+        fit_trace = read_trace([fit_path])
+        model = fit_timing(fit_trace, disaggregated=lay0.disaggregated, split_latency=True)
+        base_model = fit_timing(fit_trace)
+        fits[system] = [os.path.basename(fit_path), *model.describe(),
+                        f"  engine latency {engine_latency_ms(model):.2f} ms (taken out of the prefill intercept)"]
+        ref = percentiles([r.ttft_ms for r in fit_trace.requests], (0.9,))[0], percentiles(tpots(fit_trace.requests), (0.9,))[0]
+        for path in runs:
+            lay = layout(path)
+            t = time.perf_counter()
+            try:
+                recorded, ttft, e2e = replay(path, model, disaggregation(lay) if lay.disaggregated else None)
+                error = None
+            except Exception as e:  # a dead end of Dynamo's disaggregated replay, reported in the row
+                recorded, ttft, e2e, error = read_trace([path]).requests, None, None, str(e)
+            wall = time.perf_counter() - t
+            _, b_ttft, b_e2e = replay(path, base_model, None)
+            rec_ttft = percentiles([r.ttft_ms for r in recorded], PCTS)
+            rec_e2e = percentiles([r.total_time_ms for r in recorded], PCTS)
+            rec_tpot90 = percentiles(tpots(recorded), (0.9,))[0]
+            row = {"run": os.path.basename(path), "system": system, "layout": lay.describe(), "rate": lay.rate,
+                   "requests": len(recorded), "fit": path == fit_path,
+                   "saturated": rec_ttft[1] > SATURATION * ref[0] or rec_tpot90 > SATURATION * ref[1],
+                   "error": error, "wall_s": wall}
+            for name, rec, sim, base in (("ttft", rec_ttft, ttft, b_ttft), ("e2e", rec_e2e, e2e, b_e2e)):
+                sim_p = percentiles(sim, PCTS) if sim is not None else [None, None]
+                base_p = percentiles(base, PCTS)
+                for label, r, s, b in zip(("p50", "p90"), rec, sim_p, base_p):
+                    row[f"{name}_{label}"] = (r, s, None if s is None else signed(s, r), signed(b, r))
+            rows.append(row)
+    return rows, fits
 
 
-def run_rate(name: str) -> float:
-    return float(name.removesuffix(".exp").split("-")[-1])
+def _cell(v: tuple) -> tuple[str, str, str]:
+    r, s, e, b = v
+    sim = "dead end" if s is None else f"{s:,.0f}"
+    err = "—" if e is None else f"{e:+.1f}%"
+    return f"{r:,.0f} / {sim}", err, f"{b:+.1f}%"
 
 
-def markdown(model: FittedTiming, rows: list[dict]) -> str:
-    head = ("| run | req/s | requests | recorded TTFT p50 (ms) | TTFT median APE | TTFT p90 APE | E2E median APE "
-            "| E2E p90 APE | baseline TTFT median APE | baseline E2E median APE | Dynamo-pass TTFT median APE "
-            "| Dynamo-pass E2E median APE |")
-    lines = [head, "|" + "|".join("---" for _ in range(12)) + "|"]
+def markdown(rows: list[dict]) -> str:
+    head = ["run", "layout", "req/s", "saturated"]
+    for m in ("TTFT p50", "TTFT p90", "E2E p50", "E2E p90"):
+        head += [f"{m} measured / simulated (ms)", "error", "baseline error"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        fit_mark = " (fit)" if r["run"].endswith("-1.exp") else ""
-        lines.append(f"| {r['run']}{fit_mark} | {run_rate(r['run']):g} | {r['requests']} | {r['rec_ttft_p50']:.0f} "
-                     f"| {r['ttft_med']:.1f}% | {r['ttft_p90']:.1f}% | {r['e2e_med']:.1f}% | {r['e2e_p90']:.1f}% "
-                     f"| {r['base_ttft_med']:.1f}% | {r['base_e2e_med']:.1f}% | {r['old_ttft_med']:.1f}% "
-                     f"| {r['old_e2e_med']:.1f}% |")
+        cells = [r["run"] + (" (fit)" if r["fit"] else ""), r["layout"], f"{r['rate']:g}",
+                 "yes" if r["saturated"] else "no"]
+        for k in ("ttft_p50", "ttft_p90", "e2e_p50", "e2e_p90"):
+            cells += _cell(r[k])
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def summary(rows: list[dict]) -> list[str]:
+    out = []
+    for system in dict.fromkeys(r["system"] for r in rows):
+        held = [r for r in rows if r["system"] == system and not r["fit"] and not r["saturated"]]
+        ok = [r for r in held if r["error"] is None and all(abs(r[k][2]) <= 5.0 for k in
+                                                             ("ttft_p50", "ttft_p90", "e2e_p50", "e2e_p90"))]
+        out.append(f"{system}: {len(ok)}/{len(held)} held-out runs below saturation within 5% on p50 and p90 TTFT "
+                   f"and E2E" + (f" ({', '.join(r['run'] for r in ok)})" if ok else ""))
+    return out
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--markdown", help="also write the table (markdown) to this file")
+    ap.add_argument("--system", action="append", help="only these systems (vllm, distserve, distserve-c21d11, ...)")
     args = ap.parse_args()
     if not RUNS.is_dir():
         print(f"skip: {RUNS} not found", file=sys.stderr)
         return 0
-    fit_runs = sorted(glob.glob(str(RUNS / "vllm-*-1.exp")))
-    if len(fit_runs) != 1:
-        raise SystemExit(f"expected one lowest-rate vLLM run (vllm-*-1.exp), found {fit_runs}")
-    t = time.perf_counter()
-    model = fit_timing(read_trace(fit_runs))
-    fit_s = time.perf_counter() - t
-    for line in model.describe():
-        print(line)
-    print(f"  (fit in {fit_s * 1000:.0f} ms)")
-    paths = sorted(glob.glob(str(RUNS / "vllm-*.exp")), key=lambda p: (run_rate(os.path.basename(p)), p))
-    rows = evaluate(model, paths)
-    hdr = (f"{'run':22s} {'TTFT med':>9s} {'p90':>7s} {'E2E med':>8s} {'p90':>7s} {'base TTFT':>10s} {'base E2E':>9s} "
-           f"{'old TTFT':>9s} {'old E2E':>8s} {'preempt':>7s} {'wall':>6s}")
-    print(hdr)
+    paths = [p for p in glob.glob(str(RUNS / "*.exp")) if args.system is None or layout(p).system in args.system]
+    rows, fits = evaluate(paths)
+    for system, lines in fits.items():
+        print(f"{system}: fitted on {lines[0]}")
+        for line in lines[2:]:
+            print(line)
+    print(f"{'run':32s} {'sat':>3s} " + " ".join(f"{k:>16s}" for k in ("TTFT p50", "TTFT p90", "E2E p50", "E2E p90"))
+          + "   (error, baseline error)")
     for r in rows:
-        print(f"{r['run']:22s} {r['ttft_med']:8.1f}% {r['ttft_p90']:6.1f}% {r['e2e_med']:7.1f}% {r['e2e_p90']:6.1f}% "
-              f"{r['base_ttft_med']:9.1f}% {r['base_e2e_med']:8.1f}% {r['old_ttft_med']:8.1f}% {r['old_e2e_med']:7.1f}% "
-              f"{r['preempted']:7d} {r['wall_s']:5.2f}s")
-    held = [r for r in rows if not r["run"].endswith("-1.exp")]
-    print(f"held-out runs under 5%: TTFT {sum(r['ttft_med'] < 5 for r in held)}/{len(held)}, "
-          f"E2E {sum(r['e2e_med'] < 5 for r in held)}/{len(held)}")
+        cells = " ".join(f"{_cell(r[k])[1]:>7s} {_cell(r[k])[2]:>8s}" for k in ("ttft_p50", "ttft_p90", "e2e_p50", "e2e_p90"))
+        print(f"{r['run']:32s} {'yes' if r['saturated'] else 'no':>3s} {cells}  {r['wall_s']:.2f}s"
+              + (f"  {r['error']}" if r["error"] else ""))
+    for line in summary(rows):
+        print(line)
     if args.markdown:
         with atomic_output(args.markdown) as f:
-            f.write((markdown(model, rows) + "\n").encode())
+            f.write((markdown(rows) + "\n").encode())
         print(f"wrote {args.markdown}")
     return 0
 
