@@ -11,7 +11,10 @@ Systems and layouts (from the run names; the files carry no metadata):
 - `distserve-cXYdZW-N-R`: DistServe, disaggregated: one prefill instance with tensor parallelism X
   and pipeline parallelism Y, one decode instance with TP Z and PP W (DistServe's notation): one
   prefill and one decode worker (`sim/disagg.py`, Dynamo's disaggregated replay).
-- `distserve-N-R`: DistServe with the layout not named; taken as one GPU per instance (c11d11).
+- `distserve-N-R`: DistServe with the layout not named; taken as c21d11, as its lowest-rate run
+  says: the prefill fit's per-token cost (0.074 ms) is DistServe's profiled TP2 prefill (0.069
+  ms; TP1 is 0.102) and the decode intercept (21.7 ms) its TP1 decode (19.9 ms; TP2 is 13.3),
+  profile_data/profiler-a100-80g.distserve.json.
 
 Engine args from the hardware (A100-80GB, fp16 OPT-13B: 26 GB of weights; KV 40 layers x 2 x 5120
 x 2 B = 0.8 MB per token, 13.1 MB per 16-token block; vLLM and DistServe take 0.9 of the memory):
@@ -86,7 +89,7 @@ class Layout:
         if not self.disaggregated:
             return "aggregated, 1 GPU"
         (a, b), (c, d) = self.prefill, self.decode
-        return f"prefill TP{a} PP{b} + decode TP{c} PP{d}" + ("" if self.named else " (assumed)")
+        return f"prefill TP{a} PP{b} + decode TP{c} PP{d}" + ("" if self.named else " (inferred)")
 
 
 def layout(path: str) -> Layout:
@@ -97,8 +100,8 @@ def layout(path: str) -> Layout:
     rate = float(g["rate"])
     if g["system"] == "vllm":
         return Layout("vllm", rate, None, None, True)
-    if g["ptp"] is None:
-        return Layout(g["system"], rate, (1, 1), (1, 1), False)
+    if g["ptp"] is None:  # inferred from the fit against DistServe's profile (module docstring)
+        return Layout(g["system"], rate, (2, 1), (1, 1), False)
     return Layout(g["system"], rate, (int(g["ptp"]), int(g["ppp"])), (int(g["dtp"]), int(g["dpp"])), True)
 
 

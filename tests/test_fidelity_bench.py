@@ -21,7 +21,7 @@ def test_layouts_from_run_names():
     assert (d.system, d.rate, d.prefill, d.decode) == ("distserve-c21d12", 16.0, (2, 1), (1, 2))
     assert d.describe() == "prefill TP2 PP1 + decode TP1 PP2"
     plain = bf.layout("distserve-100-1.5.exp")
-    assert plain.describe() == "prefill TP1 PP1 + decode TP1 PP1 (assumed)" and not plain.named
+    assert plain.describe() == "prefill TP2 PP1 + decode TP1 PP1 (inferred)" and not plain.named
     with pytest.raises(SystemExit, match="not a DistServe alignment run name"):
         bf.layout("sglang-100-1.exp")
     # KV blocks of an instance: (g x 72 GB - 26 GB) / (16 x 819,200 B)
