@@ -296,8 +296,12 @@ def _write_perfetto(path: str, inp: ReplayInput, res: SimResult, cmp: dict | Non
     from trace_pipe.sim.export import simulated_run
 
     timing = "recorded" if tm == "recorded" else type(tm).__name__
+    lay = opts.disagg
     desc = (f"{opts.num_workers} workers, router {opts.router_mode}, timing {timing}, "
-            f"max_num_seqs {opts.engine.max_num_seqs}, num_gpu_blocks {opts.engine.num_gpu_blocks}")
+            f"max_num_seqs {opts.engine.max_num_seqs}, num_gpu_blocks {opts.engine.num_gpu_blocks}" if lay is None else
+            f"{lay.num_prefill_workers} prefill + {lay.num_decode_workers} decode workers, router {opts.router_mode}, "
+            f"timing {timing}, max_num_seqs {lay.prefill.max_num_seqs}/{lay.decode.max_num_seqs}, num_gpu_blocks "
+            f"{lay.prefill.num_gpu_blocks}/{lay.decode.num_gpu_blocks} (prefill/decode)")
     edges = inp.edges
     run = simulated_run(res, edges, desc)
     timelines = []

@@ -28,6 +28,12 @@ class SimulatedRequest:
     cached_tokens: int
     admissions: int
     status: str  # completed | rejected | incomplete | not_started
+    # a disaggregated run (`SimulatedRun.pools`): `worker` is its decode worker, `prefill_chunks`
+    # ran on `prefill_worker`, its KV was held there from `kv_held_ms` and joined the decode set
+    # at `decode_admit_ms`
+    prefill_worker: int | None = None
+    kv_held_ms: float | None = None
+    decode_admit_ms: float | None = None
 
 
 class EnginePass(NamedTuple):
@@ -67,3 +73,6 @@ class SimulatedRun:
     edges: Sequence[tuple[str, str, str]]  # (dependency id, dependent id, relation)
     num_workers: int
     description: str = ""
+    #: each worker's pool ("prefill" / "decode") in a disaggregated run, by worker id; () when
+    #: every worker serves whole requests
+    pools: tuple[str, ...] = ()

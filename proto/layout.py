@@ -9,6 +9,7 @@ Tree per timeline (one root each; perfetto.md §1.3, §2):
         <chain> stages     3i+1      only with separate stage tracks
         <chain> tools      3i+2      tool slices / instants (lanes too)
       workers              last      one group per worker, numeric order (worker 2 < worker 10)
+        [prefill workers / decode workers]   a disaggregated run's pools, each a group of its workers
         worker N [dp R]
           in flight        rank 0    counter
           requests         rank 1    what ran there (lanes)
@@ -17,7 +18,8 @@ Write order (what keeps trace processor from misnesting anything, perfetto.md §
 requests are written as whole blocks (BEGIN, stages, marks, END) in (start, end, key) order, with
 a dependency written before its dependent when both start at the same instant; each lane is
 packed in that same order, so on any track an END is written before a BEGIN at the same time.
-A flow's source sits on the dependency's BEGIN and its terminator on the dependent's BEGIN; when
+A flow's source sits on the dependency's BEGIN and its terminator on the dependent's BEGIN (a
+disaggregated request's KV handoff: from its prefill worker slice to its decode worker slice); when
 recorded times put the dependent's start first (`--weka-subagents wait` joins, a stopped replay),
 the edge is not drawn (trace processor would point the arrow backwards) and is counted by reason.
 Then tool items, worker slices and counter samples, each track in time order.
@@ -107,10 +109,11 @@ class _Plan:
 
     __slots__ = ("tl", "order", "req_track", "stage_track", "flow_out", "flow_in", "tools",
                  "tool_track", "placements", "counters", "corr",
-                 "worker_series", "worker_counters")
+                 "worker_series", "worker_counters", "placement_flows")
 
     def __init__(self, tl: Timeline) -> None:
         self.tl = tl
+        self.placement_flows: tuple[dict, dict] = ({}, {})
 
 
 class Layout:
@@ -259,15 +262,18 @@ class Layout:
         # tuple sort (no key function: half the time) is the stable sort on the first four and
         # never compares the rest
         number = itertools.count().__next__
-        placed = [(pl.slice.start_ns, pl.slice.end_ns, rank_of[i], pl.order, number(), pl.worker, pl.slice, i)
+        placed = [(pl.slice.start_ns, pl.slice.end_ns, rank_of[i], pl.order, number(), pl.worker, pl.slice, i, pl)
                   for i, r in enumerate(reqs) for pl in r.placements]
         placed.sort()
         workers: dict[str, tuple] = {}
+        pool_of: dict[str, str] = {}
         for x in placed:
             workers.setdefault(x[5], x[3])
+            pool_of.setdefault(x[5], x[8].pool)
         extra = {}
         for wt in tl.workers:
             workers.setdefault(wt.worker, wt.order)
+            pool_of.setdefault(wt.worker, wt.pool)
             extra[wt.worker] = wt
         p.worker_series = []
         p.worker_counters = []
@@ -278,8 +284,15 @@ class Layout:
             by_worker: dict[str, list] = defaultdict(list)
             for x in placed:
                 by_worker[x[5]].append(x)
-            for wi, w in enumerate(sorted(workers, key=lambda w: (workers[w], w))):
-                wu = tree.add(wg, w, rank=wi, child_ordering=ORDER_EXPLICIT)
+            ordered = sorted(workers, key=lambda w: (workers[w], w))
+            parent: dict[str, int] = {}
+            for w in ordered:  # a disaggregated run's pools, in their workers' order
+                q = pool_of.get(w, "")
+                if q and q not in parent:
+                    parent[q] = tree.add(wg, q, rank=len(parent), child_ordering=ORDER_EXPLICIT,
+                                         description=f"The {q}")
+            for wi, w in enumerate(ordered):
+                wu = tree.add(parent.get(pool_of.get(w, ""), wg), w, rank=wi, child_ordering=ORDER_EXPLICIT)
                 xs = by_worker.get(w, ())
                 if xs:
                     cu = tree.add(wu, "in flight", kind=COUNTER, rank=0, unit_name=COUNTER_UNIT,
@@ -289,7 +302,7 @@ class Layout:
                     lanes, k = pack_lanes(self._lane_iv(iv))
                     lane_tracks = tree.lanes(wu, "requests", k, 1)
                     m = len(p.placements)  # numbers them: ties in the final sort keep this order
-                    p.placements += [(x[0], x[1], x[2], m + j, lane_tracks[lane], x[6], x[7])
+                    p.placements += [(x[0], x[1], x[2], m + j, lane_tracks[lane], x[6], x[7], x[8])
                                      for j, (x, lane) in enumerate(zip(xs, lanes))]
                 wt = extra.get(w)
                 if wt is not None:
@@ -302,6 +315,7 @@ class Layout:
                         p.worker_counters.append((cu, c.samples))
             p.placements.sort()  # by (start, end, write position), ties in the order they were added
         p.counters = counters
+        handoffs = self._placement_flows(p, ti, len(tl.links))
 
         # flows: one id per edge
         flow_out: dict[int, list[int]] = defaultdict(list)
@@ -327,10 +341,12 @@ class Layout:
             flow_in[d].append(fid)
             drawn += 1
             self.flow_relation[fid] = e.relation
-        st.flows += drawn
+        # a KV handoff flow counts as an edge drawn (what `check` finds is what was declared)
+        st.flows += drawn + handoffs
+        st.links += handoffs
         st.links_skipped.update(skipped)
-        st.flows_per_timeline[tl.name] = drawn
-        st.links_per_timeline[tl.name] = len(tl.links)
+        st.flows_per_timeline[tl.name] = drawn + handoffs
+        st.links_per_timeline[tl.name] = len(tl.links) + handoffs
         st.skipped_per_timeline[tl.name] = dict(skipped)
         p.flow_out, p.flow_in = flow_out, flow_in
         self.tracks.extend(tree.specs)
@@ -349,6 +365,32 @@ class Layout:
             stack.extend(c for c in b.children if type(c) is Block)
         return dict(out)
 
+    def _placement_flows(self, p: "_Plan", ti: int, n_links: int) -> int:
+        """Flows between placements of one request (`Placement.flow_out` -> `flow_in` of the same
+        name): ids after the timeline's edge flows, kept in `p.placement_flows` by placement
+        position; how many are drawn (the source must start before the terminator)."""
+        ends: dict[tuple[int, str], list] = {}
+        for k, x in enumerate(p.placements):
+            pl = x[7]
+            if pl.flow_out:
+                ends.setdefault((x[6], pl.flow_out), [None, None])[0] = k
+            if pl.flow_in:
+                ends.setdefault((x[6], pl.flow_in), [None, None])[1] = k
+        out: dict[int, list[int]] = defaultdict(list)
+        inn: dict[int, list[int]] = defaultdict(list)
+        fid = flow_base(ti) + n_links
+        drawn = 0
+        for (_i, name), (a, b) in ends.items():
+            if a is None or b is None or p.placements[a][0] >= p.placements[b][0]:
+                continue
+            fid += 1
+            out[a].append(fid)
+            inn[b].append(fid)
+            self.flow_relation[fid] = name
+            drawn += 1
+        p.placement_flows = (out, inn)
+        return drawn
+
     # -- the event stream ----------------------------------------------------------------------
     def events(self) -> Iterator[Block | Instant | Sample]:
         for ev in self.stream():
@@ -366,8 +408,10 @@ class Layout:
             corr = p.corr
             yield from _request_blocks(p)
             yield from _tool_events(p)
-            for start, end, _, _, track, sl, i in p.placements:
-                yield _new(Block, (start, end, track, sl.name, sl.category, sl.args, corr[i], (), (), ()))
+            fo, fi = p.placement_flows
+            for k, (start, end, _, _, track, sl, i, _pl) in enumerate(p.placements):
+                yield _new(Block, (start, end, track, sl.name, sl.category, sl.args, corr[i],
+                                   tuple(fo[k]) if k in fo else (), tuple(fi[k]) if k in fi else (), ()))
             for track, intervals in p.counters:
                 yield _new(Series, (track, in_flight(intervals)))
             for track, slices in p.worker_series:

@@ -13,6 +13,13 @@ differences (`annotations`). Per worker (`worker N`): what ran there (prefill / 
 Recorded), one slice per engine pass on `engine passes`, and counters for running and waiting
 requests, KV blocks in use and cached, and prefix-hit tokens.
 
+A disaggregated run's workers sit in two groups, `prefill workers` and `decode workers`: a
+request's `prefill` slice on its prefill worker (admission to the end of its prompt, when the
+worker holds its KV) and its `decode` slice on its decode worker (joining the decode set to the
+end), joined by a `kv transfer` flow; on the request's own track, a `kv transfer` stage covers the
+time from the prompt's end to the decode admission (the handoff wait and the transfer), and the
+first token comes at the end of its first decode pass.
+
 Tool rows of the recorded timeline are redrawn at the same offset from the end of the request
 they follow (the last request of their chain that ended before the tool started; before a
 chain's first request, from that request's start), so a tool call moves with the simulated
@@ -72,21 +79,40 @@ def simulated_timeline(run: SimulatedRun, *, origin_ns: int = 0, recorded: Timel
         else:
             group, chain = f"play: {r.play}", r.session_id or REQUEST_ONLY
         spans.append(_span(r, group, chain, names.get(r.request_id, "LLM request"), ns, last,
-                           ann.get(r.request_id, ())))
+                           ann.get(r.request_id, ()), lambda w: worker_label(run, w)))
     links = tuple(Link(s, d, rel) for s, d, rel in run.edges)
     tools = _shift_tools(recorded, spans, origin_ns) if recorded is not None else []
     workers = _workers(run, ns, merge_passes)
-    desc = description or (f"Simulated run: {len(spans)} LLM requests on {run.num_workers} worker"
-                           f"{'s' if run.num_workers != 1 else ''}" + (f"; {run.description}" if run.description else ""))
+    if run.pools:
+        npre = run.pools.count("prefill")
+        on = f"{npre} prefill + {run.num_workers - npre} decode workers"
+    else:
+        on = f"{run.num_workers} worker{'s' if run.num_workers != 1 else ''}"
+    desc = description or (f"Simulated run: {len(spans)} LLM requests on {on}"
+                           + (f"; {run.description}" if run.description else ""))
     return Timeline(name=name, requests=spans, tools=tools, links=links, description=desc, workers=workers,
                     not_drawn=not_drawn)
 
 
-def _span(r, group: str, chain: str, name: str, ns, last: float, extra: Args) -> RequestSpan:
+def worker_label(run: SimulatedRun, w: int) -> tuple[str, tuple, str]:
+    """(display name, sort key, pool group) of worker `w`: "worker N", or in a disaggregated
+    run "prefill worker N" / "decode worker N" (numbered within the pool) in its pool's group."""
+    if not run.pools:
+        return f"worker {w}", (w, -1), ""
+    pool = run.pools[w]
+    k = w - run.pools.index(pool)
+    return f"{pool} worker {k}", (pool != "prefill", k), f"{pool} workers"
+
+
+def _span(r, group: str, chain: str, name: str, ns, last: float, extra: Args, label) -> RequestSpan:
     start = ns(r.ready_ms)
     end = ns(r.end_ms if r.end_ms is not None else last)
     rid = r.request_id
-    a = [("request_id", rid), ("worker", r.worker), ("status", r.status), ("input_tokens", r.input_length),
+    disagg = r.prefill_worker is not None
+    who = ((("prefill_worker", label(r.prefill_worker)[0]), ("decode_worker", None if r.worker is None else
+                                                            label(r.worker)[0]))
+           if disagg else (("worker", r.worker),))
+    a = [("request_id", rid), *who, ("status", r.status), ("input_tokens", r.input_length),
          ("output_tokens", r.output_tokens), ("cached_tokens", r.cached_tokens), ("admissions", r.admissions),
          ("sim.start_ms", r.ready_ms), ("sim.admit_ms", r.admit_ms), ("sim.first_token_ms", r.first_token_ms),
          ("sim.end_ms", r.end_ms)]
@@ -110,21 +136,40 @@ def _span(r, group: str, chain: str, name: str, ns, last: float, extra: Args) ->
         if e > s:
             stages.append(Slice("prefill", CAT_STAGE, s, e, base + (("chunk", k), ("tokens", tokens))))
             cursor = e
+    held = ns(r.kv_held_ms) if disagg and r.kv_held_ms is not None else None
+    joined = ns(r.decode_admit_ms) if disagg and r.decode_admit_ms is not None else None
+    if held is not None:
+        to = min(joined if joined is not None else end, end)
+        if to > max(held, cursor):
+            stages.append(Slice("kv transfer", CAT_STAGE, max(held, cursor), to, base))
     marks: tuple[Mark, ...] = ()
     if first is not None and start <= first <= end:
         marks = (Mark("first token", CAT_MARKER, first, (("ttft_ms", r.first_token_ms - r.ready_ms),)),)
         if end > first:
             stages.append(Slice("decode", CAT_STAGE, first, end, base + (("output_tokens", r.output_tokens),)))
     placements: tuple[Placement, ...] = ()
-    if r.worker is not None and admit is not None:
-        label, order = f"worker {r.worker}", (r.worker, -1)
+    if disagg and admit is not None:
+        wargs = (("request_id", rid),)
+        pl = []
+        pname, porder, ppool = label(r.prefill_worker)
+        pend = held if held is not None else end
+        if pend > admit:
+            pl.append(Placement(pname, porder, Slice("prefill", CAT_WORKER, admit, pend, wargs), ppool,
+                                flow_out="kv transfer"))
+        if r.worker is not None and joined is not None and end > joined:
+            dname, dorder, dpool = label(r.worker)
+            pl.append(Placement(dname, dorder, Slice("decode", CAT_WORKER, joined, end, wargs), dpool,
+                                flow_in="kv transfer"))
+        placements = tuple(pl)
+    elif r.worker is not None and admit is not None:
+        wname, order, _pool = label(r.worker)
         wargs = (("request_id", rid),)
         pl = []
         pf = first if first is not None else end
         if pf > admit:
-            pl.append(Placement(label, order, Slice("prefill", CAT_WORKER, admit, pf, wargs)))
+            pl.append(Placement(wname, order, Slice("prefill", CAT_WORKER, admit, pf, wargs)))
         if first is not None and end > first:
-            pl.append(Placement(label, order, Slice("decode", CAT_WORKER, first, end, wargs)))
+            pl.append(Placement(wname, order, Slice("decode", CAT_WORKER, first, end, wargs)))
         placements = tuple(pl)
     return RequestSpan(key=rid, group=group, chain=chain, slice=Slice(name, CAT_REQUEST, start, end, args),
                        stages=tuple(stages), marks=marks, placements=placements)
@@ -211,6 +256,8 @@ def _workers(run: SimulatedRun, ns, merge_passes: bool) -> list[WorkerTrack]:
     out = []
     for w in sorted(set(passes) | set(series)):
         cols = series.get(w, [[] for _ in COUNTERS])
-        out.append(WorkerTrack(f"worker {w}", (w, -1), passes.get(w, ()),
-                               tuple(CounterSeries(n, u, tuple(c), d) for (n, u, d), c in zip(COUNTERS, cols) if c)))
+        name, order, pool = worker_label(run, w)
+        out.append(WorkerTrack(name, order, passes.get(w, ()),
+                               tuple(CounterSeries(n, u, tuple(c), d) for (n, u, d), c in zip(COUNTERS, cols) if c),
+                               pool))
     return out

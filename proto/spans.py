@@ -47,6 +47,11 @@ class Placement:
     worker: str  # display name, e.g. "worker 2" or "worker 2 dp 1"
     order: tuple  # sort key among workers, e.g. (2, 1): numeric, so worker 2 comes before worker 10
     slice: Slice
+    pool: str = ""  # the group of `workers` it sits in ("prefill workers", "decode workers"; "": none)
+    # a flow named so leaves this slice / ends on it, paired within its request (the KV handoff of
+    # a disaggregated request, from its prefill slice to its decode slice)
+    flow_out: str = ""
+    flow_in: str = ""
 
 
 @dataclass(slots=True)
@@ -112,6 +117,7 @@ class WorkerTrack:
     order: tuple  # sort key among workers, as Placement.order
     passes: Sequence[Slice] = ()  # non-overlapping, in time order: one `engine passes` track
     counters: Sequence[CounterSeries] = ()
+    pool: str = ""  # as Placement.pool
 
 
 @dataclass(frozen=True, slots=True)
