@@ -16,8 +16,9 @@ from dataclasses import fields
 
 import orjson
 
-from . import shared_hashes
+from . import schemas, shared_hashes
 from .errors import TraceError
+from .limits import TOKENS
 from .model import ClaudeLink, Generation, Request, Source, ToolCallRef, ToolEvent, Worker
 
 def _check_order(cls: type, names: str) -> None:
@@ -38,7 +39,8 @@ _check_order(ToolEvent, """event_type chain_id parent_chain_id tool_call_id tool
 AGENT_SCHEMA = "dynamo.agent.trace.v1"
 REQUEST_SCHEMA = "dynamo.request.trace.v1"
 TOOL_TYPES = frozenset(("tool_start", "tool_end", "tool_error"))
-U64_MAX = (1 << 64) - 1
+U64_MAX = schemas.U64_MAX
+_TOKENS_MAX = TOKENS.maximum
 
 # field -> (chain field, parent field, run field) per generation
 _IDENTITY = {
@@ -48,8 +50,6 @@ _IDENTITY = {
     Generation.G3B: ("session_id", "parent_session_id", None),
 }
 _G3B_FIELDS = _IDENTITY[Generation.G3B]
-_METRICS_F = ("prefill_wait_time_ms", "prefill_time_ms", "ttft_ms", "total_time_ms", "avg_itl_ms",
-              "kv_hit_rate", "kv_transfer_estimated_latency_ms")
 
 
 def round_half_away(x: float) -> int:
@@ -107,73 +107,16 @@ def _in_workflow(workflow: str, program: str) -> str:
     return program if program == workflow or program.startswith(workflow + ":") else f"{workflow}:{program}"
 
 
-def _u64(v: object, src: Source, field: str) -> int:
-    if isinstance(v, bool) or not isinstance(v, int):
-        if isinstance(v, float) and v.is_integer() and 0 <= v <= U64_MAX:
-            return int(v)
-        raise TraceError(f"{src}: field `{field}` must be a non-negative integer, got {v!r}")
-    if v < 0 or v > U64_MAX:
-        raise TraceError(f"{src}: field `{field}` is outside the u64 range: {v}")
-    return v
-
-
-def _opt_u64(d: dict, key: str, src: Source, prefix: str = "request.") -> int | None:
-    v = d.get(key)
-    if v is None or (type(v) is int and 0 <= v <= U64_MAX):
-        return v
-    return _u64(v, src, prefix + key)
-
-
-_WORKER_KEYS = ("prefill_worker_id", "prefill_dp_rank", "decode_worker_id", "decode_dp_rank")
 _workers: dict[tuple, Worker] = {}
 
 
-def _worker(w: object, src: Source) -> Worker | None:
+def _worker(w: schemas.Worker) -> Worker:
     """Placement records repeat across a trace: one shared Worker per distinct placement."""
-    if not isinstance(w, dict):
-        return None
-    key = (w.get("prefill_worker_id"), w.get("prefill_dp_rank"), w.get("decode_worker_id"), w.get("decode_dp_rank"))
-    a, b, c, d = key
-    # the cache holds checked keys only; exact ints (never bools, which equal 0/1) can hit it unchecked
-    if type(a) is int and type(b) is int and type(c) is int and type(d) is int:
-        found = _workers.get(key)
-        if found is not None:
-            return found
-    key = tuple(_opt_u64(w, k, src, "request.worker.") for k in _WORKER_KEYS)
+    key = (w.prefill_worker_id, w.prefill_dp_rank, w.decode_worker_id, w.decode_dp_rank)
     found = _workers.get(key)
     if found is None:
         found = _workers[key] = Worker(*key)
     return found
-
-
-def _opt_float(d: dict, key: str, src: Source, notes: Counter) -> float | None:
-    v = d.get(key)
-    if v is None:
-        return None
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise TraceError(f"{src}: field `request.{key}` must be a number, got {v!r}")
-    if not math.isfinite(v):
-        # Dynamo's producer drops non-finite metrics before writing; do the same, and count it.
-        notes[f"non-finite request.{key} dropped"] += 1
-        return None
-    return float(v)
-
-
-def _hashes(v: object, src: Source, field: str):
-    if not isinstance(v, list):
-        raise TraceError(f"{src}: field `{field}` must be a list of u64 integers")
-    try:
-        # array('Q') keeps u64 exactly in 8 bytes each and rejects negatives, > 2^64-1 and floats,
-        # but takes true/false as 1/0: look for those only where a 0 or 1 came out
-        arr = array("Q", v)
-        if (0 in arr or 1 in arr) and bool in set(map(type, v)):
-            raise TypeError
-        return arr
-    except (TypeError, OverflowError):
-        # JSON integers beyond u64 arrive as floats from orjson: say so rather than print a rounded float
-        bad = next(h for h in v if isinstance(h, bool) or not isinstance(h, int) or not 0 <= h <= U64_MAX)
-        what = "an integer above 2^64-1" if type(bad) is float and bad >= 2.0 ** 64 and bad.is_integer() else repr(bad)
-        raise TraceError(f"{src}: field `{field}` holds {what}, not a u64 integer (0 to 2^64-1)") from None
 
 
 _HASH_KEY = b'"input_sequence_hashes"'
@@ -193,9 +136,11 @@ class HashTexts:
     The text is trusted only where it cannot be anything but the list of numbers of this key:
     no backslash in the line (a key could be spelled with a `\\u` escape, a quote escaped), the
     key exactly once, right after `{` or `,` and followed by `[` (compact JSON), and no quote or
-    `[` before the first `]` (no strings, no nested lists). Every byte of it is then either in a
-    prefix equal to text already parsed or in a tail parsed here; anything else raises `Reparse`,
-    and the line takes the full parse, which also makes every error message."""
+    `[` before the first `]` (no strings, no nested lists); and the reader uses the cut only when
+    the parsed line holds the emptied list at `request.replay.input_sequence_hashes` (the key
+    anywhere else is another field, `cut_in_place`). Every byte of it is then either in a prefix
+    equal to text already parsed or in a tail parsed here; anything else raises `Reparse`, and
+    the line takes the full parse, which also makes every error message."""
 
     __slots__ = ("last",)
     MAX_CHAINS = 1024  # a bound on the texts kept (one per chain), not a tuning knob
@@ -216,6 +161,14 @@ class HashTexts:
             return None
         text = raw[start:end]
         return raw[:start] + raw[end:], text
+
+    @staticmethod
+    def cut_in_place(rec: schemas.Record) -> bool:
+        """Whether a line parsed after `cut` held the key where the schema puts it (then the
+        emptied list is there); a request_end with the key elsewhere is read whole."""
+        req = rec.request
+        return (rec.event_type == "request_end" and req is not None and req.replay is not None
+                and req.replay.input_sequence_hashes == [])
 
     def ids(self, text: bytes, chain: object) -> shared_hashes.SharedHashes:
         """The hashes of a `cut` text, sharing the chain's last list (`shared_hashes`); raises
@@ -263,92 +216,81 @@ def _has_bool(text: bytes, start: int) -> bool:
 
 
 _NO_HASHES = array("Q")
+_NO_REPLAY = schemas.Replay()
 
 
-def parse_request(ev: dict, gen: Generation, src: Source, notes: Counter, hash_text: bytes | None = None,
-                  texts: HashTexts | None = None, replay_rules: bool = True) -> Request:
-    """A `request_end` record to a Request, with Dynamo's loader checks and time rules (§4.2).
-    Hashes are kept as array('Q'): 8 bytes each, exact u64, and compared by memcmp later. With
-    `hash_text` (from `HashTexts.cut`; `ev` then holds an empty list) `texts` (one per read)
-    parses only what differs from the chain's last list, or raises Reparse. The checks run in a
-    fixed order: the first problem is the one reported. `replay_rules` False reads the record as
-    Dynamo's Perfetto script does (§5): no replay block, output tokens or arrival time required,
-    and the hash list not held to the input length (a present one is still type-checked)."""
+def _request_end_error(src: Source, text: str) -> TraceError:
+    return TraceError(f"invalid request_end at {src}: {text}")
+
+
+def parse_request(ev: schemas.Record, gen: Generation, src: Source, notes: Counter, hash_text: bytes | None = None,
+                  texts: HashTexts | None = None, replay_rules: bool = True, raw: bytes = b"") -> Request:
+    """A typed `request_end` record (`schemas.Record`: every field's type and range already
+    checked) to a Request, with Dynamo's loader rules and time rules (§4.2) that a schema cannot
+    say. Hashes are kept as array('Q'): 8 bytes each, exact u64, and compared by memcmp later.
+    With `hash_text` (from `HashTexts.cut`; the record then holds an empty list) `texts` (one
+    per read) parses only what differs from the chain's last list, or raises Reparse. The checks
+    run in a fixed order: the first problem is the one reported. `replay_rules` False reads the
+    record as Dynamo's Perfetto script does (§5): no replay block, output tokens or arrival time
+    required, and the hash list not held to the input length (a present one is still typed).
+    `raw` is the line, for errors about values inside kept-whole objects."""
     strict = replay_rules and (gen is Generation.G3B or gen is Generation.G3A or gen is Generation.G3_FREE)
-    ctx = ev.get("agent_context")
-    chain, parent, run, identity = _identity(gen, ctx, src) if gen is not Generation.G3_FREE else (None, None, None, ())
-    req = ev.get("request")
-    if not isinstance(req, dict):
-        raise TraceError(f"invalid request_end at {src}: field `request`: request_end record is missing request payload")
-    g = req.get
-    rid = g("request_id")
-    if not isinstance(rid, str) or not rid:
-        what = "is required" if rid is None else f"must be a non-empty string, got {rid!r}"
-        raise TraceError(f"invalid request_end at {src}: field `request.request_id` {what}")
-    replay = g("replay")
-    if not isinstance(replay, dict):
-        if replay_rules or replay is not None:
-            raise TraceError(f"invalid request_end at {src}: field `request.replay`: request payload is missing replay metrics")
-        replay = {}
-    bs = replay.get("trace_block_size")
-    if (type(bs) is not int or bs <= 0) and (replay_rules or bs is not None):  # bools have their own type
-        raise TraceError(f"invalid request_end at {src}: field `request.replay.trace_block_size` must be a positive integer, got {bs!r}")
-    input_length = replay.get("input_length")
-    if (type(input_length) is not int or input_length < 0 or input_length > U64_MAX) and (replay_rules or input_length is not None):
-        input_length = _u64(input_length, src, "request.replay.input_length")
+    chain, parent, run, identity = _identity(gen, ev.agent_context, src) if gen is not Generation.G3_FREE else (None, None, None, ())
+    req = ev.request
+    if req is None:
+        raise _request_end_error(src, "field `request`: request_end record is missing request payload")
+    rid = req.request_id
+    if rid is None:
+        raise _request_end_error(src, "field `request.request_id` is required")
+    replay = req.replay
+    if replay is None:
+        if replay_rules:
+            raise _request_end_error(src, "field `request.replay`: request payload is missing replay metrics")
+        replay = _NO_REPLAY
+    bs = replay.trace_block_size
+    if bs is None and replay_rules:
+        raise _request_end_error(src, "field `request.replay.trace_block_size` must be a positive integer, got None")
+    input_length = replay.input_length
+    if input_length is None and replay_rules:
+        raise TraceError(f"{src}: field `request.replay.input_length` must be a non-negative integer, got None")
+    if input_length is not None and input_length > _TOKENS_MAX:
+        TOKENS.check(input_length, f"{src}: field `request.replay.input_length`")
     if hash_text is not None:  # the line was parsed without the list (`HashTexts.cut`)
         hashes = texts.ids(hash_text, chain)
-    elif replay_rules or "input_sequence_hashes" in replay:
-        hashes = _hashes(replay.get("input_sequence_hashes"), src, "request.replay.input_sequence_hashes")
+    elif replay.input_sequence_hashes is not None:
+        hashes = schemas.u64_array(replay.input_sequence_hashes, str(src), "request.replay.input_sequence_hashes")
+    elif replay_rules:
+        raise TraceError(f"{src}: field `request.replay.input_sequence_hashes` must be a list of u64 integers")
     else:
         hashes = _NO_HASHES
     n = len(hashes)
     if strict:
         need = -(-input_length // bs)
         if n != need:
-            raise TraceError(
-                f"invalid request_end at {src}: field `request.replay.input_sequence_hashes`: input_length "
-                f"{input_length} with trace_block_size {bs} requires exactly {need} replay hashes, got {n}")
+            raise _request_end_error(
+                src, f"field `request.replay.input_sequence_hashes`: input_length {input_length} with "
+                     f"trace_block_size {bs} requires exactly {need} replay hashes, got {n}")
     elif replay_rules and n * bs < input_length:
-        raise TraceError(
-            f"invalid request_end at {src}: field `request.replay.input_sequence_hashes`: input_length "
-            f"{input_length} exceeds replay hash capacity {n * bs}")
-    completion = replay.get("completion_sequence_hashes")
+        raise _request_end_error(
+            src, f"field `request.replay.input_sequence_hashes`: input_length {input_length} exceeds replay hash "
+                 f"capacity {n * bs}")
+    completion = replay.completion_sequence_hashes
     if completion is not None:
-        completion = _hashes(completion, src, "request.replay.completion_sequence_hashes")
+        completion = schemas.u64_array(completion, str(src), "request.replay.completion_sequence_hashes")
 
-    received = g("request_received_ms")
-    if received is not None and (type(received) is not int or received < 0):
-        received = _u64(received, src, "request.request_received_ms")
-    output_tokens = g("output_tokens")
-    if output_tokens is not None and (type(output_tokens) is not int or output_tokens < 0):
-        output_tokens = _u64(output_tokens, src, "request.output_tokens")
+    received = req.request_received_ms
+    output_tokens = req.output_tokens
     if strict and received is None:
-        raise TraceError(f"invalid request_end at {src}: field `request.request_received_ms`: request trace is missing request_received_ms")
+        raise _request_end_error(src, "field `request.request_received_ms`: request trace is missing request_received_ms")
     if strict and output_tokens is None:
-        raise TraceError(f"invalid request_end at {src}: field `request.output_tokens`: request trace is missing output_tokens")
+        raise _request_end_error(src, "field `request.output_tokens`: request trace is missing output_tokens")
+    if output_tokens is not None and output_tokens > _TOKENS_MAX:
+        TOKENS.check(output_tokens, f"{src}: field `request.output_tokens`")
 
-    et = ev.get("event_time_unix_ms")
-    if type(et) is not int or et < 0:
-        if et is None and received is not None:
-            et = None
-        elif isinstance(et, bool) or not isinstance(et, (int, float)) or not math.isfinite(et) or et < 0:
-            raise TraceError(f"invalid request_end at {src}: field `event_time_unix_ms` must be a non-negative number, got {et!r}")
-    metrics = []
-    for k in _METRICS_F:
-        v = g(k)
-        if v is not None:
-            tv = type(v)
-            if tv is float:
-                if v - v != 0.0:  # NaN or +-Inf: Dynamo's producer drops these; count it
-                    notes[f"non-finite request.{k} dropped"] += 1
-                    v = None
-            elif tv is int:
-                v = float(v)
-            else:
-                v = _opt_float(req, k, src, notes)
-        metrics.append(v)
-    prefill_wait, prefill, ttft, total, itl, kv_hit, kv_transfer = metrics
+    et = ev.event_time_unix_ms
+    if (et is None and received is None) or (et is not None and et < 0):
+        raise _request_end_error(src, f"field `event_time_unix_ms` must be a non-negative number, got {et!r}")
+    ttft, total = req.ttft_ms, req.total_time_ms
     if ttft is not None and (ttft < 0.0 or (total is not None and ttft > total >= 0.0)):
         # kept as recorded (Perfetto clamps the stages; replay compares no TTFT to it): counted
         notes["request.ttft_ms negative or beyond total_time_ms (kept as recorded, not compared)"] += 1
@@ -365,112 +307,58 @@ def parse_request(ev: dict, gen: Generation, src: Source, notes: Counter, hash_t
         end = et_ms
         start = max(0, end - total_i)
 
-    worker = g("worker")
+    worker = req.worker
     if worker is not None:
-        worker = _worker(worker, src)
-    finish = g("finish_reason_metadata")
+        worker = _worker(worker)
+    finish = req.finish_reason_metadata
     tool_calls: tuple = ()
-    if isinstance(finish, dict):
+    if finish is not None:
         calls = finish.get("tool_calls")
-        if isinstance(calls, list):
-            tool_calls = tuple(
-                ToolCallRef(c.get("choice_index"), c.get("tool_call_index"), c.get("id"), c.get("name"))
-                for c in calls if isinstance(c, dict))
-    else:
-        finish = None
-    model = g("model")
-    input_tokens = g("input_tokens")
-    if input_tokens is not None and (type(input_tokens) is not int or input_tokens < 0 or input_tokens > U64_MAX):
-        input_tokens = _u64(input_tokens, src, "request.input_tokens")
-    cached = g("cached_tokens")
-    if cached is not None and (type(cached) is not int or cached < 0 or cached > U64_MAX):
-        cached = _u64(cached, src, "request.cached_tokens")
-    depth = g("queue_depth")
-    if depth is not None and (type(depth) is not int or depth < 0 or depth > U64_MAX):
-        depth = _u64(depth, src, "request.queue_depth")
+        if calls is not None:
+            tool_calls = tuple(ToolCallRef(c.choice_index, c.tool_call_index, c.id, c.name)
+                               for c in schemas.tool_calls(calls, raw, str(src)))
+    model = req.model
     # positional: keyword matching of Request's 30 fields cost 2.2 µs a row (see _check_order);
     # the model string interned as parse_tool's strings are
     return Request(
         rid, chain, parent, start, end, output_tokens, bs, input_length, hashes, completion,
-        sys.intern(model) if type(model) is str else None, g("x_request_id"), input_tokens, cached,
-        prefill_wait, prefill, ttft, total, itl, kv_hit, kv_transfer, depth,
+        sys.intern(model) if model is not None else None, req.x_request_id, req.input_tokens, req.cached_tokens,
+        req.prefill_wait_time_ms, req.prefill_time_ms, ttft, total, req.avg_itl_ms, req.kv_hit_rate,
+        req.kv_transfer_estimated_latency_ms, req.queue_depth,
         worker, finish, tool_calls, et, run, identity, gen, src, received is not None)
 
 
-def parse_tool(ev: dict, gen: Generation, src: Source) -> ToolEvent | None:
-    """A tool row to a ToolEvent; None (caller counts it) when it has no identity or no `tool`."""
-    tool = ev.get("tool")
-    ctx = ev.get("agent_context")
-    if ctx is None and isinstance(ev.get("session_id"), str):
+def parse_tool(ev: schemas.Record, gen: Generation, src: Source) -> ToolEvent | None:
+    """A typed tool row to a ToolEvent; None (caller counts it) when it has no identity or no `tool`."""
+    tool = ev.tool
+    ctx = ev.agent_context
+    if ctx is None and isinstance(ev.session_id, str):
         # G3b/G3c ingress shape (flattened identity), as Dynamo's relay would have normalised it
-        ctx = {"session_id": ev["session_id"]}
-        if isinstance(ev.get("parent_session_id"), str):
-            ctx["parent_session_id"] = ev["parent_session_id"]
+        ctx = {"session_id": ev.session_id}
+        if isinstance(ev.parent_session_id, str):
+            ctx["parent_session_id"] = ev.parent_session_id
         gen = Generation.G3B
-    if not isinstance(tool, dict) or not isinstance(ctx, dict):
+    if tool is None or ctx is None:
         return None
     if gen is Generation.G3_FREE:
-        gen = generation_of(ev.get("schema"), ctx, src)
+        gen = generation_of(ev.schema, ctx, src)
     chain, parent, run, identity = _identity(gen, ctx, src)
-    et = ev.get("event_time_unix_ms")
-    tet = type(et)
-    if tet is not int and not (tet is float and et - et == 0.0):  # else: the full check
-        if isinstance(et, bool) or not isinstance(et, (int, float)) or not math.isfinite(et):
-            raise TraceError(f"{src}: field `event_time_unix_ms` must be a finite number, got {et!r}")
-    g = tool.get
-    dur = g("duration_ms")
-    if dur is not None:
-        if type(dur) is float and dur - dur == 0.0:
-            pass
-        elif isinstance(dur, bool) or not isinstance(dur, (int, float)):
-            raise TraceError(f"{src}: field `tool.duration_ms` must be a number, got {dur!r}")
-        elif not math.isfinite(dur):
-            raise TraceError(f"{src}: field `tool.duration_ms`: tool duration_ms must be finite")
-        else:
-            dur = float(dur)
-    claude = g("claude")
-    if isinstance(claude, dict):
-        c = claude.get
-        claude = ClaudeLink(*(_opt_str(c(k), src, f"tool.claude.{k}") for k in _CLAUDE_KEYS))
-    else:
-        claude = None
-    # u64 fields in the order they are reported (`_opt_u64`, inlined for exact ints in range)
-    started = g("started_at_unix_ms")
-    if started is not None and (type(started) is not int or started < 0 or started > U64_MAX):
-        started = _u64(started, src, "tool.started_at_unix_ms")
-    ended = g("ended_at_unix_ms")
-    if ended is not None and (type(ended) is not int or ended < 0 or ended > U64_MAX):
-        ended = _u64(ended, src, "tool.ended_at_unix_ms")
-    out_tokens = g("output_tokens")
-    if out_tokens is not None and (type(out_tokens) is not int or out_tokens < 0 or out_tokens > U64_MAX):
-        out_tokens = _u64(out_tokens, src, "tool.output_tokens")
-    out_bytes = g("output_bytes")
-    if out_bytes is not None and (type(out_bytes) is not int or out_bytes < 0 or out_bytes > U64_MAX):
-        out_bytes = _u64(out_bytes, src, "tool.output_bytes")
-    strs = (g("tool_call_id"), g("tool_class"), g("status"), g("tool_name_hash"), g("error_type"), ev.get("event_source"))
-    if not set(map(type, strs)) <= _STR_OR_NONE:  # one C-level test; the slow path names the field
-        for k, v in zip(_TOOL_STR_KEYS, strs):
-            _opt_str(v, src, k)
-    call_id, tool_class, status, name_hash, error_type, source = strs
+    et = ev.event_time_unix_ms
+    if et is None:
+        raise TraceError(f"{src}: field `event_time_unix_ms` must be a finite number, got None")
+    claude = tool.claude
+    if claude is not None:
+        claude = ClaudeLink(claude.source_request_id, claude.consumer_request_id, claude.child_session_id,
+                            claude.execution_mode)
+    tool_class, status, source = tool.tool_class, tool.status, ev.event_source
     # one string object per distinct value, not per row (~220 bytes a tool row less; `sys.intern`
     # keeps no string alive); the chain's string stays per row, held by `identity` too
     intern = sys.intern
     return ToolEvent(  # positional, as Request above
-        intern(ev["event_type"]), chain, parent, call_id, intern(tool_class) if tool_class else tool_class, et, started, ended, dur,
-        intern(status) if status else status, out_tokens, out_bytes, name_hash, error_type, claude,
-        intern(source) if source else source, run, identity, gen, src)
-
-
-_CLAUDE_KEYS = ("source_request_id", "consumer_request_id", "child_session_id", "execution_mode")
-_TOOL_STR_KEYS = ("tool.tool_call_id", "tool.tool_class", "tool.status", "tool.tool_name_hash", "tool.error_type",
-                  "event_source")
-_STR_OR_NONE = frozenset((str, type(None)))
-
-
-def _opt_str(v: object, src: Source, field: str) -> str | None:
-    if v is None or type(v) is str:
-        return v
-    raise TraceError(f"{src}: field `{field}` must be a string, got {v!r}")
+        intern(ev.event_type), chain, parent, tool.tool_call_id, intern(tool_class) if tool_class else tool_class, et,
+        tool.started_at_unix_ms, tool.ended_at_unix_ms, tool.duration_ms,
+        intern(status) if status else status, tool.output_tokens, tool.output_bytes, tool.tool_name_hash,
+        tool.error_type, claude, intern(source) if source else source, run, identity, gen, src)
 
 
 def tool_interval(t: ToolEvent) -> tuple[int, int] | None:

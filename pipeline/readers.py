@@ -13,21 +13,27 @@ import json
 import math
 from typing import Callable
 
+import msgspec
 import orjson
 
-from . import azure, distserve, dynamo_rows, mooncake, weka
+from . import azure, distserve, dynamo_rows, mooncake, schemas, weka
 from .errors import TraceError
 from .io import expand_inputs, iter_lines
 from .model import Generation, Request, Source, Trace
 
 _PAYLOAD_MARK = b'"event_type":"request_payload"'
+_EVENT_TYPE = b'"event_type"'
 
 
 def _loads(raw: bytes, src: Source):
+    """An untyped line (WEKA plays, Mooncake rows, other rows); a one-line error naming what is wrong."""
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as e:
-        # orjson rejects NaN/Infinity and integers beyond 64 bits; say which, as precisely as we can
+        msg = str(e)
+        if msg.startswith("depth limit exceeded"):
+            raise schemas.depth_error(raw, str(src)) from None
+        # orjson rejects NaN/Infinity and numbers beyond 64 bits; say which, as precisely as we can
         bad: list[str] = []
 
         def constant(name: str):
@@ -36,17 +42,67 @@ def _loads(raw: bytes, src: Source):
 
         try:
             json.loads(raw, parse_constant=constant)
+        except RecursionError:
+            raise schemas.depth_error(raw, str(src)) from None
         except ValueError:
             raise TraceError(f"{src}: invalid JSON: {e}") from None
         if bad:
             raise TraceError(f"{src}: invalid JSON: non-finite number `{bad[0]}` (Dynamo never writes NaN or Infinity)") from None
-        raise TraceError(f"{src}: invalid JSON: a number outside the 64-bit range (an integer above 2^64-1 "
-                         f"or a float that overflows)") from None
+        if "number" in msg or "integer" in msg:
+            raise TraceError(f"{src}: invalid JSON: a number outside the 64-bit range (an integer above 2^64-1 "
+                             f"or a float that overflows)") from None
+        raise TraceError(f"{src}: invalid JSON: {e}") from None  # a byte order mark, a lone surrogate, ...
 
 
-def _is_request_end(d: object) -> bool:
-    ev = d.get("event", d) if type(d) is dict else None
-    return type(ev) is dict and ev.get("event_type") == "request_end"
+decode_line = schemas.LINE.decode
+
+
+def _decode_line(raw: bytes, src: Source) -> schemas.Line | None:
+    """A line typed as a Dynamo record (None: not a JSON object); a one-line error naming the field."""
+    try:
+        return decode_line(raw)
+    except msgspec.ValidationError as e:
+        if " - at " not in str(e) and str(e).startswith("Expected `object`"):
+            return None
+        raise schemas.explain(e, raw, str(src)) from None
+    except msgspec.DecodeError:
+        _loads(raw, src)  # raises, naming the problem as the untyped readers do
+        raise TraceError(f"{src}: invalid JSON") from None
+    except RecursionError:
+        raise schemas.depth_error(raw, str(src)) from None
+
+
+def _other_line(d: object, src: Source, trace: Trace, subagents: str, header_seen: bool, plays: int) -> tuple[bool, int]:
+    """A line without an event type: a WEKA play, a Mooncake row or v2 header, or a row skipped
+    (counted). Returns the updated (v2 header seen, plays read)."""
+    if not isinstance(d, dict):
+        trace.skipped["lines that are not JSON objects"] += 1
+        return header_seen, plays
+    ev = d.get("event")
+    if isinstance(ev, dict):
+        d = ev
+    elif "event_type" not in d:
+        if weka.is_weka_play(d):
+            weka.read_play(d, plays, src, trace, subagents)
+            return header_seen, plays + 1
+        if d.get("schema") == mooncake.V2_SCHEMA or "hash_ids" in d or "output_length" in d:
+            header_seen |= d.get("schema") == mooncake.V2_SCHEMA
+            _mooncake_line(d, src, trace, header_seen)
+            return header_seen, plays
+    _untyped_event(d.get("event_type"), d.get("schema"), src, trace)
+    return header_seen, plays
+
+
+def _untyped_event(et: object, schema: object, src: Source, trace: Trace) -> None:
+    """A Dynamo row of an event type that carries no request or tool: skipped, counted (an
+    unknown schema is an error, and the request schema has no other event types)."""
+    if et == "request_payload":
+        trace.skipped["request_payload rows"] += 1
+        return
+    if schema == dynamo_rows.REQUEST_SCHEMA:
+        raise TraceError(f"{src}: field `event_type`: request trace schema only supports request_end/tool_* events, got {et!r}")
+    dynamo_rows.generation_of(schema, None, src)  # unknown schema is an error
+    trace.skipped[f"{et if isinstance(et, str) else 'untyped'} rows"] += 1
 
 
 def read_trace(inputs: list[str], *, subagents: str = "recorded", on_line: Callable[[int], None] | None = None,
@@ -80,7 +136,6 @@ def read_trace(inputs: list[str], *, subagents: str = "recorded", on_line: Calla
                 weka.read_play(d, plays, src, trace, subagents)
                 plays += 1
             continue
-        loads = orjson.loads
         cut_hashes = texts.cut
         for lineno, raw in iter_lines(path):
             if on_line is not None:
@@ -89,64 +144,55 @@ def read_trace(inputs: list[str], *, subagents: str = "recorded", on_line: Calla
                 trace.skipped["request_payload rows"] += 1
                 continue
             src = Source(path, lineno)
+            if _EVENT_TYPE not in raw and b"\\" not in raw:  # not a Dynamo record: WEKA, Mooncake, other
+                header_seen, plays = _other_line(_loads(raw, src), src, trace, subagents, header_seen, plays)
+                continue
             cut = cut_hashes(raw)
+            rec = None
             if cut is not None:
                 try:
-                    d = loads(cut[0])
-                except orjson.JSONDecodeError:
+                    line = decode_line(cut[0])
+                except (msgspec.MsgspecError, RecursionError):
                     cut = None
                 else:
-                    if not _is_request_end(d):  # the list is a request_end's or the line is read whole
-                        cut = None
-            if cut is None:
-                try:
-                    d = loads(raw)
-                except orjson.JSONDecodeError:
-                    d = _loads(raw, src)  # raises, naming the problem
-            if not isinstance(d, dict):
-                trace.skipped["lines that are not JSON objects"] += 1
-                continue
-            ev = d.get("event")
-            if isinstance(ev, dict):
-                d = ev
-            elif "event_type" not in d:
-                if weka.is_weka_play(d):
-                    weka.read_play(d, plays, src, trace, subagents)
-                    plays += 1
+                    rec = line.event if line.event is not None else line
+                    if not dynamo_rows.HashTexts.cut_in_place(rec):
+                        cut, rec = None, None
+            if rec is None:
+                line = _decode_line(raw, src)
+                if line is None:
+                    trace.skipped["lines that are not JSON objects"] += 1
                     continue
-                if d.get("schema") == mooncake.V2_SCHEMA or "hash_ids" in d or "output_length" in d:
-                    header_seen |= d.get("schema") == mooncake.V2_SCHEMA
-                    _mooncake_line(d, src, trace, header_seen)
-                    continue
-            et = d.get("event_type")
-            if et == "request_payload":
-                trace.skipped["request_payload rows"] += 1
+                rec = line.event if line.event is not None else line
+            et = rec.event_type
+            if et is None:  # no event type: a WEKA play, a Mooncake row, or an untyped row
+                header_seen, plays = _other_line(_loads(raw, src), src, trace, subagents, header_seen, plays)
                 continue
-            schema = d.get("schema")
+            schema = rec.schema
             if et == "request_end":
-                gen = dynamo_rows.generation_of(schema, d.get("agent_context"), src)
+                gen = dynamo_rows.generation_of(schema, rec.agent_context, src)
                 try:
-                    req = dynamo_rows.parse_request(d, gen, src, trace.notes, cut and cut[1], texts, replay_rules)
+                    req = dynamo_rows.parse_request(rec, gen, src, trace.notes, cut and cut[1], texts, replay_rules, raw)
                 except dynamo_rows.Reparse:
-                    d = _loads(raw, src)
-                    req = dynamo_rows.parse_request(d.get("event", d), gen, src, trace.notes, replay_rules=replay_rules)
+                    line = _decode_line(raw, src)
+                    rec = line.event if line.event is not None else line
+                    req = dynamo_rows.parse_request(rec, gen, src, trace.notes, replay_rules=replay_rules, raw=raw)
                 prev = seen.get(req.request_id)
                 if prev is not None:
                     raise TraceError(f"invalid request_end at {src}: field `request.request_id`: duplicate request_id {req.request_id} (first at {prev})")
                 seen[req.request_id] = src
                 trace.requests.append(req)
+            elif et == "request_payload":
+                trace.skipped["request_payload rows"] += 1
             elif type(et) is str and et in dynamo_rows.TOOL_TYPES:
-                gen = dynamo_rows.generation_of(schema, d.get("agent_context"), src)
-                tool = dynamo_rows.parse_tool(d, gen, src)
+                gen = dynamo_rows.generation_of(schema, rec.agent_context, src)
+                tool = dynamo_rows.parse_tool(rec, gen, src)
                 if tool is None:
                     trace.skipped[f"{et} rows without agent_context or tool"] += 1
                 else:
                     trace.tools.append(tool)
-            elif schema == dynamo_rows.REQUEST_SCHEMA:
-                raise TraceError(f"{src}: field `event_type`: request trace schema only supports request_end/tool_* events, got {et!r}")
             else:
-                dynamo_rows.generation_of(schema, None, src)  # unknown schema is an error
-                trace.skipped[f"{et if isinstance(et, str) else 'untyped'} rows"] += 1
+                _untyped_event(et, schema, src, trace)
     _check_ids(trace)
     return trace
 

@@ -1,0 +1,283 @@
+"""Typed schemas of the input rows, decoded by msgspec (types, ranges and shapes checked in C on
+the way in), and the one translation of msgspec's errors into the house's one-line messages.
+
+What a schema cannot say stays with the reader that needs it, once: which identity field a
+generation uses, the hash count a block size implies, duplicates, cycles, required-ness that
+depends on the output (`replay_rules`) or on the event type.
+
+msgspec names a bad value by its path (`Expected int, got str - at $.request.output_tokens`);
+`explain` turns that into the field's own wording (`field `request.output_tokens` must be a
+non-negative integer, got 'x'`), reading the value from an untyped decode of the same line, so
+every message names file, line, field and value as before the schemas.
+"""
+
+from __future__ import annotations
+
+import re
+from array import array
+from typing import Annotated, Any, Callable
+
+import msgspec
+from msgspec import Meta, Struct
+
+from . import limits
+from .errors import TraceError
+
+U64_MAX = (1 << 64) - 1
+I64_MAX = (1 << 63) - 1
+# msgspec bounds integers within int64 only: a counter, time or id is at most 2^63-1 (Perfetto's
+# and numpy's int64 take it; no real trace comes near), and a hash list's u64 values get their
+# upper bound where they become an array('Q') (`u64_array`).
+U64 = Annotated[int, Meta(ge=0, le=I64_MAX)]
+Hash = Annotated[int, Meta(ge=0)]
+PositiveInt = Annotated[int, Meta(gt=0)]
+NonEmptyStr = Annotated[str, Meta(min_length=1)]
+Number = int | float  # JSON numbers; msgspec refuses NaN/Infinity literals and floats that overflow
+
+
+# -- Dynamo records (dynamo-formats.md §2-§4.2), every generation, enveloped or bare ----------
+
+class Replay(Struct, gc=False):
+    trace_block_size: PositiveInt | None = None
+    input_length: U64 | None = None
+    input_sequence_hashes: list[Hash] | None = None
+    completion_sequence_hashes: list[Hash] | None = None
+
+
+class Worker(Struct, gc=False):
+    prefill_worker_id: U64 | None = None
+    prefill_dp_rank: U64 | None = None
+    decode_worker_id: U64 | None = None
+    decode_dp_rank: U64 | None = None
+
+
+class ToolCall(Struct, gc=False):
+    """A `finish_reason_metadata.tool_calls` entry (Dynamo never records the arguments)."""
+    choice_index: U64 | None = None
+    tool_call_index: U64 | None = None
+    id: str | None = None
+    name: str | None = None
+
+
+class RequestPayload(Struct, gc=False):
+    request_id: NonEmptyStr | None = None
+    model: str | None = None
+    x_request_id: str | None = None
+    input_tokens: U64 | None = None
+    output_tokens: U64 | None = None
+    cached_tokens: U64 | None = None
+    request_received_ms: U64 | None = None
+    queue_depth: U64 | None = None
+    prefill_wait_time_ms: float | None = None
+    prefill_time_ms: float | None = None
+    ttft_ms: float | None = None
+    total_time_ms: float | None = None
+    avg_itl_ms: float | None = None
+    kv_hit_rate: float | None = None
+    kv_transfer_estimated_latency_ms: float | None = None
+    worker: Worker | None = None
+    # kept whole (Perfetto shows every key); its `tool_calls` are checked by TOOL_CALLS
+    finish_reason_metadata: dict[str, Any] | None = None
+    replay: Replay | None = None
+
+
+class Claude(Struct, gc=False):
+    source_request_id: str | None = None
+    consumer_request_id: str | None = None
+    child_session_id: str | None = None
+    execution_mode: str | None = None
+
+
+class Tool(Struct, gc=False):
+    tool_call_id: str | None = None
+    tool_class: str | None = None
+    status: str | None = None
+    tool_name_hash: str | None = None
+    error_type: str | None = None
+    duration_ms: float | None = None
+    started_at_unix_ms: U64 | None = None
+    ended_at_unix_ms: U64 | None = None
+    output_tokens: U64 | None = None
+    output_bytes: U64 | None = None
+    claude: Claude | None = None
+
+
+class Record(Struct, gc=False):
+    """A Dynamo record of any generation and event type. `schema` and `event_type` stay untyped:
+    the reader names an unknown schema in Dynamo's words and skips other event types, counted.
+    `agent_context` stays a dict: its keys are the record's identity, kept as recorded, and which
+    of them must be a string depends on the generation."""
+    schema: Any = None
+    event_type: Any = None
+    event_time_unix_ms: Number | None = None
+    event_source: str | None = None
+    agent_context: dict[str, Any] | None = None
+    request: RequestPayload | None = None
+    tool: Tool | None = None
+    # the G3b/G3c ingress shape of a tool row: identity flattened to the top level
+    session_id: Any = None
+    parent_session_id: Any = None
+
+
+class Line(Record, gc=False):
+    """A JSONL line holding a Dynamo record: bare, or in the sink's `{"timestamp", "event"}`."""
+    timestamp: Any = None
+    event: Record | None = None
+
+
+LINE = msgspec.json.Decoder(Line)
+TOOL_CALLS = list[ToolCall]
+
+
+# -- error translation -------------------------------------------------------------------------
+
+_AT = re.compile(r"^(.*?)(?: - at `(\$[^`]*)`)?$", re.S)
+_STEP = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]|\[\.\.\.\]")
+
+
+def path_of(err: msgspec.ValidationError) -> tuple[str, list]:
+    """(what msgspec says, the path as keys and indexes) of a validation error."""
+    m = _AT.match(str(err))
+    what, path = m.group(1), m.group(2) or "$"
+    steps: list = []
+    for key, index in _STEP.findall(path[1:]):
+        steps.append(key if key else int(index) if index else None)
+    return what, steps
+
+
+def value_at(doc: object, steps: list) -> tuple[bool, object]:
+    """(found, value) at `steps` in an untyped document."""
+    for s in steps:
+        if isinstance(s, str) and isinstance(doc, dict) and s in doc:
+            doc = doc[s]
+        elif isinstance(s, int) and isinstance(doc, list) and s < len(doc):
+            doc = doc[s]
+        else:
+            return False, None
+    return True, doc
+
+
+def untyped(raw: bytes) -> object:
+    """The line decoded without a schema, integers exact (only on an error path)."""
+    try:
+        return msgspec.json.decode(raw)
+    except RecursionError:
+        return None
+
+
+def u64_message(field: str, v: object) -> str:
+    if type(v) is int:
+        return f"field `{field}` is outside the u64 range: {v}" if v < 0 or v > U64_MAX else \
+            f"field `{field}` is above 2^63-1: {v}"
+    return f"field `{field}` must be a non-negative integer, got {v!r}"
+
+
+def hashes_message(field: str, v: object, item: object) -> str:
+    if not isinstance(v, list):
+        return f"field `{field}` must be a list of u64 integers"
+    what = "an integer above 2^64-1" if type(item) is int and item > U64_MAX else repr(item)
+    return f"field `{field}` holds {what}, not a u64 integer (0 to 2^64-1)"
+
+
+_REQ_END = "invalid request_end at "
+
+# field (dotted, list indexes dropped) -> (prefix kind, message for the bad value); the request
+# wording is Dynamo's loader's where it has one (§4.2), the reader's own elsewhere
+_RULES: dict[str, tuple[bool, Callable[[str, object], str]]] = {}
+
+
+def _rule(fields: str, in_request_end: bool, message: Callable[[str, object], str]) -> None:
+    for f in fields.split():
+        _RULES[f] = (in_request_end, message)
+
+
+_rule("request", True, lambda f, v: "field `request`: request_end record is missing request payload")
+_rule("request.request_id", True,
+      lambda f, v: f"field `{f}` must be a non-empty string, got {v!r}")
+_rule("request.replay", True, lambda f, v: "field `request.replay`: request payload is missing replay metrics")
+_rule("request.replay.trace_block_size", True, lambda f, v: f"field `{f}` must be a positive integer, got {v!r}")
+_rule("request.replay.input_length request.request_received_ms request.output_tokens request.input_tokens "
+      "request.cached_tokens request.queue_depth request.worker.prefill_worker_id request.worker.prefill_dp_rank "
+      "request.worker.decode_worker_id request.worker.decode_dp_rank tool.started_at_unix_ms tool.ended_at_unix_ms "
+      "tool.output_tokens tool.output_bytes request.finish_reason_metadata.tool_calls.choice_index "
+      "request.finish_reason_metadata.tool_calls.tool_call_index", False, u64_message)
+_rule("request.prefill_wait_time_ms request.prefill_time_ms request.ttft_ms request.total_time_ms "
+      "request.avg_itl_ms request.kv_hit_rate request.kv_transfer_estimated_latency_ms tool.duration_ms", False,
+      lambda f, v: f"field `{f}` must be a number, got {v!r}")
+_rule("request.model request.x_request_id tool.tool_call_id tool.tool_class tool.status tool.tool_name_hash "
+      "tool.error_type event_source tool.claude.source_request_id tool.claude.consumer_request_id "
+      "tool.claude.child_session_id tool.claude.execution_mode request.finish_reason_metadata.tool_calls.id "
+      "request.finish_reason_metadata.tool_calls.name", False,
+      lambda f, v: f"field `{f}` must be a string, got {v!r}")
+_rule("agent_context request.worker request.finish_reason_metadata tool tool.claude "
+      "request.finish_reason_metadata.tool_calls event", False,
+      lambda f, v: f"field `{f}` must be an object, got {v!r}")
+_rule("event_time_unix_ms", True, lambda f, v: f"field `{f}` must be a non-negative number, got {v!r}")
+
+
+def u64_array(values: list[int], where: str, field: str) -> array:
+    """A typed hash list as an array('Q'): 8 bytes each, exact u64; a value above 2^64-1 (which
+    the schema's int cannot bound) is a one-line error."""
+    try:
+        return array("Q", values)
+    except OverflowError:
+        big = next(v for v in values if v > U64_MAX)
+        raise TraceError(f"{where}: {hashes_message(field, values, big)}") from None
+
+
+def explain(err: msgspec.ValidationError, raw: bytes, where: str, *, prefix: tuple[str, ...] = ()) -> TraceError:
+    """The one-line error for a Dynamo record msgspec refused: field named as the README's table
+    names it, value shown as recorded. `prefix`: the path of the part of the line `err` is about
+    (a re-validated sub-value)."""
+    what, steps = path_of(err)
+    doc = untyped(raw)
+    if isinstance(doc, dict) and isinstance(doc.get("event"), dict):  # the sink's envelope
+        doc = doc["event"]
+        if steps[:1] == ["event"]:
+            steps = steps[1:]
+    event_type = doc.get("event_type") if isinstance(doc, dict) else None
+    steps = [*prefix, *steps]
+    if not steps:
+        return TraceError(f"{where}: {what}")
+    if what.startswith("Number out of range"):
+        return TraceError(f"{where}: invalid JSON: a number outside the 64-bit range (an integer above 2^64-1 or "
+                          f"a float that overflows)")
+    names = [s for s in steps if isinstance(s, str)]
+    field = ".".join(names)
+    found, value = value_at(doc, steps)
+    if field in ("request.replay.input_sequence_hashes", "request.replay.completion_sequence_hashes"):
+        _, whole = value_at(doc, [s for s in steps if isinstance(s, str)])
+        return TraceError(f"{where}: {hashes_message(field, whole, value)}")
+    rule = _RULES.get(field)
+    if rule is None:  # a field the table does not word (cannot happen for the schemas above)
+        return TraceError(f"{where}: field `{field}`: {what[0].lower()}{what[1:]}")
+    in_request_end, message = rule
+    head = _REQ_END if in_request_end and event_type == "request_end" else ""
+    if field == "event_time_unix_ms" and event_type != "request_end":
+        return TraceError(f"{where}: field `event_time_unix_ms` must be a finite number, got {value!r}")
+    if field == "request.request_id" and value == "":
+        return TraceError(f"{head}{where}: field `request.request_id` must be a non-empty string, got ''")
+    return TraceError(f"{head}{where}: {message(field, value)}")
+
+
+def tool_calls(calls: object, raw: bytes, where: str) -> list[ToolCall]:
+    """`finish_reason_metadata.tool_calls`, typed (the metadata itself is kept whole)."""
+    try:
+        return msgspec.convert(calls, TOOL_CALLS)
+    except msgspec.ValidationError as e:
+        raise explain(e, raw, where, prefix=("request", "finish_reason_metadata", "tool_calls")) from None
+
+
+def depth_error(raw: bytes, where: str) -> TraceError:
+    """A line nested past what the parsers take, as the limit table words it."""
+    import numpy as np
+    b = np.frombuffer(raw, dtype=np.uint8)
+    step = np.zeros(256, dtype=np.int8)
+    step[ord("[")] = step[ord("{")] = 1
+    step[ord("]")] = step[ord("}")] = -1
+    depth = int(np.cumsum(step[b], dtype=np.int64).max(initial=0))
+    try:
+        limits.JSON_DEPTH.check(max(depth, limits.JSON_DEPTH.maximum + 1), where)
+    except TraceError as e:
+        return e
+    raise AssertionError("unreachable")
