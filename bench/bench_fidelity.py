@@ -222,8 +222,11 @@ def summary(rows: list[dict]) -> list[str]:
         held = [r for r in rows if r["system"] == system and not r["fit"] and not r["saturated"]]
         ok = [r for r in held if r["error"] is None and all(abs(r[k][2]) <= 5.0 for k in
                                                              ("ttft_p50", "ttft_p90", "e2e_p50", "e2e_p90"))]
+        each = ", ".join(f"{label} {sum(r['error'] is None and abs(r[k][2]) <= 5.0 for r in held)}"
+                         for k, label in (("ttft_p50", "TTFT p50"), ("ttft_p90", "TTFT p90"), ("e2e_p50", "E2E p50"),
+                                          ("e2e_p90", "E2E p90")))
         out.append(f"{system}: {len(ok)}/{len(held)} held-out runs below saturation within 5% on p50 and p90 TTFT "
-                   f"and E2E" + (f" ({', '.join(r['run'] for r in ok)})" if ok else ""))
+                   f"and E2E" + (f" ({', '.join(r['run'] for r in ok)})" if ok else "") + f"; by measure: {each}")
     return out
 
 
