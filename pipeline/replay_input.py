@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from .errors import TraceError
 from .model import Generation, Request, Trace
 from .mooncake import Row
+from .mooncake_edges import row_edges
 
 FORMATS = ("mooncake", "agentic_mooncake", "dynamo", "weka", "distserve", "azure")
 
@@ -74,7 +75,7 @@ def load_input(paths: list[str], fmt: str, trace_block_size: int | None = None,
                                  f"{mf.header.block_size}")
             tbs = mf.header.block_size
         src = mf.header.source if mf.header is not None else None
-        return ReplayInput(mf.rows, mf.sources, fmt, tbs or 512, None, None, row_edges(mf.rows, fmt),
+        return ReplayInput(mf.rows, mf.sources, fmt, tbs or 512, None, None, _edge_tuples(mf.rows, fmt),
                            graph_source=(src["format"], src["digest"]) if src else None)
     if fmt in ("dynamo", "weka", "distserve", "azure"):
         from . import agentic_v1, agentic_v2, readers
@@ -147,32 +148,8 @@ def _raw_lowered(trace: Trace, src: str, trace_block_size: int | None, loader: s
         raise TraceError(f"error: --trace-block-size {trace_block_size} differs from the trace's block size "
                          f"{g.block_size}")
     return ReplayInput(g.rows, [f"{src}: request {r.request_id}" for r in g.rows], "dynamo", g.block_size, trace,
-                       list(g.order), row_edges(g.rows, "dynamo"), None, g.source)
+                       list(g.order), _edge_tuples(g.rows, "dynamo"), None, g.source)
 
 
-def row_edges(rows: list[Row], fmt: str) -> list[tuple[str, str, str]]:
-    """Dependency edges of Mooncake rows, as the replay's DAG reads them (sim/dag.py): agentic
-    `wait_for` / v2 `dependencies`, else consecutive turns of a plain session."""
-    ids = [r.request_id if r.request_id is not None else str(i) for i, r in enumerate(rows)]
-    out: list[tuple[str, str, str]] = []
-    if any(r.wait_for or r.dependencies for r in rows) or fmt == "agentic_mooncake":
-        session = {ids[i]: r.session_id for i, r in enumerate(rows)}
-        for i, r in enumerate(rows):
-            if r.dependencies:
-                seen = set()
-                for d in r.dependencies:
-                    if d.request_id not in seen:
-                        seen.add(d.request_id)
-                        out.append((d.request_id, ids[i], d.relation))
-            for d in dict.fromkeys(r.wait_for or ()):
-                out.append((d, ids[i], "sequence" if session.get(d) == r.session_id else "spawn"))
-        return out
-    last: dict[str, str] = {}
-    for i, r in enumerate(rows):
-        if r.session_id is None:
-            continue
-        prev = last.get(r.session_id)
-        if prev is not None:
-            out.append((prev, ids[i], "sequence"))
-        last[r.session_id] = ids[i]
-    return out
+def _edge_tuples(rows: list[Row], fmt: str) -> list[tuple[str, str, str]]:
+    return [(e.src, e.dst, e.relation) for e in row_edges(rows, agentic=fmt == "agentic_mooncake")]
