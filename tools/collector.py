@@ -200,10 +200,12 @@ class Collector:
             line = prefix + body + b"}\n"
             lines.append(line)
             nbytes += len(line)
-        if lines:
-            sink.add_many(lines, nbytes)
+        # counted before the sink takes them: a write failing inside add_many still counts them
+        # as received, and as written until the sink reports them lost
         self.stats.received += n
         self.stats.written += len(lines)
+        if lines:
+            sink.add_many(lines, nbytes)
         return n
 
     def _loop(self, sink) -> None:
