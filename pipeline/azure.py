@@ -19,6 +19,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from .errors import TraceError
+from .limits import TOKENS
 from .model import Generation, Request, Source, Trace
 
 HEADER = ["TIMESTAMP", "ContextTokens", "GeneratedTokens"]
@@ -67,6 +68,8 @@ def read_into(path: str, trace: Trace) -> None:
         raise TraceError(f"{path}: cannot read: {e.strerror}") from None
     except (UnicodeDecodeError, csv.Error) as e:
         raise TraceError(f"{path}: not an Azure LLM inference trace (CSV): {e}") from None
+    if n == 0:
+        raise TraceError(f"{path}: no requests (the Azure trace has a header and no data rows)")
     trace.notes["Azure requests with synthesized unshared hash ids"] += n
 
 
@@ -89,4 +92,4 @@ def _count(text: str, src: Source, field: str, least: int) -> int:
         v = None
     if v is None or v < least:
         raise TraceError(f"{src}: field `{field}` must be an integer >= {least}, got {text!r}")
-    return v
+    return TOKENS.check(v, f"{src}: field `{field}`")

@@ -14,7 +14,9 @@ from typing import Iterator
 
 import orjson
 
+from . import schemas
 from .cycles import blocked
+from .limits import BLOCK_SIZE
 from .shared_hashes import common_prefix_flat
 from .errors import TraceError
 from .io import iter_lines
@@ -218,10 +220,6 @@ def dumps(d: dict) -> bytes:
 
 # -- reading -------------------------------------------------------------------------------
 
-_ALIASES = {"input_tokens": "input_length", "output_tokens": "output_length",
-            "created_time": "timestamp", "delay_ms": "delay"}
-
-
 @dataclass(frozen=True, slots=True)
 class Header:
     """The v2 header line."""
@@ -230,6 +228,11 @@ class Header:
     block_size: int | None
     hash_id_scope: str | None
     source: dict | None
+
+    def to_json(self) -> dict:
+        """The header as the exporter writes it (only the fields checked: nothing else is copied)."""
+        return {"schema": V2_SCHEMA, "version": self.version, "block_size": self.block_size,
+                "hash_id_scope": self.hash_id_scope, "source": self.source}
 
 
 def header_from_json(d: dict, where: str) -> Header:
@@ -246,6 +249,7 @@ def header_from_json(d: dict, where: str) -> Header:
                          f"Mooncake v2 header")
     if bs == 0:
         raise TraceError(f"{where}: field `block_size`: agentic Mooncake block_size must be greater than 0")
+    BLOCK_SIZE.check(bs, f"{where}: field `block_size`")
     if d.get("hash_id_scope") != "local":
         raise TraceError(f"{where}: field `hash_id_scope`: must be \"local\", got "
                          f"{orjson.dumps(d.get('hash_id_scope')).decode()}")
@@ -352,135 +356,67 @@ def _check_play_ordinals(rows: list[Row], sources: list, plays: dict[str, list[i
                              f"must be unique and contiguous from 0; expected {want}, found {o}")
 
 
-def _num(d: dict, key: str, where: str, *, required: bool = False, integer: bool = False):
-    v = d.get(key)
-    if v is None:
-        if required:
-            raise TraceError(f"{where}: missing field `{key}`")
-        return None
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise TraceError(f"{where}: field `{key}` must be a number, got {orjson.dumps(v).decode()}")
-    if isinstance(v, float) and not math.isfinite(v):
-        raise TraceError(f"{where}: field `{key}` must be finite")
-    if integer:
-        if isinstance(v, float):
-            if v != int(v):
-                raise TraceError(f"{where}: field `{key}` must be an integer, got {v}")
-            v = int(v)
-        if v < 0:
-            raise TraceError(f"{where}: field `{key}` must be >= 0, got {v}")
-    return v
-
-
 def row_from_json(d: dict, where: str, intern: dict | None = None, share: dict | None = None,
                   no_bools: bool = False) -> Row:
-    """Parse one plain / agentic v1 / v2 row, accepting Dynamo's upstream aliases. `intern`
-    (one dict per file set) makes equal hash ids share one int object: agentic rows repeat the
-    same ~1,500 ids turn after turn, and separate ints cost 32 bytes each (4x the rows' memory).
-    `share` (one dict per file set, instead of `intern`) gets the same sharing cheaper: it keeps
-    each session's last `hash_ids` (as a tuple and an array('Q')), and a row's tuple reuses the
-    int objects of the common prefix (a memcmp) instead of looking every id up. `no_bools`: the
-    caller knows the row holds no JSON true/false, so ids that fit an array('Q') are exact
-    non-negative ints without a per-id type check."""
-    if not d.keys().isdisjoint(_ALIASES):
-        for alias, canon in _ALIASES.items():
-            if alias in d and canon not in d:
-                d[canon] = d[alias]
-    hash_ids = d.get("hash_ids", [])
-    # C-level checks (a generator costs ~5x more per id): exact ints (bools have their own type), >= 0
-    arr = None
-    if share is not None and no_bools and isinstance(hash_ids, list) and hash_ids:
-        # array('Q') takes only ints (bools are ints too: hence `no_bools`) in [0, 2**64)
-        try:
-            arr = array("Q", hash_ids)
-        except (TypeError, OverflowError):
-            arr = None
-    if share is not None and isinstance(hash_ids, list) and hash_ids and (
-            arr is not None or set(map(type, hash_ids)) <= {int}):
-        sid = d.get("session_id")
+    """Parse one plain / agentic v1 / v2 row (typed by `schemas.MooncakeRow`: types, ranges and
+    Dynamo's upstream aliases), or raise a one-line TraceError. `intern` (one dict per file set)
+    makes equal hash ids share one int object: agentic rows repeat the same ~1,500 ids turn after
+    turn, and separate ints cost 32 bytes each (4x the rows' memory). `share` (one dict per file
+    set, instead of `intern`) gets the same sharing cheaper: it keeps each session's last
+    `hash_ids` (as a tuple and an array('Q')), and a row's tuple reuses the int objects of the
+    common prefix (a memcmp) instead of looking every id up. (`no_bools` is accepted for
+    callers of the untyped reader; the schema refuses booleans anyway.)"""
+    m = schemas.mooncake_row(d, where)
+    hash_ids = m.hash_ids
+    try:
+        arr = array("Q", hash_ids)  # exact u64 values (the schema took any non-negative int)
+    except OverflowError:
+        raise TraceError(f"{where}: field `hash_ids` must be a list of non-negative integers") from None
+    if share is not None and hash_ids:
+        sid = m.session_id
         skey = None if sid is None else str(sid)
-        if arr is None:
-            try:
-                arr = array("Q", hash_ids)  # exact u64 values, or an error for a negative/huge id
-            except OverflowError:
-                arr = None  # checked (and kept) below, unshared
         prev = share.get(skey)
-        if arr is not None and prev is not None:
+        if prev is not None:
             # memcmp over contiguous values, not a compare per int object (scattered in memory)
             parr, ptup = prev
             k = common_prefix_flat(parr, arr)
             t = ptup if k == len(arr) == len(ptup) else ptup[:k] + tuple(hash_ids[k:])
-        elif arr is not None:
-            t = tuple(hash_ids)
         else:
-            if min(hash_ids) < 0:
-                raise TraceError(f"{where}: field `hash_ids` must be a list of non-negative integers")
             t = tuple(hash_ids)
-        if arr is not None:
-            share[skey] = (arr, t)
+        share[skey] = (arr, t)
         hash_ids = t
-    elif not isinstance(hash_ids, list) or (hash_ids and (not set(map(type, hash_ids)) <= {int} or min(hash_ids) < 0)):
-        raise TraceError(f"{where}: field `hash_ids` must be a list of non-negative integers")
     elif intern is not None:
-        hash_ids = map(intern.setdefault, hash_ids, hash_ids)
-    tool_events = []
-    for t in d.get("tool_events") or ():
-        if not isinstance(t, dict):
-            raise TraceError(f"{where}: field `tool_events` entries must be objects")
-        tool_events.append(ToolSpan(
-            tool_call_id=str(t.get("tool_call_id", "")), tool_class=str(t.get("tool_class", "")),
-            started_at_unix_ms=int(_num(t, "started_at_unix_ms", where) or 0),
-            ended_at_unix_ms=int(_num(t, "ended_at_unix_ms", where) or 0),
-            duration_ms=float(_num(t, "duration_ms", where) or 0.0), status=str(t.get("status", "")),
-            output_bytes=t.get("output_bytes"), output_tokens=t.get("output_tokens"),
-            error_type=t.get("error_type")))
-    deps = []
-    for x in d.get("dependencies") or ():
-        if not isinstance(x, dict) or not isinstance(x.get("request_id"), str):
-            raise TraceError(f"{where}: field `dependencies` entries need a string `request_id`")
-        trigger = x.get("trigger", "completion")
-        if trigger not in TRIGGERS:
-            raise TraceError(f"{where}: field `dependencies.trigger` must be dispatch or completion, got {trigger!r}")
-        relation = x.get("relation", "sequence")
-        if relation not in RELATIONS:
-            raise TraceError(f"{where}: field `dependencies.relation` must be one of {', '.join(RELATIONS)}, "
-                             f"got {orjson.dumps(relation).decode()}")
-        delay = _num(x, "delay_ms", where) or 0.0
-        if delay < 0:
-            raise TraceError(f"{where}: field `dependencies.delay_ms` must be >= 0, got {delay}")
-        deps.append(Dependency(x["request_id"], trigger, float(delay), relation))
-    wait_for = d.get("wait_for") or ()
-    branches = d.get("branches") or ()
-    for key, seq in (("wait_for", wait_for), ("branches", branches)):
-        if not isinstance(seq, (list, tuple)) or (seq and not all(isinstance(s, str) for s in seq)):
-            raise TraceError(f"{where}: field `{key}` must be a list of request ids")
-    for key in ("delay", "tool_wait_ms", "timestamp", "not_before_ms", "recorded_api_time_ms"):
-        v = _num(d, key, where)
-        if v is not None and v < 0:
-            raise TraceError(f"{where}: field `{key}` must be >= 0, got {v}")
-    rid = d.get("request_id")
-    sid = d.get("session_id")
+        hash_ids = tuple(map(intern.setdefault, hash_ids, hash_ids))
+    else:
+        hash_ids = tuple(hash_ids)
+    output_length = m.output_length if m.output_length is not None else m.output_tokens
+    if output_length is None:
+        raise TraceError(f"{where}: missing field `output_length`")
+    input_length = m.input_length if m.input_length is not None else m.input_tokens
+    rid, sid = m.request_id, m.session_id
     return Row(
-        input_length=int(_num(d, "input_length", where, integer=True) or 0),
-        output_length=int(_num(d, "output_length", where, required=True, integer=True)),
-        hash_ids=hash_ids if type(hash_ids) is tuple else tuple(hash_ids),
+        input_length=input_length or 0,
+        output_length=output_length,
+        hash_ids=hash_ids,
         request_id=None if rid is None else str(rid),
         session_id=None if sid is None else str(sid),
-        output_token_ids=tuple(d["output_token_ids"]) if d.get("output_token_ids") is not None else None,
-        timestamp=_num(d, "timestamp", where),
-        delay=_num(d, "delay", where),
-        request_kind=d.get("request_kind"),
-        wait_for=tuple(wait_for), branches=tuple(branches),
-        prefix_reset=d.get("prefix_reset"),
-        tool_wait_ms=_num(d, "tool_wait_ms", where),
-        tool_events=tuple(tool_events),
-        priority=d.get("priority"), strict_priority=d.get("strict_priority"),
-        policy_class=d.get("policy_class"), routing_constraints=d.get("routing_constraints"),
-        play_id=d.get("play_id"), model=d.get("model"),
-        not_before_ms=_num(d, "not_before_ms", where),
-        dependencies=tuple(deps),
-        source_play_ordinal=_num(d, "source_play_ordinal", where, integer=True),
-        recorded_api_time_ms=_num(d, "recorded_api_time_ms", where),
+        output_token_ids=tuple(m.output_token_ids) if m.output_token_ids is not None else None,
+        timestamp=m.timestamp if m.timestamp is not None else m.created_time,
+        delay=m.delay if m.delay is not None else m.delay_ms,
+        request_kind=m.request_kind,
+        wait_for=tuple(m.wait_for), branches=tuple(m.branches),
+        prefix_reset=m.prefix_reset,
+        tool_wait_ms=m.tool_wait_ms,
+        tool_events=tuple(ToolSpan(t.tool_call_id, t.tool_class, int(t.started_at_unix_ms or 0),
+                                   int(t.ended_at_unix_ms or 0), t.duration_ms or 0.0, t.status, t.output_bytes,
+                                   t.output_tokens, t.error_type) for t in m.tool_events),
+        priority=m.priority, strict_priority=m.strict_priority,
+        policy_class=m.policy_class, routing_constraints=m.routing_constraints,
+        play_id=m.play_id, model=m.model,
+        not_before_ms=m.not_before_ms,
+        dependencies=tuple(Dependency(x.request_id, x.trigger, x.delay_ms, x.relation) for x in m.dependencies),
+        source_play_ordinal=m.source_play_ordinal,
+        recorded_api_time_ms=m.recorded_api_time_ms,
     )
 
 
@@ -491,8 +427,27 @@ class MooncakeFile:
     sources: list[str]  # "path:line" per row, for error messages downstream
 
 
+def read_line(d: dict, where: str, header: Header | None, first: bool, share: dict | None = None,
+              no_bools: bool = False) -> Header | Row:
+    """One parsed line of a Mooncake file, by the rules of the file it is in: the v2 header (only
+    as the `first` line), or a row, held to the v2 row rules under a header. The one place for
+    them: `read_rows` (replay) and `readers.read_trace` (convert) both read lines here."""
+    if d.get("schema") == V2_SCHEMA:
+        if not first:
+            raise TraceError(f"{where}: the agentic Mooncake v2 header must be the first line")
+        return header_from_json(d, where)
+    if header is not None and "timestamp" in d:
+        raise TraceError(f"{where}: field `timestamp` is not allowed in agentic Mooncake v2 rows")
+    row = row_from_json(d, where, share=share, no_bools=no_bools)
+    if header is not None:
+        check_v2_row(d, row, where, header.block_size)
+    return row
+
+
 def read_rows(paths: list[str]) -> MooncakeFile:
     """Read plain, agentic v1 or v2 Mooncake JSONL (`.jsonl` or `.jsonl.gz`) from one or more files."""
+    from .readers import loads_line  # (readers imports this module)
+
     header: Header | None = None
     rows: list[Row] = []
     sources: list[str] = []
@@ -500,23 +455,14 @@ def read_rows(paths: list[str]) -> MooncakeFile:
     for path in paths:
         for lineno, raw in iter_lines(path):
             where = f"{path}:{lineno}"
-            try:
-                d = orjson.loads(raw)
-            except orjson.JSONDecodeError as e:
-                raise TraceError(f"{where}: invalid JSON: {e}") from None
+            d = loads_line(raw, where)
             if not isinstance(d, dict):
                 raise TraceError(f"{where}: a Mooncake row must be a JSON object")
-            if d.get("schema") == V2_SCHEMA:
-                if header is not None or rows:
-                    raise TraceError(f"{where}: the agentic Mooncake v2 header must be the first line")
-                header = header_from_json(d, where)
+            got = read_line(d, where, header, header is None and not rows, share)
+            if type(got) is Header:
+                header = got
                 continue
-            if header is not None and "timestamp" in d:
-                raise TraceError(f"{where}: field `timestamp` is not allowed in agentic Mooncake v2 rows")
-            row = row_from_json(d, where, share=share, no_bools=b"true" not in raw and b"false" not in raw)
-            if header is not None:
-                check_v2_row(d, row, where, header.block_size)
-            rows.append(row)
+            rows.append(got)
             sources.append(where)
     if header is not None:
         check_v2_graph(rows, sources)

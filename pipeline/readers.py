@@ -23,9 +23,10 @@ from .model import Generation, Request, Source, Trace
 
 _PAYLOAD_MARK = b'"event_type":"request_payload"'
 _EVENT_TYPE = b'"event_type"'
+_CUT_FROM = 2048  # bytes: a request_end with ~60 or more hashes
 
 
-def _loads(raw: bytes, src: Source):
+def loads_line(raw: bytes, src: object):
     """An untyped line (WEKA plays, Mooncake rows, other rows); a one-line error naming what is wrong."""
     try:
         return orjson.loads(raw)
@@ -66,31 +67,30 @@ def _decode_line(raw: bytes, src: Source) -> schemas.Line | None:
             return None
         raise schemas.explain(e, raw, str(src)) from None
     except msgspec.DecodeError:
-        _loads(raw, src)  # raises, naming the problem as the untyped readers do
+        loads_line(raw, src)  # raises, naming the problem as the untyped readers do
         raise TraceError(f"{src}: invalid JSON") from None
     except RecursionError:
         raise schemas.depth_error(raw, str(src)) from None
 
 
-def _other_line(d: object, src: Source, trace: Trace, subagents: str, header_seen: bool, plays: int) -> tuple[bool, int]:
+def _other_line(d: object, src: Source, trace: Trace, subagents: str, plays: int) -> int:
     """A line without an event type: a WEKA play, a Mooncake row or v2 header, or a row skipped
-    (counted). Returns the updated (v2 header seen, plays read)."""
+    (counted). Returns the plays read so far."""
     if not isinstance(d, dict):
         trace.skipped["lines that are not JSON objects"] += 1
-        return header_seen, plays
+        return plays
     ev = d.get("event")
     if isinstance(ev, dict):
         d = ev
     elif "event_type" not in d:
         if weka.is_weka_play(d):
             weka.read_play(d, plays, src, trace, subagents)
-            return header_seen, plays + 1
+            return plays + 1
         if d.get("schema") == mooncake.V2_SCHEMA or "hash_ids" in d or "output_length" in d:
-            header_seen |= d.get("schema") == mooncake.V2_SCHEMA
-            _mooncake_line(d, src, trace, header_seen)
-            return header_seen, plays
+            _mooncake_line(d, src, trace)
+            return plays
     _untyped_event(d.get("event_type"), d.get("schema"), src, trace)
-    return header_seen, plays
+    return plays
 
 
 def _untyped_event(et: object, schema: object, src: Source, trace: Trace) -> None:
@@ -116,7 +116,6 @@ def read_trace(inputs: list[str], *, subagents: str = "recorded", on_line: Calla
     trace = Trace(files=paths)
     seen: dict[str, Source] = {}
     plays = 0
-    header_seen = False
     texts = dynamo_rows.HashTexts()
     for path in paths:
         if distserve.is_distserve(path):  # DistServe alignment run (Python-literal first line)
@@ -128,8 +127,10 @@ def read_trace(inputs: list[str], *, subagents: str = "recorded", on_line: Calla
         if path.endswith(".json"):
             src = Source(path, 1)
             with open(path, "rb") as f:
-                d = _loads(f.read(), src)
+                d = loads_line(f.read(), src)
             items = d if isinstance(d, list) else [d]
+            if not items:
+                raise TraceError(f"{src}: an empty list: a .json input must hold WEKA kv-cache-tester plays")
             for d in items:
                 if not isinstance(d, dict) or not weka.is_weka_play(d):
                     raise TraceError(f"{src}: a .json input must be a WEKA kv-cache-tester trace (an object with `id` and `requests`)")
@@ -145,9 +146,10 @@ def read_trace(inputs: list[str], *, subagents: str = "recorded", on_line: Calla
                 continue
             src = Source(path, lineno)
             if _EVENT_TYPE not in raw and b"\\" not in raw:  # not a Dynamo record: WEKA, Mooncake, other
-                header_seen, plays = _other_line(_loads(raw, src), src, trace, subagents, header_seen, plays)
+                plays = _other_line(loads_line(raw, src), src, trace, subagents, plays)
                 continue
-            cut = cut_hashes(raw)
+            # the hash-list shortcut pays on long lines only (a short list parses faster than it is cut)
+            cut = cut_hashes(raw) if len(raw) > _CUT_FROM else None
             rec = None
             if cut is not None:
                 try:
@@ -166,7 +168,7 @@ def read_trace(inputs: list[str], *, subagents: str = "recorded", on_line: Calla
                 rec = line.event if line.event is not None else line
             et = rec.event_type
             if et is None:  # no event type: a WEKA play, a Mooncake row, or an untyped row
-                header_seen, plays = _other_line(_loads(raw, src), src, trace, subagents, header_seen, plays)
+                plays = _other_line(loads_line(raw, src), src, trace, subagents, plays)
                 continue
             schema = rec.schema
             if et == "request_end":
@@ -193,34 +195,35 @@ def read_trace(inputs: list[str], *, subagents: str = "recorded", on_line: Calla
                     trace.tools.append(tool)
             else:
                 _untyped_event(et, schema, src, trace)
+    if not (trace.requests or trace.tools or trace.skipped):
+        raise TraceError(f"error: {', '.join(inputs)}: no rows (the input is empty)")
     _check_ids(trace)
     return trace
 
 
-def _mooncake_line(d: dict, src: Source, trace: Trace, v2: bool) -> None:
-    if d.get("schema") == mooncake.V2_SCHEMA:
-        if trace.requests or trace.mooncake_header is not None:
-            raise TraceError(f"{src}: the agentic Mooncake v2 header must be the first line")
-        mooncake.header_from_json(d, str(src))
-        trace.mooncake_header = dict(d)
+def _mooncake_line(d: dict, src: Source, trace: Trace) -> None:
+    header = trace.mooncake_header
+    got = mooncake.read_line(d, str(src), mooncake.Header(**{k: header[k] for k in _HEADER_KEYS}) if header else None,
+                             not trace.requests and header is None)
+    if type(got) is mooncake.Header:
+        trace.mooncake_header = got.to_json()
         return
-    if v2 and "timestamp" in d:
-        raise TraceError(f"{src}: field `timestamp` is not allowed in agentic Mooncake v2 rows")
-    row = mooncake.row_from_json(d, str(src))
-    if v2:
-        mooncake.check_v2_row(d, row, str(src), trace.mooncake_header["block_size"])
+    row = got
     i = len(trace.mooncake_rows)
     # a row without an id keeps none (writing it back must not add one); its Request, which
     # every other output needs to name, gets the row's position
     rid = row.request_id if row.request_id is not None else f"row-{i}"
     ts = row.not_before_ms if row.not_before_ms is not None else (row.timestamp or 0.0)
     start = dynamo_rows.round_half_away(ts)
-    bs = (trace.mooncake_header or {}).get("block_size")
+    bs = header.get("block_size") if header else None
     trace.mooncake_rows.append(row)
     trace.requests.append(Request(
         request_id=rid, chain_id=row.session_id, parent_chain_id=None, start_ms=start, end_ms=start,
         output_tokens=row.output_length, block_size=bs, input_length=row.input_length,
         hashes=row.hash_ids, model=row.model, generation=Generation.MOONCAKE, source=src))
+
+
+_HEADER_KEYS = ("version", "block_size", "hash_id_scope", "source")
 
 
 def _check_ids(trace: Trace) -> None:

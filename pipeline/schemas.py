@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from array import array
-from typing import Annotated, Any, Callable
+from typing import Annotated, Any, Callable, Literal
 
 import msgspec
 from msgspec import Meta, Struct
@@ -281,3 +281,116 @@ def depth_error(raw: bytes, where: str) -> TraceError:
     except TraceError as e:
         return e
     raise AssertionError("unreachable")
+
+
+# -- Mooncake rows: plain, agentic v1 and v2 (dynamo-formats.md §4.3, §4.4, §4.7) --------------
+
+Tokens = Annotated[int, Meta(ge=0, le=limits.TOKENS.maximum)]
+NonNegative = Annotated[float, Meta(ge=0)]
+Finite = float  # (JSON has no NaN; a float that overflows is refused on the way in)
+
+
+class MooncakeToolSpan(Struct, gc=False):
+    tool_call_id: str = ""
+    tool_class: str = ""
+    started_at_unix_ms: Finite | None = None
+    ended_at_unix_ms: Finite | None = None
+    duration_ms: Finite | None = None
+    status: str = ""
+    output_bytes: U64 | None = None
+    output_tokens: U64 | None = None
+    error_type: str | None = None
+
+
+class MooncakeDependency(Struct, gc=False):
+    """A v2 `dependencies[]` entry; which keys a v2 file must spell out is `check_v2_row`'s."""
+    request_id: str
+    trigger: Literal["dispatch", "completion"] = "completion"
+    delay_ms: NonNegative = 0.0
+    relation: Literal["sequence", "spawn", "join", "replay_barrier"] = "sequence"
+
+
+class MooncakeRow(Struct, gc=False):
+    """A plain, agentic v1 or v2 Mooncake row, with Dynamo's upstream aliases (`input_tokens`,
+    `output_tokens`, `created_time`, `delay_ms`: the canonical key wins when both are present).
+    Ids and `model` stay untyped here: plain rows take any id, v2 requires strings
+    (`check_v2_row`, in AISimulate's words)."""
+    input_length: Tokens | None = None
+    input_tokens: Tokens | None = None
+    output_length: Tokens | None = None
+    output_tokens: Tokens | None = None
+    hash_ids: list[Hash] = []
+    request_id: Any = None
+    session_id: Any = None
+    output_token_ids: list[Hash] | None = None
+    timestamp: NonNegative | None = None
+    created_time: NonNegative | None = None
+    delay: NonNegative | None = None
+    delay_ms: NonNegative | None = None
+    request_kind: str | None = None
+    wait_for: list[str] = []
+    branches: list[str] = []
+    prefix_reset: bool | None = None
+    tool_wait_ms: NonNegative | None = None
+    tool_events: list[MooncakeToolSpan] = []
+    priority: int | None = None
+    strict_priority: int | None = None
+    policy_class: str | None = None
+    routing_constraints: Any = None
+    play_id: Any = None
+    model: Any = None
+    not_before_ms: NonNegative | None = None
+    dependencies: list[MooncakeDependency] = []
+    source_play_ordinal: U64 | None = None
+    recorded_api_time_ms: NonNegative | None = None
+
+
+def mooncake_row(d: dict, where: str) -> MooncakeRow:
+    """A Mooncake row (an untyped line, already parsed) typed; a one-line error naming the field."""
+    try:
+        return msgspec.convert(d, MooncakeRow)
+    except msgspec.ValidationError as e:
+        raise _mooncake_error(e, d, where) from None
+
+
+def _json(v: object) -> str:
+    try:
+        return msgspec.json.encode(v).decode()
+    except (TypeError, ValueError, OverflowError):
+        return repr(v)
+
+
+def _mooncake_error(err: msgspec.ValidationError, d: dict, where: str) -> TraceError:
+    what, steps = path_of(err)
+    names = [s for s in steps if isinstance(s, str)]
+    field = ".".join(names)
+    found, v = value_at(d, steps)
+    if what.startswith("Object missing required field `request_id`") or (field == "dependencies.request_id"):
+        return TraceError(f"{where}: field `dependencies` entries need a string `request_id`")
+    if field in ("hash_ids", "output_token_ids"):
+        return TraceError(f"{where}: field `{field}` must be a list of non-negative integers")
+    if field in ("wait_for", "branches"):
+        return TraceError(f"{where}: field `{field}` must be a list of request ids")
+    if names == ["tool_events"] or names == ["dependencies"]:
+        return TraceError(f"{where}: field `{field}` entries must be objects" if steps[-1:] != [field] or
+                          isinstance(v, list) else f"{where}: field `{field}` must be a list, got {_json(v)}")
+    if field == "dependencies.relation":
+        return TraceError(f"{where}: field `dependencies.relation` must be one of sequence, spawn, join, "
+                          f"replay_barrier, got {_json(v)}")
+    if field == "dependencies.trigger":
+        return TraceError(f"{where}: field `dependencies.trigger` must be dispatch or completion, got {v!r}")
+    if what.startswith("Expected `int` <= ") and field in ("input_length", "input_tokens", "output_length",
+                                                            "output_tokens"):
+        try:
+            limits.TOKENS.check(v, f"{where}: field `{field}`")
+        except TraceError as e:
+            return e
+    if ">= 0" in what and isinstance(v, (int, float)) and not isinstance(v, bool):
+        return TraceError(f"{where}: field `{field}` must be >= 0, got {v}")
+    if what.startswith("Number out of range"):
+        return TraceError(f"{where}: field `{field}` must be finite")
+    kind = "an integer" if "`int" in what else "a number" if "`float" in what else \
+        "a string" if "`str" in what else "a boolean" if "`bool" in what else None
+    if kind is not None and found:
+        return TraceError(f"{where}: field `{field}` must be {kind}, got {_json(v)}")
+    return TraceError(f"{where}: field `{field}`: {what[0].lower()}{what[1:]}")

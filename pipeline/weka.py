@@ -31,11 +31,13 @@ import math
 
 from .dynamo_rows import round_half_away
 from .errors import TraceError
+from .limits import SECONDS, TOKENS
 from .model import ChainLink, Generation, Request, Source, ToolEvent, Trace
 
 SUBAGENT_RULES = ("recorded", "wait")
 _NS_SHIFT = 40  # hash ids of play k live in [k << 40, (k + 1) << 40)
 _PRIVATE = 1 << 39  # labels at and above this offset are synthesized tail blocks
+_SECONDS_MAX = SECONDS.maximum
 
 
 def is_weka_play(d: dict) -> bool:
@@ -45,6 +47,8 @@ def is_weka_play(d: dict) -> bool:
 def _ms(v: object, src: Source, field: str) -> int:
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
         raise TraceError(f"{src}: field `{field}` must be a non-negative number of seconds, got {v!r}")
+    if v > _SECONDS_MAX:
+        SECONDS.check(v, f"{src}: field `{field}`")
     return round_half_away(v * 1000.0)
 
 
@@ -105,6 +109,7 @@ def _read_chain(entries: list, chain: str, parent: str | None, play: str, origin
         for key, v in (("in", n_in), ("out", n_out)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise TraceError(f"{src}: field `{path}.{key}` must be a non-negative integer, got {v!r}")
+            TOKENS.check(v, f"{src}: field `{path}.{key}`")
         hashes = [base + h for h in hids]
         if len(hashes) * bs < n_in:
             # kv-cache-tester hashes full blocks only; a trailing partial block gets a label of its
