@@ -7,9 +7,39 @@ import signal
 import sys
 
 import typer
+from typer.core import TyperGroup
+
+try:  # Typer 0.26+ carries its own click
+    from typer._click import exceptions as click_errors
+except ImportError:  # pragma: no cover - older Typer on PyPI's click
+    from click import exceptions as click_errors
+
+
+class _OneLineErrors(TyperGroup):
+    """A bad command line (an unknown option, a value click cannot convert, a missing argument)
+    is one line on stderr and exit 2, as every other bad input is; click would print a usage
+    box of several lines. Help (asked for, or shown for no arguments) is unchanged."""
+
+    def main(self, *args, standalone_mode: bool = True, **kwargs):
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            rv = super().main(*args, standalone_mode=False, **kwargs)
+        except click_errors.NoArgsIsHelpError as e:
+            e.show()
+            sys.exit(e.exit_code)
+        except click_errors.ClickException as e:
+            print(f"error: {' '.join(e.format_message().split())}", file=sys.stderr)
+            sys.exit(e.exit_code)
+        except typer.Abort:
+            print("Aborted!", file=sys.stderr)
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
 
 app = typer.Typer(
     name="trace-pipe",
+    cls=_OneLineErrors,
     help="Dynamo agent traces to (agentic) Mooncake and Perfetto; DAG replay through mock workers.",
     no_args_is_help=True,
     add_completion=False,
