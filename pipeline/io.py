@@ -70,8 +70,8 @@ def iter_lines(path: str) -> Iterator[tuple[int, bytes]]:
         n = 0
         for line in f:
             n += 1
-            # JSON parsers skip surrounding whitespace: strip only what might be blank
-            if len(line) > 2 or line.strip():
+            # JSON parsers skip surrounding whitespace; `isspace` stops at the first other byte
+            if not line.isspace():
                 yield n, line
 
 
@@ -111,7 +111,7 @@ def _lines_from_chunks(chunks: Iterator[bytes]) -> Iterator[tuple[int, bytes]]:
         rest = lines.pop()
         for line in lines:
             n += 1
-            if len(line) > 1 or line.strip():
+            if line and not line.isspace():
                 yield n, line
     if rest.strip():
         yield n + 1, rest.strip()

@@ -26,10 +26,18 @@ _EVENT_TYPE = b'"event_type"'
 _CUT_FROM = 2048  # bytes: a request_end with ~60 or more hashes
 
 
+untyped_decode = msgspec.json.decode
+
+
 def loads_line(raw: bytes, src: object):
-    """An untyped line (WEKA plays, Mooncake rows, other rows); a one-line error naming what is wrong."""
+    """An untyped line (WEKA plays, Mooncake rows, other rows), integers exact at any size (the
+    schemas bound them, naming the value); a one-line error naming what is wrong."""
     try:
-        return orjson.loads(raw)
+        return untyped_decode(raw)
+    except (msgspec.MsgspecError, RecursionError):
+        pass
+    try:
+        return orjson.loads(raw)  # (for its error messages, which name the problem and the column)
     except orjson.JSONDecodeError as e:
         msg = str(e)
         if msg.startswith("depth limit exceeded"):

@@ -161,7 +161,7 @@ def untyped(raw: bytes) -> object:
     """The line decoded without a schema, integers exact (only on an error path)."""
     try:
         return msgspec.json.decode(raw)
-    except RecursionError:
+    except (RecursionError, msgspec.MsgspecError):
         return None
 
 
@@ -209,8 +209,7 @@ _rule("request.model request.x_request_id tool.tool_call_id tool.tool_class tool
       "tool.claude.child_session_id tool.claude.execution_mode request.finish_reason_metadata.tool_calls.id "
       "request.finish_reason_metadata.tool_calls.name", False,
       lambda f, v: f"field `{f}` must be a string, got {v!r}")
-_rule("agent_context request.worker request.finish_reason_metadata tool tool.claude "
-      "request.finish_reason_metadata.tool_calls event", False,
+_rule("agent_context request.worker request.finish_reason_metadata tool tool.claude event", False,
       lambda f, v: f"field `{f}` must be an object, got {v!r}")
 _rule("event_time_unix_ms", True, lambda f, v: f"field `{f}` must be a non-negative number, got {v!r}")
 
@@ -230,6 +229,9 @@ def explain(err: msgspec.ValidationError, raw: bytes, where: str, *, prefix: tup
     names it, value shown as recorded. `prefix`: the path of the part of the line `err` is about
     (a re-validated sub-value)."""
     what, steps = path_of(err)
+    if what.startswith("Number out of range"):
+        return TraceError(f"{where}: invalid JSON: a number outside the 64-bit range (an integer above 2^64-1 or "
+                          f"a float that overflows)")
     doc = untyped(raw)
     if isinstance(doc, dict) and isinstance(doc.get("event"), dict):  # the sink's envelope
         doc = doc["event"]
@@ -239,15 +241,17 @@ def explain(err: msgspec.ValidationError, raw: bytes, where: str, *, prefix: tup
     steps = [*prefix, *steps]
     if not steps:
         return TraceError(f"{where}: {what}")
-    if what.startswith("Number out of range"):
-        return TraceError(f"{where}: invalid JSON: a number outside the 64-bit range (an integer above 2^64-1 or "
-                          f"a float that overflows)")
     names = [s for s in steps if isinstance(s, str)]
     field = ".".join(names)
     found, value = value_at(doc, steps)
     if field in ("request.replay.input_sequence_hashes", "request.replay.completion_sequence_hashes"):
         _, whole = value_at(doc, [s for s in steps if isinstance(s, str)])
         return TraceError(f"{where}: {hashes_message(field, whole, value)}")
+    if field == "request.finish_reason_metadata.tool_calls":
+        _, whole = value_at(doc, names)
+        if not isinstance(whole, list):
+            return TraceError(f"{where}: field `{field}` must be a list of tool calls, got {whole!r}")
+        return TraceError(f"{where}: field `{field}` holds {value!r}, not a tool call object")
     rule = _RULES.get(field)
     if rule is None:  # a field the table does not word (cannot happen for the schemas above)
         return TraceError(f"{where}: field `{field}`: {what[0].lower()}{what[1:]}")
