@@ -245,9 +245,14 @@ def test_no_requests(tmp_path):
     assert r.returncode == 2 and "no request_end records with replay fields found" in r.stderr
 
 
-def test_empty_input_has_nothing_to_draw(tmp_path):
+def test_empty_input_is_named(tmp_path):
+    # an input with no rows at all is named (#21); one whose rows hold nothing to draw says so
     src = tmp_path / "empty.jsonl"
     src.write_bytes(b"")
+    r = cli("convert", str(src), "--perfetto", str(tmp_path / "o.pftrace"))
+    assert r.returncode == 2 and r.stderr.strip() == f"error: {src}: no rows (the input is empty)"
+    assert list(tmp_path.iterdir()) == [src]
+    src.write_bytes(b"[1]\n")
     r = cli("convert", str(src), "--perfetto", str(tmp_path / "o.pftrace"))
     assert r.returncode == 2 and r.stderr.strip() == "error: nothing to draw: the input has no LLM requests and no tool rows"
     assert list(tmp_path.iterdir()) == [src]
