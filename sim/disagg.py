@@ -3,7 +3,7 @@ other, as ai-dynamo 1.6.1's offline disaggregated replay runs it (measured again
 tests/test_disagg_cases.py, bench/parity_replay.py).
 
 A released request is routed to a prefill worker (round robin over releases) as a copy of itself
-asking for one output token: an ordinary engine request there (prefix cache, chunking, the
+asking for one output token (none if it asks for none): an ordinary engine request there (prefix cache, chunking, the
 version's pass rules). When that copy completes, the prefill worker holds the prompt's KV
 (`source_held`) and the request is handed to a decode worker (round robin over handoffs). The
 decode worker takes handoffs at the start of its passes, in arrival order, while it has the
@@ -134,14 +134,26 @@ def decode_class(base: type[EngineWorker]) -> type[EngineWorker]:
 
         def step(self, now: float, horizon: float = math.inf) -> float:
             j = self.joinable
+            zeros = []
             if j:
                 d = self.dclock
                 for r in j:
                     self._admitted(r, now, 0)
-                    self._join_decode(r, d)
-                    self.fresh.append(r)
+                    if r.out:
+                        self._join_decode(r, d)
+                        self.fresh.append(r)
+                    else:
+                        zeros.append(r)  # no token to decode: done when this pass ends
                 self.joinable = []
-            return super().step(now, horizon)
+            if self.dec or self.waiting or self.chunking is not None:
+                end = super().step(now, horizon)
+            else:
+                self._begin()
+                end = now
+            for r in zeros:
+                self._finish(r, r.prompt)
+                r.terminal = end
+            return end
 
     DecodeWorker.__name__ = DecodeWorker.__qualname__ = f"Decode{base.__name__}"
     return DecodeWorker
@@ -178,8 +190,10 @@ def run_disagg(rows: list[Row], sources: list[str], fmt: str, opts: ReplayOption
     if psched.rules is None or dsched.rules is None:
         raise TraceError("error: disaggregated replay runs Dynamo's scheduler only (not `scheduler` vllm_v0)")
     reqs = build_requests(rows, sources, fmt, tbs)
-    # the prefill pool's copy of each request: one output token
-    pre = [SimRequest(r.idx, r.request_id, r.session_id, r.prompt, 1, r.hash_ids, r.source, r.play_id) for r in reqs]
+    # the prefill pool's copy of each request: one output token (none for a 0-output request, so
+    # a fully cached prompt computes nothing there)
+    pre = [SimRequest(r.idx, r.request_id, r.session_id, r.prompt, min(r.out, 1), r.hash_ids, r.source, r.play_id)
+           for r in reqs]
     for r in reqs:
         if -(-r.prompt // da.block_size) > da.num_gpu_blocks or r.prompt + r.out - 1 > da.num_gpu_blocks * da.block_size:
             if -(-r.prompt // pa.block_size) <= pa.num_gpu_blocks:

@@ -14,6 +14,9 @@ Each case isolates one rule measured on the oracle:
   when its prefill worker is idle, else when its pass ends.
 - `decode_kv_shared`: a decode worker reserves a handoff only when the prompt's blocks fit, blocks
   it already holds with the same hashes being shared.
+- `zero_output`: a request asking for no token has a 0-token prefill copy (a fully cached prompt
+  computes nothing) and ends on its decode worker when the pass it joins ends, at once when that
+  worker has nothing else to run (it is not in the pass's u).
 - `agentic_chain`: agentic v2 dependencies release on the decode completion (dispatch edges on the
   prefill dispatch); the lifecycle digest is 1.6.1's.
 
@@ -86,7 +89,7 @@ CASES = {
         fmt='mooncake', tbs=4, prefill=2, decode=2,
         prefill_args={'block_size': 4, 'max_num_batched_tokens': 64},
         decode_args={'block_size': 4},
-        report={'num_requests': 9, 'completed_requests': 9, 'duration_ms': 87.22780800000001, 'committed_prefill_tokens': 276, 'prefix_cache_reused_ratio': 0.19767441860465115, 'prefill_worker_seconds': 0.174455616, 'decode_worker_seconds': 0.174455616, 'prefill_gpus_per_worker': 1, 'gpu_hours': 9.691978666666667e-05, 'mean_ttft_ms': 40.57778333333333, 'mean_ttst_ms': 5.8133822222222244, 'mean_tpot_ms': 5.812640611111112, 'mean_itl_ms': 5.810195689655172, 'max_itl_ms': 5.866773000000002, 'mean_e2e_latency_ms': 59.299525},
+        report={'num_requests': 9, 'completed_requests': 9, 'duration_ms': 87.22780800000001, 'committed_prefill_tokens': 276, 'prefix_cache_reused_ratio': 0.19767441860465115, 'prefill_worker_seconds': 0.174455616, 'decode_worker_seconds': 0.174455616, 'prefill_gpus_per_worker': 1, 'gpu_hours': 9.691978666666667e-05, 'mean_ttft_ms': 40.577783333333336, 'mean_ttst_ms': 5.813382222222224, 'mean_tpot_ms': 5.812640611111113, 'mean_itl_ms': 5.810195689655172, 'max_itl_ms': 5.866773000000002, 'mean_e2e_latency_ms': 59.299525},
         requests=[(0.0, 0.0, 23.24784, 34.796222, 34.796222, 40, 3, 0, 0, 0, 17.474885, 17.474885, 17.474885, 17.474885, 17.474885), (0.0, 0.0, 23.24784, 40.571648, 40.571648, 40, 4, 0, 1, 1, 17.474885, 17.474885, 17.474885, 17.474885, 17.474885), (0.0, 0.0, 40.740425, 64.087404, 64.087404, 40, 5, 8, 0, 0, 34.934533, 34.934533, 34.934533, 34.934533, 34.934533), (0.0, 0.0, 40.740425, 69.89905800000001, 69.89905800000001, 40, 6, 8, 1, 0, 34.934533, 34.934533, 34.934533, 34.934533, 34.934533), (0.0, 17.474885, 46.37754, 58.027178000000006, 58.027178000000006, 40, 3, 8, 0, 1, 34.934533, 40.571648, 40.571648, 40.571648, 51.678996), (0.0, 17.474885, 46.37754, 63.83636200000001, 63.83636200000001, 40, 4, 8, 1, 1, 34.934533, 40.571648, 40.571648, 40.571648, 51.496693), (0.0, 17.474885, 58.027178000000006, 81.16264100000001, 81.16264100000001, 40, 5, 12, 0, 1, 51.678996, 52.185078000000004, 52.185078000000004, 52.185078000000004, 52.185078000000004), (0.0, 17.474885, 58.220631000000004, 87.22780800000001, 87.22780800000001, 40, 6, 12, 1, 0, 51.496693, 52.357147000000005, 52.357147000000005, 52.357147000000005, 52.357147000000005), (30.0, 34.934533, 58.220631000000004, 64.087404, 64.087404, 24, 2, 12, 0, 0, 51.678996, 52.357147000000005, 52.357147000000005, 52.357147000000005, 52.357147000000005)]),
     'decode_kv_shared': Case(
         rows=[{'timestamp': 0, 'input_length': 12, 'output_length': 6, 'hash_ids': [1, 2, 3]}, {'timestamp': 1, 'input_length': 12, 'output_length': 6, 'hash_ids': [1, 2, 4]}, {'timestamp': 2, 'input_length': 12, 'output_length': 6, 'hash_ids': [1, 2, 5]}],
@@ -95,6 +98,13 @@ CASES = {
         decode_args={'block_size': 4, 'num_gpu_blocks': 9},
         report={'num_requests': 3, 'completed_requests': 3, 'duration_ms': 241.40701499999994, 'committed_prefill_tokens': 20, 'prefix_cache_reused_ratio': 0.4444444444444444, 'prefill_worker_seconds': 0.24140701499999992, 'decode_worker_seconds': 0.24140701499999992, 'prefill_gpus_per_worker': 1, 'gpu_hours': 0.0001341150083333333, 'mean_ttft_ms': 59.24034833333332, 'mean_ttst_ms': 34.00999999999999, 'mean_tpot_ms': 33.98066666666666, 'mean_itl_ms': 33.98066666666666, 'max_itl_ms': 34.00999999999999, 'mean_e2e_latency_ms': 229.1436816666666},
         requests=[(0.0, 0.0, 37.567015, 207.61701499999995, 207.61701499999995, 12, 6, 0, 0, 0, 16.683681999999997, 16.683681999999997, 16.683681999999997, 16.683681999999997, 16.683681999999997), (1.0, 16.683681999999997, 71.57701499999999, 241.40701499999994, 241.40701499999994, 12, 6, 8, 0, 0, 33.306596, 37.567015, 37.567015, 37.567015, 37.567015), (2.0, 16.683681999999997, 71.57701499999999, 241.40701499999994, 241.40701499999994, 12, 6, 8, 0, 0, 33.306596, 37.567015, 37.567015, 37.567015, 37.567015)]),
+    'zero_output': Case(
+        rows=[{'timestamp': 0, 'input_length': 8, 'output_length': 2, 'hash_ids': [1, 2]}, {'timestamp': 0, 'input_length': 8, 'output_length': 0, 'hash_ids': [3, 4]}, {'timestamp': 0, 'input_length': 8, 'output_length': 0, 'hash_ids': [5, 6]}, {'timestamp': 50, 'input_length': 8, 'output_length': 0, 'hash_ids': [5, 6]}],
+        fmt='mooncake', tbs=4, prefill=1, decode=2,
+        prefill_args={'block_size': 4},
+        decode_args={'block_size': 4},
+        report={'num_requests': 4, 'completed_requests': 4, 'duration_ms': 50.0, 'committed_prefill_tokens': 24, 'prefix_cache_reused_ratio': 0.25, 'prefill_worker_seconds': 0.05, 'decode_worker_seconds': 0.1, 'prefill_gpus_per_worker': 1, 'gpu_hours': 4.166666666666667e-05, 'mean_ttft_ms': 22.612658, 'mean_ttst_ms': 5.747417000000002, 'mean_tpot_ms': 5.747417000000002, 'mean_itl_ms': 5.747417000000002, 'max_itl_ms': 5.747417000000002, 'mean_e2e_latency_ms': 28.360075000000002},
+        requests=[(0.0, 0.0, 22.612658, 28.360075000000002, 28.360075000000002, 8, 2, 0, 0, 0, 16.866065, 16.866065, 16.866065, 16.866065, 16.866065), (0.0, 0.0, None, None, 16.866065, 8, 0, 0, 0, 1, 16.866065, 16.866065, 16.866065, 16.866065, 16.866065), (0.0, 0.0, None, None, 22.612658, 8, 0, 0, 0, 0, 16.866065, 16.866065, 16.866065, 16.866065, 16.866065), (50.0, 50.0, None, None, 50.0, 8, 0, 8, 0, 1, 50.0, 50.0, 50.0, 50.0, 50.0)]),
     'agentic_chain': Case(
         rows=[{'schema': 'dynamo.agentic_mooncake', 'version': 2, 'block_size': 4, 'hash_id_scope': 'local', 'source': {'format': 'fuzz', 'digest': '0'}}, {'request_id': 'r1', 'play_id': 'p', 'session_id': 's', 'model': 'm', 'input_length': 8, 'output_length': 3, 'hash_ids': [1, 2], 'not_before_ms': 0.0}, {'request_id': 'r2', 'play_id': 'p', 'session_id': 's', 'model': 'm', 'input_length': 16, 'output_length': 2, 'hash_ids': [1, 2, 3, 4], 'not_before_ms': 0.0, 'dependencies': [{'request_id': 'r1', 'trigger': 'completion', 'delay_ms': 5.0, 'relation': 'sequence'}]}, {'request_id': 'r3', 'play_id': 'p', 'session_id': 'a', 'model': 'm', 'input_length': 8, 'output_length': 4, 'hash_ids': [1, 7], 'not_before_ms': 0.0, 'dependencies': [{'request_id': 'r1', 'trigger': 'dispatch', 'delay_ms': 1.0, 'relation': 'spawn'}]}],
         fmt='agentic_mooncake', tbs=4, prefill=1, decode=2,
@@ -125,7 +135,7 @@ def test_case(name: str, tmp_path: Path) -> None:
             assert rep[k] == pytest.approx(v, rel=1e-12, abs=0), k
         else:
             assert rep[k] == v, k
-    assert sorted(tuple(r[k] for k in ROW) for r in rows) == [tuple(x) for x in c.requests]
+    assert sorted((tuple(r[k] for k in ROW) for r in rows), key=repr) == [tuple(x) for x in c.requests]
 
 
 def test_rows_carry_both_pools(tmp_path: Path) -> None:
