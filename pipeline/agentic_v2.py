@@ -46,19 +46,31 @@ def v2_ids(compact: list[int], request_id: str, input_length: int, bs: int) -> l
     return ids
 
 
-def _play_of(chain: str, parent: dict[str, str], chains: dict, word: str, src: object = None) -> str:
+def _play_of(chain: str, parent: dict[str, str], chains: dict, word: str, src: object = None,
+             known: dict[str, str] | None = None) -> str:
+    """The root of `chain`'s parent chain. `known`: chain -> root for chains already walked, where
+    a walk stops, and which it extends (so sessions nested thousands deep cost one walk, not one
+    each); a walk that reaches a known chain has a valid path, so errors name the same path."""
     seen = [chain]
+    on_path = {chain}
     c = chain
     # `src`: a record of `chain`, whose parent link starts the walk
     where = f"{src}: field `agent_context.parent_{word}_id`: " if src is not None else "error: "
     while c in parent:
+        if known is not None and c in known:
+            c = known[c]
+            break
         p = parent[c]
         if p not in chains:
             raise TraceError(f"{where}agent {word} {c} references unknown parent {word} {p}")
-        if p in seen:
+        if p in on_path:
             raise TraceError(f"{where}agent {word} parent cycle includes {p}: {' -> '.join(seen + [p])}")
         seen.append(p)
+        on_path.add(p)
         c = p
+    if known is not None:
+        for x in seen:
+            known[x] = c
     return c
 
 
@@ -88,9 +100,10 @@ def _build_v2(trace: Trace) -> _V2Graph:
         deps.append(exporter_order(mine) if len(mine) > 1 else mine)
     word = chain_word(order)
     plays: dict[str, str] = {}
+    known: dict[str, str] = {}
     for i in (idx[0] for idx in g.chains.values()):
         c = chain_of(order[i])
-        plays[c] = _play_of(c, g.parent, g.chains, word, order[i].source)
+        plays[c] = _play_of(c, g.parent, g.chains, word, order[i].source, known)
     return _V2Graph(g, deps, plays)
 
 

@@ -33,6 +33,7 @@ rows without a session id), and the caller keeps the exporter's lowering for it.
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, replace
 
 from .request_graph import check_block_size, sort_key
@@ -145,12 +146,23 @@ def lower(trace: Trace, loader: str = "aisimulate-1.6") -> RawGraph:
                                  f"conflicting parent_session_id values {_dbg(seen)} and {_dbg(p)}")
 
     deps: list[list[Dependency]] = [[] for _ in reqs]
+    pushed: dict[int, set[tuple[str, str]]] = {}  # a row's (request, trigger) pairs, once it has many
 
     def push(src: int, dst: int, trigger: str, relation: str) -> None:
-        # one edge per (request, trigger): the first pushed wins
+        # one edge per (request, trigger): the first pushed wins (a set for a row joining
+        # thousands of sub-agents, where scanning its list each time would be quadratic)
         rid = reqs[src].request_id
-        if any(d.request_id == rid and d.trigger == trigger for d in deps[dst]):
-            return
+        mine = deps[dst]
+        if len(mine) < 8:
+            if any(d.request_id == rid and d.trigger == trigger for d in mine):
+                return
+        else:
+            seen = pushed.get(dst)
+            if seen is None:
+                seen = pushed[dst] = {(d.request_id, d.trigger) for d in mine}
+            if (rid, trigger) in seen:
+                return
+            seen.add((rid, trigger))
         at = reqs[src].start_ms if trigger == "dispatch" else reqs[src].end_ms
         deps[dst].append(Dependency(rid, trigger, float(reqs[dst].start_ms - at), relation))
 
@@ -188,6 +200,7 @@ def lower(trace: Trace, loader: str = "aisimulate-1.6") -> RawGraph:
                              f"child session {_dbg(child)}")
         explicit[child] = t
 
+    starts: dict[str, list[int]] = {}  # parent session -> its requests' starts, ascending (trace order)
     for child in sorted(parent_of):
         parent = parent_of[child]
         kids = members[child]
@@ -221,15 +234,15 @@ def lower(trace: Trace, loader: str = "aisimulate-1.6") -> RawGraph:
         start = reqs[first].start_ms
         # the latest-starting parent request at or before the child (on equal starts the last in
         # trace order), and the first parent request starting at or after the child's last end
-        before = [i for i in parents if reqs[i].start_ms <= start]
-        if before:
-            top = max(reqs[i].start_ms for i in before)
-            push([i for i in before if reqs[i].start_ms == top][-1], first, "dispatch", "spawn")
-        end = reqs[last].end_ms
-        after = [i for i in parents if reqs[i].start_ms >= end]
-        if after:
-            low = min(reqs[i].start_ms for i in after)
-            push(last, next(i for i in after if reqs[i].start_ms == low), "completion", "join")
+        ps = starts.get(parent)
+        if ps is None:
+            ps = starts[parent] = [reqs[i].start_ms for i in parents]
+        k = bisect.bisect_right(ps, start)
+        if k:
+            push(parents[k - 1], first, "dispatch", "spawn")
+        k = bisect.bisect_left(ps, reqs[last].end_ms)
+        if k < len(parents):
+            push(last, parents[k], "completion", "join")
 
     for i, ds in enumerate(deps):
         for d in ds:

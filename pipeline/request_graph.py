@@ -6,6 +6,7 @@ start, Claude causality from `tool.claude`).
 
 from __future__ import annotations
 
+import bisect
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -15,6 +16,7 @@ from .model import Generation, Request, ToolEvent, Trace
 from .mooncake import Row
 
 RULES = ("g2", "g3c")
+_SCAN = 8  # a list this short is scanned; a longer one gets a set (Graph.wait_sets / branch_sets)
 
 
 def check_rules(rules: str) -> None:
@@ -97,6 +99,11 @@ class Graph:
     kind: list[str | None]
     consumer_tools: dict[str, list[ToolEvent]]  # request id -> Claude tools it consumes
     notes: dict
+    # membership of long `wait_for` / `branches` lists (a parent joining or spawning thousands of
+    # sub-agents), made once a list passes _SCAN: a scan of each would be quadratic
+    wait_sets: dict[int, set[str]] = field(default_factory=dict)
+    branch_sets: dict[int, set[str]] = field(default_factory=dict)
+    previous: list[int] = field(default_factory=list)  # per request: its chain's call before it, or -1
 
 
 def chain_of(r: Request) -> str:
@@ -148,13 +155,16 @@ def build(trace: Trace, rules: str, background_joins: bool = True) -> Graph:
     g = Graph(reqs, index, dict(chains), parent, [[] for _ in range(n)], [[] for _ in range(n)],
                [[] for _ in range(n)], [None] * n, defaultdict(list), {})
     wait_for, relations = g.wait_for, g.relations
+    g.previous = previous = [-1] * n
     for c, idx in chains.items():
         for a, b in zip(idx, idx[1:]):  # the first edge of each row: no duplicate to check (`_add`)
             wait_for[b].append(reqs[a].request_id)
             relations[b].append("sequence")
+            previous[b] = a
 
     claude_children = _claude_edges(trace, g, word, background_joins) if rules == "g3c" else {}
     missing_parent = no_spawn = 0
+    times: dict[str, tuple] = {}  # parent chain -> its calls' starts, and (end, position) sorted
     for c, idx in g.chains.items():
         p = parent.get(c)
         if p is None:
@@ -167,14 +177,18 @@ def build(trace: Trace, rules: str, background_joins: bool = True) -> Graph:
             continue
         first = reqs[idx[0]]
         last = max((reqs[i] for i in idx), key=lambda r: (r.end_ms, r.start_ms, r.request_id))
-        spawn = None
-        for j in pidx:  # output order, so ">=" keeps the later one on ties
-            q = reqs[j]
-            if rules == "g3c":
-                if q.start_ms <= first.start_ms and (spawn is None or q.start_ms >= reqs[spawn].start_ms):
-                    spawn = j
-            elif q.end_ms <= first.start_ms and (spawn is None or q.end_ms >= reqs[spawn].end_ms):
-                spawn = j
+        pt = times.get(p)
+        if pt is None:
+            pt = times[p] = ([reqs[j].start_ms for j in pidx], sorted((reqs[j].end_ms, k) for k, j in enumerate(pidx)))
+        starts, ends = pt
+        # the spawning call: G3c the latest to start by the child's start, else the latest to end
+        # by then; on ties the later in output order (parent calls are in output order, so by start)
+        if rules == "g3c":
+            k = bisect.bisect_right(starts, first.start_ms) - 1
+        else:
+            k = bisect.bisect_right(ends, (first.start_ms, len(pidx))) - 1
+            k = ends[k][1] if k >= 0 else -1
+        spawn = pidx[k] if k >= 0 else None
         link = trace.links.get(c)
         if spawn is not None and spawn != idx[0]:
             _spawn(g, spawn, idx[0])
@@ -182,13 +196,10 @@ def build(trace: Trace, rules: str, background_joins: bool = True) -> Graph:
             no_spawn += 1  # (a reader's explicit spawn, below, links it)
         if link is not None and link.join_request_id is not None:
             join = index.get(link.join_request_id)
-        else:
-            join = None
-            for j in pidx:
-                q = reqs[j]
-                if q.start_ms >= last.end_ms and (join is None or q.start_ms < reqs[join].start_ms):
-                    join = j
-        if join is not None and join not in idx:
+        else:  # the parent's first call to start once the child's last has ended
+            k = bisect.bisect_left(starts, last.end_ms)
+            join = pidx[k] if k < len(pidx) else None
+        if join is not None and chain_of(reqs[join]) != c:
             _add(g, join, last.request_id, "join")
     if missing_parent:
         g.notes["chains whose parent chain has no requests in the trace (no spawn/join edges)"] = missing_parent
@@ -207,20 +218,37 @@ def build(trace: Trace, rules: str, background_joins: bool = True) -> Graph:
 
 
 def _add(g: Graph, i: int, dep: str, relation: str) -> None:
-    if dep not in g.wait_for[i]:
-        g.wait_for[i].append(dep)
+    if _put(g.wait_for[i], dep, g.wait_sets, i):
         g.relations[i].append(relation)
+
+
+def _put(items: list[str], x: str, sets: dict[int, set[str]], i: int) -> bool:
+    """Append `x` to `items` (list `i` of its kind) unless it is there; True if appended."""
+    if len(items) < _SCAN:
+        if x in items:
+            return False
+    else:
+        seen = sets.get(i)
+        if seen is None:
+            seen = sets[i] = set(items)
+        if x in seen:
+            return False
+        seen.add(x)
+    items.append(x)
+    return True
 
 
 def _spawn(g: Graph, parent_i: int, child_i: int) -> None:
     _add(g, child_i, g.order[parent_i].request_id, "spawn")
-    child = g.order[child_i].request_id
-    if child not in g.branches[parent_i]:
-        g.branches[parent_i].append(child)
+    _put(g.branches[parent_i], g.order[child_i].request_id, g.branch_sets, parent_i)
 
 
 def _explicit_spawns(trace: Trace, g: Graph) -> None:
-    """A reader's explicit spawn replaces the one inferred from times (WEKA `wait` rule)."""
+    """A reader's explicit spawn replaces the one inferred from times (WEKA `wait` rule). The
+    inferred spawns all go first, then the explicit ones are added in link order: the lists come
+    out as removing and adding chain by chain gives them, without a list scan per child."""
+    explicit = []
+    dropped: dict[int, set[str]] = defaultdict(set)  # parent row -> children whose spawn is replaced
     for c, link in trace.links.items():
         idx = g.chains.get(c)
         if not idx or link.spawn_request_id is None or link.spawn_request_id not in g.index:
@@ -228,10 +256,16 @@ def _explicit_spawns(trace: Trace, g: Graph) -> None:
         first = idx[0]
         for k in range(len(g.wait_for[first]) - 1, -1, -1):
             if g.relations[first][k] == "spawn":
-                old = g.index[g.wait_for[first][k]]
+                dep = g.wait_for[first][k]
                 del g.wait_for[first][k], g.relations[first][k]
-                g.branches[old].remove(g.order[first].request_id)
-        _spawn(g, g.index[link.spawn_request_id], first)
+                g.wait_sets.get(first, set()).discard(dep)
+                dropped[g.index[dep]].add(g.order[first].request_id)
+        explicit.append((g.index[link.spawn_request_id], first))
+    for old, children in dropped.items():
+        g.branches[old] = [b for b in g.branches[old] if b not in children]
+        g.branch_sets.pop(old, None)
+    for parent_i, first in explicit:
+        _spawn(g, parent_i, first)
 
 
 def _claude_edges(trace: Trace, g: Graph, word: str, background_joins: bool = True) -> dict[str, str]:

@@ -114,8 +114,8 @@ def tool_json(s: tuple[int, int, ToolEvent]) -> dict:
 
 
 def g3c_spans(g: Graph, i: int, r: Request, chain: str, dep_end: int, ct: ChainTools | None) -> list:
-    pos = g.chains[chain].index(i)
-    window_start = g.order[g.chains[chain][pos - 1]].start_ms if pos > 0 else dep_end
+    prev = g.previous[i]
+    window_start = g.order[prev].start_ms if prev >= 0 else dep_end
     picked: list = []
     seen: set[int] = set()
     for t in g.consumer_tools.get(r.request_id, ()):
