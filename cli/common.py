@@ -24,13 +24,23 @@ def user_errors(exit_code: int = 2) -> Iterator[None]:
         yield
     except TraceError as e:
         msg = str(e)
-        print(msg if msg.startswith("error") else f"error: {msg}", file=sys.stderr)
+        print(one_line(msg if msg.startswith("error") else f"error: {msg}"), file=sys.stderr)
         raise typer.Exit(exit_code) from None
     except BrokenPipeError:
         raise  # the reader went away (`| head`): not a user error; cli.main exits quietly
     except OSError as e:
-        print(f"error: {_os_error(e)}", file=sys.stderr)
+        print(one_line(f"error: {_os_error(e)}"), file=sys.stderr)
         raise typer.Exit(exit_code) from None
+
+
+def one_line(msg: str) -> str:
+    """`msg` as one printable line: control, format and separator characters and lone
+    surrogates that an error quotes from the input (a key, a file name) are shown escaped
+    (`\\n`, `\\x1e`, `\\ud800`), so the error stays one line and can always be printed."""
+    if msg.isprintable():
+        return msg
+    return "".join(c if c.isprintable() else c.encode("unicode_escape", "backslashreplace").decode("ascii")
+                   for c in msg)
 
 
 def _os_error(e: OSError) -> str:

@@ -14,6 +14,8 @@ try:  # Typer 0.26+ carries its own click
 except ImportError:  # pragma: no cover - older Typer on PyPI's click
     from click import exceptions as click_errors
 
+from .common import one_line
+
 
 class _OneLineErrors(TyperGroup):
     """A bad command line (an unknown option, a value click cannot convert, a missing argument)
@@ -29,7 +31,7 @@ class _OneLineErrors(TyperGroup):
             e.show()
             sys.exit(e.exit_code)
         except click_errors.ClickException as e:
-            print(f"error: {' '.join(e.format_message().split())}", file=sys.stderr)
+            print(one_line(f"error: {' '.join(e.format_message().split())}"), file=sys.stderr)
             sys.exit(e.exit_code)
         except typer.Abort:
             print("Aborted!", file=sys.stderr)
