@@ -65,6 +65,10 @@ def prefill_class(base: type[EngineWorker]) -> type[EngineWorker]:
         def __init__(self, *a, **k) -> None:
             super().__init__(*a, **k)
             self.deferred: list[SimRequest] = []  # releases asked for while a pass ran
+            # the prefill copy's first token is never charged a decode step here (whatever the
+            # release's rule for aggregated workers); 1.4.2's copy decodes the rest for free
+            self.first_decodes = False
+            self.settled = self.rules.prefill_copy_decodes
 
         def _free(self, r: SimRequest) -> None:
             pass  # held for the handoff
@@ -112,9 +116,9 @@ def decode_class(base: type[EngineWorker]) -> type[EngineWorker]:
                 nb = -(-r.prompt // bs)
                 pk = self._keys(r)
                 # blocks this pool already holds with the prompt's hashes are shared, not
-                # copied (Dynamo's block manager dedups by hash; it reports no reuse here)
+                # copied (1.6.1's block manager dedups by hash; it reports no reuse here)
                 hitb = pool.lookup_after(r.src.run if r.src is not None else None, r.src_n, pk,
-                                         r.prompt // bs) if self.caching else []
+                                         r.prompt // bs) if self.caching and self.rules.decode_shares_blocks else []
                 if hitb:
                     active_hits, hruns, hrest, hrefs = pool.hits(hitb, pk[0])
                 else:
@@ -159,6 +163,21 @@ def decode_class(base: type[EngineWorker]) -> type[EngineWorker]:
     return DecodeWorker
 
 
+class FreeDecode:
+    """A timing model whose decode steps take no time (1.4.2's prefill worker)."""
+
+    def __init__(self, inner: TimingModel) -> None:
+        self.inner = inner
+        self.needs_requests = inner.needs_requests
+        self.decode_input = inner.decode_input
+
+    def prefill_ms(self, tokens: int, batch: int, info) -> float:
+        return self.inner.prefill_ms(tokens, batch, info)
+
+    def decode_ms(self, active_blocks: int, total_blocks: int, logical_tokens: int, batch: int, info) -> float:
+        return 0.0
+
+
 def transfer_ms(a: EngineArgs, prompt: int, held_blocks: int, block_size: int) -> float:
     """The KV handoff's duration under the prefill pool's settings: the whole prompt's tokens, or
     (`destination_missing`) the whole blocks the decode worker did not hold already."""
@@ -191,9 +210,10 @@ def run_disagg(rows: list[Row], sources: list[str], fmt: str, opts: ReplayOption
         raise TraceError("error: disaggregated replay runs Dynamo's scheduler only (not `scheduler` vllm_v0)")
     reqs = build_requests(rows, sources, fmt, tbs)
     # the prefill pool's copy of each request: one output token (none for a 0-output request, so
-    # a fully cached prompt computes nothing there)
-    pre = [SimRequest(r.idx, r.request_id, r.session_id, r.prompt, min(r.out, 1), r.hash_ids, r.source, r.play_id)
-           for r in reqs]
+    # a fully cached prompt computes nothing there), or 1.4.2's whole output decoded for free
+    whole = rules.prefill_copy_decodes
+    pre = [SimRequest(r.idx, r.request_id, r.session_id, r.prompt, r.out if whole else min(r.out, 1), r.hash_ids,
+                      r.source, r.play_id) for r in reqs]
     for r in reqs:
         if -(-r.prompt // da.block_size) > da.num_gpu_blocks or r.prompt + r.out - 1 > da.num_gpu_blocks * da.block_size:
             if -(-r.prompt // pa.block_size) <= pa.num_gpu_blocks:
@@ -204,6 +224,8 @@ def run_disagg(rows: list[Row], sources: list[str], fmt: str, opts: ReplayOption
     pstats, dstats = Stats(), Stats()
     PW = prefill_class(psched.worker)
     pt = _pool_timing(opts, pa)
+    if whole:
+        pt = FreeDecode(pt)
     pkeys = PromptKeys(pa.block_size, tbs)
     pw = [PW(i, pa, pt, tbs, pstats, opts.record, pkeys, psched.rules) for i in range(lay.num_prefill_workers)]
     dkeys = PromptKeys(da.block_size, tbs)
@@ -225,7 +247,7 @@ def _drive(reqs, pre, hand, pw, dw, dag, opts: ReplayOptions, ended, progress) -
     # (time, kind, tie, worker or request index): pass ends at one instant are delivered prefill
     # pool first, each pool by worker index (1.6.1: not by start order); transfers by start order
     events: list[tuple] = []
-    seq = itertools.count()
+    seq = itertools.count()  # transfers ending at one instant: in start order
     order = itertools.count()  # releases, terminal deliveries, pass starts (the lifecycle order)
     fire = dag.fire
     COMPLETION, DISPATCH = dagmod.COMPLETION, dagmod.DISPATCH
@@ -285,64 +307,81 @@ def _drive(reqs, pre, hand, pw, dw, dag, opts: ReplayOptions, ended, progress) -
         w.handoffs.append(r)
         reserve(w)
 
+    def prefill_done(finished: list[SimRequest]) -> None:
+        if ended is not None:
+            ended.note(finished)
+        for p in finished:
+            r = reqs[p.idx]
+            if p.status == "rejected":
+                r.status = "rejected"
+                r.terminal = now
+                terminal(r)
+                if progress is not None:
+                    progress(1)
+                continue
+            hand[r.idx].held = now
+            hand_off(r)
+
+    def prefill_end(w) -> None:
+        w.collect(now)
+        if w.deferred:
+            for r in w.deferred:
+                w.release(pre[r.idx])
+                hand[r.idx].released = now
+            w.deferred = []
+        if w.finished:
+            prefill_done(w.finished)
+
+    def decode_end(w) -> None:
+        w.collect(now)
+        if w.finished:
+            if ended is not None:
+                ended.note(w.finished)
+            for r in w.finished:
+                terminal(r)
+            if progress is not None:
+                progress(len(w.finished))
+        reserve(w)
+
     while True:
-        # 1. pass ends and finished transfers due now, in (time, start) order
+        # 1. pass ends and finished transfers due now, in (time, pool, worker) order
         while events and events[0][0] <= now:
             _t, kind, _s, x = heappop(events)
             if kind == _PREFILL:
-                w = pw[x]
-                w.collect(now)
-                if w.deferred:
-                    for r in w.deferred:
-                        w.release(pre[r.idx])
-                        hand[r.idx].released = now
-                    w.deferred = []
-                if w.finished:
-                    if ended is not None:
-                        ended.note(w.finished)
-                    for p in w.finished:
-                        r = reqs[p.idx]
-                        if p.status == "rejected":
-                            r.status = "rejected"
-                            r.terminal = now
-                            terminal(r)
-                            if progress is not None:
-                                progress(1)
-                            continue
-                        hand[r.idx].held = now
-                        hand_off(r)
+                prefill_end(pw[x])
             elif kind == _DECODE:
-                w = dw[x]
-                w.collect(now)
-                if w.finished:
-                    if ended is not None:
-                        ended.note(w.finished)
-                    for r in w.finished:
-                        terminal(r)
-                    if progress is not None:
-                        progress(len(w.finished))
-                reserve(w)
+                decode_end(dw[x])
             else:
                 r = reqs[x]
                 dw[r.worker].transferring -= 1
                 activate(r)
         # 2. releases, to the prefill pool
         release_ready(ready, reqs, now, prefill_router, dispatch, ended, order)
-        # 3. passes: prefill workers, then decode workers
+        # 3. passes: prefill workers, then decode workers; a pass that takes no time is
+        # delivered at once and the worker goes on (as Dynamo drives its workers)
         horizon = ready[0][0] if ready else math.inf
+        again = False
         for w in pw:
-            if not w.busy and w.has_work():
-                _start(w, now, _horizon(w, now, horizon, events, pw, dw, limit), events, seq, order, _PREFILL,
-                       pw + dw, opts)
+            while not w.busy and w.has_work():
+                if _start(w, now, _horizon(w, now, horizon, events, pw, dw, limit), events, order, _PREFILL,
+                          pw + dw) > now:
+                    break
+                prefill_end(w)
+                again = True
         for w in dw:
-            if w.busy:
-                continue
-            reserve(w)
-            if w.has_work():
+            while not w.busy:
+                reserve(w)
+                if not w.has_work():
+                    break
                 for r in w.joinable:
                     hand[r.idx].admitted = now
-                _start(w, now, _horizon(w, now, horizon, events, pw, dw, limit), events, seq, order, _DECODE,
-                       pw + dw, opts)
+                if _start(w, now, _horizon(w, now, horizon, events, pw, dw, limit), events, order, _DECODE,
+                          pw + dw) > now:
+                    break
+                decode_end(w)
+                again = True
+        if again:
+            continue  # what those passes released or handed off at this instant
         nxt, stopped_at = advance(events, ready, now, limit)
         if nxt is None:
             break
@@ -364,13 +403,17 @@ def _horizon(w, now: float, horizon: float, events: list, pw, dw, limit) -> floa
     return horizon
 
 
-def _start(w, now: float, horizon: float, events, seq, order, kind: int, workers, opts: ReplayOptions) -> None:
+def _start(w, now: float, horizon: float, events, order, kind: int, workers) -> float:
+    """Start a pass on `w`; its end (a pass ending later is in `events`, one ending now is the
+    caller's to deliver)."""
     end = w.step(now, horizon)
     if end == now and not w.finished and not w.first_tokens and not w.n_running():
         stuck(w, workers, w.args)
-    w.busy = True
     next(order)  # a pass start, in the run's event order (as the aggregated loop ticks it)
-    heappush(events, (end, kind, w.wid, w.wid))
+    if end > now:
+        w.busy = True
+        heappush(events, (end, kind, w.wid, w.wid))
+    return end
 
 
 def _emitted(r: SimRequest, dw) -> int:

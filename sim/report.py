@@ -149,11 +149,11 @@ def summary(res: SimResult, *, sla_ttft_ms: float | None = None, sla_itl_ms: flo
         "processed_output_tokens_per_s": per_wall(tout),
         "prefix_cache_reused_ratio": (sum(r.cached_tokens for r in done) / tin) if tin else 0.0,
         "first_admission_prefix_cache_reused_ratio": (sum(r.first_cached_tokens for r in done) / tin) if tin else 0.0,
-        "prefill_worker_seconds": 0.0,
+        "prefill_worker_seconds": dur_s * res.num_prefill_workers if res.num_prefill_workers else 0.0,
         "decode_worker_seconds": dur_s * res.num_workers,
-        "prefill_gpus_per_worker": 0,
+        "prefill_gpus_per_worker": 1 if res.num_prefill_workers else 0,
         "decode_gpus_per_worker": 1,
-        "gpu_hours": dur_s * res.num_workers * 1 / 3600,
+        "gpu_hours": dur_s * (res.num_prefill_workers + res.num_workers) * 1 / 3600,
     }
     rep.update(_exact_stats("ttft", ttft))
     rep.update(_exact_stats("ttst", ttst))
@@ -215,6 +215,7 @@ def _extras(res: SimResult) -> dict:
 
 
 # ai-dynamo 1.4.2's disaggregated-serving keys, null in aggregated replay (what it writes there)
+# and filled from the handoff in a disaggregated one
 _PD_KEYS = ("prefill_admit_ms", "source_held_ms", "destination_reserved_ms", "destination_activated_ms",
             "decode_admit_ms", "source_released_ms", "decode_reused_input_tokens", "prefill_route_overlap_tokens",
             "decode_route_overlap_tokens")
@@ -252,10 +253,17 @@ def jsonl_rows(res: SimResult, *, rules: DynamoRules | None = None) -> Iterable[
             if ok and r.output_tokens > 1 and r.last_token_ms is not None else None,
             "input_length": r.input_length, "requested_output_length": r.requested_output_length,
             "output_length": r.output_tokens, "reused_input_tokens": r.cached_tokens,
-            "prefill_worker_idx": None, "decode_worker_idx": r.worker,
+            "prefill_worker_idx": None if r.handoff is None else r.handoff.prefill_worker, "decode_worker_idx": r.worker,
         }
-        for k in _PD_KEYS:
-            row[k] = None
+        h = r.handoff
+        if h is None:
+            for k in _PD_KEYS:
+                row[k] = None
+        else:
+            row.update(zip(_PD_KEYS, (_ms(h.prefill_admit_ms), _ms(h.source_held_ms), _ms(h.destination_reserved_ms),
+                                      _ms(h.destination_activated_ms), _ms(h.decode_admit_ms),
+                                      _ms(h.source_released_ms), h.decode_reused_tokens, 0,
+                                      0 if r.worker is not None else None)))
         row["terminal_status"] = r.status
         row["play"] = r.play
         yield row
