@@ -15,7 +15,8 @@ from .common import user_errors
 
 def run_check(path: str, tp_bin: str | None = None, *, out=None, err=None) -> bool:
     """Print counts and one line per problem (problems to stderr); True when the trace is clean."""
-    from trace_pipe.proto.check import check_file, tp_bin_problem
+    from trace_pipe.proto.check import check_file
+    from trace_pipe.proto.tp_check import tp_bin_problem
 
     out = out or sys.stdout
     err = err or sys.stderr

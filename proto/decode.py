@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from perfetto.protos.perfetto.trace import perfetto_trace_pb2 as pb
 
-from .check import CheckReport, iter_packets
+from .perfetto_check import CheckReport, iter_packets
 
 
 @dataclass(slots=True)

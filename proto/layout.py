@@ -38,6 +38,8 @@ from .spans import ChainItem, RequestSpan, Timeline
 from .tracks import COUNTER, ORDER_EXPLICIT, TrackSpec, TrackTree, flow_base, pack_lanes
 
 COUNTER_UNIT = "requests"
+# track names `trace-pipe check` reads back (proto/layout_check.py)
+IN_FLIGHT, WORKERS, STAGES = "in flight", "workers", " stages"
 
 
 class Block(NamedTuple):
@@ -224,7 +226,7 @@ class Layout:
         root = tree.add(0, tl.name, child_ordering=ORDER_EXPLICIT, description=tl.description)
         counters: list[tuple[int, list[tuple[int, int]]]] = []
         if n:
-            total = tree.add(root, "in flight", kind=COUNTER, rank=0, unit_name=COUNTER_UNIT,
+            total = tree.add(root, IN_FLIGHT, kind=COUNTER, rank=0, unit_name=COUNTER_UNIT,
                              description="LLM requests in flight (all chains)")
             counters.append((total, req_iv))
         chain_req_tracks: dict[tuple[str, str], list[int]] = {}
@@ -249,7 +251,7 @@ class Layout:
                 if key in req_lanes:
                     chain_req_tracks[key] = tree.lanes(gu, c, req_lanes[key], 3 * ci)
                     if tl.separate_stages:
-                        chain_stage_tracks[key] = tree.lanes(gu, f"{c} stages", req_lanes[key], 3 * ci + 1)
+                        chain_stage_tracks[key] = tree.lanes(gu, f"{c}{STAGES}", req_lanes[key], 3 * ci + 1)
                 if key in tool_lanes:
                     chain_tool_tracks[key] = tree.lanes(gu, f"{c} tools", tool_lanes[key], 3 * ci + 2)
         p.req_track = [chain_req_tracks[(r.group, r.chain)][req_lane[i]] for i, r in enumerate(reqs)]
@@ -279,7 +281,7 @@ class Layout:
         p.worker_counters = []
         p.placements = []
         if workers:
-            wg = tree.add(root, "workers", rank=n_first + 1, child_ordering=ORDER_EXPLICIT,
+            wg = tree.add(root, WORKERS, rank=n_first + 1, child_ordering=ORDER_EXPLICIT,
                           description="What ran on each prefill / decode worker (dp rank)")
             by_worker: dict[str, list] = defaultdict(list)
             for x in placed:
@@ -295,7 +297,7 @@ class Layout:
                 wu = tree.add(parent.get(pool_of.get(w, ""), wg), w, rank=wi, child_ordering=ORDER_EXPLICIT)
                 xs = by_worker.get(w, ())
                 if xs:
-                    cu = tree.add(wu, "in flight", kind=COUNTER, rank=0, unit_name=COUNTER_UNIT,
+                    cu = tree.add(wu, IN_FLIGHT, kind=COUNTER, rank=0, unit_name=COUNTER_UNIT,
                                   description=f"LLM requests in flight on {w}")
                     iv = [(x[0], x[1]) for x in xs]
                     counters.append((cu, iv))

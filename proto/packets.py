@@ -30,28 +30,18 @@ import struct
 
 from perfetto.protos.perfetto.trace import perfetto_trace_pb2 as pb
 
+from trace_pipe.pipeline.limits import TS_LIMIT_NS
+
 from .layout import Block
 from .tracks import COUNTER, ORDER_UNKNOWN, TrackSpec
 
 SEQ_ID = 1
-TS_LIMIT = 1 << 63  # trace processor drops timestamps at or above this
 _pack_d = struct.Struct("<d").pack
 _pack_q = struct.Struct("<Q").pack
 
 # TrackEvent.Type
 BEGIN, END, INSTANT, COUNTER_T = 1, 2, 3, 4
 
-# Debug-annotation string values worth interning: few distinct values, repeated on many slices.
-INTERNED_VALUE_KEYS = frozenset((
-    "model", "session_id", "session_type_id", "trajectory_id", "parent_trajectory_id", "parent_session_id",
-    "workflow_id", "workflow_type_id", "program_id", "parent_program_id", "play_id", "agent_id",
-    "event_type", "event_source", "status", "tool_class", "source", "finish.finish_reason",
-    "finish.backend_finish_reason", "finish.stop_reason", "finish.tool_call_names",
-    "finish.choice_finish_reasons", "error_type", "finish_reason", "backend_finish_reason", "stop_reason",
-    "tool_call_names", "choice_finish_reasons", "name"))
-# Ids repeated on a request's stages and worker slices (4-6 uses) but used once when a request has
-# neither: interned from their second use on, so single-use ids cost nothing extra.
-REPEATED_ID_KEYS = frozenset(("request_id", "x_request_id"))
 _PLAIN, _INTERN, _REPEATED, _DOTTED = range(4)  # how a top-level annotation key is written
 # InternedData lists used (field number -> tag): event_categories, event_names,
 # debug_annotation_names, debug_annotation_string_values
@@ -172,8 +162,17 @@ class Encoder:
     return one packet's bytes (tests).
     """
 
-    def __init__(self, intern: bool = True, origin_ns: int = 0) -> None:
+    def __init__(self, intern: bool = True, origin_ns: int = 0, *, interned_keys: frozenset[str] = frozenset(),
+                 repeated_keys: frozenset[str] = frozenset(), value_cache: int | None = None) -> None:
+        """`interned_keys`: annotation keys whose string values are interned (few distinct values,
+        repeated on many slices); `repeated_keys`: keys whose values are interned from their second
+        use on (ids a request's stages and worker slices repeat). The caller knows its arguments;
+        the encoder knows no field names. `value_cache`: interned values remembered (older ones
+        are defined again if used again); None: `_VALUE_CACHE`."""
         self.intern = intern
+        self._intern_keys = interned_keys
+        self._repeat_keys = repeated_keys
+        self._cap = _VALUE_CACHE if value_cache is None else value_cache
         self.origin = origin_ns  # subtracted from every timestamp
         self.buf = bytearray()  # encoded packets not yet taken
         self.slices = self.instants = self.samples = 0  # written through block / instant_event / series
@@ -196,12 +195,12 @@ class Encoder:
         self._ints_nest: dict[str, bytes] = {}
         self._strs_top: dict[str, bytes] = {}
         self._strs_nest: dict[str, bytes] = {}
-        self._reps_top: dict[str, bytes] = {}  # REPEATED_ID_KEYS key -> name reference
+        self._reps_top: dict[str, bytes] = {}  # repeated_keys key -> name reference
         self._containers: dict[str, bytes] = {}  # nested key with a list / dict value -> name reference
         self._containers_top: dict[str, bytes] = {}  # ... top-level key (finish_reason_metadata)
         self._dotted: dict[str, str] = {}  # top-level dotted key -> its prefix
         self._groups: dict[tuple, bytes] = {}  # run of dotted (key, value) items -> encoded dict
-        self._seen: dict[str, None] = {}  # REPEATED_ID_KEYS values used once so far (FIFO-bounded)
+        self._seen: dict[str, None] = {}  # repeated_keys values used once so far (FIFO-bounded)
         self._iids = dict.fromkeys(_INTERNED, 0)  # InternedData list -> last iid given
         self._defs: list[tuple[int, bytes]] = []  # InternedData entries defined by the packet being built
         self._flag = b"\x68\x02" if intern else b""  # sequence_flags of packets that may use iids
@@ -241,7 +240,7 @@ class Encoder:
     def _val_iid(self, s: str) -> bytes:
         ref = self._vals.get(s)
         if ref is None:
-            if len(self._vals) >= _VALUE_CACHE:  # bounded memory: forget the oldest (FIFO)
+            if len(self._vals) >= self._cap:  # bounded memory: forget the oldest (FIFO)
                 del self._vals[next(iter(self._vals))]
             ref = self._vals[s] = b"\x88\x01" + _vi(self._define(29, s))  # DebugAnnotation.string_value_iid = 17
         return ref
@@ -260,7 +259,7 @@ class Encoder:
         if v in seen:
             del seen[v]
             return self._val_iid(v)
-        if len(seen) >= _VALUE_CACHE:
+        if len(seen) >= self._cap:
             del seen[next(iter(seen))]
         seen[v] = None
         b = v.encode()
@@ -286,9 +285,9 @@ class Encoder:
             return b"\x29" + _pack_d(v)
         if t is str:
             if self.intern:
-                if key in INTERNED_VALUE_KEYS:
+                if key in self._intern_keys:
                     return self._val_iid(v)
-                if key in REPEATED_ID_KEYS:
+                if key in self._repeat_keys:
                     return self._repeated(v)
             return _ld(b"\x32", v.encode())
         if isinstance(v, dict):
@@ -316,7 +315,7 @@ class Encoder:
         if dot > 0:
             info = ((s[:dot], s[dot + 1:]), _DOTTED)
         else:
-            mode = _INTERN if s in INTERNED_VALUE_KEYS else _REPEATED if s in REPEATED_ID_KEYS else _PLAIN
+            mode = _INTERN if s in self._intern_keys else _REPEATED if s in self._repeat_keys else _PLAIN
             info = (self._ann_name(s), mode)
         self._keys[k] = info
         return info
@@ -526,13 +525,13 @@ class Encoder:
         n = len(e)
         e = tag + (_V[n] if n < 16384 else _vi(n)) + e
         if cache:
-            if len(pairs) >= _VALUE_CACHE:
+            if len(pairs) >= self._cap:
                 pairs.clear()
             pairs[kv] = e
         return e
 
     def _rep_ann(self, kv: tuple, ref: bytes, tag: bytes = b"\x22") -> bytes:
-        """An annotation of a REPEATED_ID_KEYS key (name reference `ref`): its value inline on
+        """An annotation of a repeated_keys key (name reference `ref`): its value inline on
         first use, interned from the second; once interned the whole annotation is cached."""
         r = self._vals.get(kv[1]) or self._repeated(kv[1])
         e = ref + r
@@ -540,7 +539,7 @@ class Encoder:
         e = tag + (_V[n] if n < 16384 else _vi(n)) + e
         if r[0] == 0x88:  # interned by now (the first use is written inline)
             pairs = self._pairs_top if tag == b"\x22" else self._pairs_nest
-            if len(pairs) >= _VALUE_CACHE:
+            if len(pairs) >= self._cap:
                 pairs.clear()
             pairs[kv] = e
         return e
@@ -562,7 +561,7 @@ class Encoder:
         else:
             e = b""
         if safe:
-            if len(self._groups) >= _VALUE_CACHE:
+            if len(self._groups) >= self._cap:
                 self._groups.clear()
             self._groups[key] = e
         return e
@@ -638,7 +637,7 @@ class Encoder:
         ts -= self.origin
         if 268435456 <= ts < 4398046511104:  # _vi inlined (this runs for every packet), the common case first
             t = _C[ts & 16383] + _C[(ts >> 14) & 16383] + _V[ts >> 28]
-        elif not 0 <= ts < TS_LIMIT:
+        elif not 0 <= ts < TS_LIMIT_NS:
             raise ValueError(f"timestamp {ts + self.origin} ns is before the trace origin or too large")
         else:
             t = _vi(ts)
@@ -679,7 +678,7 @@ class Encoder:
         ts = start - origin
         if 268435456 <= ts < 4398046511104:  # _vi inlined, the common case first
             t = _C[ts & 16383] + _C[(ts >> 14) & 16383] + _V[ts >> 28]
-        elif not 0 <= ts < TS_LIMIT:
+        elif not 0 <= ts < TS_LIMIT_NS:
             raise ValueError(f"timestamp {start} ns is before the trace origin or too large")
         else:
             t = _vi(ts)
@@ -705,7 +704,7 @@ class Encoder:
         ts = end - origin
         if 268435456 <= ts < 4398046511104:  # _vi inlined, the common case first
             t = _C[ts & 16383] + _C[(ts >> 14) & 16383] + _V[ts >> 28]
-        elif not 0 <= ts < TS_LIMIT:
+        elif not 0 <= ts < TS_LIMIT_NS:
             raise ValueError(f"timestamp {end} ns is before the trace origin or too large")
         else:
             t = _vi(ts)
@@ -737,7 +736,7 @@ class Encoder:
             if 268435456 <= ts < 4398046511104:  # _vi inlined, the common case first
                 ap((x[1] if ts < 34359738368 else x[2]) + _C[ts & 16383] + _C[(ts >> 14) & 16383] + _V[ts >> 28] + x[0])
                 continue
-            if not 0 <= ts < TS_LIMIT:
+            if not 0 <= ts < TS_LIMIT_NS:
                 raise ValueError(f"timestamp {ts + origin} ns is before the trace origin or too large")
             t = _vi(ts)
             ap(b"\x0a" + _V[1 + len(t) + len(x[0])] + b"\x40" + t + x[0])

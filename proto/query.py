@@ -97,10 +97,10 @@ def _framing_problem(trace: str) -> str | None:
     """Trace processor loads a cut or empty protobuf trace without a word (what it could parse, or
     nothing); our own framing walk (no decoding: fast) says where it breaks. JSON traces are left
     to trace processor."""
-    from .check import CheckReport, _open, iter_packets
+    from .perfetto_check import CheckReport, iter_packets, open_pftrace
 
     try:
-        with _open(trace) as f:
+        with open_pftrace(trace) as f:
             head = f.read(1)
         if head not in (b"\x0a", b""):
             return None
@@ -148,7 +148,7 @@ def open_trace(trace: str, tp_bin: str | None = None):
     if broken:
         raise TraceError(f"error: {trace}: not a whole Perfetto trace: {broken}")
     if tp_bin:
-        from .check import tp_bin_problem
+        from .tp_check import tp_bin_problem
 
         bad = tp_bin_problem(tp_bin)
         if bad:

@@ -18,17 +18,13 @@ from operator import attrgetter
 
 from trace_pipe.pipeline.errors import TraceError
 from trace_pipe.pipeline.gcpause import gc_paused
+from trace_pipe.pipeline.limits import TS_LIMIT_NS
 from trace_pipe.pipeline.model import Generation, Request, ToolEvent, Trace
 
-from .spans import Args, ChainItem, Link, Mark, Placement, RequestSpan, Slice, Timeline
+from .spans import (CAT_MARKER, CAT_REQUEST, CAT_STAGE, CAT_TOOL, CAT_TOOL_MARKER, CAT_WORKER, Args, ChainItem,
+                    Link, Mark, Placement, RequestSpan, Slice, Timeline)
 
 NS_PER_MS = 1_000_000
-CAT_REQUEST = "dynamo.llm"
-CAT_STAGE = "dynamo.llm.stage"
-CAT_MARKER = "dynamo.llm.marker"
-CAT_TOOL = "dynamo.agent.tool"
-CAT_TOOL_MARKER = "dynamo.agent.tool.marker"
-CAT_WORKER = "trace_pipe.worker"
 REQUEST_ONLY = "request-only"  # Dynamo's chain label for rows without agent_context
 
 # The identity fields Dynamo's converter copies per generation (§5.4), in its order.
@@ -63,7 +59,6 @@ def ns(ms: float) -> int:
     return int(ms) * NS_PER_MS if isinstance(ms, int) else int(round(ms * NS_PER_MS))
 
 
-TS_LIMIT = 1 << 63  # Perfetto timestamps are int64 ns from the unix epoch here
 
 
 def _undrawable(src, what: str, s: int, e: int) -> None:
@@ -92,7 +87,7 @@ def recorded_timeline(trace: Trace, edges: Iterable = (), *, stages: bool | str 
         show_stages = bool(stages)
         requests = [_request_span(r, groups, show_stages, markers) for r in trace.requests]
         for r, rs in zip(trace.requests, requests):
-            if rs.slice.start_ns < 0 or rs.slice.end_ns >= TS_LIMIT:
+            if rs.slice.start_ns < 0 or rs.slice.end_ns >= TS_LIMIT_NS:
                 _undrawable(r.source, "request", rs.slice.start_ns, rs.slice.end_ns)
         tools = _tool_items(trace, groups)
     # file names, sorted: the same files given in another order or from another directory give
@@ -362,7 +357,7 @@ def _tool_items(trace: Trace, groups: _Groups) -> list[ChainItem]:
             real_ids.add((*chain, t.tool_call_id))
         start = stacks[key].pop() if stacks[key] else None
         s, e, synthetic = _tool_span(t, start)
-        if s < 0 or e >= TS_LIMIT:
+        if s < 0 or e >= TS_LIMIT_NS:
             _undrawable(t.source, "tool span", s, e)
         cls = t.tool_class or "unknown-tool"
         name = f"Tool error: {cls}" if t.event_type == "tool_error" else f"Tool: {cls}"

@@ -34,8 +34,8 @@ from collections.abc import Mapping
 
 from trace_pipe.pipeline.timeline import SimulatedRun
 
-from .recorded import CAT_MARKER, CAT_REQUEST, CAT_STAGE, CAT_WORKER, NS_PER_MS, REQUEST_ONLY
-from .spans import Args, ChainItem, CounterSeries, Link, Mark, Placement, RequestSpan, Slice, Timeline, WorkerTrack
+from .recorded import NS_PER_MS, REQUEST_ONLY
+from .spans import CAT_MARKER, CAT_REQUEST, CAT_STAGE, CAT_WORKER, Args, ChainItem, CounterSeries, Link, Mark, Placement, RequestSpan, Slice, Timeline, WorkerTrack
 
 CAT_PASS = "trace_pipe.engine"
 COUNTERS = (("running", "requests", "requests running (scheduled in the pass)"),

@@ -20,6 +20,30 @@ from dataclasses import dataclass
 # int, float, str, or nested dict / list / tuple of those.
 Args = tuple[tuple[str, object], ...]
 
+# Slice categories: what a slice is, for the writers' colours and `trace-pipe check`'s nesting rules
+CAT_REQUEST = "dynamo.llm"  # an LLM request, at the top of its chain's track
+CAT_STAGE = "dynamo.llm.stage"  # prefill wait / prefill / decode ..., inside its request
+CAT_MARKER = "dynamo.llm.marker"  # the first token, inside its request
+CAT_TOOL = "dynamo.agent.tool"
+CAT_TOOL_MARKER = "dynamo.agent.tool.marker"
+CAT_WORKER = "trace_pipe.worker"  # a request's time on a worker
+# a request's stages in the order they happen (others, as a replay's "queued", are not ordered)
+STAGE_ORDER = {"prefill wait": 0, "prefill": 1, "first token": 2, "decode": 3}
+
+# Slice argument keys whose string values the Perfetto writer interns (proto/packets.py, which
+# knows no field names): few distinct values (Dynamo's identity and finish fields, statuses),
+# repeated on many slices.
+INTERNED_ARGS = frozenset((
+    "model", "session_id", "session_type_id", "trajectory_id", "parent_trajectory_id", "parent_session_id",
+    "workflow_id", "workflow_type_id", "program_id", "parent_program_id", "play_id", "agent_id",
+    "event_type", "event_source", "status", "tool_class", "source", "finish.finish_reason",
+    "finish.backend_finish_reason", "finish.stop_reason", "finish.tool_call_names",
+    "finish.choice_finish_reasons", "error_type", "finish_reason", "backend_finish_reason", "stop_reason",
+    "tool_call_names", "choice_finish_reasons", "name"))
+# Ids repeated on a request's stages and worker slices (4-6 uses) but used once when a request has
+# neither: interned from their second use on, so single-use ids cost nothing extra.
+REPEATED_ARGS = frozenset(("request_id", "x_request_id"))
+
 
 @dataclass(slots=True)
 class Slice:

@@ -16,7 +16,7 @@ from trace_pipe.pipeline.io import atomic_output, size_written
 
 from .layout import Block, Layout, Series
 from .packets import Encoder, attributes_packet, clock_packet, descriptor_packet
-from .spans import Timeline
+from .spans import INTERNED_ARGS, REPEATED_ARGS, Timeline
 
 WRITER = "trace-pipe"
 _FLUSH = 1 << 20
@@ -105,7 +105,7 @@ def write_timelines(timelines: Sequence[Timeline], out_path: str | os.PathLike, 
                     attributes: Sequence[tuple[str, object]] = (), intern: bool = True) -> WriteStats:
     """Write the timelines (one root each) as one Perfetto protobuf trace."""
     layout = Layout(timelines)
-    enc = Encoder(intern=intern, origin_ns=layout.origin_ns)
+    enc = Encoder(intern=intern, origin_ns=layout.origin_ns, interned_keys=INTERNED_ARGS, repeated_keys=REPEATED_ARGS)
     with atomic_output(out_path, gz=False) as raw:
         z = open_output(raw, str(out_path), gz)
         sink = _Sink(z if z is not None else raw)

@@ -7,6 +7,12 @@ import pytest
 from perfetto.protos.perfetto.trace import perfetto_trace_pb2 as pb
 
 from trace_pipe.proto.packets import Encoder, _vi, frame, varint
+from trace_pipe.proto.spans import INTERNED_ARGS, REPEATED_ARGS
+
+
+def _Enc(**kw) -> Encoder:
+    """The encoder as the writer makes it: interning the timelines' low-cardinality values."""
+    return Encoder(interned_keys=INTERNED_ARGS, repeated_keys=REPEATED_ARGS, **kw)
 
 
 def unframe(b: bytes) -> bytes:
@@ -67,7 +73,7 @@ def expected_args(te):
 
 
 def test_inline_names_equal_pb2_bytes():
-    enc = Encoder(intern=False)
+    enc = _Enc(intern=False)
     ts = 1_777_312_800_123_456_789
     got = enc.begin(ts, 1048577, "LLM request: m", "dynamo.llm", ARGS, corr=99, flows_out=(1 << 48 | 1,),
                     flows_in=(5,))
@@ -101,7 +107,7 @@ def test_inline_names_equal_pb2_bytes():
 
 
 def test_interned_packets_equal_pb2_bytes():
-    enc = Encoder(intern=True, origin_ns=1000)
+    enc = _Enc(intern=True, origin_ns=1000)
     assert pb.TracePacket.FromString(unframe(enc.start())).sequence_flags == 3
     first = enc.begin(5000, 9, "prefill", "dynamo.llm.stage", (("model", "m1"), ("n", 3), ("request_id", "r1")))
     p = pb.TracePacket(timestamp=4000, trusted_packet_sequence_id=1, sequence_flags=2)
@@ -139,7 +145,7 @@ def test_interned_packets_equal_pb2_bytes():
 
 
 def test_nested_names_are_interned_and_negative_ints_are_twos_complement():
-    enc = Encoder(intern=True)
+    enc = _Enc(intern=True)
     b = enc.begin(1, 2, "x", "c", (("finish_reason_metadata", {"finish_reason": "stop"}), ("neg", -1),
                                    ("worker.decode_worker_id", 10)))
     p = pb.TracePacket.FromString(unframe(b))
@@ -160,7 +166,7 @@ def test_varint_table_matches_loop(n):
 
 
 def test_timestamps_outside_range_are_refused():
-    enc = Encoder(origin_ns=100)
+    enc = _Enc(origin_ns=100)
     with pytest.raises(ValueError):
         enc.end(99, 1)
     with pytest.raises(ValueError):
@@ -200,7 +206,7 @@ def _expected(args) -> list:
 def test_cached_encodings_decode_to_the_same_values():
     """The encoder's caches (whole (key, value) pairs, float prefixes, dotted runs, ids interned
     from their second use) give the values a fresh encoding gives, packet after packet."""
-    enc = Encoder(intern=True)
+    enc = _Enc(intern=True)
     names: dict[int, str] = {}
     strings: dict[int, str] = {}
 
@@ -278,16 +284,12 @@ class _Reader:
 
 
 @pytest.mark.parametrize("small_caches", [False, True])
-def test_warm_caches_decode_to_what_a_fresh_encoder_writes(monkeypatch, small_caches):
+def test_warm_caches_decode_to_what_a_fresh_encoder_writes(small_caches):
     """Argument lists of recurring shapes whose values hit and miss every cache (and, with tiny
     caches, values forgotten and defined again under new iids): each packet of one long-lived
     encoder decodes to the values a fresh encoder writes for the same list."""
     import random
 
-    from trace_pipe.proto import packets
-
-    if small_caches:
-        monkeypatch.setattr(packets, "_VALUE_CACHE", 6)
     rnd = random.Random(7)
     keys = ["model", "status", "request_id", "x_request_id", "tool_call_id", "event_time_unix_ms", "input_tokens",
             "ttft_ms", "flag", "worker.prefill_worker_id", "worker.decode_dp_rank", "worker.note", "finish.reason",
@@ -298,11 +300,11 @@ def test_warm_caches_decode_to_what_a_fresh_encoder_writes(monkeypatch, small_ca
     for _ in range(10):
         idx = sorted(rnd.sample(range(len(keys)), rnd.randint(1, len(keys))))
         shapes.append([(keys[i], kinds[i] if rnd.random() < 0.8 else rnd.choice(kinds)) for i in idx])
-    warm, seq = Encoder(), _Reader()
+    warm, seq = _Enc(value_cache=6 if small_caches else None), _Reader()
     for i in range(3000):
         args = _shaped_args(rnd, shapes)
         got = seq.args(warm.begin(1000 + i, 7, "s", "c", args))
-        want = _Reader().args(Encoder().begin(1000 + i, 7, "s", "c", args))
+        want = _Reader().args(_Enc().begin(1000 + i, 7, "s", "c", args))
         assert repr(got) == repr(want), (i, args)  # repr: True and 1 must differ
     if not small_caches:  # (tiny caches are cleared again and again)
         assert len(warm._pairs_top) + len(warm._groups) >= 6  # the caches were in use

@@ -12,7 +12,7 @@ the `perfetto` package's TraceProcessor starts an HTTP server and takes ~1 s), o
 that returns everything as one JSON value, compared with what the file holds (our own decoder)
 and what the writer declared (the `trace_pipe.<root>.*` trace attributes, and when the test has
 them, the writer's `WriteStats` and the DAG's edges):
-- no error / data-loss stat, nor an info stat that means dropped events (proto.check.TP_FAIL_STATS);
+- no error / data-loss stat, nor an info stat that means dropped events (proto.tp_check.TP_FAIL_STATS);
 - the counts of slices (instants included), flows, counter samples and tracks;
 - every flow joins the request slices of one dependency edge (`flow.slice_out` / `slice_in`),
   per root, as many as the writer declared;
@@ -89,7 +89,7 @@ _FAIL_STATS = None
 def _fail_stats_sql() -> str:
     global _FAIL_STATS
     if _FAIL_STATS is None:
-        from trace_pipe.proto.check import TP_FAIL_STATS
+        from trace_pipe.proto.tp_check import TP_FAIL_STATS
 
         _FAIL_STATS = ", ".join(f"'{s}'" for s in sorted(TP_FAIL_STATS))
     return _FAIL_STATS
