@@ -310,13 +310,12 @@ def parse_request(ev: schemas.Record, gen: Generation, src: Source, notes: Count
     worker = req.worker
     if worker is not None:
         worker = _worker(worker)
-    finish = req.finish_reason_metadata
+    finish = req.finish_reason_metadata or None
     tool_calls: tuple = ()
-    if finish is not None:
-        calls = finish.get("tool_calls")
-        if calls is not None:
-            tool_calls = tuple(ToolCallRef(c.choice_index, c.tool_call_index, c.id, c.name)
-                               for c in schemas.tool_calls(calls, raw, str(src)))
+    if finish:
+        finish, calls = schemas.finish(finish, raw, str(src))
+        if calls:
+            tool_calls = tuple(ToolCallRef(c.choice_index, c.tool_call_index, c.id, c.name) for c in calls)
     model = req.model
     # positional: keyword matching of Request's 30 fields cost 2.2 µs a row (see _check_order);
     # the model string interned as parse_tool's strings are

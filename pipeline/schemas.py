@@ -76,8 +76,8 @@ class RequestPayload(Struct, gc=False):
     kv_hit_rate: float | None = None
     kv_transfer_estimated_latency_ms: float | None = None
     worker: Worker | None = None
-    # kept whole (Perfetto shows every key); its `tool_calls` are checked by TOOL_CALLS
-    finish_reason_metadata: dict[str, Any] | None = None
+    # kept whole (Perfetto shows every key): decoded twice by `finish`, as a dict and typed
+    finish_reason_metadata: msgspec.Raw = msgspec.Raw()  # (Raw takes no union with None: empty)
     replay: Replay | None = None
 
 
@@ -125,8 +125,14 @@ class Line(Record, gc=False):
     event: Record | None = None
 
 
+class Finish(Struct, gc=False):
+    """The typed part of `finish_reason_metadata` (the rest is shown as recorded)."""
+    tool_calls: list[ToolCall] | None = None
+
+
 LINE = msgspec.json.Decoder(Line)
-TOOL_CALLS = list[ToolCall]
+_FINISH = msgspec.json.Decoder(Finish).decode
+_ANY = msgspec.json.Decoder().decode
 
 
 # -- error translation -------------------------------------------------------------------------
@@ -264,12 +270,19 @@ def explain(err: msgspec.ValidationError, raw: bytes, where: str, *, prefix: tup
     return TraceError(f"{head}{where}: {message(field, value)}")
 
 
-def tool_calls(calls: object, raw: bytes, where: str) -> list[ToolCall]:
-    """`finish_reason_metadata.tool_calls`, typed (the metadata itself is kept whole)."""
+_NULL = b"null"
+
+
+def finish(text: msgspec.Raw, raw: bytes, where: str) -> tuple[dict | None, list[ToolCall]]:
+    """`finish_reason_metadata` as recorded (a dict; None when absent or null) and its typed
+    `tool_calls` (two decodes of its few bytes cost a quarter of one conversion of the dict)."""
+    if not text or (len(text) == 4 and bytes(text) == _NULL):
+        return None, ()
     try:
-        return msgspec.convert(calls, TOOL_CALLS)
+        typed = _FINISH(text)
     except msgspec.ValidationError as e:
-        raise explain(e, raw, where, prefix=("request", "finish_reason_metadata", "tool_calls")) from None
+        raise explain(e, raw, where, prefix=("request", "finish_reason_metadata")) from None
+    return _ANY(text), typed.tool_calls or ()
 
 
 def depth_error(raw: bytes, where: str) -> TraceError:
@@ -398,3 +411,100 @@ def _mooncake_error(err: msgspec.ValidationError, d: dict, where: str) -> TraceE
     if kind is not None and found:
         return TraceError(f"{where}: field `{field}` must be {kind}, got {_json(v)}")
     return TraceError(f"{where}: field `{field}`: {what[0].lower()}{what[1:]}")
+
+
+# -- WEKA kv-cache-tester plays (one object per play; README "WEKA traces") --------------------
+
+Seconds = Annotated[float, Meta(ge=0, le=limits.SECONDS.maximum)]
+WekaBlock = Annotated[int, Meta(ge=0, lt=1 << 39)]  # labels above are the reader's private tail blocks
+
+
+class WekaEntry(Struct, gc=False, rename={"n_in": "in"}):
+    """A call (`type` anything but "subagent") or a sub-agent marker (with its own `requests`)."""
+    type: str | None = None
+    t: Seconds | None = None
+    api_time: Seconds | None = None
+    ttft: Annotated[float, Meta(ge=-limits.SECONDS.maximum, le=limits.SECONDS.maximum)] | None = None  # (as recorded)
+    think_time: Seconds | None = None
+    n_in: Tokens = 0
+    out: Tokens = 0
+    hash_ids: list[WekaBlock] | None = None
+    model: str | None = None
+    input_types: list[str] | None = None
+    agent_id: str | None = None
+    duration_ms: float | None = None
+    status: str | None = None
+    requests: list[WekaEntry] | None = None
+
+
+class WekaPlay(Struct, gc=False):
+    id: str
+    requests: list[WekaEntry]
+    block_size: Annotated[int, Meta(gt=0, le=limits.BLOCK_SIZE.maximum)] = 64
+
+
+def weka_play(d: dict, where: str) -> WekaPlay:
+    """A WEKA play (already parsed) typed; a one-line error naming the field as `requests[3].t`."""
+    try:
+        return msgspec.convert(d, WekaPlay)
+    except msgspec.ValidationError as e:
+        raise _weka_error(e, d, where) from None
+
+
+def _weka_field(steps: list) -> str:
+    out = ""
+    for s in steps:
+        out += f"[{s}]" if isinstance(s, int) else (f".{s}" if out else s)
+    return out
+
+
+def _weka_error(err: msgspec.ValidationError, d: dict, where: str) -> TraceError:
+    what, steps = path_of(err)
+    last = steps[-1] if steps else None
+    if isinstance(last, int) and len(steps) >= 2 and steps[-2] == "hash_ids":
+        steps = steps[:-1]
+        last = "hash_ids"
+    found, v = value_at(d, steps)
+    field = _weka_field(steps)
+    if what.startswith("Object missing required field"):
+        key = what.rsplit("`", 2)[1]
+        field, v = _weka_field([*steps, key]), None
+        last = key
+    if last == "id":
+        return TraceError(f"{where}: field `id`: a WEKA play needs a string id")
+    if last == "block_size":
+        if type(v) is int and v > 0:
+            try:
+                limits.BLOCK_SIZE.check(v, f"{where}: field `block_size`")
+            except TraceError as e:
+                return e
+        return TraceError(f"{where}: field `block_size` must be a positive integer, got {v!r}")
+    if last in ("t", "api_time", "think_time") and isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0:
+        try:
+            limits.SECONDS.check(v, f"{where}: field `{field}`")
+        except TraceError as e:
+            return e
+    if last in ("t", "api_time", "think_time"):
+        return TraceError(f"{where}: field `{field}` must be a non-negative number of seconds, got {v!r}")
+    if last == "ttft":
+        return TraceError(f"{where}: field `{field}` must be a finite number of seconds, got {v!r}")
+    if last in ("in", "out"):
+        if type(v) is int and v > 0:
+            try:
+                limits.TOKENS.check(v, f"{where}: field `{field}`")
+            except TraceError as e:
+                return e
+        return TraceError(f"{where}: field `{field}` must be a non-negative integer, got {v!r}")
+    if last == "hash_ids":
+        return TraceError(f"{where}: field `{field}` must be a list of non-negative integers below 2^39")
+    if last == "agent_id":
+        return TraceError(f"{where}: field `{field}`: a sub-agent marker needs a string agent_id")
+    if last == "requests" or isinstance(last, int):
+        return TraceError(f"{where}: field `{field}` must be {'a list' if last == 'requests' else 'an object'}, "
+                          f"got {v!r}")
+    return TraceError(f"{where}: field `{field}` must be {_expected(what)}, got {v!r}")
+
+
+def _expected(what: str) -> str:
+    return "a string" if "`str" in what else "a number" if "`float" in what else "a list" if "`array" in what \
+        else what[0].lower() + what[1:]

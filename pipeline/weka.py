@@ -27,42 +27,36 @@ Rules (documented in the README, "WEKA traces"):
 
 from __future__ import annotations
 
-import math
-
+from . import schemas
 from .dynamo_rows import round_half_away
 from .errors import TraceError
-from .limits import SECONDS, TOKENS
 from .model import ChainLink, Generation, Request, Source, ToolEvent, Trace
 
 SUBAGENT_RULES = ("recorded", "wait")
 _NS_SHIFT = 40  # hash ids of play k live in [k << 40, (k + 1) << 40)
 _PRIVATE = 1 << 39  # labels at and above this offset are synthesized tail blocks
-_SECONDS_MAX = SECONDS.maximum
 
 
 def is_weka_play(d: dict) -> bool:
     return isinstance(d.get("requests"), list) and "event" not in d and "schema" not in d and "id" in d
 
 
-def _ms(v: object, src: Source, field: str) -> int:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-        raise TraceError(f"{src}: field `{field}` must be a non-negative number of seconds, got {v!r}")
-    if v > _SECONDS_MAX:
-        SECONDS.check(v, f"{src}: field `{field}`")
+def _ms(v: float | None, src: Source, field: str) -> int:
+    """Seconds (typed: non-negative, within the clock) to integer ms; a missing time is an error."""
+    if v is None:
+        raise TraceError(f"{src}: field `{field}` must be a non-negative number of seconds, got None")
     return round_half_away(v * 1000.0)
 
 
 def read_play(d: dict, ordinal: int, src: Source, trace: Trace, subagents: str = "recorded") -> None:
     """Append one play's requests, tool spans and chain links to `trace`."""
-    play = d.get("id")
-    if not isinstance(play, str) or not play:
+    p = schemas.weka_play(d, str(src))
+    play = p.id
+    if not play:
         raise TraceError(f"{src}: field `id`: a WEKA play needs a string id")
-    bs = d.get("block_size", 64)
-    if isinstance(bs, bool) or not isinstance(bs, int) or bs <= 0:
-        raise TraceError(f"{src}: field `block_size` must be a positive integer, got {bs!r}")
     base = ordinal << _NS_SHIFT
     trace.plays[play] = play
-    _read_chain(d["requests"], play, None, play, 0, bs, base, src, trace, subagents, "requests", _Counter())
+    _read_chain(p.requests, play, None, play, 0, p.block_size, base, src, trace, subagents, "requests", _Counter())
 
 
 class _Counter:
@@ -76,66 +70,53 @@ class _Counter:
         return self.n
 
 
-def _read_chain(entries: list, chain: str, parent: str | None, play: str, origin_ms: int, bs: int,
+def _read_chain(entries: list[schemas.WekaEntry], chain: str, parent: str | None, play: str, origin_ms: int, bs: int,
                 base: int, src: Source, trace: Trace, subagents: str, where: str, private: _Counter) -> None:
-    calls: list[tuple[int, dict, str]] = []  # (index, entry, field path)
-    markers: list[tuple[int, dict, str]] = []
+    calls: list[tuple[int, schemas.WekaEntry, str]] = []  # (index, entry, field path)
+    markers: list[tuple[int, schemas.WekaEntry, str]] = []
     for i, e in enumerate(entries):
-        path = f"{where}[{i}]"
-        if not isinstance(e, dict):
-            raise TraceError(f"{src}: field `{path}` must be an object")
-        (markers if e.get("type") == "subagent" else calls).append((i, e, path))
-    starts = [origin_ms + _ms(e.get("t"), src, f"{path}.t") for _, e, path in calls]
+        (markers if e.type == "subagent" else calls).append((i, e, f"{where}[{i}]"))
+    starts = [origin_ms + _ms(e.t, src, f"{path}.t") for _, e, path in calls]
     requests: list[Request] = []
     for k, ((i, e, path), start) in enumerate(zip(calls, starts)):
         rid = f"{chain}/{i}"
-        if e.get("api_time") is not None:
-            end = start + _ms(e["api_time"], src, f"{path}.api_time")
-        elif k + 1 < len(calls) and calls[k + 1][1].get("think_time") is not None:
+        if e.api_time is not None:
+            end = start + _ms(e.api_time, src, f"{path}.api_time")
+        elif k + 1 < len(calls) and calls[k + 1][1].think_time is not None:
             nxt = calls[k + 1]
-            end = max(start, starts[k + 1] - _ms(nxt[1]["think_time"], src, f"{nxt[2]}.think_time"))
+            end = max(start, starts[k + 1] - _ms(nxt[1].think_time, src, f"{nxt[2]}.think_time"))
             trace.notes["weka calls without api_time: end = next start - think_time"] += 1
-        elif e.get("ttft") is not None:
-            end = start + _ms(e["ttft"], src, f"{path}.ttft")
+        elif e.ttft is not None:
+            if e.ttft < 0:
+                raise TraceError(f"{src}: field `{path}.ttft` must be a non-negative number of seconds, got {e.ttft!r}")
+            end = start + _ms(e.ttft, src, f"{path}.ttft")
             trace.notes["weka calls without api_time: end = ttft"] += 1
         else:
             end = start
             trace.notes["weka calls without api_time: zero duration"] += 1
-        hids = e.get("hash_ids") or []
-        if not isinstance(hids, list) or any(isinstance(h, bool) or not isinstance(h, int) or h < 0 or h >= _PRIVATE for h in hids):
-            raise TraceError(f"{src}: field `{path}.hash_ids` must be a list of non-negative integers below 2^39")
-        n_in = e.get("in", 0)
-        n_out = e.get("out", 0)
-        for key, v in (("in", n_in), ("out", n_out)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise TraceError(f"{src}: field `{path}.{key}` must be a non-negative integer, got {v!r}")
-            TOKENS.check(v, f"{src}: field `{path}.{key}`")
+        hids = e.hash_ids or ()
+        n_in, n_out = e.n_in, e.out
         hashes = [base + h for h in hids]
         if len(hashes) * bs < n_in:
             # kv-cache-tester hashes full blocks only; a trailing partial block gets a label of its
             # own (never shared, as Dynamo's v2 private blocks) so replay can synthesize `in` tokens.
             hashes.extend(base + _PRIVATE + private.next() for _ in range(-(-n_in // bs) - len(hashes)))
             trace.notes["weka calls with a partial last block (private hash label added)"] += 1
-        ttft = e.get("ttft")
-        if ttft is not None and (isinstance(ttft, bool) or not isinstance(ttft, (int, float)) or not math.isfinite(ttft)):
-            raise TraceError(f"{src}: field `{path}.ttft` must be a finite number of seconds, got {ttft!r}")
-        model = e.get("model")
-        if model is not None and not isinstance(model, str):
-            raise TraceError(f"{src}: field `{path}.model` must be a string, got {model!r}")
+        ttft = e.ttft
         req = Request(
             request_id=rid, chain_id=chain, parent_chain_id=parent, start_ms=start, end_ms=end,
             output_tokens=n_out, block_size=bs, input_length=n_in,
-            hashes=tuple(hashes), model=model, input_tokens=n_in,
+            hashes=tuple(hashes), model=e.model, input_tokens=n_in,
             ttft_ms=None if ttft is None else float(ttft) * 1000.0,
             total_time_ms=float(end - start), run_id=play,
             identity=(("play_id", play), ("agent_id", chain)) if parent else (("play_id", play),),
             generation=Generation.WEKA, source=src)
         requests.append(req)
-        think = e.get("think_time")
+        think = e.think_time
         if think:
             think_ms = _ms(think, src, f"{path}.think_time")
             if think_ms > 0:
-                types = e.get("input_types") or ()
+                types = e.input_types or ()
                 trace.tools.append(ToolEvent(
                     event_type="tool_end", chain_id=chain, parent_chain_id=parent,
                     tool_call_id=f"{rid}/think", tool_class="tool" if "tool_result" in types else "user",
@@ -145,26 +126,24 @@ def _read_chain(entries: list, chain: str, parent: str | None, play: str, origin
     trace.requests.extend(requests)
 
     for i, m, path in markers:
-        agent = m.get("agent_id")
-        if not isinstance(agent, str) or not agent:
+        agent = m.agent_id
+        if not agent:
             raise TraceError(f"{src}: field `{path}.agent_id`: a sub-agent marker needs a string agent_id")
-        t0 = origin_ms + _ms(m.get("t"), src, f"{path}.t")
-        sub = m.get("requests") or []
-        if not isinstance(sub, list):
-            raise TraceError(f"{src}: field `{path}.requests` must be a list")
+        t0 = origin_ms + _ms(m.t, src, f"{path}.t")
+        sub = m.requests or []
         child = f"{chain}/{agent}"
-        first_t = next((e.get("t") for e in sub if isinstance(e, dict) and e.get("type") != "subagent"), None)
-        absolute = isinstance(first_t, (int, float)) and m.get("t", 0) > 0 and first_t >= m.get("t", 0)
+        first_t = next((e.t for e in sub if e.type != "subagent"), None)
+        absolute = first_t is not None and (m.t or 0) > 0 and first_t >= (m.t or 0)
         _read_chain(sub, child, chain, play, origin_ms if absolute else t0, bs, base, src, trace,
                     subagents, f"{path}.requests", private)
         trace.plays[child] = play
-        dur = m.get("duration_ms")
-        if isinstance(dur, (int, float)) and not isinstance(dur, bool) and math.isfinite(dur) and dur >= 0:
+        dur = m.duration_ms
+        if dur is not None and dur >= 0:
             trace.tools.append(ToolEvent(
                 event_type="tool_end", chain_id=chain, parent_chain_id=parent, tool_call_id=agent,
                 tool_class="subagent", event_time_ms=float(t0 + round_half_away(dur)), started_at_ms=t0,
                 ended_at_ms=t0 + round_half_away(dur), duration_ms=float(dur),
-                status=str(m.get("status", "succeeded")), event_source="weka", run_id=play,
+                status=m.status if m.status is not None else "succeeded", event_source="weka", run_id=play,
                 generation=Generation.WEKA, source=src))
         else:
             trace.notes["weka sub-agent markers without duration_ms (no subagent span)"] += 1
