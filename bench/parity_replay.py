@@ -45,6 +45,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# this interpreter's trace-pipe, wherever its venv is
+TRACE_PIPE = [sys.executable, "-m", "trace_pipe.cli.main"]
 SHARED = ROOT.parent / "shared"
 CONV = SHARED / "fixtures" / "mooncake" / "conversation_trace.jsonl"
 WEKA = SHARED / "fixtures" / "kv_cache_tester_traces"
@@ -139,7 +141,7 @@ def replay_args(trace: str, fmt: str, mode: str, workers: int, tbs: int, report:
 
 def agentic_input(tmp: str) -> str:
     out = os.path.join(tmp, "weka_agentic.jsonl")
-    subprocess.run([str(ROOT / ".venv" / "bin" / "trace-pipe"), "convert", str(WEKA), "--mooncake", out, "--agentic",
+    subprocess.run([*TRACE_PIPE, "convert", str(WEKA), "--mooncake", out, "--agentic",
                     "--format", "v1"],
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return out
@@ -238,7 +240,6 @@ def print_bench(a: tuple, b: tuple) -> None:
 
 def cases_v16(tmp: str) -> list[tuple[str, str, str, int, int]]:
     """(name, trace, format, trace block size, engine block size) of issue 16's parity inputs."""
-    tp = str(ROOT / ".venv" / "bin" / "trace-pipe")
     out = [("conversation bs512", str(CONV), "mooncake", 512, 512), ("conversation bs64", str(CONV), "mooncake", 512, 64)]
     weka = [("weka 0277", [str(WEKA / "trace_0277.json")]), ("weka 0282", [str(WEKA / "trace_0282.json")]),
             ("weka all 29", [str(WEKA)]), ("weka-two-plays", [str(WEKA_TWO_PLAYS)])]
@@ -246,7 +247,7 @@ def cases_v16(tmp: str) -> list[tuple[str, str, str, int, int]]:
         if not all(Path(x).exists() for x in src):
             continue
         dst = os.path.join(tmp, name.replace(" ", "_") + ".v2.jsonl")
-        subprocess.run([tp, "convert", *src, "--mooncake", dst, "--agentic", "--format", "v2"], check=True,
+        subprocess.run([*TRACE_PIPE, "convert", *src, "--mooncake", dst, "--agentic", "--format", "v2"], check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         bs = json.loads(Path(dst).read_text().split("\n", 1)[0])["block_size"]
         out.append((name, dst, "agentic_mooncake", bs, 64))
@@ -266,7 +267,7 @@ def main_v16(version: str, args) -> int:
         print(f"skip: no ai-dynamo {version} oracle{' with a disaggregated driver' if disagg else ''} "
               "(see the module doc)")
         return 0
-    ours_cmd = [str(ROOT / ".venv" / "bin" / "trace-pipe"), "replay", "--dynamo-version", version]
+    ours_cmd = [*TRACE_PIPE, "replay", "--dynamo-version", version]
     failures = 0
     with tempfile.TemporaryDirectory() as tmp:
         for name, trace, fmt, tbs, bs in cases_v16(tmp):
@@ -334,7 +335,7 @@ def main() -> int:
     if not CONV.exists():
         print(f"skip: fixture missing: {CONV}")
         return 0
-    ours_cmd = [str(ROOT / ".venv" / "bin" / "trace-pipe"), "replay", "--dynamo-version", "1.4"]
+    ours_cmd = [*TRACE_PIPE, "replay", "--dynamo-version", "1.4"]
     theirs_cmd = [py, "-m", "dynamo.replay"]
     failures = 0
     with tempfile.TemporaryDirectory() as tmp:

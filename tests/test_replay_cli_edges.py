@@ -163,10 +163,10 @@ def test_sweep_reports_rejected_requests_and_small_throughputs(tmp_path):
 # 5. outputs checked before the replay; out-of-range times ----------------------------------------
 
 @pytest.mark.parametrize("flag", ["--perfetto", "--compare-json", "--per-request-jsonl", "--report-jsonl"])
-def test_replay_refuses_a_directory_output_before_running(tmp_path, flag):
+def test_replay_refuses_a_directory_output_before_running(tmp_path, flag, monkeypatch):
     p = chains(tmp_path)
     (tmp_path / "adir").mkdir()
-    os.chdir(tmp_path)
+    monkeypatch.chdir(tmp_path)  # restored after the test
     res = invoke("replay", str(p), "--trace-format", "dynamo", "--report-json", "r.json", flag, "adir")
     named = "--per-request-jsonl" if flag == "--report-jsonl" else flag  # the option's current name
     assert res.exit_code == 2 and res.stderr == f"error: {named} adir: is a directory\n"

@@ -438,8 +438,8 @@ def weka_two_plays(tmp_path_factory):
         pytest.skip(f"fixture missing: {WEKA_TWO_PLAYS}")
     tmp = tmp_path_factory.mktemp("w2")
     out = tmp / "w2.jsonl"
-    trace_pipe = str(ROOT / ".venv" / "bin" / "trace-pipe")
-    subprocess.run([trace_pipe, "convert", str(WEKA_TWO_PLAYS), "--agentic", "--format", "v1", "--mooncake", str(out)],
+    trace_pipe = [sys.executable, "-m", "trace_pipe.cli.main"]  # this interpreter's, wherever its venv is
+    subprocess.run([*trace_pipe, "convert", str(WEKA_TWO_PLAYS), "--agentic", "--format", "v1", "--mooncake", str(out)],
                    check=True, capture_output=True)
     return trace_pipe, tmp, out
 
@@ -447,14 +447,14 @@ def weka_two_plays(tmp_path_factory):
 def test_weka_two_plays_replays_like_the_oracle(weka_two_plays):
     trace_pipe, tmp, trace = weka_two_plays
     rj, pf = tmp / "r.json", tmp / "w2.pftrace"
-    res = subprocess.run([trace_pipe, "replay", str(trace), "--trace-format", "agentic_mooncake", "--trace-block-size", "4",
+    res = subprocess.run([*trace_pipe, "replay", str(trace), "--trace-format", "agentic_mooncake", "--trace-block-size", "4",
                           "--dynamo-version", "1.4", "--report-json", str(rj), "--perfetto", str(pf)],
                          capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     rep = json.loads(rj.read_text())
     for k, v in WEKA_TWO_PLAYS_ORACLE.items():
         assert rep[k] == pytest.approx(v, rel=1e-12), k
-    chk = subprocess.run([trace_pipe, "check", str(pf)], capture_output=True, text=True)
+    chk = subprocess.run([*trace_pipe, "check", str(pf)], capture_output=True, text=True)
     assert chk.returncode == 0, chk.stdout + chk.stderr
     d = decode_file(str(pf))
     z = [s for s in d.slices if s.args.get("request_id") == "play-b/0"]
