@@ -12,10 +12,10 @@ import random
 import pytest
 
 from trace_pipe.pipeline.mooncake import read_rows, row_from_json
-from trace_pipe.sim import engine, kvcache, replay, router
 from trace_pipe.sim.config import EngineArgs
 from trace_pipe.sim.engine import identical_passes
 from trace_pipe.sim.replay import ReplayOptions, run_replay
+from trace_pipe.sim.shortcuts import shortcuts
 from trace_pipe.sim.workload import block_keys, chain_of
 
 
@@ -62,11 +62,8 @@ def _run(rows: list[dict], lazy: bool, **kw):
     """Replay with every shortcut on (`lazy`) or off: lazy block runs, kv_router pruning,
     block-boundary crossings inside decode runs and decode runs past other workers' pass ends."""
     parsed = [row_from_json(dict(d), f"t:{i}") for i, d in enumerate(rows)]
-    kvcache.LAZY = router.PRUNE = engine.INLINE = replay.AHEAD = lazy
-    try:
+    with shortcuts(lazy):
         return run_replay(parsed, [f"t:{i}" for i in range(len(rows))], "mooncake", ReplayOptions(**kw))
-    finally:
-        kvcache.LAZY = router.PRUNE = engine.INLINE = replay.AHEAD = True
 
 
 @pytest.mark.parametrize("seed", range(150))
