@@ -68,7 +68,6 @@ def prefill_class(base: type[EngineWorker]) -> type[EngineWorker]:
             # the prefill copy's first token is never charged a decode step here (whatever the
             # release's rule for aggregated workers); 1.4.2's copy decodes the rest for free
             self.first_decodes = False
-            self.settled = self.rules.prefill_copy_decodes
 
         def _free(self, r: SimRequest) -> None:
             pass  # held for the handoff
@@ -116,9 +115,9 @@ def decode_class(base: type[EngineWorker]) -> type[EngineWorker]:
                 nb = -(-r.prompt // bs)
                 pk = self._keys(r)
                 # blocks this pool already holds with the prompt's hashes are shared, not
-                # copied (1.6.1's block manager dedups by hash; it reports no reuse here)
+                # copied (Dynamo's block manager dedups by hash; it reports no reuse here)
                 hitb = pool.lookup_after(r.src.run if r.src is not None else None, r.src_n, pk,
-                                         r.prompt // bs) if self.caching and self.rules.decode_shares_blocks else []
+                                         r.prompt // bs) if self.caching else []
                 if hitb:
                     active_hits, hruns, hrest, hrefs = pool.hits(hitb, pk[0])
                 else:
@@ -131,9 +130,12 @@ def decode_class(base: type[EngineWorker]) -> type[EngineWorker]:
                 hit = len(hitb)
                 r.blocks = hitb + pool.alloc(nb - hit)
                 r.nreg = hit
-                self._register(r, r.prompt)
                 r.computed = r.prompt
                 out.append((r, hit))
+            # the prompts' hashes are the pool's once the round is over: handoffs reserved
+            # together do not share blocks with one another
+            for r, _hit in out:
+                self._register(r, r.prompt)
             return out
 
         def step(self, now: float, horizon: float = math.inf) -> float:
@@ -255,6 +257,10 @@ def _drive(reqs, pre, hand, pw, dw, dag, opts: ReplayOptions, ended, progress) -
     prefill_router = RoundRobin(len(pw))
     next_decode = itertools.count()
     limit = opts.max_sim_time_ms
+    eager = opts.rules.reserve_when_idle
+    # the order workers are driven in within an instant
+    pools = (dw, pw) if opts.rules.decode_workers_first else (pw, dw)
+    pwset = set(pw)
     now = 0.0
     stopped_at = None
 
@@ -305,7 +311,8 @@ def _drive(reqs, pre, hand, pw, dw, dag, opts: ReplayOptions, ended, progress) -
         w = dw[next(next_decode) % len(dw)]
         r.worker = w.wid
         w.handoffs.append(r)
-        reserve(w)
+        if eager:
+            reserve(w)
 
     def prefill_done(finished: list[SimRequest]) -> None:
         if ended is not None:
@@ -341,7 +348,8 @@ def _drive(reqs, pre, hand, pw, dw, dag, opts: ReplayOptions, ended, progress) -
                 terminal(r)
             if progress is not None:
                 progress(len(w.finished))
-        reserve(w)
+        if eager:
+            reserve(w)
 
     while True:
         # 1. pass ends and finished transfers due now, in (time, pool, worker) order
@@ -357,29 +365,31 @@ def _drive(reqs, pre, hand, pw, dw, dag, opts: ReplayOptions, ended, progress) -
                 activate(r)
         # 2. releases, to the prefill pool
         release_ready(ready, reqs, now, prefill_router, dispatch, ended, order)
-        # 3. passes: prefill workers, then decode workers; a pass that takes no time is
-        # delivered at once and the worker goes on (as Dynamo drives its workers)
+        # 3. passes: prefill workers, then decode workers (1.4.2: the other way round); a pass
+        # that takes no time is delivered at once and the worker goes on (as Dynamo drives them)
         horizon = ready[0][0] if ready else math.inf
         again = False
-        for w in pw:
-            while not w.busy and w.has_work():
-                if _start(w, now, _horizon(w, now, horizon, events, pw, dw, limit), events, order, _PREFILL,
-                          pw + dw) > now:
-                    break
-                prefill_end(w)
-                again = True
-        for w in dw:
-            while not w.busy:
-                reserve(w)
-                if not w.has_work():
-                    break
-                for r in w.joinable:
-                    hand[r.idx].admitted = now
-                if _start(w, now, _horizon(w, now, horizon, events, pw, dw, limit), events, order, _DECODE,
-                          pw + dw) > now:
-                    break
-                decode_end(w)
-                again = True
+        for pool in pools:
+            for w in pool:
+                if w in pwset:
+                    while not w.busy and w.has_work():
+                        if _start(w, now, _horizon(w, now, horizon, events, pw, dw, limit), events, order, _PREFILL,
+                                  pw + dw) > now:
+                            break
+                        prefill_end(w)
+                        again = True
+                    continue
+                while not w.busy:
+                    reserve(w)
+                    if not w.has_work():
+                        break
+                    for r in w.joinable:
+                        hand[r.idx].admitted = now
+                    if _start(w, now, _horizon(w, now, horizon, events, pw, dw, limit), events, order, _DECODE,
+                              pw + dw) > now:
+                        break
+                    decode_end(w)
+                    again = True
         if again:
             continue  # what those passes released or handed off at this instant
         nxt, stopped_at = advance(events, ready, now, limit)

@@ -265,7 +265,8 @@ class EngineWorker:
             if r.t_first < 0:
                 r.t_first = end
                 self.first_tokens.append(r)
-                self.need_second.append((r, r.epoch))
+                if r.out > 1:
+                    self.need_second.append((r, r.epoch))
             r.t_last = end
         self.fresh = []
 

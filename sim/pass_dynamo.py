@@ -35,7 +35,7 @@ from .workload import PromptKeys, SimRequest, gen_key
 class DynamoWorker(EngineWorker):
     """A worker scheduling passes as Dynamo's mocker does under one `DynamoRules` row."""
 
-    __slots__ = ("rules", "lifo", "chunked", "first_decodes", "resume_chunks", "lag", "settled")
+    __slots__ = ("rules", "lifo", "chunked", "first_decodes", "resume_chunks", "lag")
 
     def __init__(self, wid: int, args, timing, trace_block_size: int, stats: Stats, record: bool = True,
                  prompts: PromptKeys | None = None, rules: DynamoRules | None = None) -> None:
@@ -50,9 +50,6 @@ class DynamoWorker(EngineWorker):
         # decode requests skipped by a FIFO preemption (see `_skip_next`): seq -> (request, the
         # time of its last token), so its next gap spans the skipped pass
         self.lag: dict[int, tuple[SimRequest, float]] = {}
-        # the decoding requests count as prefill participants with no new token in the pass's
-        # mean-based token count (1.4.2's prefill worker, sim/disagg.py)
-        self.settled = False
 
     def decode_run_applies(self) -> bool:
         # nothing to admit or chunk, nobody awaiting a second token or lagging a skipped pass
@@ -234,11 +231,6 @@ class DynamoWorker(EngineWorker):
                 s_isl += isl if isl < r.prompt else r.prompt
                 s_pre += pre
                 prefill_tok += n
-        if k and self.settled:
-            for r in dec.values():
-                k += 1
-                s_isl += r.prompt
-                s_pre += r.prompt
         p_ms = self._prefill_ms(k * (s_isl // k - s_pre // k), k, parts) if k else 0.0
 
         # 6. decode step for every request whose known tokens are all computed.

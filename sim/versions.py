@@ -52,19 +52,22 @@ class DynamoRules:
     rejection_ends_play: bool = False
     #: disaggregated replay: the prefill pool's copy of a request asks for its whole output and
     #: decodes it there at no cost (a decode step takes no time but one token of the pass's
-    #: budget; the decoding requests count as prefill participants with no new token in the
-    #: pass's mean-based token count), the handoff starting when it is done (1.4.2); False: one
-    #: token, the handoff at the end of its prompt's pass (1.6.1)
+    #: budget), the handoff starting when it is done (1.4.2); False: one token, the handoff at
+    #: the end of its prompt's pass (1.6.1)
     prefill_copy_decodes: bool = False
-    #: disaggregated replay: a decode worker's reservation shares the blocks it already holds with
-    #: the prompt's hashes (1.6.1); False: it takes a fresh block for every prompt block (1.4.2)
-    decode_shares_blocks: bool = True
+    #: disaggregated replay: a decode worker reserves blocks for a handoff as soon as it is idle
+    #: (at the handoff, or when its pass ends: 1.6.1); False: only when it starts a pass (1.4.2)
+    reserve_when_idle: bool = True
+    #: disaggregated replay: within an instant, decode workers start their passes before the
+    #: prefill workers (1.4.2); False: after them (1.6.1)
+    decode_workers_first: bool = False
 
 
 VERSIONS: dict[str, DynamoRules] = {
     "1.4": DynamoRules("1.4", "ai-dynamo 1.4.2", decode_input="physical", prompt_pass_decodes=True,
                        tie_order="file", not_before_floor=False, agentic_v1="native", report="1.4",
-                       prefill_copy_decodes=True, decode_shares_blocks=False),
+                       prefill_copy_decodes=True, reserve_when_idle=False,
+                       decode_workers_first=True),
     "1.5": DynamoRules("1.5", "ai-dynamo 1.5.1", decode_input="logical", prompt_pass_decodes=True,
                        tie_order="request_id", not_before_floor=True, agentic_v1="lift", report="1.5",
                        resume_chunks=True, raw_dynamo="aisimulate-1.5", kv_visibility="pass_end",
