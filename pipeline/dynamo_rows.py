@@ -313,9 +313,11 @@ def parse_request(ev: schemas.Record, gen: Generation, src: Source, notes: Count
     finish = req.finish_reason_metadata or None
     tool_calls: tuple = ()
     if finish:
-        finish, calls = schemas.finish(finish, raw, str(src))
-        if calls:
-            tool_calls = tuple(ToolCallRef(c.choice_index, c.tool_call_index, c.id, c.name) for c in calls)
+        finish = schemas.finish(finish, raw, str(src))
+        calls = finish.get("tool_calls") if finish is not None else None
+        if calls:  # (typed by schemas.Finish: a list of objects with typed keys)
+            tool_calls = tuple(ToolCallRef(c.get("choice_index"), c.get("tool_call_index"), c.get("id"), c.get("name"))
+                               for c in calls)
     model = req.model
     # positional: keyword matching of Request's 30 fields cost 2.2 µs a row (see _check_order);
     # the model string interned as parse_tool's strings are

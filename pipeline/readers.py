@@ -23,7 +23,6 @@ from .model import Generation, Request, Source, Trace
 
 _PAYLOAD_MARK = b'"event_type":"request_payload"'
 _EVENT_TYPE = b'"event_type"'
-_CUT_FROM = 2048  # bytes: a request_end with ~60 or more hashes
 
 
 untyped_decode = msgspec.json.decode
@@ -156,8 +155,7 @@ def read_trace(inputs: list[str], *, subagents: str = "recorded", on_line: Calla
             if _EVENT_TYPE not in raw and b"\\" not in raw:  # not a Dynamo record: WEKA, Mooncake, other
                 plays = _other_line(loads_line(raw, src), src, trace, subagents, plays)
                 continue
-            # the hash-list shortcut pays on long lines only (a short list parses faster than it is cut)
-            cut = cut_hashes(raw) if len(raw) > _CUT_FROM else None
+            cut = cut_hashes(raw)
             rec = None
             if cut is not None:
                 try:

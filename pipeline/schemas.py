@@ -273,16 +273,17 @@ def explain(err: msgspec.ValidationError, raw: bytes, where: str, *, prefix: tup
 _NULL = b"null"
 
 
-def finish(text: msgspec.Raw, raw: bytes, where: str) -> tuple[dict | None, list[ToolCall]]:
-    """`finish_reason_metadata` as recorded (a dict; None when absent or null) and its typed
-    `tool_calls` (two decodes of its few bytes cost a quarter of one conversion of the dict)."""
+def finish(text: msgspec.Raw, raw: bytes, where: str) -> dict | None:
+    """`finish_reason_metadata` as recorded (a dict; None when absent or null), its `tool_calls`
+    checked against `Finish` (two decodes of its few bytes cost a quarter of one conversion of
+    the dict; the caller reads the checked dict, whose strings the Request then shares)."""
     if not text or (len(text) == 4 and bytes(text) == _NULL):
-        return None, ()
+        return None
     try:
-        typed = _FINISH(text)
+        _FINISH(text)
     except msgspec.ValidationError as e:
         raise explain(e, raw, where, prefix=("request", "finish_reason_metadata")) from None
-    return _ANY(text), typed.tool_calls or ()
+    return _ANY(text)
 
 
 def depth_error(raw: bytes, where: str) -> TraceError:

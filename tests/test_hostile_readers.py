@@ -199,7 +199,7 @@ def test_empty_inputs_name_the_input(tmp_path, name, body, text):
 ])
 @pytest.mark.parametrize("long", [False, True])
 def test_hash_values_a_schema_would_loosen(tmp_path, hashes, text, long):
-    # both paths: a short line (typed decode) and a long compact one (the hash-list shortcut)
+    # a short list and a long one (the shortcut parses only a changed tail; a bad value sends the line to the typed decode)
     pad = list(range(100, 700)) if long else []
     r = req("r1", "root", None, 1000, 1100, pad + hashes)
     src = tmp_path / "in.jsonl"
