@@ -7,6 +7,8 @@
     .venv/bin/python bench/parity_replay.py --dynamo-version 1.5              # against ai-dynamo 1.5.1
     .venv/bin/python bench/parity_replay.py --dynamo-version 1.6 --num-prefill-workers 2 --num-decode-workers 2
                                      # disaggregated round_robin against 1.6.1 (driver: bench/dynamo16_disagg_replay.py)
+    .venv/bin/python bench/parity_replay.py --dynamo-version 1.4 --num-prefill-workers 1 --num-decode-workers 1
+                                     # the same against 1.4.2 (its own CLI; the Mooncake inputs)
 
 With --dynamo-version 1.6 or 1.5 (see `main_v16`), the inputs are issue 16's: the Mooncake
 conversation trace (trace block 512; engine block 64 and 512), WEKA 0277 and 0282, all 29 WEKA
@@ -72,7 +74,7 @@ def oracle_command(version: str, disagg: bool = False) -> list[str] | None:
     if disagg and version == "1.6":
         driver = ROOT / "bench" / "dynamo16_disagg_replay.py"
     elif disagg:
-        return None
+        return None  # 1.5.1: not measured
     else:
         driver = SHARED / "tools" / "dynamo16_replay.py" if version == "1.6" else ROOT / "bench" / "dynamo15_replay.py"
     return [py, str(driver)] if driver.exists() else None
@@ -254,10 +256,13 @@ def cases_v16(tmp: str) -> list[tuple[str, str, str, int, int]]:
     return out
 
 
-def disagg_args(trace: str, fmt: str, tbs: int, prefill: int, decode: int) -> list[str]:
-    """The flags of one disaggregated round_robin replay, the same for both tools."""
+def disagg_args(trace: str, fmt: str, tbs: int, prefill: int, decode: int, bs: int) -> list[str]:
+    """The flags of one disaggregated round_robin replay, the same for both tools (1.4.2's CLI
+    wants each pool's worker_type; trace-pipe and the 1.6.1 driver take it too)."""
     return [trace, "--trace-format", fmt, "--router-mode", "round_robin", "--num-prefill-workers", str(prefill),
-            "--num-decode-workers", str(decode), "--trace-block-size", str(tbs)]
+            "--num-decode-workers", str(decode), "--trace-block-size", str(tbs),
+            "--prefill-engine-args", json.dumps({"block_size": bs, "worker_type": "prefill"}),
+            "--decode-engine-args", json.dumps({"block_size": bs, "worker_type": "decode"})]
 
 
 def main_v16(version: str, args) -> int:
@@ -273,6 +278,8 @@ def main_v16(version: str, args) -> int:
         for name, trace, fmt, tbs, bs in cases_v16(tmp):
             if args.only and args.only not in name:
                 continue
+            if version == "1.4" and fmt != "mooncake":
+                continue  # 1.4.2 replays agentic traces aggregated only
             eng = ["--extra-engine-args", json.dumps({"block_size": bs})]
             layouts = [("round_robin", 1), ("kv_router", 4)]
             if disagg:
@@ -281,8 +288,8 @@ def main_v16(version: str, args) -> int:
             for mode, workers in layouts:
                 if mode == "kv_router" and args.skip_kv:
                     continue
-                flags = (disagg_args(trace, fmt, tbs, p, d) if disagg
-                         else replay_args(trace, fmt, mode, workers, tbs)) + eng
+                flags = (disagg_args(trace, fmt, tbs, p, d, bs) if disagg
+                         else replay_args(trace, fmt, mode, workers, tbs) + eng)
                 exact = workers <= 1
                 ours, runs, a, b, rows_o, rows_t = run_pair(
                     ours_cmd, theirs_cmd, flags, tmp, 1 if exact else max(1, args.dynamo_runs or 15), rows=exact)
@@ -322,11 +329,11 @@ def main() -> int:
     ap.add_argument("--dynamo-version", default="1.4", choices=("1.4", "1.5", "1.6"))
     ap.add_argument("--only", help="1.5/1.6: only the inputs whose name contains this")
     ap.add_argument("--skip-kv", action="store_true", help="1.5/1.6: round_robin only")
-    ap.add_argument("--num-prefill-workers", type=int, help="1.6: disaggregated round_robin with this many "
-                    "prefill workers (default 1 when --num-decode-workers is given)")
-    ap.add_argument("--num-decode-workers", type=int, help="1.6: disaggregated, this many decode workers")
+    ap.add_argument("--num-prefill-workers", type=int, help="1.6 or 1.4: disaggregated round_robin with this "
+                    "many prefill workers (default 1 when --num-decode-workers is given; 1.4: Mooncake inputs only)")
+    ap.add_argument("--num-decode-workers", type=int, help="1.6 or 1.4: disaggregated, this many decode workers")
     args = ap.parse_args()
-    if args.dynamo_version != "1.4":
+    if args.dynamo_version != "1.4" or args.num_prefill_workers is not None or args.num_decode_workers is not None:
         return main_v16(args.dynamo_version, args)
     py = oracle_python()
     if py is None:
