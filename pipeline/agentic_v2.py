@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Iterator
 
 import blake3
-import numpy as np
 import orjson
 
 from . import hash_ids
@@ -173,23 +172,15 @@ def _v2_ids_text(prev: tuple | None, k: int, tail, request_id: str, input_length
         _, _, pshown, phidden = prev
         keep = min(k, pshown, shown)
         upto = min(k, shown)
-        parts = []
-        if keep < upto:  # here keep == pshown
-            parts.append(np.array(phidden[:upto - pshown], dtype=np.uint64))
+        # (a list: the new ids are a few per row, and small numpy arrays cost ~1 µs per operation)
+        own = tail.tolist()
+        new = phidden[:upto - pshown] if keep < upto else []  # here keep == pshown
         if shown > k:
-            parts.append(tail[:shown - k])
-        hidden = (phidden[shown - pshown:k - pshown] if shown < k else []) + tail[max(0, shown - k):].tolist()
-        privates = [private_block_id(request_id, j, input_length) for j in range(shown, full)]
+            new += own[:shown - k]
+        hidden = (phidden[shown - pshown:k - pshown] if shown < k else []) + own[max(0, shown - k):]
+        new += [private_block_id(request_id, j, input_length) for j in range(shown, full)]
         if bs and input_length % bs:
-            privates.append(private_block_id(request_id, full, input_length))
-        if privates:
-            parts.append(np.array(privates, dtype=np.uint64))
-        if len(parts) == 1:
-            new = parts[0]
-        elif parts:
-            new = np.concatenate([x.astype(np.uint64, copy=False) for x in parts])
-        else:
-            new = tail[:0]
+            new.append(private_block_id(request_id, full, input_length))
         text = ids_text(prev[:2], keep, new)
     else:  # a chain's first row, or (rare) a shorter row sharing ids past its full blocks that prev's text shows
         before = [] if prev is None or not k else (orjson.loads(prev[0])[:prev[2]] + prev[3])[:k]
