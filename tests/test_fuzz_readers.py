@@ -4,7 +4,7 @@ agentic Mooncake v1 and v2, Dynamo request-trace rows, a WEKA play, an Azure CSV
 negative or non-finite number, a deep nest, a lone surrogate; a key dropped or added; a BOM,
 compact or spaced JSON, ASCII-escaped or raw UTF-8, a cut last line), read by `replay` and, where
 it reads the format, `convert`. Each checks fuzz_contract's contract: exit 0 with its outputs, or
-exit 2 with one line and nothing written."""
+exit 2 with one line and nothing written; `check` of damaged Perfetto traces gives a verdict."""
 
 from __future__ import annotations
 
@@ -134,7 +134,7 @@ def _jsonl(rows, layout) -> bytes:
     return _encode("".join(_dumps(r, layout) + "\n" for r in rows), layout)
 
 
-def _run(name: str, data: bytes, commands: list[tuple[list[str], list[str]]]) -> None:
+def _run(name: str, data: bytes, commands: list[tuple[list[str], list[str]]], verdicts: tuple[int, ...] = ()) -> None:
     for args, outputs in commands:
         with scratch() as tmp:
             d = Path(tmp)
@@ -142,7 +142,7 @@ def _run(name: str, data: bytes, commands: list[tuple[list[str], list[str]]]) ->
             src.write_bytes(data)
             out = d / "out"
             out.mkdir()
-            check([a.replace("{in}", str(src)).replace("{out}", str(out)) for a in args], out, outputs)
+            check([a.replace("{in}", str(src)).replace("{out}", str(out)) for a in args], out, outputs, verdicts)
 
 
 def _replay(fmt: str, *extra: str) -> tuple[list[str], list[str]]:
@@ -195,3 +195,32 @@ test_dynamo, test_dynamo_long = fuzz_twice(_dynamo, edits=EDITS, layout=LAYOUT)
 test_weka, test_weka_long = fuzz_twice(_weka, edits=EDITS, layout=LAYOUT)
 test_azure, test_azure_long = fuzz_twice(_azure, edits=EDITS, layout=LAYOUT)
 test_distserve, test_distserve_long = fuzz_twice(_distserve, edits=EDITS, layout=LAYOUT)
+
+
+# -- `check` reads Perfetto traces: any bytes get a verdict (0 clean, 1 problems) or one line --
+
+_PFTRACE: list[bytes] = []
+
+
+def _valid_pftrace() -> bytes:
+    if not _PFTRACE:
+        with scratch() as tmp:
+            d = Path(tmp)
+            (d / "d.jsonl").write_bytes(_jsonl(DYNAMO, (True, True, False, None)))
+            (d / "out").mkdir()
+            check(["convert", str(d / "d.jsonl"), "--perfetto", str(d / "out" / "p.pftrace")], d / "out", ["p.pftrace"])
+            _PFTRACE.append((d / "out" / "p.pftrace").read_bytes())
+    return _PFTRACE[0]
+
+
+def _pftrace(flips, cut, junk) -> None:
+    data = bytearray(_valid_pftrace())
+    for at, byte in flips:
+        data[at % len(data)] = byte
+    data = bytes(data[:cut]) + junk if cut is not None else bytes(data) + junk
+    _run("p.pftrace", data, [(["check", "{in}"], [])], verdicts=(1,))
+
+
+test_pftrace, test_pftrace_long = fuzz_twice(
+    _pftrace, flips=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), max_size=4),
+    cut=st.one_of(st.none(), st.integers(0, 3000)), junk=st.binary(max_size=40))
