@@ -38,6 +38,7 @@ from dataclasses import dataclass, replace
 
 from .request_graph import check_block_size, sort_key
 from .dynamo_rows import round_half_away
+from .components import play_roots
 from .errors import TraceError
 from .model import Generation, Request, ToolEvent, Trace
 from .mooncake import Dependency, Row
@@ -274,26 +275,7 @@ def _output(r: Request) -> int:
 def _with_plays(rows: list[Row]) -> list[Row]:
     """Each connected component of the dependency graph is a play, named after its root that
     starts first (ties: the smaller request id)."""
-    up = list(range(len(rows)))
-
-    def find(x: int) -> int:
-        while up[x] != x:
-            up[x] = up[up[x]]
-            x = up[x]
-        return x
-
     index = {r.request_id: i for i, r in enumerate(rows)}
-    for i, r in enumerate(rows):
-        for d in r.dependencies:
-            a, b = find(i), find(index[d.request_id])
-            if a != b:
-                up[a] = b
-    label: dict[int, Row] = {}
-    for i, r in enumerate(rows):
-        if not r.dependencies:
-            c = find(i)
-            best = label.get(c)
-            if best is None or (r.not_before_ms, r.request_id) < (best.not_before_ms, best.request_id):
-                label[c] = r
-    # (a component without a root would be a cycle, which the replay's DAG check names)
-    return [replace(r, play_id=f"{PLAY_PREFIX}:{label.get(find(i), r).request_id}") for i, r in enumerate(rows)]
+    label = play_roots([[index[d.request_id] for d in r.dependencies] for r in rows],
+                       [not r.dependencies for r in rows], [(r.not_before_ms, r.request_id) for r in rows])
+    return [replace(r, play_id=f"{PLAY_PREFIX}:{rows[label[i]].request_id}") for i, r in enumerate(rows)]

@@ -67,6 +67,14 @@ _V = [varint(i) for i in range(1 << 14)]  # small varints (lengths, iids, counts
 _C = [bytes(((i & 0x7F) | 0x80, (i >> 7) | 0x80)) for i in range(1 << 14)]  # 14 bits, more to come
 
 
+def _ts(ts: int, origin: int) -> bytes:
+    """A timestamp `ts` ns after `origin` as its varint (the writers inline the common 5-byte case);
+    a ValueError where the trace cannot hold it."""
+    if not 0 <= ts < TS_LIMIT_NS:
+        raise ValueError(f"timestamp {ts + origin} ns is before the trace origin or too large")
+    return _vi(ts)
+
+
 def _vi(n: int) -> bytes:
     """varint() by table lookups, 14 bits at a time (timestamps, epoch ms, uuids)."""
     if n < 16384:
@@ -635,12 +643,9 @@ class Encoder:
         """Append one framed packet: timestamp, sequence id, the TrackEvent `te`, the interned
         data it defined, sequence flags `flag` (b"" or NEEDS_INCREMENTAL_STATE)."""
         ts -= self.origin
-        if 268435456 <= ts < 4398046511104:  # _vi inlined (this runs for every packet), the common case first
-            t = _C[ts & 16383] + _C[(ts >> 14) & 16383] + _V[ts >> 28]
-        elif not 0 <= ts < TS_LIMIT_NS:
-            raise ValueError(f"timestamp {ts + self.origin} ns is before the trace origin or too large")
-        else:
-            t = _vi(ts)
+        # _vi inlined for the common 5-byte case (this runs for every packet); `_ts` for the rest
+        t = (_C[ts & 16383] + _C[(ts >> 14) & 16383] + _V[ts >> 28]) if 268435456 <= ts < 4398046511104 \
+            else _ts(ts, self.origin)
         if self._defs:
             flag = self._defined()
         n = len(te)
@@ -676,12 +681,8 @@ class Encoder:
         # _put inlined (this runs for every slice)
         origin = self.origin
         ts = start - origin
-        if 268435456 <= ts < 4398046511104:  # _vi inlined, the common case first
-            t = _C[ts & 16383] + _C[(ts >> 14) & 16383] + _V[ts >> 28]
-        elif not 0 <= ts < TS_LIMIT_NS:
-            raise ValueError(f"timestamp {start} ns is before the trace origin or too large")
-        else:
-            t = _vi(ts)
+        t = (_C[ts & 16383] + _C[(ts >> 14) & 16383] + _V[ts >> 28]) if 268435456 <= ts < 4398046511104 \
+            else _ts(ts, origin)
         flag = self._defined() if self._defs else self._flag
         # the TrackEvent is category, annotations, then the rest: joined once into the packet,
         # not concatenated first (the annotations are most of its bytes)
@@ -702,12 +703,8 @@ class Encoder:
             te = b"\x48\x02" + tr
             tail = self._ends[tr] = _SEQ_TE + _V[len(te)] + te
         ts = end - origin
-        if 268435456 <= ts < 4398046511104:  # _vi inlined, the common case first
-            t = _C[ts & 16383] + _C[(ts >> 14) & 16383] + _V[ts >> 28]
-        elif not 0 <= ts < TS_LIMIT_NS:
-            raise ValueError(f"timestamp {end} ns is before the trace origin or too large")
-        else:
-            t = _vi(ts)
+        t = (_C[ts & 16383] + _C[(ts >> 14) & 16383] + _V[ts >> 28]) if 268435456 <= ts < 4398046511104 \
+            else _ts(ts, origin)
         buf += b"".join((b"\x0a", _V[1 + len(t) + len(tail)], b"\x40", t, tail))
 
     def instant_event(self, i) -> None:
@@ -736,9 +733,7 @@ class Encoder:
             if 268435456 <= ts < 4398046511104:  # _vi inlined, the common case first
                 ap((x[1] if ts < 34359738368 else x[2]) + _C[ts & 16383] + _C[(ts >> 14) & 16383] + _V[ts >> 28] + x[0])
                 continue
-            if not 0 <= ts < TS_LIMIT_NS:
-                raise ValueError(f"timestamp {ts + origin} ns is before the trace origin or too large")
-            t = _vi(ts)
+            t = _ts(ts, origin)
             ap(b"\x0a" + _V[1 + len(t) + len(x[0])] + b"\x40" + t + x[0])
         self.buf += b"".join(out)
         self.samples += len(samples)

@@ -23,6 +23,7 @@ import gzip
 import blake3
 import orjson
 
+from trace_pipe.pipeline.components import play_roots
 from trace_pipe.pipeline.mooncake import Row
 
 from .canonical_json import dumps
@@ -117,33 +118,15 @@ def _v2_node(r: Row) -> dict:
 
 def _lift(rows: list[Row]) -> list[dict]:
     index = {r.request_id: i for i, r in enumerate(rows)}
-    parent = list(range(len(rows)))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for i, r in enumerate(rows):
-        for w in r.wait_for:
-            j = index.get(w)
-            if j is not None and find(i) != find(j):
-                parent[find(i)] = find(j)
     stamp = [0.0 if r.wait_for else float(r.timestamp or 0.0) for r in rows]
-    label: dict[int, str] = {}
-    for i, r in enumerate(rows):
-        if not r.wait_for:
-            c = find(i)
-            best = label.get(c)
-            if best is None or (stamp[i], r.request_id) < (stamp[index[best]], best):
-                label[c] = r.request_id
+    deps = [[index[w] for w in r.wait_for if w in index] for r in rows]
+    label = play_roots(deps, [not r.wait_for for r in rows], [(stamp[i], r.request_id) for i, r in enumerate(rows)])
     out = []
     for i, r in enumerate(rows):
         relation = "join" if len(r.wait_for) > 1 else "sequence"
         delay = float(r.dependency_delay_ms)
         deps = [{"request_id": w, "trigger": "completion", "delay_ms": delay, "relation": relation} for w in r.wait_for]
-        play = "legacy-play:" + label.get(find(i), r.request_id)
+        play = "legacy-play:" + rows[label[i]].request_id
         out.append(_node(r, play, r.session_id or "agentic-session", "unknown", stamp[i], deps, None, None))
     return out
 
