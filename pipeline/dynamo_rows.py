@@ -18,7 +18,6 @@ import orjson
 
 from . import schemas, shared_hashes
 from .errors import TraceError
-from .limits import TOKENS
 from .model import ClaudeLink, Generation, Request, Source, ToolCallRef, ToolEvent, Worker
 
 def _check_order(cls: type, names: str) -> None:
@@ -40,7 +39,6 @@ AGENT_SCHEMA = "dynamo.agent.trace.v1"
 REQUEST_SCHEMA = "dynamo.request.trace.v1"
 TOOL_TYPES = frozenset(("tool_start", "tool_end", "tool_error"))
 U64_MAX = schemas.U64_MAX
-_TOKENS_MAX = TOKENS.maximum
 
 # field -> (chain field, parent field, run field) per generation
 _IDENTITY = {
@@ -253,8 +251,6 @@ def parse_request(ev: schemas.Record, gen: Generation, src: Source, notes: Count
     input_length = replay.input_length
     if input_length is None and replay_rules:
         raise TraceError(f"{src}: field `request.replay.input_length` must be a non-negative integer, got None")
-    if input_length is not None and input_length > _TOKENS_MAX:
-        TOKENS.check(input_length, f"{src}: field `request.replay.input_length`")
     if hash_text is not None:  # the line was parsed without the list (`HashTexts.cut`)
         hashes = texts.ids(hash_text, chain)
     elif replay.input_sequence_hashes is not None:
@@ -284,8 +280,6 @@ def parse_request(ev: schemas.Record, gen: Generation, src: Source, notes: Count
         raise _request_end_error(src, "field `request.request_received_ms`: request trace is missing request_received_ms")
     if strict and output_tokens is None:
         raise _request_end_error(src, "field `request.output_tokens`: request trace is missing output_tokens")
-    if output_tokens is not None and output_tokens > _TOKENS_MAX:
-        TOKENS.check(output_tokens, f"{src}: field `request.output_tokens`")
 
     et = ev.event_time_unix_ms
     if (et is None and received is None) or (et is not None and et < 0):

@@ -30,7 +30,8 @@ I64_MAX = (1 << 63) - 1
 # upper bound where they become an array('Q') (`u64_array`).
 U64 = Annotated[int, Meta(ge=0, le=I64_MAX)]
 Hash = Annotated[int, Meta(ge=0)]
-PositiveInt = Annotated[int, Meta(gt=0)]
+Tokens = Annotated[int, Meta(ge=0, le=limits.TOKENS.maximum)]
+BlockSize = Annotated[int, Meta(gt=0, le=limits.BLOCK_SIZE.maximum)]
 NonEmptyStr = Annotated[str, Meta(min_length=1)]
 Number = int | float  # JSON numbers; msgspec refuses NaN/Infinity literals and floats that overflow
 
@@ -38,8 +39,8 @@ Number = int | float  # JSON numbers; msgspec refuses NaN/Infinity literals and 
 # -- Dynamo records (dynamo-formats.md §2-§4.2), every generation, enveloped or bare ----------
 
 class Replay(Struct, gc=False):
-    trace_block_size: PositiveInt | None = None
-    input_length: U64 | None = None
+    trace_block_size: BlockSize | None = None
+    input_length: Tokens | None = None
     input_sequence_hashes: list[Hash] | None = None
     completion_sequence_hashes: list[Hash] | None = None
 
@@ -64,7 +65,7 @@ class RequestPayload(Struct, gc=False):
     model: str | None = None
     x_request_id: str | None = None
     input_tokens: U64 | None = None
-    output_tokens: U64 | None = None
+    output_tokens: Tokens | None = None
     cached_tokens: U64 | None = None
     request_received_ms: U64 | None = None
     queue_depth: U64 | None = None
@@ -230,6 +231,11 @@ def u64_array(values: list[int], where: str, field: str) -> array:
         raise TraceError(f"{where}: {hashes_message(field, values, big)}") from None
 
 
+# fields whose upper bound is a machine-protecting limit: the limit table words the error
+_LIMITS = {"request.replay.trace_block_size": limits.BLOCK_SIZE, "request.replay.input_length": limits.TOKENS,
+           "request.output_tokens": limits.TOKENS}
+
+
 def explain(err: msgspec.ValidationError, raw: bytes, where: str, *, prefix: tuple[str, ...] = ()) -> TraceError:
     """The one-line error for a Dynamo record msgspec refused: field named as the README's table
     names it, value shown as recorded. `prefix`: the path of the part of the line `err` is about
@@ -258,6 +264,12 @@ def explain(err: msgspec.ValidationError, raw: bytes, where: str, *, prefix: tup
         if not isinstance(whole, list):
             return TraceError(f"{where}: field `{field}` must be a list of tool calls, got {whole!r}")
         return TraceError(f"{where}: field `{field}` holds {value!r}, not a tool call object")
+    limit = _LIMITS.get(field)
+    if limit is not None and "<=" in what and type(value) is int:
+        try:
+            limit.check(value, f"{where}: field `{field}`")
+        except TraceError as e:
+            return e
     rule = _RULES.get(field)
     if rule is None:  # a field the table does not word (cannot happen for the schemas above)
         return TraceError(f"{where}: field `{field}`: {what[0].lower()}{what[1:]}")
@@ -303,7 +315,6 @@ def depth_error(raw: bytes, where: str) -> TraceError:
 
 # -- Mooncake rows: plain, agentic v1 and v2 (dynamo-formats.md §4.3, §4.4, §4.7) --------------
 
-Tokens = Annotated[int, Meta(ge=0, le=limits.TOKENS.maximum)]
 NonNegative = Annotated[float, Meta(ge=0)]
 Finite = float  # (JSON has no NaN; a float that overflows is refused on the way in)
 
