@@ -260,6 +260,7 @@ def _drive(reqs, pre, hand, pw, dw, dag, opts: ReplayOptions, ended, progress) -
     eager = opts.rules.reserve_when_idle
     # the order workers are driven in within an instant
     pools = (dw, pw) if opts.rules.decode_workers_first else (pw, dw)
+    edges = dag.has_edges()
     pwset = set(pw)
     now = 0.0
     stopped_at = None
@@ -373,7 +374,7 @@ def _drive(reqs, pre, hand, pw, dw, dag, opts: ReplayOptions, ended, progress) -
             for w in pool:
                 if w in pwset:
                     while not w.busy and w.has_work():
-                        if _start(w, now, _horizon(w, now, horizon, events, pw, dw, limit), events, order, _PREFILL,
+                        if _start(w, now, _horizon(w, now, horizon, events, pw, dw, limit, True, edges), events, order, _PREFILL,
                                   pw + dw) > now:
                             break
                         prefill_end(w)
@@ -385,7 +386,7 @@ def _drive(reqs, pre, hand, pw, dw, dag, opts: ReplayOptions, ended, progress) -
                         break
                     for r in w.joinable:
                         hand[r.idx].admitted = now
-                    if _start(w, now, _horizon(w, now, horizon, events, pw, dw, limit), events, order, _DECODE,
+                    if _start(w, now, _horizon(w, now, horizon, events, pw, dw, limit, False, edges), events, order, _DECODE,
                               pw + dw) > now:
                         break
                     decode_end(w)
@@ -399,15 +400,23 @@ def _drive(reqs, pre, hand, pw, dw, dag, opts: ReplayOptions, ended, progress) -
     return stopped_at
 
 
-def _horizon(w, now: float, horizon: float, events: list, pw, dw, limit) -> float:
-    """How far a run of identical decode passes may go: to the first pass end at or after the
-    next release, the next event in flight, or now when another worker is about to start a
-    pass at this instant (its end may hand work to this one sooner than anything in flight)."""
-    if events and events[0][0] < horizon:
-        horizon = events[0][0]
-    for x in itertools.chain(pw, dw):
-        if x is not w and not x.busy and x.has_work():
+def _horizon(w, now: float, horizon: float, events: list, pw, dw, limit, prefill: bool, edges: bool) -> float:
+    """How far a run of identical decode passes on `w` may go: to the first pass end at or after
+    the earliest instant anything could join its queue. A prefill worker's queue grows only by
+    releases: the next one due, or (with DAG edges) a decode pass end that completes a request.
+    A decode worker's grows by handoffs: a prefill pass end or a transfer's end, or (with edges)
+    a decode pass end, whose release then passes the prefill pool. A worker of those kinds about
+    to start a pass at this instant may end it at once: then now. A lower bound is enough."""
+    for t, kind, _s, _x in events:
+        if t < horizon and (kind == _DECODE if prefill else kind != _DECODE or edges):
+            horizon = t
+    for x in (dw if prefill else pw):
+        if not x.busy and x.has_work() and (edges or not prefill):
             return now
+    if edges:
+        for x in (pw if prefill else dw):
+            if x is not w and not x.busy and x.has_work():
+                return now
     if limit is not None and limit < horizon:
         horizon = limit
     return horizon
