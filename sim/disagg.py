@@ -36,7 +36,7 @@ from . import dag as dagmod
 from .config import EngineArgs
 from .engine import EngineWorker, Stats
 from .replay import (PlayEnds, ReplayOptions, advance, build_requests, dead_end, play_records, release_ready,
-                     report_graph, report_status, stuck)
+                     report_graph, report_status)
 from .result import Handoff, PrefillChunk, RequestRecord, SimResult, Timeline
 from .router import RoundRobin
 from .schedulers import scheduler_for
@@ -239,6 +239,9 @@ def run_disagg(rows: list[Row], sources: list[str], fmt: str, opts: ReplayOption
     stopped_at = _drive(reqs, pre, hand, pw, dw, dag, opts, ended, progress)
     if stopped_at is None:
         dead_end(reqs, ended)
+        stranded = sum(1 for r in reqs if r.status == "running")
+        if stranded:  # blocked on KV that nothing in flight could free
+            raise TraceError(f"error: offline replay reached a dead end with {stranded} in-flight requests remaining")
     return _result(reqs, pre, hand, pw, dw, dstats, dag, rows, opts, stopped_at, t_wall)
 
 
@@ -374,8 +377,8 @@ def _drive(reqs, pre, hand, pw, dw, dag, opts: ReplayOptions, ended, progress) -
             for w in pool:
                 if w in pwset:
                     while not w.busy and w.has_work():
-                        if _start(w, now, _horizon(w, now, horizon, events, pw, dw, limit, True, edges), events, order, _PREFILL,
-                                  pw + dw) > now:
+                        h = _horizon(w, now, horizon, events, pw, dw, limit, True, edges)
+                        if _start(w, now, h, events, order, _PREFILL) > now:
                             break
                         prefill_end(w)
                         again = True
@@ -386,8 +389,8 @@ def _drive(reqs, pre, hand, pw, dw, dag, opts: ReplayOptions, ended, progress) -
                         break
                     for r in w.joinable:
                         hand[r.idx].admitted = now
-                    if _start(w, now, _horizon(w, now, horizon, events, pw, dw, limit, False, edges), events, order, _DECODE,
-                              pw + dw) > now:
+                    h = _horizon(w, now, horizon, events, pw, dw, limit, False, edges)
+                    if _start(w, now, h, events, order, _DECODE) > now:
                         break
                     decode_end(w)
                     again = True
@@ -422,12 +425,14 @@ def _horizon(w, now: float, horizon: float, events: list, pw, dw, limit, prefill
     return horizon
 
 
-def _start(w, now: float, horizon: float, events, order, kind: int, workers) -> float:
+def _start(w, now: float, horizon: float, events, order, kind: int) -> float:
     """Start a pass on `w`; its end (a pass ending later is in `events`, one ending now is the
-    caller's to deliver)."""
+    caller's to deliver), or inf when `w` could do nothing: what blocks it (KV its finished
+    prompts hold for their handoff, a decode worker's full pool) can only change when another
+    worker's pass ends; when nothing is left in flight the run ends in `dead_end`."""
     end = w.step(now, horizon)
     if end == now and not w.finished and not w.first_tokens and not w.n_running():
-        stuck(w, workers, w.args)
+        return math.inf
     next(order)  # a pass start, in the run's event order (as the aggregated loop ticks it)
     if end > now:
         w.busy = True
