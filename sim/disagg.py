@@ -180,6 +180,17 @@ class FreeDecode:
         return 0.0
 
 
+class FreePrefill(FreeDecode):
+    """A timing model whose prefill takes no time (a decode worker recomputing a preempted
+    request's context)."""
+
+    def prefill_ms(self, tokens: int, batch: int, info) -> float:
+        return 0.0
+
+    def decode_ms(self, active_blocks: int, total_blocks: int, logical_tokens: int, batch: int, info) -> float:
+        return self.inner.decode_ms(active_blocks, total_blocks, logical_tokens, batch, info)
+
+
 def transfer_ms(a: EngineArgs, prompt: int, held_blocks: int, block_size: int) -> float:
     """The KV handoff's duration under the prefill pool's settings: the whole prompt's tokens, or
     (`destination_missing`) the whole blocks the decode worker did not hold already."""
@@ -232,7 +243,7 @@ def run_disagg(rows: list[Row], sources: list[str], fmt: str, opts: ReplayOption
     pw = [PW(i, pa, pt, tbs, pstats, opts.record, pkeys, psched.rules) for i in range(lay.num_prefill_workers)]
     dkeys = PromptKeys(da.block_size, tbs)
     DW = decode_class(dsched.worker)
-    dt = _pool_timing(opts, da)
+    dt = FreePrefill(_pool_timing(opts, da))
     dw = [DW(i, da, dt, tbs, dstats, opts.record, dkeys, dsched.rules) for i in range(lay.num_decode_workers)]
     hand = [HandoffTimes() for _ in reqs]
     ended = PlayEnds.of(dag, rows) if rules.rejection_ends_play else None
@@ -464,18 +475,18 @@ def _result(reqs, pre, hand, pw, dw, dstats: Stats, dag, rows, opts: ReplayOptio
             ho = Handoff(prefill_worker=p.worker, prefill_admit_ms=opt(p.first_admit), source_held_ms=opt(h.held),
                          destination_reserved_ms=opt(h.reserved), destination_activated_ms=opt(h.activated),
                          decode_admit_ms=opt(h.admitted), source_released_ms=opt(h.released),
-                         decode_reused_tokens=0 if h.admitted >= 0 else None,
-                         decode_admissions=tuple(r.admits))
+                         decode_reused_tokens=r.reused_max if h.admitted >= 0 else None,
+                         decode_admissions=tuple(r.admits), prefill_reused_tokens=p.reused_max)
         recs.append(RequestRecord(
             request_id=r.request_id, session_id=r.session_id, play=names.get(r.idx, r.request_id), source=r.source,
             worker=r.worker if r.worker >= 0 else None,
             ready_ms=opt(r.ready), dispatch_ms=opt(r.dispatch), first_admit_ms=opt(p.first_admit),
             first_token_ms=opt(r.t_first), second_token_ms=opt(r.t_second), last_token_ms=opt(r.t_last),
             end_ms=opt(r.terminal), input_length=r.prompt, requested_output_length=r.out,
-            output_tokens=_emitted(r, dw), cached_tokens=p.reused_max,
+            output_tokens=_emitted(r, dw), cached_tokens=max(p.reused_max, r.reused_max),
             first_cached_tokens=max(0, p.reused_first), admissions=p.n_admit + r.n_admit,
             prefill_chunks=tuple(PrefillChunk(*c) for c in (p.chunks or ())), status=status,
-            admission_history=tuple(p.admits), prefill_tokens=p.prefilled, route=None,
+            admission_history=tuple(p.admits), prefill_tokens=p.prefilled + r.prefilled, route=None,
             release_seq=r.release_seq if r.release_seq >= 0 else None,
             terminal_seq=r.terminal_seq if r.terminal_seq >= 0 else None, handoff=ho))
     timeline = Timeline(tuple(tuple(w.passes) for w in dw))

@@ -252,7 +252,8 @@ def jsonl_rows(res: SimResult, *, rules: DynamoRules | None = None) -> Iterable[
             "itl_ms": ((r.last_token_ms - r.first_token_ms) / (r.output_tokens - 1))
             if ok and r.output_tokens > 1 and r.last_token_ms is not None else None,
             "input_length": r.input_length, "requested_output_length": r.requested_output_length,
-            "output_length": r.output_tokens, "reused_input_tokens": r.cached_tokens,
+            "output_length": r.output_tokens,
+            "reused_input_tokens": r.cached_tokens if r.handoff is None else r.handoff.prefill_reused_tokens,
             "prefill_worker_idx": None if r.handoff is None else r.handoff.prefill_worker, "decode_worker_idx": r.worker,
         }
         h = r.handoff

@@ -331,7 +331,7 @@ def rows(res: SimResult, shape: str) -> list[dict]:
             "input_length": r.input_length,
             "requested_output_length": r.requested_output_length,
             "output_length": r.output_tokens,
-            "reused_input_tokens": r.cached_tokens,
+            "reused_input_tokens": r.cached_tokens if r.handoff is None else r.handoff.prefill_reused_tokens,
             "prefill_worker_idx": None if r.handoff is None else r.handoff.prefill_worker,
             "decode_worker_idx": r.worker,
         })

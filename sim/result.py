@@ -38,6 +38,9 @@ class Handoff:
     decode_reused_tokens: int | None
     #: (time, prefix-hit tokens) of its admissions on the decode worker
     decode_admissions: tuple[tuple[float, int], ...] = ()
+    #: the largest prefix hit of its prefill-side admissions (the row's reused_input_tokens;
+    #: `RequestRecord.cached_tokens` also counts decode-side readmissions, as the summary does)
+    prefill_reused_tokens: int = 0
 
 
 @dataclass(frozen=True, slots=True)
