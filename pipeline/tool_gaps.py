@@ -134,6 +134,19 @@ def g3c_spans(g: Graph, i: int, r: Request, chain: str, dep_end: int, ct: ChainT
     return picked
 
 
+def waiting_call(t: int, starts: list[int], waits_from: list) -> int:
+    """Which call of a chain a tool running at `t` belongs to: the call whose wait holds `t`, the
+    same wait `gap_tools` attributes tool time in (from its dependencies' last end to its start).
+    `starts`: the chain's calls' starts, ascending; `waits_from[k]`: the last end among call k's
+    dependencies (None: it has none). The index of the first call starting after `t` when its
+    wait had begun by `t`, else -1 (a tool before the chain's first call, after its last, or while
+    a call runs)."""
+    k = bisect.bisect_right(starts, t)
+    if k < len(starts) and waits_from[k] is not None and waits_from[k] <= t:
+        return k
+    return -1
+
+
 def gap_tools(g: Graph, i: int, r: Request, chain: str, dep_end: int, ct: ChainTools | None,
               g3c: bool) -> tuple[list, int]:
     """The tool spans a row's wait from `dep_end` (its dependencies' last end) to its start takes

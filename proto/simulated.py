@@ -33,6 +33,7 @@ from collections import defaultdict
 from collections.abc import Mapping
 
 from trace_pipe.pipeline.timeline import SimulatedRun
+from trace_pipe.pipeline.tool_gaps import waiting_call
 
 from .recorded import NS_PER_MS, REQUEST_ONLY
 from .spans import CAT_MARKER, CAT_REQUEST, CAT_STAGE, CAT_WORKER, Args, ChainItem, CounterSeries, Link, Mark, Placement, RequestSpan, Slice, Timeline, WorkerTrack
@@ -176,25 +177,36 @@ def _span(r, group: str, chain: str, name: str, ns, last: float, extra: Args, la
 
 
 def _shift_tools(recorded: Timeline, spans: list[RequestSpan], origin_ns: int) -> list[ChainItem]:
-    """Recorded tool calls moved with the requests they belong to: after the latest request of
-    their chain that had ended when they started (same offset from its end), else with the
-    request running when they started (a call made mid-stream: same offset from its start), else
-    with the chain's first request; never before the time origin."""
+    """Recorded tool calls moved with the requests they belong to: in the wait of the call that
+    consumed them (`tool_gaps.waiting_call`, the rule the Mooncake rows' tool time follows), by the
+    offset of the dependency whose end opened that wait, so they keep their place in the simulated
+    wait (a parent's tool after a joined sub-agent moves with the sub-agent's end); else after the
+    latest request of their chain that had ended when they started (same offset from its end),
+    else with the request running when they started (a call made mid-stream: same offset from its
+    start), else with the chain's first request; never before the time origin."""
     sim = {s.key: s.slice for s in spans}
     recorded_chains = {(rs.group, rs.chain) for rs in recorded.requests}
-    by_chain: dict[tuple[str, str], list[tuple[int, int, int, int]]] = defaultdict(list)
+    rec_end = {rs.key: rs.slice.end_ns for rs in recorded.requests}
+    opener: dict[str, str] = {}  # a request -> its dependency that ended last (recorded)
+    for link in recorded.links:
+        o = opener.get(link.dst)
+        if link.src in rec_end and (o is None or rec_end[link.src] > rec_end[o]):
+            opener[link.dst] = link.src
+    by_chain: dict[tuple[str, str], list[tuple[int, int, int, int, str]]] = defaultdict(list)
     for rs in recorded.requests:
         s = sim.get(rs.key)
         if s is None:
             continue
         by_chain[(rs.group, rs.chain)].append((rs.slice.start_ns, rs.slice.end_ns,
-                                               s.start_ns - rs.slice.start_ns, s.end_ns - rs.slice.end_ns))
+                                               s.start_ns - rs.slice.start_ns, s.end_ns - rs.slice.end_ns, rs.key))
     starts: dict[tuple[str, str], list[int]] = {}
     ends: dict[tuple[str, str], list[tuple[int, int]]] = {}
+    waits: dict[tuple[str, str], list] = {}
     for key, xs in by_chain.items():
         xs.sort()
         starts[key] = [x[0] for x in xs]
         ends[key] = sorted((x[1], x[3]) for x in xs)
+        waits[key] = [rec_end[opener[x[4]]] if x[4] in opener else None for x in xs]
     out = []
     for it in recorded.tools:
         key = (it.group, it.chain)
@@ -205,6 +217,9 @@ def _shift_tools(recorded: Timeline, spans: list[RequestSpan], origin_ns: int) -
                 d = 0  # a chain of tools alone (no request of its own): they keep their recorded times
             else:
                 continue  # its requests were never released (the run stopped first)
+        elif (k := waiting_call(t0, starts[key], waits[key])) >= 0 and opener[xs[k][4]] in sim:
+            o = opener[xs[k][4]]
+            d = sim[o].end_ns - rec_end[o]  # the dependency whose end opened the wait
         elif (j := bisect.bisect_right(ends[key], (t0, float("inf"))) - 1) >= 0:
             d = ends[key][j][1]  # the request whose answer called it
         else:
