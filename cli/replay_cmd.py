@@ -155,11 +155,13 @@ def disaggregation(num_workers: int, num_prefill_workers: int | None, num_decode
     if num_workers != 1:
         raise TraceError("error: --num-workers is for aggregated replay; a disaggregated one takes "
                          "--num-prefill-workers and --num-decode-workers")
+    extra = json_object_arg(extra_engine_args, "--extra-engine-args")
+    if extra in ({}, {"engine": {}}):
+        extra = None  # a run file's empty engine section (cli/run_config.py merge) sets nothing
     return Disaggregation.from_json(
         1 if num_prefill_workers is None else num_prefill_workers, 1 if num_decode_workers is None else num_decode_workers,
         json_object_arg(prefill_engine_args, "--prefill-engine-args"),
-        json_object_arg(decode_engine_args, "--decode-engine-args"),
-        json_object_arg(extra_engine_args, "--extra-engine-args"))
+        json_object_arg(decode_engine_args, "--decode-engine-args"), extra)
 
 
 def run(paths: list[str], *, trace_format: str = "mooncake", num_workers: int = 1, router_mode: str = "round_robin",
