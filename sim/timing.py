@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Protocol, Sequence
 
 from trace_pipe.pipeline.errors import TraceError
+from trace_pipe.pipeline.limits import MILLISECONDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,12 +116,17 @@ class TableTiming:
     def __init__(self, prefill_tokens: Sequence[float], prefill_ms: Sequence[float],
                  decode_kv_tokens: Sequence[float], decode_context: Sequence[float],
                  decode_itl_ms: Sequence[Sequence[float]], block_size: int = 64) -> None:
-        if len(prefill_tokens) < 2 or len(prefill_tokens) != len(prefill_ms):
+        px = _axis("prefill_tokens", prefill_tokens)
+        py = _numbers("prefill_ms", prefill_ms)
+        if len(px) < 2 or len(px) != len(py):
             raise TraceError("error: timing table needs >= 2 matching prefill points")
-        if list(prefill_tokens) != sorted(prefill_tokens):
-            raise TraceError("error: timing table prefill tokens must be increasing")
-        if len(decode_itl_ms) != len(decode_kv_tokens) or any(len(r) != len(decode_context) for r in decode_itl_ms):
+        kx = _axis("decode_kv_tokens", decode_kv_tokens)
+        cx = _axis("decode_context", decode_context)
+        if not isinstance(decode_itl_ms, (list, tuple)) or len(decode_itl_ms) != len(kx) or not kx or not cx or any(
+                not isinstance(r, (list, tuple)) or len(r) != len(cx) for r in decode_itl_ms):
             raise TraceError("error: timing table decode grid must be len(kv_tokens) x len(context)")
+        for r in decode_itl_ms:
+            _numbers("decode_itl_ms", r)
         self.px = list(prefill_tokens)
         self.py = list(prefill_ms)
         self.kx = list(decode_kv_tokens)
@@ -153,6 +159,24 @@ class TableTiming:
         a = g[i][j] + fj * (g[i][j1] - g[i][j])
         b = g[i1][j] + fj * (g[i1][j1] - g[i1][j])
         return max(1.0, a + fi * (b - a))
+
+
+def _numbers(key: str, v: object) -> list[float]:
+    """A table row: a list of finite numbers >= 0 (milliseconds or tokens, within the clock's range)."""
+    if not isinstance(v, (list, tuple)) or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v):
+        raise TraceError(f"error: timing table: `{key}` must be a list of numbers")
+    for x in v:
+        MILLISECONDS.check(x, f"error: timing table: `{key}`")
+    return [float(x) for x in v]
+
+
+def _axis(key: str, v: object) -> list[float]:
+    """An interpolation axis: numbers strictly increasing (equal neighbours would divide by zero)."""
+    xs = _numbers(key, v)
+    if any(b <= a for a, b in zip(xs, xs[1:])):
+        what = "prefill tokens" if key == "prefill_tokens" else f"`{key}`"
+        raise TraceError(f"error: timing table {what} must be increasing")
+    return xs
 
 
 def from_secs_f64_ns(secs: float) -> int:
@@ -189,8 +213,11 @@ def make_timing(name: str, *, block_size: int, decode: str = "physical",
     if name in ("poly", "polynomial"):
         return PolynomialTiming(decode, block_size)
     if name == "table":
-        if not table:
+        if table is None:
             raise TraceError("error: --timing table needs --timing-table FILE")
+        if not isinstance(table, dict):
+            raise TraceError("error: timing table: expected a JSON object with keys prefill_tokens, prefill_ms, "
+                             "decode_kv_tokens, decode_context, decode_itl_ms")
         try:
             return TableTiming(table["prefill_tokens"], table["prefill_ms"], table["decode_kv_tokens"],
                                table["decode_context"], table["decode_itl_ms"], block_size)

@@ -28,12 +28,14 @@ def _trace(d: Path) -> str:
     return str(p)
 
 
-def _run(args: list[str], outputs: list[str]) -> int:
+def _run(args: list[str], outputs: list[str], table: bytes = b"") -> int:
     with scratch() as tmp:
         d = Path(tmp)
         out = d / "out"
         out.mkdir()
-        args = [a.replace("{trace}", _trace(d)).replace("{out}", str(out)) for a in args]
+        (d / "table.json").write_bytes(table)
+        args = [a.replace("{trace}", _trace(d)).replace("{out}", str(out)).replace("{table}", str(d / "table.json"))
+                for a in args]
         return check(args, out, outputs)
 
 
@@ -130,6 +132,26 @@ MODE_TEXT = st.one_of(st.lists(st.sampled_from(["round_robin", "random", "kv_rou
 
 test_replay_options, test_replay_options_long = fuzz_twice(_replay_options, options=OPTION_SETS)
 test_sweep_lists, test_sweep_lists_long = fuzz_twice(_sweep_lists, workers=LIST_TEXT, modes=MODE_TEXT)
+
+
+# -- --timing-table: a JSON profile ---------------------------------------------------------
+
+AXIS = st.one_of(st.lists(st.one_of(st.integers(0, 10**6), FLOATS), max_size=4).map(sorted), VALUES,
+                 st.just([0, 1000]), st.just([0, 0]))
+TABLE = st.fixed_dictionaries({}, optional={
+    "prefill_tokens": AXIS, "prefill_ms": AXIS, "decode_kv_tokens": AXIS, "decode_context": AXIS,
+    "decode_itl_ms": st.one_of(st.lists(AXIS, max_size=3), VALUES, st.just([[50.0, 50.0], [50.0, 50.0]]))})
+VALID_TABLE = {"prefill_tokens": [0, 1000], "prefill_ms": [100.0, 200.0], "decode_kv_tokens": [0, 10000],
+               "decode_context": [0, 10000], "decode_itl_ms": [[50.0, 50.0], [50.0, 50.0]]}
+
+
+def _timing_table(table) -> None:
+    table = {**VALID_TABLE, **table} if isinstance(table, dict) and len(table) < 3 else table
+    _run(["replay", "{trace}", "--trace-block-size", "16", "--report-json", "{out}/r.json", "--timing-table",
+          "{table}"], ["r.json"], _json_text(table).encode())
+
+
+test_timing_table, test_timing_table_long = fuzz_twice(_timing_table, table=st.one_of(TABLE, VALUES))
 
 
 # -- collect's sink settings ------------------------------------------------------------------
