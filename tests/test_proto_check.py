@@ -234,12 +234,12 @@ def test_strings_that_are_not_utf8_are_problems_not_crashes(tmp_path):
 def test_random_damage_never_raises(tmp_path):
     import random
 
-    from trace_pipe.pipeline import agentic, readers
+    from trace_pipe.pipeline import agentic_v1, readers
     from trace_pipe.proto import recorded_timeline
 
     trace = readers.read_trace([str(FIXTURE)])
     path = tmp_path / "good.pftrace"
-    write_timelines([recorded_timeline(trace, agentic.derive(trace).edges)], str(path))
+    write_timelines([recorded_timeline(trace, agentic_v1.derive(trace).edges)], str(path))
     data = path.read_bytes()
     assert check_file(str(path)).ok
     rng = random.Random(7)

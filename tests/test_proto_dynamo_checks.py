@@ -18,7 +18,7 @@ import pytest
 
 from dynamo_records import SCHEMA, context
 from trace_pipe import proto
-from trace_pipe.pipeline import agentic, readers
+from trace_pipe.pipeline import agentic_v1, readers
 from trace_pipe.proto.check import check_file
 from trace_pipe.proto.decode import decode_file
 
@@ -64,7 +64,7 @@ class Out:
             for i, r in enumerate(records):
                 f.write(orjson.dumps({"timestamp": i, "event": r} if envelope else r) + b"\n")
         trace = readers.read_trace([str(src)], replay_rules=False)
-        edges = agentic.dependency_edges(trace).edges if any(r.chain_id for r in trace.requests) else []
+        edges = agentic_v1.dependency_edges(trace).edges if any(r.chain_id for r in trace.requests) else []
         pf, js = tmp_path / "out.pftrace", tmp_path / "out.json"
         self.stats = proto.write_perfetto(trace, edges, pf, stages=stages, markers=markers)
         proto.write_chrome_json(trace, edges, js, stages=stages, markers=markers)

@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from trace_pipe import proto
-from trace_pipe.pipeline import agentic, readers
+from trace_pipe.pipeline import agentic_v1, readers
 from trace_pipe.proto import synthetic
 from trace_pipe.proto.check import check_file
 from trace_pipe.proto.decode import decode_file
@@ -30,7 +30,7 @@ WEKA_PARAMS = [pytest.param(p, id=p.stem) for p in WEKA_FILES] if len(WEKA_FILES
 
 def convert_and_check(paths: list[str], out_dir: Path, **kw):
     trace = readers.read_trace(paths)
-    edges = agentic.derive(trace).edges
+    edges = agentic_v1.derive(trace).edges
     pf = out_dir / "out.pftrace"
     stats = proto.write_perfetto(trace, edges, pf, **kw)
     tl = proto.recorded_timeline(trace, edges, **kw)
@@ -104,7 +104,7 @@ def test_generated_multi_generation_trace(tmp_path, generated):
 
 def test_same_input_same_bytes(tmp_path, generated):
     trace = readers.read_trace(generated)
-    edges = agentic.derive(trace).edges
+    edges = agentic_v1.derive(trace).edges
     outs = []
     for k in range(2):
         again = readers.read_trace(generated) if k else trace

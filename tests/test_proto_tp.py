@@ -11,7 +11,7 @@ import pytest
 from perfetto.protos.perfetto.trace import perfetto_trace_pb2 as pb
 
 from trace_pipe import proto
-from trace_pipe.pipeline import agentic, readers
+from trace_pipe.pipeline import agentic_v1, readers
 from trace_pipe.proto import synthetic
 from trace_pipe.proto.check import check_file
 from trace_pipe.proto.packets import frame
@@ -29,7 +29,7 @@ def test_generated_trace_loads_with_matching_counts(tmp_path):
         synthetic.write_jsonl(rows, str(p))
         paths.append(str(p))
     trace = readers.read_trace(paths)
-    edges = agentic.derive(trace).edges
+    edges = agentic_v1.derive(trace).edges
     for name in ("o.pftrace", "o.pftrace.gz"):
         out = tmp_path / name
         stats = proto.write_perfetto(trace, edges, out)
@@ -47,7 +47,7 @@ def test_weka_trace_loads_with_matching_counts(tmp_path):
     if not path.exists():
         pytest.skip(f"missing {path}")
     trace = readers.read_trace([str(path)])
-    edges = agentic.derive(trace).edges
+    edges = agentic_v1.derive(trace).edges
     out = tmp_path / "w.pftrace"
     stats = proto.write_perfetto(trace, edges, out)
     rep = check_file(out, tp_bin=TP_BIN)
@@ -75,7 +75,7 @@ def test_load_check_catches_what_the_file_does_not_say(tmp_path):
     p = tmp_path / "g.jsonl"
     synthetic.write_jsonl(gen["G3b"], str(p))
     trace = readers.read_trace([str(p)])
-    edges = agentic.derive(trace).edges
+    edges = agentic_v1.derive(trace).edges
     out = tmp_path / "o.pftrace"
     stats = proto.write_perfetto(trace, edges, out)
     assert verify_loaded(out, edges=edges, stats=stats)["flows"] == len(edges) > 2
@@ -95,7 +95,7 @@ def test_sweep_finds_traces_by_content(tmp_path):
     p = tmp_path / "g.jsonl"
     synthetic.write_jsonl(synthetic.dynamo_records()["G2"], str(p))
     trace = readers.read_trace([str(p)])
-    edges = agentic.derive(trace).edges
+    edges = agentic_v1.derive(trace).edges
     proto.write_perfetto(trace, edges, tmp_path / "out")
     proto.write_perfetto(trace, edges, tmp_path / "out2", gz=True)
     proto.write_chrome_json(trace, edges, tmp_path / "j.json.gz")
