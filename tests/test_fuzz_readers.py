@@ -69,17 +69,20 @@ HOSTILE = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),
     st.sampled_from([0.0, -0.0, 0.5, 1e-300, 1e10, 1e15, 1e300, -1e300]),
     st.lists(st.integers(-2, 2**64), max_size=3), st.just({}), st.just([]), st.just({"a": 1}),
-    st.integers(1, 400).map(lambda n: json.loads("[" * n + "]" * n)))
+    st.integers(1, 200).map(lambda n: json.loads("[" * n + "]" * n)))
 
 
-def _paths(obj, pre=()):
-    yield pre
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            yield from _paths(v, pre + (k,))
-    elif isinstance(obj, list):
-        for i, v in enumerate(obj):
-            yield from _paths(v, pre + (i,))
+def _paths(obj) -> list[tuple]:
+    """Every path into `obj` (iterative: damage may nest hundreds of levels deep)."""
+    out, todo = [], [((), obj)]
+    while todo:
+        pre, v = todo.pop()
+        out.append(pre)
+        if isinstance(v, dict):
+            todo += [(pre + (k,), x) for k, x in v.items()]
+        elif isinstance(v, list):
+            todo += [(pre + (i,), x) for i, x in enumerate(v)]
+    return out
 
 
 def _damage(doc, edits) -> object:
