@@ -54,7 +54,7 @@ from pathlib import Path
 
 from trace_pipe.pipeline.io import atomic_output
 from trace_pipe.pipeline.plain_rows import plain_rows
-from trace_pipe.pipeline.agentic import sort_key
+from trace_pipe.pipeline.request_graph import sort_key
 from trace_pipe.pipeline.readers import read_trace
 from trace_pipe.sim.config import Disaggregation, EngineArgs
 from trace_pipe.sim.fit import FittedTiming, engine_latency_ms, fit_timing

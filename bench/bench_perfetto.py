@@ -33,7 +33,7 @@ from pathlib import Path
 
 from perfetto.protos.perfetto.trace import perfetto_trace_pb2 as pb
 
-from trace_pipe.pipeline import agentic, readers
+from trace_pipe.pipeline import agentic_v1, readers
 from trace_pipe.pipeline.gcpause import gc_paused
 from trace_pipe.proto import recorded_timeline, synthetic, write_timelines, write_timelines_json
 from trace_pipe.proto.layout import Block, Layout, Sample
@@ -261,7 +261,7 @@ def main() -> None:
             paths.append(p)
         with gc_paused():
             trace = readers.read_trace(paths)
-            edges = agentic.derive(trace).edges
+            edges = agentic_v1.derive(trace).edges
         gc.collect()
         gc.freeze()  # the input stays alive: keep it out of the collections between runs
         rows.append(measure("synthetic Dynamo (G1-G3b)", trace, edges, tmp, baselines=args.baselines,
@@ -270,7 +270,7 @@ def main() -> None:
         if weka:
             with gc_paused():
                 trace = readers.read_trace([str(p) for p in weka])
-                edges = agentic.derive(trace).edges
+                edges = agentic_v1.derive(trace).edges
             rows.append(measure(f"WEKA fixtures ({len(weka)} files)", trace, edges, tmp, baselines=args.baselines,
                                 memory=args.memory, split=args.split))
         else:

@@ -19,14 +19,15 @@ import argparse
 import filecmp
 import glob
 import importlib
+import inspect
 import os
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from trace_pipe.pipeline import agentic, readers
-from trace_pipe.proto import packets, recorded_timeline, synthetic, write_timelines, write_timelines_json
+from trace_pipe.pipeline import agentic_v1, readers
+from trace_pipe.proto import recorded_timeline, synthetic, write_timelines, write_timelines_json
 
 ROOT = Path(__file__).resolve().parents[1]
 WEKA = ROOT.parent / "shared" / "fixtures" / "kv_cache_tester_traces"
@@ -45,7 +46,7 @@ def reference_package(rev: str, into: str):
             (pkg / Path(name).name).write_bytes(src)
     sys.path.insert(0, into)
     return (importlib.import_module(f"{REF}.recorded"), importlib.import_module(f"{REF}.writer"),
-            importlib.import_module(f"{REF}.chrome_json"), importlib.import_module(f"{REF}.packets"))
+            importlib.import_module(f"{REF}.chrome_json"))
 
 
 def inputs(runs: int, tmp: str) -> dict[str, list[str]]:
@@ -75,7 +76,10 @@ def main() -> int:
     ap.add_argument("--tiny-caches", action="store_true", help="tiny encoder caches (protobuf, default variant)")
     args = ap.parse_args()
     tmp = tempfile.mkdtemp()
-    ref_recorded, ref_writer, ref_json, ref_packets = reference_package(args.rev, tmp)
+    ref_recorded, ref_writer, ref_json = reference_package(args.rev, tmp)
+    if args.tiny_caches and "value_cache" not in inspect.signature(ref_writer.write_timelines).parameters:
+        print(f"error: --tiny-caches: write_timelines at {args.rev} takes no value_cache (older than this bench)")
+        return 2
     n = bad = 0
 
     def same(new: str, old: str, label: str) -> None:
@@ -90,13 +94,12 @@ def main() -> int:
     for name, paths in inputs(args.runs, tmp).items():
         trace = readers.read_trace(paths)
         try:
-            edges = agentic.derive(trace).edges
+            edges = agentic_v1.derive(trace).edges
         except Exception:  # noqa: BLE001 (a mix the agentic lowering refuses: drawn without flows)
             edges = []
         for size in cache_sizes:
             if size is not None:
-                packets._VALUE_CACHE = ref_packets._VALUE_CACHE = size
-                variants = [(f" (caches of {size})", {}, {})]
+                variants = [(f" (caches of {size})", {}, {"value_cache": size})]
             else:
                 variants = [("", {}, {}), (", separate stages", {"stages": "separate"}, {}),
                             (", no stages or markers", {"stages": False, "markers": False}, {}),

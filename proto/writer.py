@@ -102,10 +102,13 @@ def open_output(raw, path: str, gz: bool | None):
 
 
 def write_timelines(timelines: Sequence[Timeline], out_path: str | os.PathLike, *, gz: bool | None = None,
-                    attributes: Sequence[tuple[str, object]] = (), intern: bool = True) -> WriteStats:
-    """Write the timelines (one root each) as one Perfetto protobuf trace."""
+                    attributes: Sequence[tuple[str, object]] = (), intern: bool = True,
+                    value_cache: int | None = None) -> WriteStats:
+    """Write the timelines (one root each) as one Perfetto protobuf trace. `value_cache`: the
+    encoder's (tiny caches run its eviction paths all the time: bench/parity_perfetto.py)."""
     layout = Layout(timelines)
-    enc = Encoder(intern=intern, origin_ns=layout.origin_ns, interned_keys=INTERNED_ARGS, repeated_keys=REPEATED_ARGS)
+    enc = Encoder(intern=intern, origin_ns=layout.origin_ns, interned_keys=INTERNED_ARGS, repeated_keys=REPEATED_ARGS,
+                  value_cache=value_cache)
     with atomic_output(out_path, gz=False) as raw:
         z = open_output(raw, str(out_path), gz)
         sink = _Sink(z if z is not None else raw)

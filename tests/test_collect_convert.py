@@ -16,7 +16,7 @@ import orjson
 import pytest
 
 try:
-    from trace_pipe.pipeline.agentic import derive
+    from trace_pipe.pipeline.agentic_v1 import derive
     from trace_pipe.pipeline.readers import read_trace
 except ImportError:  # pragma: no cover - only while the lead's reader has not landed
     pytest.skip("reader not yet available", allow_module_level=True)

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import event, given
 from hypothesis import strategies as st
 
-from trace_pipe.pipeline import agentic
+from trace_pipe.pipeline import agentic_v1
 from trace_pipe.pipeline.dynamo_rows import HashTexts, Reparse
 from trace_pipe.pipeline.shared_hashes import flat
 from trace_pipe.pipeline.mooncake import dumps
@@ -27,8 +27,8 @@ WEKA = ROOT.parent / "shared" / "fixtures" / "kv_cache_tester_traces"
 
 def _streamed(trace, rules: str, **kw) -> bytes:
     out = io.BytesIO()
-    derived, fields = agentic.derive_lazy(trace, rules=rules, **kw)
-    agentic.write_v1(fields, out.write)
+    derived, fields = agentic_v1.derive_lazy(trace, rules=rules, **kw)
+    agentic_v1.write_v1(fields, out.write)
     return out.getvalue(), derived
 
 
@@ -38,7 +38,7 @@ def test_streamed_rows_are_derive_rows(rules):
     if WEKA.is_dir():
         files += [str(p) for p in sorted(WEKA.glob("*.json"))[:2]]
     trace = read_trace(files)
-    want = agentic.derive(trace, rules=rules)
+    want = agentic_v1.derive(trace, rules=rules)
     got, derived = _streamed(trace, rules)
     assert got == b"".join(dumps(r.to_agentic_v1()) for r in want.rows)
     # trace_0277 alone (a fresh machine without ../shared) has 53 rows, 3 of them sub-agent ones
@@ -50,9 +50,9 @@ def test_streamed_rows_are_derive_rows(rules):
 
 def test_streamed_edges_can_be_skipped():
     trace = read_trace([str(ROOT / "fixtures" / "trace_0277.json")])
-    derived, fields = agentic.derive_lazy(trace, edges=False)
-    agentic.write_v1(fields, io.BytesIO().write)
-    assert derived.edges == [] and derived.attached_tools == agentic.derive(trace).attached_tools
+    derived, fields = agentic_v1.derive_lazy(trace, edges=False)
+    agentic_v1.write_v1(fields, io.BytesIO().write)
+    assert derived.edges == [] and derived.attached_tools == agentic_v1.derive(trace).attached_tools
 
 
 @pytest.mark.parametrize("agentic_rows, fmt, header", [(True, "v1", 0), (True, None, 1), (False, None, 0)])

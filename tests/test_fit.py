@@ -9,7 +9,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from trace_pipe.pipeline.agentic import plain_rows, sort_key
+from trace_pipe.pipeline.plain_rows import plain_rows
+from trace_pipe.pipeline.request_graph import sort_key
 from trace_pipe.pipeline.distserve import BLOCK_SIZE, read_distserve
 from trace_pipe.pipeline.errors import TraceError
 from trace_pipe.pipeline.readers import read_trace

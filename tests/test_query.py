@@ -21,7 +21,7 @@ import typer
 from trace_pipe.cli import query_cmd
 from trace_pipe.cli.replay_cmd import run as replay
 from trace_pipe.pipeline.errors import TraceError
-from trace_pipe.pipeline.agentic import Edge
+from trace_pipe.pipeline.request_graph import Edge
 from trace_pipe.pipeline.replay_input import load_input
 from trace_pipe.proto import query, recorded_timeline, synthetic
 

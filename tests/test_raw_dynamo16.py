@@ -692,10 +692,10 @@ def test_overlap_message_says_what_to_do(tmp_path):
 
 
 def test_version_14_keeps_the_exporter_lowering(tmp_path):
-    from trace_pipe.pipeline import agentic
+    from trace_pipe.pipeline import agentic_v1
 
     inp = lowered(tmp_path, spawn_dispatch(), raw="exporter")
-    derived = agentic.derive(readers.read_trace([str(tmp_path / "t.jsonl")]), rules="g2")
+    derived = agentic_v1.derive(readers.read_trace([str(tmp_path / "t.jsonl")]), rules="g2")
     assert inp.rows == derived.rows and inp.graph_source is None
     assert all(not r.dependencies and r.play_id is None for r in inp.rows)
     # and the CLI picks it from --dynamo-version

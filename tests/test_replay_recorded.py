@@ -1,5 +1,5 @@
 """`--timing recorded`: with enough workers that nothing queues, the simulation reproduces the
-recorded run (every start and end to 1 ms), which checks the DAG reconstruction (pipeline.agentic)
+recorded run (every start and end to 1 ms), which checks the DAG reconstruction (pipeline.request_graph)
 and the release rule (sim.dag); with a concurrency limit, queueing shows up as start error."""
 
 from __future__ import annotations

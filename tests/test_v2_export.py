@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from dynamo_records import read_lines, req, tool, write_jsonl
 from trace_pipe.cli.convert_cmd import run_convert
-from trace_pipe.pipeline import agentic
+from trace_pipe.pipeline import agentic_v2
 from trace_pipe.pipeline.errors import TraceError
 from trace_pipe.pipeline.mooncake import Dependency, dumps, exporter_order
 from trace_pipe.pipeline.readers import read_trace
@@ -134,14 +134,14 @@ def test_private_ids_for_a_partial_last_block(tmp_path):
     assert orjson.loads(lines[1])["hash_ids"] == [0, want]
     # the partial block's hash still took its compact number (1), as the exporter's mapper does
     assert orjson.loads(lines[2])["hash_ids"] == [0, 2, 3]
-    assert agentic.private_block_id("r1", 1, 3) == want
+    assert agentic_v2.private_block_id("r1", 1, 3) == want
 
 
 def test_missing_full_block_hashes_become_private_ids():
     # the exporter pads with private ids where the hashes run out (Dynamo's loader never lets it
     # happen; a WEKA play may): one per missing full block, then the partial one
-    assert agentic.v2_ids([4, 5], "r", 9, 2) == [4, 5] + [agentic.private_block_id("r", j, 9) for j in (2, 3, 4)]
-    assert agentic.v2_ids([4, 5, 6], "r", 4, 2) == [4, 5]  # more hashes than blocks: cut
+    assert agentic_v2.v2_ids([4, 5], "r", 9, 2) == [4, 5] + [agentic_v2.private_block_id("r", j, 9) for j in (2, 3, 4)]
+    assert agentic_v2.v2_ids([4, 5, 6], "r", 4, 2) == [4, 5]  # more hashes than blocks: cut
 
 
 def test_background_agent_is_never_joined_and_child_without_parent_is_a_root(tmp_path):
@@ -210,8 +210,8 @@ def test_g3c_rules_flag_says_it_changes_nothing_for_v2(tmp_path):
 
 def _streamed(trace, **kw) -> bytes:
     out = io.BytesIO()
-    derived, fields = agentic.derive_v2_lazy(trace, **kw)
-    agentic.write_v2(derived, fields, out.write)
+    derived, fields = agentic_v2.derive_v2_lazy(trace, **kw)
+    agentic_v2.write_v2(derived, fields, out.write)
     return out.getvalue(), derived
 
 
@@ -229,7 +229,7 @@ def test_streamed_v2_is_derive_v2(tmp_path, which):
     """`write_v2` (text ids, spooled rows) gives the bytes of `derive_v2` + `Row.to_agentic_v2`,
     with orjson's Fragment or without it."""
     trace = read_trace(_inputs(tmp_path)[which])
-    want = agentic.derive_v2(trace)
+    want = agentic_v2.derive_v2(trace)
     got, derived = _streamed(trace)
     assert got == dumps(want.header) + b"".join(dumps(r.to_agentic_v2()) for r in want.rows)
     assert derived.header == want.header and len(want.rows) == len(trace.requests)
@@ -249,9 +249,9 @@ def test_repeated_prompts_with_partial_tails_share_text_correctly(tmp_path):
     recs = [r(0, [1, 2, 3], 10), r(1, [1, 2, 3], 10), r(2, [1, 2, 3], 9), r(3, [1, 2], 6), r(4, [1, 2, 7, 8], 14),
             r(5, [1, 2, 7, 8, 9], 20), r(6, [1], 4), r(7, [1, 2, 7, 8, 9], 17)]
     trace = read_trace([str(write_jsonl(tmp_path / "in.jsonl", recs))])
-    want = agentic.derive_v2(trace)
+    want = agentic_v2.derive_v2(trace)
     assert _streamed(trace)[0] == dumps(want.header) + b"".join(dumps(x.to_agentic_v2()) for x in want.rows)
-    priv = agentic.private_block_id
+    priv = agentic_v2.private_block_id
     assert [list(x.hash_ids) for x in want.rows] == [
         [0, 1, priv("r0", 2, 10)], [0, 1, priv("r1", 2, 10)], [0, 1, priv("r2", 2, 9)], [0, priv("r3", 1, 6)],
         [0, 1, 3, priv("r4", 3, 14)], [0, 1, 3, 4, 5], [0], [0, 1, 3, 4, priv("r7", 4, 17)]]
@@ -271,5 +271,5 @@ def test_streamed_ids_equal_the_lists_for_any_prefix_sharing(tmp_path_factory, s
         x["request"]["replay"]["input_length"] = bs * len(hashes) - short  # a partial last block when short > 0
         recs.append(x)
     trace = read_trace([str(write_jsonl(tmp_path_factory.mktemp("ids") / "in.jsonl", recs))])
-    want = agentic.derive_v2(trace)
+    want = agentic_v2.derive_v2(trace)
     assert _streamed(trace)[0] == dumps(want.header) + b"".join(dumps(x.to_agentic_v2()) for x in want.rows)

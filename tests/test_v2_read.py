@@ -14,7 +14,7 @@ import pytest
 
 from dynamo_records import req, write_jsonl
 from trace_pipe.cli.convert_cmd import run_convert
-from trace_pipe.pipeline import agentic
+from trace_pipe.pipeline import agentic_v2
 from trace_pipe.pipeline.errors import TraceError
 from trace_pipe.pipeline.mooncake import read_rows
 from trace_pipe.pipeline.readers import read_trace
@@ -175,7 +175,7 @@ def test_round_trip_gives_the_same_requests_and_edges(tmp_path, which):
             req("k2", "kid", "root", 1300, 1400, [33, 44]), req("p2", "root", None, 1150, 1200, [11, 22]),
             req("p3", "root", None, 1500, 1600, [11, 22, 55]), req("x1", "bg", "root", 1000, 2000, [66]),
             tool("root", "a", "Agent", 1100, 1450, **claude)])]
-    first = agentic.derive_v2(read_trace([str(x) for x in inputs]))
+    first = agentic_v2.derive_v2(read_trace([str(x) for x in inputs]))
     out = _convert(tmp_path, inputs)
     back = read_trace([str(out)])
     assert [r.request_id for r in back.requests] == [r.request_id for r in first.rows]
@@ -183,7 +183,7 @@ def test_round_trip_gives_the_same_requests_and_edges(tmp_path, which):
              r.not_before_ms, r.dependencies) for r in back.mooncake_rows] == \
         [(r.request_id, r.play_id, r.session_id, r.model, r.input_length, r.output_length, r.hash_ids,
           r.not_before_ms, r.dependencies) for r in first.rows]
-    assert [(e.src, e.dst, e.relation) for e in agentic.derive_v2(back).edges] == \
+    assert [(e.src, e.dst, e.relation) for e in agentic_v2.derive_v2(back).edges] == \
         [(e.src, e.dst, e.relation) for e in first.edges]
     assert read_rows([str(out)]).header.source == orjson.loads(out.read_bytes().split(b"\n")[0])["source"]
     again = _convert(tmp_path, [out], "again.jsonl")

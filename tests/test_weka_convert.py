@@ -12,7 +12,7 @@ import pytest
 
 from dynamo_records import FIXTURES, read_jsonl
 from trace_pipe.cli.convert_cmd import run_convert
-from trace_pipe.pipeline import agentic
+from trace_pipe.pipeline import agentic_v1
 from trace_pipe.pipeline.readers import read_trace
 
 WEKA = FIXTURES / "kv_cache_tester_traces"
@@ -72,9 +72,9 @@ def test_think_time_becomes_tool_wait(weka_rows):
 
 def test_wait_rule_makes_the_parent_wait(tmp_path):
     t = read_trace([str(WEKA / "trace_0277.json")], subagents="wait")
-    d = agentic.derive(t)
+    d = agentic_v1.derive(t)
     joins = [e for e in d.edges if e.relation == "join"]
-    recorded = agentic.derive(read_trace([str(WEKA / "trace_0277.json")]))
+    recorded = agentic_v1.derive(read_trace([str(WEKA / "trace_0277.json")]))
     assert len(joins) == 4 > len([e for e in recorded.edges if e.relation == "join"])
     g = nx.DiGraph([(e.src, e.dst) for e in d.edges])
     assert nx.is_directed_acyclic_graph(g)
@@ -113,9 +113,9 @@ def test_weka_subagent_rule_on_other_input_says_it_does_nothing(tmp_path):
 def test_round_trip_reads_back_the_same_requests_and_edges(weka_rows, tmp_path):
     path, rows = weka_rows
     back = read_trace([str(path)])
-    d = agentic.derive(back)
+    d = agentic_v1.derive(back)
     assert [r.request_id for r in back.requests] == [r["request_id"] for r in rows]
-    first = agentic.derive(read_trace([str(WEKA)]))
+    first = agentic_v1.derive(read_trace([str(WEKA)]))
     assert sorted((e.src, e.dst, e.relation) for e in d.edges) == sorted((e.src, e.dst, e.relation) for e in first.edges)
     again = tmp_path / "again.jsonl"
     run_convert([str(path)], mooncake=str(again), agentic_rows=True, fmt="v1", out=io.StringIO(), err=io.StringIO())
