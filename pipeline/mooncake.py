@@ -7,7 +7,6 @@ compact JSON, declared key order, absent values omitted, floats for `timestamp`/
 
 from __future__ import annotations
 
-import math
 from array import array
 from dataclasses import dataclass
 from typing import Iterator

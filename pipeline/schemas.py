@@ -18,6 +18,7 @@ from array import array
 from typing import Annotated, Any, Callable, Literal
 
 import msgspec
+import numpy as np
 from msgspec import Meta, Struct
 
 from . import limits
@@ -298,33 +299,34 @@ def finish(text: msgspec.Raw, raw: bytes, where: str) -> dict | None:
     return _ANY(text)
 
 
+_NESTING = np.zeros(256, dtype=np.int8)  # +1 for each opening bracket, -1 for each closing one
+_NESTING[[ord("["), ord("{")]] = 1
+_NESTING[[ord("]"), ord("}")]] = -1
+
+
 def depth_error(raw: bytes, where: str) -> TraceError:
-    """A line nested past what the parsers take, as the limit table words it."""
-    import numpy as np
-    b = np.frombuffer(raw, dtype=np.uint8)
-    step = np.zeros(256, dtype=np.int8)
-    step[ord("[")] = step[ord("{")] = 1
-    step[ord("]")] = step[ord("}")] = -1
-    depth = int(np.cumsum(step[b], dtype=np.int64).max(initial=0))
+    """A line nested past what the parsers take (they refuse it or would recurse past Python's
+    stack), worded by the limit table with the line's depth (brackets in strings counted too:
+    this runs only on the error path)."""
+    depth = int(np.cumsum(_NESTING[np.frombuffer(raw, dtype=np.uint8)], dtype=np.int64).max(initial=0))
     try:
         limits.JSON_DEPTH.check(max(depth, limits.JSON_DEPTH.maximum + 1), where)
     except TraceError as e:
         return e
-    raise AssertionError("unreachable")
+    return TraceError(f"{where}: nested too deep")  # (not reached: the depth is past the limit)
 
 
 # -- Mooncake rows: plain, agentic v1 and v2 (dynamo-formats.md §4.3, §4.4, §4.7) --------------
 
 NonNegative = Annotated[float, Meta(ge=0)]
-Finite = float  # (JSON has no NaN; a float that overflows is refused on the way in)
 
 
 class MooncakeToolSpan(Struct, gc=False):
     tool_call_id: str = ""
     tool_class: str = ""
-    started_at_unix_ms: Finite | None = None
-    ended_at_unix_ms: Finite | None = None
-    duration_ms: Finite | None = None
+    started_at_unix_ms: float | None = None
+    ended_at_unix_ms: float | None = None
+    duration_ms: float | None = None
     status: str = ""
     output_bytes: U64 | None = None
     output_tokens: U64 | None = None
