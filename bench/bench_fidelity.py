@@ -60,6 +60,7 @@ from trace_pipe.sim.config import Disaggregation, EngineArgs
 from trace_pipe.sim.fit import FittedTiming, engine_latency_ms, fit_timing
 from trace_pipe.sim.percentiles import percentiles
 from trace_pipe.sim.replay import ReplayOptions, run_replay
+from trace_pipe.sim.versions import VERSIONS
 
 ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "distserve_alignment"
 RUNS = ROOT / "opt-13b-sharegpt"
@@ -124,8 +125,10 @@ def replay(path: str, model: FittedTiming, disagg: Disaggregation | None) -> tup
     trace = read_trace([path])
     recorded = sorted(trace.requests, key=sort_key)  # plain_rows' order
     rows, bs = plain_rows(trace)
+    # the disaggregated handoff as 1.6.1 runs it (ReplayOptions' default rules are 1.4.2's, whose
+    # prefill copy decodes the whole output before the handoff)
     opts = ReplayOptions(num_workers=1, router_mode="round_robin", trace_block_size=bs, engine=ENGINE, timing=model,
-                         disagg=disagg)
+                         disagg=disagg, **({"rules": VERSIONS["1.6"]} if disagg is not None else {}))
     res = run_replay(rows, [f"{path}: request {r.request_id}" for r in recorded], "mooncake", opts)
     ttft, e2e = [], []
     lat = engine_latency_ms(model)  # reaching the engine: every arrival that much later
