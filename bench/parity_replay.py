@@ -6,7 +6,8 @@
     .venv/bin/python bench/parity_replay.py --dynamo-version 1.6 [--bench]   # against ai-dynamo 1.6.1
     .venv/bin/python bench/parity_replay.py --dynamo-version 1.5              # against ai-dynamo 1.5.1
     .venv/bin/python bench/parity_replay.py --dynamo-version 1.6 --num-prefill-workers 2 --num-decode-workers 2
-                                     # disaggregated round_robin against 1.6.1 (driver: bench/dynamo16_disagg_replay.py)
+                                     # disaggregated round_robin (exact) and kv_router (within the oracle's
+                                     # spread) against 1.6.1 (driver: bench/dynamo16_disagg_replay.py)
     .venv/bin/python bench/parity_replay.py --dynamo-version 1.4 --num-prefill-workers 1 --num-decode-workers 1
                                      # the same against 1.4.2 (its own CLI; the Mooncake inputs)
 
@@ -256,10 +257,11 @@ def cases_v16(tmp: str) -> list[tuple[str, str, str, int, int]]:
     return out
 
 
-def disagg_args(trace: str, fmt: str, tbs: int, prefill: int, decode: int, bs: int) -> list[str]:
-    """The flags of one disaggregated round_robin replay, the same for both tools (1.4.2's CLI
-    wants each pool's worker_type; trace-pipe and the 1.6.1 driver take it too)."""
-    return [trace, "--trace-format", fmt, "--router-mode", "round_robin", "--num-prefill-workers", str(prefill),
+def disagg_args(trace: str, fmt: str, tbs: int, prefill: int, decode: int, bs: int,
+                mode: str = "round_robin") -> list[str]:
+    """The flags of one disaggregated replay, the same for both tools (1.4.2's CLI wants each
+    pool's worker_type; trace-pipe and the 1.6.1 driver take it too)."""
+    return [trace, "--trace-format", fmt, "--router-mode", mode, "--num-prefill-workers", str(prefill),
             "--num-decode-workers", str(decode), "--trace-block-size", str(tbs),
             "--prefill-engine-args", json.dumps({"block_size": bs, "worker_type": "prefill"}),
             "--decode-engine-args", json.dumps({"block_size": bs, "worker_type": "decode"})]
@@ -283,18 +285,19 @@ def main_v16(version: str, args) -> int:
             eng = ["--extra-engine-args", json.dumps({"block_size": bs})]
             layouts = [("round_robin", 1), ("kv_router", 4)]
             if disagg:
+                # kv_router: 1.6.1 routes both pools by its KV router (random ties)
                 p, d = args.num_prefill_workers or 1, args.num_decode_workers or 1
-                layouts = [(f"disagg {p}P+{d}D", 0)]
+                layouts = [("round_robin", 1)] + ([("kv_router", p + d)] if version == "1.6" else [])
             for mode, workers in layouts:
                 if mode == "kv_router" and args.skip_kv:
                     continue
-                flags = (disagg_args(trace, fmt, tbs, p, d, bs) if disagg
+                flags = (disagg_args(trace, fmt, tbs, p, d, bs, mode) if disagg
                          else replay_args(trace, fmt, mode, workers, tbs) + eng)
-                exact = workers <= 1
+                exact = mode == "round_robin"
                 ours, runs, a, b, rows_o, rows_t = run_pair(
                     ours_cmd, theirs_cmd, flags, tmp, 1 if exact else max(1, args.dynamo_runs or 15), rows=exact)
                 theirs = runs[0]
-                print(f"== {name} {mode}" + (f" x{workers}" if workers else ""))
+                print(f"== {name} " + (f"disagg {p}P+{d}D {mode}" if disagg else mode + f" x{workers}"))
                 if exact:
                     bad = compare_report(ours, theirs)
                     keys = sum(1 for k in theirs if k not in SKIP16)

@@ -37,8 +37,8 @@ from .config import EngineArgs
 from .engine import EngineWorker, Stats
 from .replay import (PlayEnds, ReplayOptions, advance, build_requests, dead_end, play_records, release_ready,
                      report_graph, report_status)
-from .result import Handoff, PrefillChunk, RequestRecord, SimResult, Timeline
-from .router import RoundRobin
+from .result import Handoff, PrefillChunk, RequestRecord, RouteOverlap, SimResult, Timeline
+from .router import DecodeKvRouter, KvRouter, RoundRobin
 from .schedulers import scheduler_for
 from .timing import FixedTiming, TimingModel, make_timing
 from .workload import PromptKeys, SimRequest
@@ -211,7 +211,7 @@ def run_disagg(rows: list[Row], sources: list[str], fmt: str, opts: ReplayOption
     t_wall = time.perf_counter()
     lay = opts.disagg
     assert lay is not None
-    if opts.router_mode != "round_robin":
+    if opts.router_mode != "round_robin" and not (opts.router_mode == "kv_router" and opts.rules.disagg_kv_router):
         raise TraceError("error: disaggregated replay supports --router-mode round_robin only (kv_router: not yet)")
     if opts.trace_block_size < 1:
         raise TraceError("error: --trace-block-size must be >= 1")
@@ -241,13 +241,20 @@ def run_disagg(rows: list[Row], sources: list[str], fmt: str, opts: ReplayOption
         pt = FreeDecode(pt)
     pkeys = PromptKeys(pa.block_size, tbs)
     pw = [PW(i, pa, pt, tbs, pstats, opts.record, pkeys, psched.rules) for i in range(lay.num_prefill_workers)]
+    kv = opts.router_mode == "kv_router"
     dkeys = PromptKeys(da.block_size, tbs)
     DW = decode_class(dsched.worker)
     dt = FreePrefill(_pool_timing(opts, da))
     dw = [DW(i, da, dt, tbs, dstats, opts.record, dkeys, dsched.rules) for i in range(lay.num_decode_workers)]
     hand = [HandoffTimes() for _ in reqs]
     ended = PlayEnds.of(dag, rows) if rules.rejection_ends_play else None
-    stopped_at = _drive(reqs, pre, hand, pw, dw, dag, opts, ended, progress)
+    if kv:
+        routers = (CopyRouter(KvRouter(pw, opts.router, pa.block_size, tbs, pa.max_num_batched_tokens, opts.seed, pkeys,
+                                       rules, track_blocks=False), reqs, pre),
+                   DecodeKvRouter(dw, opts.router, da.block_size, opts.seed + 1))
+    else:
+        routers = (RoundRobin(len(pw)), RoundRobin(len(dw)))
+    stopped_at = _drive(reqs, pre, hand, pw, dw, dag, opts, ended, progress, routers)
     if stopped_at is None:
         dead_end(reqs, ended)
         stranded = sum(1 for r in reqs if r.status == "running")
@@ -256,7 +263,30 @@ def run_disagg(rows: list[Row], sources: list[str], fmt: str, opts: ReplayOption
     return _result(reqs, pre, hand, pw, dw, dstats, dag, rows, opts, stopped_at, t_wall)
 
 
-def _drive(reqs, pre, hand, pw, dw, dag, opts: ReplayOptions, ended, progress) -> float | None:
+class CopyRouter:
+    """The prefill pool's router: `inner` places each released request's prefill copy (the
+    request the prefill worker runs) and sees that copy's first token and end."""
+
+    def __init__(self, inner, reqs: list[SimRequest], pre: list[SimRequest]) -> None:
+        self.inner, self.reqs, self.pre = inner, reqs, pre
+
+    def route(self, req: SimRequest, now: float) -> int | None:
+        return self.inner.route(self.pre[req.idx], now)
+
+    def on_pass_end(self, worker: int) -> None:
+        self.inner.on_pass_end(worker)
+
+    def on_first_token(self, copy: SimRequest) -> None:
+        self.inner.on_first_token(copy)
+
+    def on_free(self, copy: SimRequest) -> None:
+        self.inner.on_free(copy)
+
+    def drain(self, now: float) -> list[tuple[SimRequest, int]]:
+        return [(self.reqs[p.idx], w) for p, w in self.inner.drain(now)]
+
+
+def _drive(reqs, pre, hand, pw, dw, dag, opts: ReplayOptions, ended, progress, routers) -> float | None:
     lay = opts.disagg
     pa = lay.prefill
     ready = dag.initial()
@@ -268,13 +298,15 @@ def _drive(reqs, pre, hand, pw, dw, dag, opts: ReplayOptions, ended, progress) -
     fire = dag.fire
     COMPLETION, DISPATCH = dagmod.COMPLETION, dagmod.DISPATCH
     has_dispatch = dag.mode == "v2"
-    prefill_router = RoundRobin(len(pw))
-    next_decode = itertools.count()
+    prefill_router, decode_router = routers
+    kv = not isinstance(prefill_router, RoundRobin)
     limit = opts.max_sim_time_ms
     eager = opts.rules.reserve_when_idle
     # the order workers are driven in within an instant
     pools = (dw, pw) if opts.rules.decode_workers_first else (pw, dw)
     edges = dag.has_edges()
+    # a router queue: a prefill pass end may dispatch to any prefill worker
+    qd = kv and opts.router.router_queue_threshold is not None
     pwset = set(pw)
     now = 0.0
     stopped_at = None
@@ -323,7 +355,7 @@ def _drive(reqs, pre, hand, pw, dw, dag, opts: ReplayOptions, ended, progress) -
                 activate(r)
 
     def hand_off(r: SimRequest) -> None:
-        w = dw[next(next_decode) % len(dw)]
+        w = dw[decode_router.route(r, now)]
         r.worker = w.wid
         w.handoffs.append(r)
         if eager:
@@ -346,6 +378,14 @@ def _drive(reqs, pre, hand, pw, dw, dag, opts: ReplayOptions, ended, progress) -
 
     def prefill_end(w) -> None:
         w.collect(now)
+        if kv:
+            prefill_router.on_pass_end(w.wid)
+            for p in w.first_tokens:
+                prefill_router.on_first_token(p)
+            for p in w.finished:
+                prefill_router.on_free(p)
+            for r, wi in prefill_router.drain(now):
+                dispatch(r, wi)
         if w.deferred:
             for r in w.deferred:
                 w.release(pre[r.idx])
@@ -360,6 +400,7 @@ def _drive(reqs, pre, hand, pw, dw, dag, opts: ReplayOptions, ended, progress) -
             if ended is not None:
                 ended.note(w.finished)
             for r in w.finished:
+                decode_router.on_free(r)
                 terminal(r)
             if progress is not None:
                 progress(len(w.finished))
@@ -388,7 +429,7 @@ def _drive(reqs, pre, hand, pw, dw, dag, opts: ReplayOptions, ended, progress) -
             for w in pool:
                 if w in pwset:
                     while not w.busy and w.has_work():
-                        h = _horizon(w, now, horizon, events, pw, dw, limit, True, edges)
+                        h = _horizon(w, now, horizon, events, pw, dw, limit, True, edges, qd)
                         if _start(w, now, h, events, order, _PREFILL) > now:
                             break
                         prefill_end(w)
@@ -414,20 +455,22 @@ def _drive(reqs, pre, hand, pw, dw, dag, opts: ReplayOptions, ended, progress) -
     return stopped_at
 
 
-def _horizon(w, now: float, horizon: float, events: list, pw, dw, limit, prefill: bool, edges: bool) -> float:
+def _horizon(w, now: float, horizon: float, events: list, pw, dw, limit, prefill: bool, edges: bool,
+             queue: bool = False) -> float:
     """How far a run of identical decode passes on `w` may go: to the first pass end at or after
     the earliest instant anything could join its queue. A prefill worker's queue grows only by
     releases: the next one due, or (with DAG edges) a decode pass end that completes a request.
     A decode worker's grows by handoffs: a prefill pass end or a transfer's end, or (with edges)
-    a decode pass end, whose release then passes the prefill pool. A worker of those kinds about
+    a decode pass end, whose release then passes the prefill pool; with a router queue, a prefill
+    worker's grows at any prefill pass end too (it may dispatch what is queued). A worker of those kinds about
     to start a pass at this instant may end it at once: then now. A lower bound is enough."""
     for t, kind, _s, _x in events:
-        if t < horizon and (kind == _DECODE if prefill else kind != _DECODE or edges):
+        if t < horizon and ((kind == _DECODE or queue) if prefill else kind != _DECODE or edges):
             horizon = t
     for x in (dw if prefill else pw):
         if not x.busy and x.has_work() and (edges or not prefill):
             return now
-    if edges:
+    if edges or (queue and prefill):
         for x in (pw if prefill else dw):
             if x is not w and not x.busy and x.has_work():
                 return now
@@ -466,6 +509,8 @@ def _result(reqs, pre, hand, pw, dw, dstats: Stats, dag, rows, opts: ReplayOptio
 
     play_recs, names = play_records(dag, rows, reqs)
     recs = []
+    kv = opts.router_mode == "kv_router"
+    pbs = opts.disagg.prefill.block_size
     for r in reqs:
         p = pre[r.idx]
         h = hand[r.idx]
@@ -486,7 +531,10 @@ def _result(reqs, pre, hand, pw, dw, dstats: Stats, dag, rows, opts: ReplayOptio
             output_tokens=_emitted(r, dw), cached_tokens=max(p.reused_max, r.reused_max),
             first_cached_tokens=max(0, p.reused_first), admissions=p.n_admit + r.n_admit,
             prefill_chunks=tuple(PrefillChunk(*c) for c in (p.chunks or ())), status=status,
-            admission_history=tuple(p.admits), prefill_tokens=p.prefilled + r.prefilled, route=None,
+            admission_history=tuple(p.admits), prefill_tokens=p.prefilled + r.prefilled,
+            # the prefill pool's placement (the decode pool's credits no overlap: zeros)
+            route=RouteOverlap(p.overlap_blocks, p.best_overlap_blocks, p.overlap_blocks * pbs)
+            if kv and p.worker >= 0 else None,
             release_seq=r.release_seq if r.release_seq >= 0 else None,
             terminal_seq=r.terminal_seq if r.terminal_seq >= 0 else None, handoff=ho))
     timeline = Timeline(tuple(tuple(w.passes) for w in dw))

@@ -30,7 +30,9 @@ from itertools import compress, repeat
 from operator import itemgetter, mul, sub, truediv
 
 from .agentic_lifecycle import lifecycle
-from .result import RequestRecord, SimResult
+from .result import RequestRecord, RouteOverlap, SimResult
+
+_NO_OVERLAP = RouteOverlap(0, 0, 0)
 
 _POSITIVE = (0.0).__lt__
 _FIRST, _SECOND = itemgetter(0), itemgetter(1)
@@ -341,14 +343,18 @@ def rows(res: SimResult, shape: str) -> list[dict]:
         if h is None:
             for k in _PD_KEYS:
                 row[k] = None
-            row["routing_history"] = [] if r.worker is None else [_route(r)]
+            row["routing_history"] = [] if r.worker is None else [_route(r, overlap=r.route)]
             pools = [("agg", adm)]
         else:
             row.update(zip(_PD_KEYS, (h.prefill_admit_ms, h.source_held_ms, h.destination_reserved_ms,
                                       h.destination_activated_ms, h.decode_admit_ms, h.source_released_ms,
-                                      h.decode_reused_tokens, 0, 0 if r.worker is not None else None)))
-            row["routing_history"] = [_route(r, "prefill", h.prefill_worker)] + (
-                [] if r.worker is None else [_route(r, "decode", r.worker, queued=False)])
+                                      h.decode_reused_tokens, 0 if r.route is None else r.route.tokens,
+                                      0 if r.worker is not None else None)))
+            # `route` is the prefill pool's placement; the decode pool's KV router (1.6.1)
+            # credits no overlap, so its reports zeros
+            row["routing_history"] = [_route(r, "prefill", h.prefill_worker, overlap=r.route)] + (
+                [] if r.worker is None else [_route(r, "decode", r.worker, queued=False,
+                                                    overlap=None if r.route is None else _NO_OVERLAP)])
             pools = [("prefill", adm), ("decode", h.decode_admissions)]
         hist = []
         for pool, xs in pools:
@@ -365,14 +371,15 @@ def rows(res: SimResult, shape: str) -> list[dict]:
     return [x[3] for x in out]
 
 
-def _route(r: RequestRecord, pool: str = "agg", worker: int | None = None, queued: bool | None = None) -> dict:
+def _route(r: RequestRecord, pool: str = "agg", worker: int | None = None, queued: bool | None = None,
+           overlap: RouteOverlap | None = None) -> dict:
     """A router placement: the one of an aggregated request, or one per pool of a disaggregated
     one (`worker` in that pool)."""
     if worker is None:
         worker = r.worker
     if queued is None:
         queued = r.dispatch_ms is not None and r.dispatch_ms > r.ready_ms
-    o = r.route
+    o = overlap
     return {"pool": pool, "outcome": "queued" if queued else "immediate",
             "queue_entered_at_ms": float(r.ready_ms) if queued else None,
             "released_at_ms": float(r.dispatch_ms) if queued else None,

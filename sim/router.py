@@ -138,8 +138,11 @@ def _last_shared(act: dict[int, int], keys: list[int]) -> int:
 class KvRouter(_Base):
     def __init__(self, workers: list, cfg: RouterConfig, block_size: int, trace_block_size: int,
                  max_num_batched_tokens: int, seed: int, prompts: PromptKeys | None = None,
-                 rules: DynamoRules = VERSIONS["1.4"]) -> None:
+                 rules: DynamoRules = VERSIONS["1.4"], track_blocks: bool = True) -> None:
         self.workers = workers
+        # Dynamo's `router_track_active_blocks`: off for a disaggregated prefill pool, whose
+        # workers hold no decoding sequences (the cost is then the prefill term alone)
+        self.track_blocks = track_blocks
         self.prompts = prompts or PromptKeys(block_size, trace_block_size)
         self.cfg = cfg
         self.bs = block_size
@@ -231,7 +234,7 @@ class KvRouter(_Base):
             act = self.active[w]
             p = _active_prefix(act, keys)
             la = len(act)
-            new = nk - p
+            new = nk - p if self.track_blocks else 0
             cands.append((cost(w, u, la + new), w, u, exact, la, new, p))
         temperature = cfg.router_temperature
         prune = PRUNE and not temperature
@@ -269,13 +272,14 @@ class KvRouter(_Base):
         c = max(0, isl - best_over * bs)
         self.contrib[req.idx] = c
         self.pending[w] += c
-        act = self.active[w]
-        p = shared[w]
-        if p:
-            for h in keys[:p]:
-                act[h] += 1
-        act.update(dict.fromkeys(keys[p:] if p else keys, 1))
-        self.keys[req.idx] = keys
+        if self.track_blocks:
+            act = self.active[w]
+            p = shared[w]
+            if p:
+                for h in keys[:p]:
+                    act[h] += 1
+            act.update(dict.fromkeys(keys[p:] if p else keys, 1))
+            self.keys[req.idx] = keys
         nreq[w] += 1
         req.worker = w
         return w
@@ -358,7 +362,9 @@ class KvRouter(_Base):
     def on_free(self, req: SimRequest) -> None:
         self.on_first_token(req)
         self.nreq[req.worker] -= 1
-        keys = self.keys.pop(req.idx)
+        keys = self.keys.pop(req.idx, None)
+        if keys is None:
+            return  # blocks not tracked
         act = self.active[req.worker]
         q = _last_shared(act, keys)
         for h in keys[q:] if q else keys:
@@ -373,6 +379,44 @@ class KvRouter(_Base):
             r = self.queue.popleft()
             out.append((r, self._place(r)))
         return out
+
+
+class DecodeKvRouter(KvRouter):
+    """Dynamo's KV router as 1.6.1 configures it for a disaggregated decode pool (measured: the
+    oracle's logged costs): no prefix overlap credited, no prefill load tracked and no KV reuse
+    assumed, so the cost is the worker's active blocks (every routed, unfinished request's full
+    prompt blocks, none shared) + the request's own full blocks + `decode_active_request_weight`
+    x its active requests; ties and `router_temperature` as in `KvRouter`. A request's blocks
+    count from its handoff to its end; no router queue (with no prefill load it is never busy)."""
+
+    def __init__(self, workers: list, cfg: RouterConfig, block_size: int, seed: int) -> None:
+        super().__init__(workers, cfg, block_size, block_size, 0, seed)
+        self.load = [0] * len(workers)  # active full prompt blocks per worker
+        self.held: dict[int, int] = {}  # request idx -> its blocks while routed
+
+    def route(self, req: SimRequest, now: float) -> int:
+        nb = req.prompt // self.bs
+        wa = self.cfg.decode_active_request_weight
+        costs = {w: float(self.load[w] + nb) + wa * self.nreq[w] for w in range(len(self.workers))}
+        temperature = self.cfg.router_temperature
+        if temperature:
+            w = self._sample(costs, temperature)
+        else:
+            best = min(costs.values())
+            w = self._pick(req, [x for x, c in costs.items() if c == best])
+        self.load[w] += nb
+        self.held[req.idx] = nb
+        self.nreq[w] += 1
+        req.overlap_blocks = req.best_overlap_blocks = 0
+        req.worker = w
+        return w
+
+    def on_first_token(self, req: SimRequest) -> None:
+        pass
+
+    def on_free(self, req: SimRequest) -> None:
+        self.load[req.worker] -= self.held.pop(req.idx)
+        self.nreq[req.worker] -= 1
 
 
 def make_router(mode: str, workers: list, cfg: RouterConfig, *, block_size: int, trace_block_size: int,

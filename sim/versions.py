@@ -61,6 +61,10 @@ class DynamoRules:
     #: disaggregated replay: within an instant, decode workers start their passes before the
     #: prefill workers (1.4.2); False: after them (1.6.1)
     decode_workers_first: bool = False
+    #: disaggregated replay takes `--router-mode kv_router`: the prefill pool routed by KV
+    #: overlap and prefill load (no active blocks), the decode pool by active blocks alone (1.6.1;
+    #: sim/router.py DecodeKvRouter); False: round_robin only
+    disagg_kv_router: bool = False
 
 
 VERSIONS: dict[str, DynamoRules] = {
@@ -75,7 +79,7 @@ VERSIONS: dict[str, DynamoRules] = {
     "1.6": DynamoRules("1.6", "ai-dynamo 1.6.1", decode_input="logical", prompt_pass_decodes=False,
                        tie_order="request_id", not_before_floor=True, agentic_v1="lift", report="1.6",
                        resume_chunks=True, raw_dynamo="aisimulate-1.6", kv_visibility="pass_end",
-                       rejection_ends_play=True),
+                       rejection_ends_play=True, disagg_kv_router=True),
 }
 DEFAULT = "1.6"
 
