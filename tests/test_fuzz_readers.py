@@ -68,7 +68,7 @@ HOSTILE = st.one_of(
     st.sampled_from([0, -1, 1, 2**26, 2**26 + 1, 2**31, 2**53 + 1, 2**63, 2**64, 10**13, 10**18, 10**30]),
     st.floats(allow_nan=True, allow_infinity=True),
     st.sampled_from([0.0, -0.0, 0.5, 1e-300, 1e10, 1e15, 1e300, -1e300]),
-    st.lists(st.integers(-2, 2**64), max_size=3), st.just({}), st.just([]), st.just({"a": 1}),
+    st.lists(st.integers(-2, 2**64), max_size=3), st.builds(dict), st.builds(list), st.builds(lambda: {"a": 1}),
     st.integers(1, 200).map(lambda n: json.loads("[" * n + "]" * n)))
 
 
@@ -89,6 +89,7 @@ def _damage(doc, edits) -> object:
     """`doc` with each (where, action, value, key) applied: where picks one of its paths."""
     doc = copy.deepcopy(doc)
     for where, action, value, key in edits:
+        value = copy.deepcopy(value)  # hypothesis may hand the same object twice: no cycles, no sharing
         paths = [p for p in _paths(doc) if p]
         if not paths:
             break
