@@ -221,8 +221,13 @@ def _request_end_error(src: Source, text: str) -> TraceError:
     return TraceError(f"invalid request_end at {src}: {text}")
 
 
+_RECORDED = object()  # the record's own `agent_context` (a dict or None)
+_NO_IDENTITY = (None, None, None, ())
+
+
 def parse_request(ev: schemas.Record, gen: Generation, src: Source, notes: Counter, hash_text: bytes | None = None,
-                  texts: HashTexts | None = None, replay_rules: bool = True, raw: bytes = b"") -> Request:
+                  texts: HashTexts | None = None, replay_rules: bool = True, raw: bytes = b"",
+                  ctx: object = _RECORDED, ident: tuple | None = None) -> Request:
     """A typed `request_end` record (`schemas.Record`: every field's type and range already
     checked) to a Request, with Dynamo's loader rules and time rules (§4.2) that a schema cannot
     say. Hashes are kept as array('Q'): 8 bytes each, exact u64, and compared by memcmp later.
@@ -231,9 +236,14 @@ def parse_request(ev: schemas.Record, gen: Generation, src: Source, notes: Count
     run in a fixed order: the first problem is the one reported. `replay_rules` False reads the
     record as Dynamo's Perfetto script does (§5): no replay block, output tokens or arrival time
     required, and the hash list not held to the input length (a present one is still typed).
-    `raw` is the line, for errors about values inside kept-whole objects."""
+    `raw` is the line, for errors about values inside kept-whole objects. `ctx`: the agent
+    context as a dict (when the record holds its text); `ident`: what `_identity` gave for the
+    same context and generation before (a reader's cache: it is then not looked at again)."""
     strict = replay_rules and (gen is Generation.G3B or gen is Generation.G3A or gen is Generation.G3_FREE)
-    chain, parent, run, identity = _identity(gen, ev.agent_context, src) if gen is not Generation.G3_FREE else (None, None, None, ())
+    if ident is None:
+        ident = _identity(gen, ev.agent_context if ctx is _RECORDED else ctx, src) \
+            if gen is not Generation.G3_FREE else _NO_IDENTITY
+    chain, parent, run, identity = ident
     req = ev.request
     if req is None:
         raise _request_end_error(src, "field `request`: request_end record is missing request payload")
@@ -323,10 +333,13 @@ def parse_request(ev: schemas.Record, gen: Generation, src: Source, notes: Count
         worker, finish, tool_calls, et, run, identity, gen, src, received is not None)
 
 
-def parse_tool(ev: schemas.Record, gen: Generation, src: Source) -> ToolEvent | None:
-    """A typed tool row to a ToolEvent; None (caller counts it) when it has no identity or no `tool`."""
+def parse_tool(ev: schemas.Record, gen: Generation, src: Source, ctx: object = _RECORDED,
+               ident: tuple | None = None) -> ToolEvent | None:
+    """A typed tool row to a ToolEvent; None (caller counts it) when it has no identity or no `tool`.
+    `ctx` and `ident` as for `parse_request`."""
     tool = ev.tool
-    ctx = ev.agent_context
+    if ctx is _RECORDED:
+        ctx = ev.agent_context
     if ctx is None and isinstance(ev.session_id, str):
         # G3b/G3c ingress shape (flattened identity), as Dynamo's relay would have normalised it
         ctx = {"session_id": ev.session_id}
@@ -337,7 +350,7 @@ def parse_tool(ev: schemas.Record, gen: Generation, src: Source) -> ToolEvent | 
         return None
     if gen is Generation.G3_FREE:
         gen = generation_of(ev.schema, ctx, src)
-    chain, parent, run, identity = _identity(gen, ctx, src)
+    chain, parent, run, identity = ident if ident is not None else _identity(gen, ctx, src)
     et = ev.event_time_unix_ms
     if et is None:
         raise TraceError(f"{src}: field `event_time_unix_ms` must be a finite number, got None")

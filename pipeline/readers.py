@@ -19,7 +19,7 @@ import orjson
 from . import azure, distserve, dynamo_rows, mooncake, schemas, weka
 from .errors import TraceError
 from .io import expand_inputs, iter_lines
-from .model import Generation, Request, Source, Trace
+from .model import Generation, Request, Source, ToolEvent, Trace
 
 _PAYLOAD_MARK = b'"event_type":"request_payload"'
 _EVENT_TYPE = b'"event_type"'
@@ -80,6 +80,28 @@ def _decode_line(raw: bytes, src: Source) -> schemas.Line | None:
         raise schemas.depth_error(raw, str(src)) from None
 
 
+decode_text = schemas.CONTEXT_TEXT_LINE.decode
+decode_context = schemas.CONTEXT.decode
+MAX_CONTEXTS = 4096  # a bound on the contexts remembered (a trace's live chains), not a tuning knob
+
+
+def _text_record(line: schemas.ContextTextLine) -> schemas.ContextTextRecord | None:
+    """The record of a line decoded with its agent context as text; None for an enveloped line
+    that also has a context outside its event (rare: read whole, so the outer one is checked)."""
+    if line.event is None:
+        return line
+    return None if line.agent_context else line.event
+
+
+def _remember(contexts: dict, key: tuple, rec: Request | ToolEvent) -> None:
+    """A chain's context text repeats on each of its rows: the generation and identity read from
+    it the first time (`generation_of`, `dynamo_rows._identity`) serve the rows after it, and
+    they share one identity tuple. Only contexts that read without an error are remembered."""
+    if len(contexts) >= MAX_CONTEXTS:
+        contexts.clear()
+    contexts[key] = (rec.generation, (rec.chain_id, rec.parent_chain_id, rec.run_id, rec.identity))
+
+
 def _other_line(d: object, src: Source, trace: Trace, subagents: str, plays: int) -> int:
     """A line without an event type: a WEKA play, a Mooncake row or v2 header, or a row skipped
     (counted). Returns the plays read so far."""
@@ -124,6 +146,7 @@ def read_trace(inputs: list[str], *, subagents: str = "recorded", on_line: Calla
     seen: dict[str, Source] = {}
     plays = 0
     texts = dynamo_rows.HashTexts()
+    contexts: dict = {}  # (schema, agent_context text) -> (generation, `_identity` of it): see _remember
     for path in paths:
         if distserve.is_distserve(path):  # DistServe alignment run (Python-literal first line)
             distserve.read_into(path, trace)
@@ -156,49 +179,78 @@ def read_trace(inputs: list[str], *, subagents: str = "recorded", on_line: Calla
                 plays = _other_line(loads_line(raw, src), src, trace, subagents, plays)
                 continue
             cut = cut_hashes(raw)
-            rec = None
+            rec = ctx = hit = key = None
             if cut is not None:
                 try:
-                    line = decode_line(cut[0])
+                    rec = _text_record(decode_text(cut[0]))
                 except (msgspec.MsgspecError, RecursionError):
-                    cut = None
-                else:
-                    rec = line.event if line.event is not None else line
-                    if not dynamo_rows.HashTexts.cut_in_place(rec):
-                        cut, rec = None, None
+                    pass
+                if rec is not None and not dynamo_rows.HashTexts.cut_in_place(rec):
+                    rec = None
             if rec is None:
+                cut = None
+                try:
+                    rec = _text_record(decode_text(raw))
+                except (msgspec.MsgspecError, RecursionError):
+                    pass
+            if rec is not None and rec.agent_context:
+                text = bytes(rec.agent_context)
+                schema = rec.schema
+                if schema is None or type(schema) is str:
+                    key = (schema, text)
+                    hit = contexts.get(key)
+                if hit is None:
+                    try:
+                        ctx = decode_context(text)
+                    except (msgspec.MsgspecError, RecursionError):
+                        rec = None  # the typed decode below words the error
+                    if ctx is None:  # `null`: a tool row's identity may then come from elsewhere
+                        key = None
+            if rec is None:  # the whole line typed (its context a dict), for the errors it words
+                cut = key = None
                 line = _decode_line(raw, src)
                 if line is None:
                     trace.skipped["lines that are not JSON objects"] += 1
                     continue
                 rec = line.event if line.event is not None else line
+                ctx = rec.agent_context
             et = rec.event_type
             if et is None:  # no event type: a WEKA play, a Mooncake row, or an untyped row
                 plays = _other_line(loads_line(raw, src), src, trace, subagents, plays)
                 continue
             schema = rec.schema
+            if hit is not None:
+                gen, ident = hit
+            else:
+                ident = None
+                if et == "request_end" or (type(et) is str and et in dynamo_rows.TOOL_TYPES):
+                    gen = dynamo_rows.generation_of(schema, ctx, src)
             if et == "request_end":
-                gen = dynamo_rows.generation_of(schema, rec.agent_context, src)
                 try:
-                    req = dynamo_rows.parse_request(rec, gen, src, trace.notes, cut and cut[1], texts, replay_rules, raw)
+                    req = dynamo_rows.parse_request(rec, gen, src, trace.notes, cut and cut[1], texts, replay_rules, raw,
+                                                    ctx, ident)
                 except dynamo_rows.Reparse:
                     line = _decode_line(raw, src)
                     rec = line.event if line.event is not None else line
-                    req = dynamo_rows.parse_request(rec, gen, src, trace.notes, replay_rules=replay_rules, raw=raw)
+                    req = dynamo_rows.parse_request(rec, gen, src, trace.notes, replay_rules=replay_rules, raw=raw,
+                                                    ident=ident)
                 prev = seen.get(req.request_id)
                 if prev is not None:
                     raise TraceError(f"invalid request_end at {src}: field `request.request_id`: duplicate request_id {req.request_id} (first at {prev})")
                 seen[req.request_id] = src
                 trace.requests.append(req)
+                if key is not None and hit is None:
+                    _remember(contexts, key, req)
             elif et == "request_payload":
                 trace.skipped["request_payload rows"] += 1
             elif type(et) is str and et in dynamo_rows.TOOL_TYPES:
-                gen = dynamo_rows.generation_of(schema, rec.agent_context, src)
-                tool = dynamo_rows.parse_tool(rec, gen, src)
+                tool = dynamo_rows.parse_tool(rec, gen, src, ctx if hit is None else rec.agent_context, ident)
                 if tool is None:
                     trace.skipped[f"{et} rows without agent_context or tool"] += 1
                 else:
                     trace.tools.append(tool)
+                    if key is not None and hit is None:
+                        _remember(contexts, key, tool)
             else:
                 _untyped_event(et, schema, src, trace)
     if not (trace.requests or trace.tools or trace.skipped):

@@ -132,7 +132,21 @@ class Finish(Struct, gc=False):
     tool_calls: list[ToolCall] | None = None
 
 
+class ContextTextRecord(Record, gc=False):
+    """A Record whose `agent_context` stays text: a trace repeats each chain's context on every
+    row, so the reader decodes and checks each distinct text once (`readers`); a text that is
+    not an object or null is read again with `Line`, which words the error."""
+    agent_context: msgspec.Raw = msgspec.Raw()
+
+
+class ContextTextLine(ContextTextRecord, gc=False):
+    timestamp: Any = None
+    event: ContextTextRecord | None = None
+
+
 LINE = msgspec.json.Decoder(Line)
+CONTEXT_TEXT_LINE = msgspec.json.Decoder(ContextTextLine)
+CONTEXT = msgspec.json.Decoder(dict[str, Any] | None)
 _FINISH = msgspec.json.Decoder(Finish).decode
 _ANY = msgspec.json.Decoder().decode
 
