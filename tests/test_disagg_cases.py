@@ -203,8 +203,11 @@ def test_bad_layouts(tmp_path: Path) -> None:
     assert _err(tmp_path, num_decode_workers=2, num_workers=2).startswith("error: --num-workers is for aggregated")
     assert _err(tmp_path, num_decode_workers=2, num_workers=2, router_mode="kv_router").startswith(
         "error: --num-workers is for aggregated")
-    assert _err(tmp_path, num_decode_workers=2, router_mode="kv_router") == (
-        "error: disaggregated replay supports --router-mode round_robin only (kv_router: not yet)")
+    # kv_router is 1.6.1's (tests/test_disagg_router16.py); elsewhere the words are unchanged
+    for kw in ({"router_mode": "kv_router", "dynamo_version": "1.4"}, {"router_mode": "kv_router", "dynamo_version": "1.5"},
+               {"router_mode": "random"}, {"router_mode": "least_loaded"}):
+        assert _err(tmp_path, num_decode_workers=2, **kw) == (
+            "error: disaggregated replay supports --router-mode round_robin only (kv_router: not yet)"), kw
     assert _err(tmp_path, extra_engine_args='{"block_size": 4, "worker_type": "prefill"}').startswith(
         "error: --extra-engine-args: `worker_type` prefill needs disaggregated replay")
 
