@@ -292,7 +292,6 @@ def run(paths: list[str], *, trace_format: str = "mooncake", num_workers: int = 
 def _write_perfetto(path: str, inp: ReplayInput, res: SimResult, cmp: dict | None, tm, opts: ReplayOptions,
                     merge_passes: bool, out) -> None:
     from trace_pipe import proto
-    from trace_pipe.pipeline.request_graph import Edge
     from trace_pipe.proto.simulated import simulated_timeline
     from trace_pipe.sim.compare import annotations
     from trace_pipe.sim.export import simulated_run
@@ -304,13 +303,12 @@ def _write_perfetto(path: str, inp: ReplayInput, res: SimResult, cmp: dict | Non
             f"{lay.num_prefill_workers} prefill + {lay.num_decode_workers} decode workers, router {opts.router_mode}, "
             f"timing {timing}, max_num_seqs {lay.prefill.max_num_seqs}/{lay.decode.max_num_seqs}, num_gpu_blocks "
             f"{lay.prefill.num_gpu_blocks}/{lay.decode.num_gpu_blocks} (prefill/decode)")
-    edges = inp.edges
-    run = simulated_run(res, edges, desc)
+    run = simulated_run(res, inp.edges, desc)
     timelines = []
     recorded = None
     origin_ns = 0
     if inp.recorded is not None:
-        recorded = proto.recorded_timeline(inp.trace, [Edge(*e) for e in edges])
+        recorded = proto.recorded_timeline(inp.trace, inp.edges)
         timelines.append(recorded)
         origin_ns = min(r.start_ms for r in inp.recorded) * 1_000_000
     # a Perfetto trace counts int64 nanoseconds: a run stretched past them (a tiny arrival

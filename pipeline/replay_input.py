@@ -24,6 +24,7 @@ from .errors import TraceError
 from .model import Generation, Request, Trace
 from .mooncake import Row
 from .mooncake_edges import row_edges
+from .request_graph import Edge
 
 FORMATS = ("mooncake", "agentic_mooncake", "dynamo", "weka", "distserve", "azure")
 
@@ -36,7 +37,7 @@ class ReplayInput:
     block_size: int  # tokens per hash id
     trace: Trace | None  # the records read (None for Mooncake rows)
     recorded: list[Request] | None  # the recorded request behind each row (None: no recorded times)
-    edges: list[tuple[str, str, str]] = field(default_factory=list)  # (dependency, dependent, relation)
+    edges: list[Edge] = field(default_factory=list)
     derived: object | None = None  # the request_graph.Derived behind the rows (its notes are reported)
     #: (format, digest) of the agentic graph's provenance, as Dynamo 1.6's report names it (the v2
     #: header's `source`, or the raw loader's); None when the rows carry none
@@ -75,7 +76,8 @@ def load_input(paths: list[str], fmt: str, trace_block_size: int | None = None,
                                  f"{mf.header.block_size}")
             tbs = mf.header.block_size
         src = mf.header.source if mf.header is not None else None
-        return ReplayInput(mf.rows, mf.sources, fmt, tbs or 512, None, None, _edge_tuples(mf.rows, fmt),
+        return ReplayInput(mf.rows, mf.sources, fmt, tbs or 512, None, None,
+                           row_edges(mf.rows, agentic=fmt == "agentic_mooncake"),
                            graph_source=(src["format"], src["digest"]) if src else None)
     if fmt in ("dynamo", "weka", "distserve", "azure"):
         from . import agentic_v1, agentic_v2, readers
@@ -108,13 +110,13 @@ def load_input(paths: list[str], fmt: str, trace_block_size: int | None = None,
             derived = agentic_v2.derive_v2(trace)
             rows, bs, order = derived.rows, derived.block_size, derived.order
             sim_format = "agentic_mooncake"
-            edges = [(e.src, e.dst, e.relation) for e in derived.edges]
+            edges = list(derived.edges)
             graph_source = (derived.header["source"]["format"], derived.header["source"]["digest"])
         else:
             derived = agentic_v1.derive(trace, rules="g2")
             rows, bs, order = derived.rows, derived.block_size, derived.order
             sim_format = "dynamo"
-            edges = [(e.src, e.dst, e.relation) for e in derived.edges]
+            edges = list(derived.edges)
         if trace_block_size is not None and bs is not None and trace_block_size != bs:
             raise TraceError(f"error: --trace-block-size {trace_block_size} differs from the trace's block size {bs}")
         tbs = bs or trace_block_size or 512
@@ -148,8 +150,4 @@ def _raw_lowered(trace: Trace, src: str, trace_block_size: int | None, loader: s
         raise TraceError(f"error: --trace-block-size {trace_block_size} differs from the trace's block size "
                          f"{g.block_size}")
     return ReplayInput(g.rows, [f"{src}: request {r.request_id}" for r in g.rows], "dynamo", g.block_size, trace,
-                       list(g.order), _edge_tuples(g.rows, "dynamo"), None, g.source)
-
-
-def _edge_tuples(rows: list[Row], fmt: str) -> list[tuple[str, str, str]]:
-    return [(e.src, e.dst, e.relation) for e in row_edges(rows, agentic=fmt == "agentic_mooncake")]
+                       list(g.order), row_edges(g.rows), None, g.source)

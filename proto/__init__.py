@@ -28,11 +28,11 @@ from trace_pipe.pipeline.model import Trace
 
 from .chrome_json import write_timelines_json
 from .recorded import recorded_timeline
-from .spans import ChainItem, Link, Mark, Placement, RequestSpan, Slice, Timeline
+from .spans import ChainItem, Mark, Placement, RequestSpan, Slice, Timeline
 from .writer import WriteStats, write_timelines
 
 __all__ = [
-    "ChainItem", "Link", "Mark", "Placement", "RequestSpan", "Slice", "Timeline", "WriteStats",
+    "ChainItem", "Mark", "Placement", "RequestSpan", "Slice", "Timeline", "WriteStats",
     "recorded_timeline", "write_chrome_json", "write_perfetto", "write_timelines", "write_timelines_json",
 ]
 

@@ -22,7 +22,7 @@ from trace_pipe.pipeline.limits import TS_LIMIT_NS
 from trace_pipe.pipeline.model import Generation, Request, ToolEvent, Trace
 
 from .spans import (CAT_MARKER, CAT_REQUEST, CAT_STAGE, CAT_TOOL, CAT_TOOL_MARKER, CAT_WORKER, Args, ChainItem,
-                    Link, Mark, Placement, RequestSpan, Slice, Timeline)
+                    Mark, Placement, RequestSpan, Slice, Timeline)
 
 NS_PER_MS = 1_000_000
 REQUEST_ONLY = "request-only"  # Dynamo's chain label for rows without agent_context
@@ -82,7 +82,7 @@ def recorded_timeline(trace: Trace, edges: Iterable = (), *, stages: bool | str 
     may not): it builds ~10 objects per request and no cycles, and each collection would re-scan
     the whole trace; with the GC running this took 2.7x as long."""
     with gc_paused():
-        links = tuple(Link(e.src, e.dst, e.relation) for e in edges)
+        links = tuple(edges)
         groups = _Groups(trace)
         show_stages = bool(stages)
         requests = [_request_span(r, groups, show_stages, markers) for r in trace.requests]

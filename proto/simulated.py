@@ -32,11 +32,11 @@ import bisect
 from collections import defaultdict
 from collections.abc import Mapping
 
-from trace_pipe.pipeline.timeline import SimulatedRun
+from trace_pipe.pipeline.timeline import SimulatedRequest, SimulatedRun
 from trace_pipe.pipeline.tool_gaps import waiting_call
 
 from .recorded import NS_PER_MS, REQUEST_ONLY
-from .spans import CAT_MARKER, CAT_REQUEST, CAT_STAGE, CAT_WORKER, Args, ChainItem, CounterSeries, Link, Mark, Placement, RequestSpan, Slice, Timeline, WorkerTrack
+from .spans import CAT_MARKER, CAT_REQUEST, CAT_STAGE, CAT_WORKER, Args, ChainItem, CounterSeries, Mark, Placement, RequestSpan, Slice, Timeline, WorkerTrack
 
 CAT_PASS = "trace_pipe.engine"
 COUNTERS = (("running", "requests", "requests running (scheduled in the pass)"),
@@ -62,10 +62,11 @@ def simulated_timeline(run: SimulatedRun, *, origin_ns: int = 0, recorded: Timel
             place[rs.key] = (rs.group, rs.chain)
             names[rs.key] = rs.slice.name
     ann = annotations or {}
-    last = max((t for r in run.requests for t in (r.end_ms, r.first_token_ms, r.admit_ms, r.ready_ms)
+    last = max((t for r in run.requests for t in (r.end_ms, r.first_token_ms, r.first_admit_ms, r.ready_ms)
                 if t is not None), default=0.0)
     spans: list[RequestSpan] = []
     not_drawn = 0
+    decode_base = run.decode_base
     for r in run.requests:
         if r.ready_ms is None:
             not_drawn += 1  # never released (the run stopped first)
@@ -80,8 +81,8 @@ def simulated_timeline(run: SimulatedRun, *, origin_ns: int = 0, recorded: Timel
         else:
             group, chain = f"play: {r.play}", r.session_id or REQUEST_ONLY
         spans.append(_span(r, group, chain, names.get(r.request_id, "LLM request"), ns, last,
-                           ann.get(r.request_id, ()), lambda w: worker_label(run, w)))
-    links = tuple(Link(s, d, rel) for s, d, rel in run.edges)
+                           ann.get(r.request_id, ()), lambda w: worker_label(run, w), decode_base))
+    links = tuple(run.edges)
     tools = _shift_tools(recorded, spans, origin_ns) if recorded is not None else []
     workers = _workers(run, ns, merge_passes)
     if run.pools:
@@ -105,18 +106,22 @@ def worker_label(run: SimulatedRun, w: int) -> tuple[str, tuple, str]:
     return f"{pool} worker {k}", (pool != "prefill", k), f"{pool} workers"
 
 
-def _span(r, group: str, chain: str, name: str, ns, last: float, extra: Args, label) -> RequestSpan:
+def _span(r: SimulatedRequest, group: str, chain: str, name: str, ns, last: float, extra: Args, label,
+          decode_base: int) -> RequestSpan:
+    """`label`: a run-wide worker id's `worker_label`; `decode_base`: the run-wide id of decode worker 0."""
     start = ns(r.ready_ms)
     end = ns(r.end_ms if r.end_ms is not None else last)
     rid = r.request_id
-    disagg = r.prefill_worker is not None
-    who = ((("prefill_worker", label(r.prefill_worker)[0]), ("decode_worker", None if r.worker is None else
-                                                            label(r.worker)[0]))
-           if disagg else (("worker", r.worker),))
+    h = r.handoff
+    disagg = h is not None
+    worker = None if r.worker is None else decode_base + r.worker
+    who = ((("prefill_worker", label(h.prefill_worker)[0]), ("decode_worker", None if worker is None else
+                                                            label(worker)[0]))
+           if disagg else (("worker", worker),))
     a = [("request_id", rid), *who, ("status", r.status), ("input_tokens", r.input_length),
          ("output_tokens", r.output_tokens), ("cached_tokens", r.cached_tokens), ("admissions", r.admissions),
-         ("sim.start_ms", r.ready_ms), ("sim.admit_ms", r.admit_ms), ("sim.first_token_ms", r.first_token_ms),
-         ("sim.end_ms", r.end_ms)]
+         ("sim.start_ms", r.ready_ms), ("sim.admit_ms", r.first_admit_ms),
+         ("sim.first_token_ms", r.first_token_ms), ("sim.end_ms", r.end_ms)]
     if r.first_token_ms is not None:
         a.append(("ttft_ms", r.first_token_ms - r.ready_ms))
     if r.end_ms is not None:
@@ -124,21 +129,21 @@ def _span(r, group: str, chain: str, name: str, ns, last: float, extra: Args, la
     args = tuple(kv for kv in a if kv[1] is not None) + tuple(extra)
     base = (("request_id", rid),)
     stages: list[Slice] = []
-    admit = ns(r.admit_ms) if r.admit_ms is not None else None
+    admit = ns(r.first_admit_ms) if r.first_admit_ms is not None else None
     first = ns(r.first_token_ms) if r.first_token_ms is not None else None
     if admit is not None and admit > start:
         stages.append(Slice("queued", CAT_STAGE, start, min(admit, end), base))
     cursor = admit if admit is not None else start
-    for k, (cs, ce, tokens) in enumerate(r.prefill_chunks):
-        s, e = max(ns(cs), cursor), ns(ce)
+    for k, chunk in enumerate(r.prefill_chunks):
+        s, e = max(ns(chunk.start_ms), cursor), ns(chunk.end_ms)
         if first is not None and e > first:
             break  # recompute after a preemption: inside decode, not drawn as a stage
         e = min(e, end)
         if e > s:
-            stages.append(Slice("prefill", CAT_STAGE, s, e, base + (("chunk", k), ("tokens", tokens))))
+            stages.append(Slice("prefill", CAT_STAGE, s, e, base + (("chunk", k), ("tokens", chunk.tokens))))
             cursor = e
-    held = ns(r.kv_held_ms) if disagg and r.kv_held_ms is not None else None
-    joined = ns(r.decode_admit_ms) if disagg and r.decode_admit_ms is not None else None
+    held = ns(h.source_held_ms) if disagg and h.source_held_ms is not None else None
+    joined = ns(h.decode_admit_ms) if disagg and h.decode_admit_ms is not None else None
     if held is not None:
         to = min(joined if joined is not None else end, end)
         if to > max(held, cursor):
@@ -152,18 +157,18 @@ def _span(r, group: str, chain: str, name: str, ns, last: float, extra: Args, la
     if disagg and admit is not None:
         wargs = (("request_id", rid),)
         pl = []
-        pname, porder, ppool = label(r.prefill_worker)
+        pname, porder, ppool = label(h.prefill_worker)
         pend = held if held is not None else end
         if pend > admit:
             pl.append(Placement(pname, porder, Slice("prefill", CAT_WORKER, admit, pend, wargs), ppool,
                                 flow_out="kv transfer"))
-        if r.worker is not None and joined is not None and end > joined:
-            dname, dorder, dpool = label(r.worker)
+        if worker is not None and joined is not None and end > joined:
+            dname, dorder, dpool = label(worker)
             pl.append(Placement(dname, dorder, Slice("decode", CAT_WORKER, joined, end, wargs), dpool,
                                 flow_in="kv transfer"))
         placements = tuple(pl)
-    elif r.worker is not None and admit is not None:
-        wname, order, _pool = label(r.worker)
+    elif worker is not None and admit is not None:
+        wname, order, _pool = label(worker)
         wargs = (("request_id", rid),)
         pl = []
         pf = first if first is not None else end

@@ -15,6 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # annotations only: drawing needs no graph code (nor the Mooncake reader it imports)
+    from trace_pipe.pipeline.request_graph import Edge
 
 # A debug-annotation list: (name, value) pairs in display order. Values are None (skipped), bool,
 # int, float, str, or nested dict / list / tuple of those.
@@ -114,15 +118,6 @@ class ChainItem:
 
 
 @dataclass(frozen=True, slots=True)
-class Link:
-    """`dst` waits for `src` (one dependency edge; drawn as one flow)."""
-
-    src: str
-    dst: str
-    relation: str  # "sequence" | "spawn" | "join"
-
-
-@dataclass(frozen=True, slots=True)
 class CounterSeries:
     """A counter track's samples: (ts ns, value) in time order; a value holds until the next."""
 
@@ -151,7 +146,7 @@ class Timeline:
     name: str  # root track name: "Recorded", "Simulated" (roots sort by name in the UI)
     requests: Sequence[RequestSpan]
     tools: Sequence[ChainItem] = ()
-    links: Sequence[Link] = ()
+    links: Sequence[Edge] = ()  # one flow each
     description: str = ""
     separate_stages: bool = False  # stages on a sibling "<chain> stages" track instead of nested
     workers: Sequence[WorkerTrack] = ()  # per-worker passes / counters (simulated runs)

@@ -19,7 +19,7 @@ Measured against 1.6.1: the order of dispatches at one instant is their release 
 their ordinals; terminals of passes ending at the same instant on different workers form one
 batch, not one per pass; within a batch all terminals come before any quiescence.
 
-The replay records that order (`RequestRecord.release_seq` / `terminal_seq`, one counter that
+The replay records that order (`SimulatedRequest.release_seq` / `terminal_seq`, one counter that
 also ticks at every pass start). Records without it (built from another tool's times, or by
 `--timing recorded`) are ordered by rule: at one instant, the terminals of requests dispatched
 earlier, then the dispatches by ordinal, then the terminals of requests dispatched then.
@@ -32,8 +32,10 @@ from dataclasses import dataclass
 
 import blake3
 
+from trace_pipe.pipeline.timeline import SimulatedRequest
+
 from .canonical_json import dumps
-from .result import AgenticGraph, RequestRecord
+from .result import AgenticGraph
 
 _SCHEMA = "aisimulate.agentic.lifecycle.v1"
 _DOMAIN = b"aisimulate-agentic-lifecycle-v1\0"
@@ -70,11 +72,11 @@ class Lifecycle:
 Step = tuple[float, "int | list[int]"]
 
 
-def _terminal(r: RequestRecord) -> bool:
+def _terminal(r: SimulatedRequest) -> bool:
     return r.status in _TERMINAL and r.end_ms is not None
 
 
-def _recorded_steps(recs: tuple[RequestRecord, ...]) -> list[Step] | None:
+def _recorded_steps(recs: tuple[SimulatedRequest, ...]) -> list[Step] | None:
     """The replay's own order, or None when the records do not carry it."""
     marks: list[tuple[int, bool, int]] = []  # (seq, is terminal, row)
     for i, r in enumerate(recs):
@@ -104,7 +106,7 @@ def _recorded_steps(recs: tuple[RequestRecord, ...]) -> list[Step] | None:
     return steps
 
 
-def _rule_steps(graph: AgenticGraph, recs: tuple[RequestRecord, ...]) -> list[Step]:
+def _rule_steps(graph: AgenticGraph, recs: tuple[SimulatedRequest, ...]) -> list[Step]:
     """Without the replay's order: per instant, earlier dispatches' terminals, the dispatches by
     ordinal, then the terminals of requests dispatched at that instant (a rejection)."""
     nodes = graph.nodes
@@ -129,7 +131,7 @@ def _rule_steps(graph: AgenticGraph, recs: tuple[RequestRecord, ...]) -> list[St
 class _Driver:
     """The WorkloadDriver's play bookkeeping, recording the transcript as it goes."""
 
-    def __init__(self, graph: AgenticGraph, recs: tuple[RequestRecord, ...]) -> None:
+    def __init__(self, graph: AgenticGraph, recs: tuple[SimulatedRequest, ...]) -> None:
         self.graph, self.recs = graph, recs
         self.play_of = {p: k for k, p in enumerate(graph.plays)}
         n = len(graph.plays)
@@ -228,7 +230,7 @@ class _Driver:
         return h.hexdigest()
 
 
-def lifecycle(graph: AgenticGraph, recs: tuple[RequestRecord, ...]) -> Lifecycle:
+def lifecycle(graph: AgenticGraph, recs: tuple[SimulatedRequest, ...]) -> Lifecycle:
     steps = _recorded_steps(recs)
     if steps is None:
         steps = _rule_steps(graph, recs)

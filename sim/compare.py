@@ -32,9 +32,10 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 from trace_pipe.pipeline.model import Request
+from trace_pipe.pipeline.timeline import SimulatedRequest
 
 from .percentiles import percentile, percentiles
-from .result import RequestRecord, SimResult
+from .result import SimResult
 
 ONSET_MS = 100.0
 DIST_PCTS = (("p50", 0.5), ("p90", 0.9), ("p99", 0.99))
@@ -68,7 +69,7 @@ def recorded_times(r: Request, t0: int) -> dict:
     return {"start_ms": float(r.start_ms - t0), "ttft_ms": ttft, "e2e_ms": e2e}
 
 
-def simulated_times(s: RequestRecord) -> dict:
+def simulated_times(s: SimulatedRequest) -> dict:
     start = s.ready_ms
     ttft = s.first_token_ms - start if s.first_token_ms is not None and start is not None else None
     done = s.status == "completed" and s.end_ms is not None and start is not None
@@ -183,7 +184,7 @@ def _distribution(items: list[dict], outs: list[tuple[int | None, int]]) -> dict
                            "output_tokens_error_pct": _signed(st, rt)}}
 
 
-def _onset(items: list[dict], sims: Sequence[RequestRecord], onset_ms: float) -> dict:
+def _onset(items: list[dict], sims: Sequence[SimulatedRequest], onset_ms: float) -> dict:
     out = {"request_id": None, "queue_depth": None, "threshold_ms": onset_ms}
     for it in items:
         rec, sim = it["recorded"], it["simulated"]

@@ -31,13 +31,14 @@ from typing import Callable
 
 from trace_pipe.pipeline.errors import TraceError
 from trace_pipe.pipeline.mooncake import Row
+from trace_pipe.pipeline.timeline import Handoff, PrefillChunk, RouteOverlap, SimulatedRequest
 
 from . import dag as dagmod
 from .config import EngineArgs
 from .engine import EngineWorker, Stats
 from .replay import (PlayEnds, ReplayOptions, advance, build_requests, dead_end, play_records, release_ready,
                      report_graph, report_status)
-from .result import Handoff, PrefillChunk, RequestRecord, RouteOverlap, SimResult, Timeline
+from .result import SimResult, Timeline
 from .router import DecodeKvRouter, KvRouter, RoundRobin
 from .schedulers import scheduler_for
 from .timing import FixedTiming, TimingModel, make_timing
@@ -522,7 +523,7 @@ def _result(reqs, pre, hand, pw, dw, dstats: Stats, dag, rows, opts: ReplayOptio
                          decode_admit_ms=opt(h.admitted), source_released_ms=opt(h.released),
                          decode_reused_tokens=r.reused_max if h.admitted >= 0 else None,
                          decode_admissions=tuple(r.admits), prefill_reused_tokens=p.reused_max)
-        recs.append(RequestRecord(
+        recs.append(SimulatedRequest(
             request_id=r.request_id, session_id=r.session_id, play=names.get(r.idx, r.request_id), source=r.source,
             worker=r.worker if r.worker >= 0 else None,
             ready_ms=opt(r.ready), dispatch_ms=opt(r.dispatch), first_admit_ms=opt(p.first_admit),

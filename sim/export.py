@@ -1,34 +1,21 @@
-"""A `SimResult` as a `pipeline.timeline.SimulatedRun`: the plain records a timeline writer draws
-(so the Perfetto writer never imports the simulator)."""
+"""A `SimResult` as a `pipeline.timeline.SimulatedRun`: what a timeline writer draws (so the Perfetto
+writer never imports the simulator). The requests are the result's own records; the compact pass
+rows become runs of passes and worker samples."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Sequence
 
-from trace_pipe.pipeline.timeline import EnginePass, SimulatedRequest, SimulatedRun, WorkerSample
+from trace_pipe.pipeline.request_graph import Edge
+from trace_pipe.pipeline.timeline import EnginePass, SimulatedRun, WorkerSample
 
 from .result import SimResult
 
 
-def simulated_run(res: SimResult, edges: Iterable[tuple[str, str, str]] = (), description: str = "") -> SimulatedRun:
-    """`edges`: (dependency id, dependent id, relation) of the replayed DAG, one flow each. A
-    disaggregated run's workers are numbered prefill pool first: decode worker k is P + k."""
+def simulated_run(res: SimResult, edges: Sequence[Edge] = (), description: str = "") -> SimulatedRun:
+    """`edges`: the replayed DAG's dependencies, one flow each. A disaggregated run's workers are
+    numbered prefill pool first: decode worker k is P + k."""
     npre = res.num_prefill_workers
-
-    def handoff(r):
-        h = r.handoff
-        if h is None:
-            return None, None, None
-        return h.prefill_worker, h.source_held_ms, h.decode_admit_ms
-
-    reqs = tuple(SimulatedRequest(
-        request_id=r.request_id, play=r.play, session_id=r.session_id,
-        worker=None if r.worker is None else npre + r.worker, ready_ms=r.ready_ms,
-        admit_ms=r.first_admit_ms, first_token_ms=r.first_token_ms, end_ms=r.end_ms,
-        prefill_chunks=tuple((c.start_ms, c.end_ms, c.tokens) for c in r.prefill_chunks),
-        input_length=r.input_length, output_tokens=r.output_tokens, cached_tokens=r.cached_tokens,
-        admissions=r.admissions, status=r.status, **dict(zip(("prefill_worker", "kv_held_ms", "decode_admit_ms"),
-                                                             handoff(r)))) for r in res.requests)
     passes: list[EnginePass] = []
     samples: list[WorkerSample] = []
     timelines = ((0, res.prefill_timeline), (npre, res.timeline)) if res.prefill_timeline is not None else (
@@ -46,4 +33,4 @@ def simulated_run(res: SimResult, edges: Iterable[tuple[str, str, str]] = (), de
                 # counters drop to 0 rather than hold across the gap; freed blocks stay cached
                 samples.append(WorkerSample(wid, end, 0, 0, 0, row[8], 0))
     pools = ("prefill",) * npre + ("decode",) * res.num_workers if npre else ()
-    return SimulatedRun(reqs, passes, samples, tuple(edges), npre + res.num_workers, description, pools)
+    return SimulatedRun(res.requests, passes, samples, tuple(edges), npre + res.num_workers, description, pools)

@@ -37,10 +37,11 @@ from typing import Callable
 
 from trace_pipe.pipeline.errors import TraceError
 from trace_pipe.pipeline.mooncake import Row
+from trace_pipe.pipeline.timeline import PrefillChunk, SimulatedRequest
 
 from . import dag as dagmod
 from .replay import ReplayOptions, dead_end, drive, play_records, report_graph, report_status
-from .result import PrefillChunk, RequestRecord, SimResult, Timeline
+from .result import SimResult, Timeline
 from .router import make_router
 from .workload import SimRequest
 
@@ -271,7 +272,7 @@ def _result(reqs: list[SimRequest], dag: dagmod.RequestDag, rows: list[Row], opt
         if done and r.out > 1:
             g = (r.t_last - r.t_first) / (r.out - 1)
             gaps[g] = gaps.get(g, 0) + r.out - 1
-        recs.append(RequestRecord(
+        recs.append(SimulatedRequest(
             request_id=r.request_id, session_id=r.session_id, play=names.get(r.idx, r.request_id), source=r.source,
             worker=r.worker if r.worker >= 0 else None, ready_ms=opt(r.ready), dispatch_ms=opt(r.dispatch),
             first_admit_ms=opt(r.first_admit), first_token_ms=opt(r.t_first) if done else None,

@@ -22,12 +22,13 @@ from typing import Callable, ClassVar, Protocol
 
 from trace_pipe.pipeline.errors import TraceError
 from trace_pipe.pipeline.mooncake import Row
+from trace_pipe.pipeline.timeline import PrefillChunk, RouteOverlap, SimulatedRequest
 
 from . import agentic_graph
 from . import dag as dagmod
 from .config import Disaggregation, EngineArgs, RouterConfig
 from .engine import EngineWorker, Stats
-from .result import PlayRecord, PrefillChunk, RequestRecord, RouteOverlap, SimResult, Timeline
+from .result import PlayRecord, SimResult, Timeline
 from .router import make_router
 from .schedulers import PassScheduler, scheduler_for
 from .timing import TimingModel, make_timing
@@ -413,7 +414,7 @@ def _result(reqs: list[SimRequest], workers: list[EngineWorker], dag: dagmod.Req
     kv = opts.router_mode == "kv_router"
     for r in reqs:
         status = report_status(r.status)
-        recs.append(RequestRecord(
+        recs.append(SimulatedRequest(
             request_id=r.request_id, session_id=r.session_id, play=names.get(r.idx, r.request_id), source=r.source,
             worker=r.worker if r.worker >= 0 else None,
             ready_ms=opt(r.ready), dispatch_ms=opt(r.dispatch), first_admit_ms=opt(r.first_admit),

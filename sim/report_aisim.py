@@ -29,8 +29,10 @@ import math
 from itertools import compress, repeat
 from operator import itemgetter, mul, sub, truediv
 
+from trace_pipe.pipeline.timeline import RouteOverlap, SimulatedRequest
+
 from .agentic_lifecycle import lifecycle
-from .result import RequestRecord, RouteOverlap, SimResult
+from .result import SimResult
 
 _NO_OVERLAP = RouteOverlap(0, 0, 0)
 
@@ -239,13 +241,13 @@ def summary(res: SimResult, shape: str, *, sla_ttft_ms: float | None = None, sla
     return rep
 
 
-def _ttst(r: RequestRecord) -> float:
+def _ttst(r: SimulatedRequest) -> float:
     # (the engine may stamp a second-token time on a request that emitted one token: only
     # requests with two tokens have one)
     return max(r.second_token_ms - r.first_token_ms, 0.0)
 
 
-def _prefilled(r: RequestRecord) -> int:
+def _prefilled(r: SimulatedRequest) -> int:
     """Prompt tokens its finished prefill passes computed (without an engine count: what its
     first admission left to compute, once its prompt is done; exact without preemption)."""
     if r.prefill_tokens is not None:
@@ -268,7 +270,7 @@ def _clock_end(res: SimResult, duration: float) -> float:
     return t
 
 
-def _goodput(done: list[RequestRecord], ttft_b, itl_b, e2e_b) -> tuple[int, int]:
+def _goodput(done: list[SimulatedRequest], ttft_b, itl_b, e2e_b) -> tuple[int, int]:
     good = out = 0
     for r in done:
         if r.first_token_ms is None or r.last_token_ms is None:
@@ -371,7 +373,7 @@ def rows(res: SimResult, shape: str) -> list[dict]:
     return [x[3] for x in out]
 
 
-def _route(r: RequestRecord, pool: str = "agg", worker: int | None = None, queued: bool | None = None,
+def _route(r: SimulatedRequest, pool: str = "agg", worker: int | None = None, queued: bool | None = None,
            overlap: RouteOverlap | None = None) -> dict:
     """A router placement: the one of an aggregated request, or one per pool of a disaggregated
     one (`worker` in that pool)."""
@@ -392,7 +394,7 @@ def _route(r: RequestRecord, pool: str = "agg", worker: int | None = None, queue
             "placement_replica_id": None}
 
 
-def _mooncake_sessions(recs: tuple[RequestRecord, ...]) -> list[tuple[str | None, int | None]]:
+def _mooncake_sessions(recs: tuple[SimulatedRequest, ...]) -> list[tuple[str | None, int | None]]:
     """(session_id, turn_index) per row as Dynamo labels Mooncake requests: none when every
     session is a single request; otherwise the row's session (or "request_<line>") and its turn."""
     names = [r.session_id if r.session_id is not None else f"request_{r.source.rsplit(':', 1)[-1]}" for r in recs]

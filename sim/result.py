@@ -1,110 +1,13 @@
 """What a replay produced, as plain records a writer (report, JSONL, Perfetto) can use without
 importing any other simulator module. Times are float ms on the virtual clock, 0 = the earliest
-normalised arrival."""
+normalised arrival. The per-request, per-pass and per-sample records are the shared model's
+(pipeline/timeline.py), which the Perfetto writer draws too."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-
-@dataclass(frozen=True, slots=True)
-class PrefillChunk:
-    start_ms: float
-    end_ms: float
-    tokens: int
-
-
-@dataclass(frozen=True, slots=True)
-class RouteOverlap:
-    """Prefix overlap the KV router saw when it placed a request."""
-
-    selected_blocks: int  # on the worker it chose
-    best_blocks: int | None  # the largest over all workers (None: not recorded)
-    tokens: int  # selected_blocks x engine block size
-
-
-@dataclass(frozen=True, slots=True)
-class Handoff:
-    """A disaggregated request's prefill side and the handoff of its KV to the decode pool
-    (sim/disagg.py); instants in ms, None when not reached."""
-
-    prefill_worker: int
-    prefill_admit_ms: float | None
-    source_held_ms: float | None  # its prefill completed: the prefill worker holds its KV
-    destination_reserved_ms: float | None  # the decode worker reserved its blocks
-    destination_activated_ms: float | None  # the transfer ended
-    decode_admit_ms: float | None  # it joined the decode set
-    source_released_ms: float | None
-    decode_reused_tokens: int | None
-    #: (time, prefix-hit tokens) of its admissions on the decode worker
-    decode_admissions: tuple[tuple[float, int], ...] = ()
-    #: the largest prefix hit of its prefill-side admissions (the row's reused_input_tokens;
-    #: `RequestRecord.cached_tokens` also counts decode-side readmissions, as the summary does)
-    prefill_reused_tokens: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class RequestRecord:
-    request_id: str
-    session_id: str | None
-    play: str
-    source: str  # "path:line" of the row
-    worker: int | None  # None: never routed (e.g. the run stopped first)
-    ready_ms: float | None  # arrival for metrics (= release time; TTFT excludes dependency waits)
-    dispatch_ms: float | None  # handed to a worker's queue (later than ready when the router queued it)
-    first_admit_ms: float | None
-    first_token_ms: float | None
-    second_token_ms: float | None
-    last_token_ms: float | None
-    end_ms: float | None  # terminal time (last token, or rejection)
-    input_length: int
-    requested_output_length: int
-    output_tokens: int  # tokens actually emitted
-    cached_tokens: int  # largest prefix hit over its admissions (Dynamo's reused_input_tokens)
-    first_cached_tokens: int  # prefix hit at its first admission
-    admissions: int  # > 1 after preemption
-    prefill_chunks: tuple[PrefillChunk, ...]
-    status: str  # completed | rejected | incomplete | not_started
-    # What Dynamo 1.6's per-request rows and summary add (defaults keep older builders working):
-    #: (time, prefix-hit tokens) of every admission, readmissions after preemption included;
-    #: empty when only the first admission is known (the report then uses first_admit_ms)
-    admission_history: tuple[tuple[float, int], ...] = ()
-    #: tokens its prefill passes computed (recomputation after preemption included, an
-    #: unfinished pass not); None when not counted (the report then uses the first admission)
-    prefill_tokens: int | None = None
-    #: the KV router's choice (None under round_robin, which computes no overlap)
-    route: RouteOverlap | None = None
-    #: positions in the run's event order (releases, terminal deliveries and pass starts share
-    #: one counter) of its release and of its terminal's delivery; None when not recorded
-    #: (Dynamo 1.6's lifecycle transcript then orders one instant's events by rule)
-    release_seq: int | None = None
-    terminal_seq: int | None = None
-    #: disaggregated replay: the prefill side and the KV handoff (`worker` is the decode worker,
-    #: first_admit_ms / admission_history / cached_tokens / prefill_chunks the prefill side's)
-    handoff: Handoff | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class EnginePass:
-    worker: int
-    start_ms: float
-    end_ms: float
-    batch_size: int  # requests scheduled in the pass
-    prefill_tokens: int
-    decode_requests: int  # requests that emitted a token at its end
-
-
-@dataclass(frozen=True, slots=True)
-class CounterSample:
-    """Worker state at the end of a pass's scheduling."""
-
-    worker: int
-    time_ms: float
-    running: int
-    waiting: int
-    kv_blocks_active: int
-    kv_blocks_cached: int  # free blocks still holding a reusable hash
-    prefix_hit_tokens: int  # tokens credited from cache by admissions in this pass
+from trace_pipe.pipeline.timeline import EnginePass, SimulatedRequest, WorkerSample
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,14 +46,14 @@ class Timeline:
                     t = nt
 
     def passes(self):
-        """EnginePass records, per worker in time order."""
+        """EnginePass records, one per pass (runs expanded), per worker in time order."""
         for wid, s, e, row in self._expand():
             yield EnginePass(wid, s, e, row[2], row[3], row[4])
 
     def counters(self):
-        """CounterSample records (taken at each pass start), per worker in time order."""
+        """WorkerSample records (taken at each pass start), per worker in time order."""
         for wid, s, _e, row in self._expand():
-            yield CounterSample(wid, s, row[5], row[6], row[7], row[8], row[9])
+            yield WorkerSample(wid, s, row[5], row[6], row[7], row[8], row[9])
 
     def runs(self):
         """(worker, start, end, raw row) per raw row, not expanded: a run of identical decode
@@ -192,7 +95,7 @@ class AgenticGraph:
 
 @dataclass(frozen=True, slots=True)
 class SimResult:
-    requests: tuple[RequestRecord, ...]  # trace order
+    requests: tuple[SimulatedRequest, ...]  # trace order
     timeline: Timeline
     plays: tuple[PlayRecord, ...]
     itl_gaps: tuple[tuple[float, int], ...]  # (gap ms, number of tokens with that gap)

@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 import typer
 
 from trace_pipe.cli import check_cmd
-from trace_pipe.proto import Link, RequestSpan, Slice, Timeline, write_timelines
+from trace_pipe.pipeline.request_graph import Edge
+from trace_pipe.proto import RequestSpan, Slice, Timeline, write_timelines
 from trace_pipe.proto.check import check_file
 from trace_pipe.proto.packets import frame
 
@@ -335,7 +336,7 @@ def _timeline(name: str, starts=(0, 100)) -> Timeline:
     reqs = [RequestSpan(key=f"r{i}", group="session: s", chain="s",
                         slice=Slice("LLM request: m", "dynamo.llm", t, t + 50, (("request_id", f"r{i}"),)))
             for i, t in enumerate(starts)]
-    return Timeline(name, reqs, links=[Link("r0", "r1", "sequence")])
+    return Timeline(name, reqs, links=[Edge("r0", "r1", "sequence")])
 
 
 @pytest.mark.tp_unchecked  # inconsistent with its own declarations on purpose

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import orjson
 
-from trace_pipe.proto import (ChainItem, Link, Mark, Placement, RequestSpan, Slice, Timeline, write_timelines,
+from trace_pipe.pipeline.request_graph import Edge
+from trace_pipe.proto import (ChainItem, Mark, Placement, RequestSpan, Slice, Timeline, write_timelines,
                               write_timelines_json)
 from trace_pipe.proto.check import check_file
 from trace_pipe.proto.decode import decode_file
@@ -68,8 +69,8 @@ def test_concurrent_requests_never_share_a_track(tmp_path):
 
 def test_back_to_back_requests_share_a_lane_end_before_begin(tmp_path):
     reqs = [span("a", 0, 10), span("b", 10, 20), span("c", 20, 20), span("d", 20, 30)]
-    _, _, d = written(tmp_path, [Timeline("Recorded", reqs, links=[Link("a", "b", "sequence"),
-                                                                  Link("b", "d", "sequence")])])
+    _, _, d = written(tmp_path, [Timeline("Recorded", reqs, links=[Edge("a", "b", "sequence"),
+                                                                  Edge("b", "d", "sequence")])])
     assert len([t for t in d.tracks.values() if t.name == "c"]) == 1
     assert all(s.depth == 0 for s in d.slices)
 
@@ -77,7 +78,7 @@ def test_back_to_back_requests_share_a_lane_end_before_begin(tmp_path):
 def test_flow_between_requests_that_start_together(tmp_path):
     # by (start, end, key) "a" comes first, but "a" waits for "z": z must be written first
     reqs = [span("a", 0, 0, chain="x"), span("z", 0, 10, chain="y")]
-    stats, rep, d = written(tmp_path, [Timeline("Recorded", reqs, links=[Link("z", "a", "spawn")])])
+    stats, rep, d = written(tmp_path, [Timeline("Recorded", reqs, links=[Edge("z", "a", "spawn")])])
     assert rep.flows == 1 and [(s.args["request_id"], t.args["request_id"]) for s, t in d.flows()] == [("z", "a")]
 
 
@@ -86,7 +87,7 @@ def test_dependent_recorded_before_its_dependency(tmp_path):
     # slices' start times, so drawn, the arrows would point from b and c back to a. Not drawn,
     # counted by reason, and the reasons travel in the file for `check`'s note.
     reqs = [span("a", 20, 40), span("b", 0, 30), span("c", 0, 10), span("d", 50, 60)]
-    links = [Link("a", "b", "join"), Link("a", "c", "join"), Link("a", "nope", "join"), Link("a", "d", "sequence")]
+    links = [Edge("a", "b", "join"), Edge("a", "c", "join"), Edge("a", "nope", "join"), Edge("a", "d", "sequence")]
     stats, rep, d = written(tmp_path, [Timeline("Recorded", reqs, links=links)])
     assert stats.flows == 1 and rep.flows == 1
     (src, dst), = d.flows()
@@ -127,10 +128,10 @@ def test_stages_marks_placements_and_tools(tmp_path):
 
 def test_simulated_root_beside_recorded(tmp_path):
     rec = Timeline("Recorded", [span("a", 0, 10), span("b", 20, 30), span("x", 5, 8, chain="x")],
-                   links=[Link("a", "b", "sequence")])
+                   links=[Edge("a", "b", "sequence")])
     # simulated chain "x" starts first this time; it keeps the recorded rank anyway
     sim = Timeline("Simulated", [span("a", 3, 12), span("b", 15, 25), span("x", 0, 2, chain="x")],
-                   links=[Link("a", "b", "sequence")])
+                   links=[Edge("a", "b", "sequence")])
     stats, rep, d = written(tmp_path, [rec, sim])
     assert rep.flows == 2
     roots = {t.uuid: t.name for t in d.tracks.values() if t.parent == 0}

@@ -21,7 +21,6 @@ import typer
 from trace_pipe.cli import query_cmd
 from trace_pipe.cli.replay_cmd import run as replay
 from trace_pipe.pipeline.errors import TraceError
-from trace_pipe.pipeline.request_graph import Edge
 from trace_pipe.pipeline.replay_input import load_input
 from trace_pipe.proto import query, recorded_timeline, synthetic
 
@@ -83,7 +82,7 @@ def replay_of(name: str, tmp_path_factory) -> dict:
                       "cmp": json.loads(Path(out["cmp"]).read_text()),
                       "rows": [json.loads(x) for x in Path(out["rows"]).read_text().splitlines()],
                       "report": json.loads(Path(out["rep"]).read_text()),
-                      "timeline": recorded_timeline(inp.trace, [Edge(*e) for e in inp.edges])}
+                      "timeline": recorded_timeline(inp.trace, inp.edges)}
     return _REPLAYS[name]
 
 

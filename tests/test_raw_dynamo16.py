@@ -579,8 +579,8 @@ def test_spawn_on_dispatch_sequence_at_recorded_gap_join_after_child(tmp_path):
     assert [r.session_id for r in inp.rows] == ["root", "child", "root", "root"]
     assert inp.graph_source == ("dynamo.request.trace.v1", "requests:4;tools:1")
     assert inp.block_size == 4 and inp.sim_format == "dynamo"
-    assert inp.edges == [("p1", "c1", "spawn"), ("p1", "p2", "sequence"), ("p2", "p3", "sequence"),
-                         ("c1", "p3", "join")]
+    assert [(e.src, e.dst, e.relation) for e in inp.edges] == [
+        ("p1", "c1", "spawn"), ("p1", "p2", "sequence"), ("p2", "p3", "sequence"), ("c1", "p3", "join")]
     assert [r.request_id for r in inp.recorded] == [r.request_id for r in inp.rows]
 
 

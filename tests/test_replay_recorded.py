@@ -52,7 +52,7 @@ def test_generated_dynamo_trace_with_subagents_and_tools_reproduces(tmp_path):
     for seed in range(4):
         p = write_jsonl(tmp_path / f"t{seed}.jsonl", agentic_records(seed))
         inp, res = replay_recorded([p], "dynamo", workers=4)
-        rel = {e[2] for e in inp.edges}
+        rel = {e.relation for e in inp.edges}
         assert {"sequence", "spawn", "join"} <= rel
         assert sum(r.tool_wait_ms is not None for r in inp.rows) > 5
         assert_reproduces(inp, res)

@@ -14,12 +14,13 @@ from pathlib import Path
 import pytest
 
 from trace_pipe.pipeline.mooncake import read_rows
+from trace_pipe.pipeline.timeline import SimulatedRequest
 from trace_pipe.sim import agentic_graph, report
 from trace_pipe.sim.config import EngineArgs
 from trace_pipe.sim.replay import ReplayOptions, run_replay
 from trace_pipe.sim.canonical_json import dumps, float_text
 from trace_pipe.sim.report_aisim import uuid_text
-from trace_pipe.sim.result import RequestRecord, SimResult, Timeline
+from trace_pipe.sim.result import SimResult, Timeline
 from trace_pipe.sim.versions import VERSIONS
 
 DATA = Path(__file__).parent / "data" / "report16"
@@ -49,9 +50,9 @@ def _result(trace: str, oracle: dict, *, speedup: float = 1.0, unfinished: dict 
         o = rows.get(row.request_id)
         if o is None:
             t = (unfinished or {}).get(row.request_id)
-            recs.append(RequestRecord(row.request_id, row.session_id, row.play_id, src, None if t is None else 0, t, t,
-                                      None, None, None, None, None, row.input_length, row.output_length, 0, 0, 0, 0,
-                                      (), "not_started" if t is None else "incomplete"))
+            recs.append(SimulatedRequest(row.request_id, row.session_id, row.play_id, src, None if t is None else 0,
+                                         t, t, None, None, None, None, None, row.input_length, row.output_length, 0,
+                                         0, 0, 0, (), "not_started" if t is None else "incomplete"))
             continue
         n = o["output_length"]
         second = o["first_token_ms"] + o["ttst_ms"] if o["ttst_ms"] is not None else None
@@ -60,7 +61,7 @@ def _result(trace: str, oracle: dict, *, speedup: float = 1.0, unfinished: dict 
             for g in ([o["ttst_ms"]] + ([o["itl_ms"] * 2 - o["ttst_ms"]] if n == 3 else [])):
                 gaps[g] = gaps.get(g, 0) + 1
         adm = tuple((a["at_ms"], a["reused_input_tokens"]) for a in o["admission_history"])
-        recs.append(RequestRecord(
+        recs.append(SimulatedRequest(
             request_id=row.request_id, session_id=row.session_id, play=row.play_id, source=src,
             worker=o["decode_worker_idx"], ready_ms=o["arrival_time_ms"], dispatch_ms=o["dispatched_at_ms"],
             first_admit_ms=o["first_admit_ms"], first_token_ms=o["first_token_ms"], second_token_ms=second,
@@ -182,8 +183,8 @@ def test_report15_shape():
 
 def test_mooncake_key_order_with_sla():
     keys = json.loads((DATA / "mooncake_sla_keys.json").read_text())
-    recs = (RequestRecord("0", None, "0", "t.jsonl:1", 0, 0.0, 0.0, 0.0, 10.0, 12.0, 14.0, 14.0, 8, 3, 3, 0, 0, 1,
-                          (), "completed"),)
+    recs = (SimulatedRequest("0", None, "0", "t.jsonl:1", 0, 0.0, 0.0, 0.0, 10.0, 12.0, 14.0, 14.0, 8, 3, 3, 0, 0, 1,
+                             (), "completed"),)
     res = SimResult(recs, Timeline(((),)), (), ((2.0, 2),), 1, 1.0, None)
     for v, rules in (("1.6", R16), ("1.5", R15)):
         rep = report.summary(res, rules=rules, sla_ttft_ms=5000.0, sla_itl_ms=50.0)
@@ -198,8 +199,8 @@ def test_mooncake_key_order_with_sla():
 
 def test_mooncake_sessions_labelled_when_a_session_has_turns():
     def rec(i, sid, t):
-        return RequestRecord(str(i), sid, str(i), f"t.jsonl:{i + 1}", 0, t, t, t, t + 1, t + 2, t + 2, t + 2, 8, 2, 2,
-                             0, 0, 1, (), "completed")
+        return SimulatedRequest(str(i), sid, str(i), f"t.jsonl:{i + 1}", 0, t, t, t, t + 1, t + 2, t + 2, t + 2, 8,
+                                2, 2, 0, 0, 1, (), "completed")
     res = SimResult((rec(0, "A", 0.0), rec(1, None, 1.0), rec(2, "A", 5.0)), Timeline(((),)), (), (), 1, 1.0, None)
     rows = list(report.jsonl_rows(res, rules=R16))
     assert [(r["session_id"], r["turn_index"]) for r in rows] == [("A", 0), ("request_2", 0), ("A", 1)]
@@ -212,8 +213,8 @@ def test_itl_statistics_as_1_6_1():
     pairs: dict[float, int] = {}
     for g in d["gaps"]:
         pairs[g] = pairs.get(g, 0) + 1
-    recs = (RequestRecord("0", None, "0", "t.jsonl:1", 0, 0.0, 0.0, 0.0, 1.0, 2.0, 3.0, 3.0, 8, 3, 3, 0, 0, 1, (),
-                          "completed"),)
+    recs = (SimulatedRequest("0", None, "0", "t.jsonl:1", 0, 0.0, 0.0, 0.0, 1.0, 2.0, 3.0, 3.0, 8, 3, 3, 0, 0, 1, (),
+                             "completed"),)
     res = SimResult(recs, Timeline(((),)), (), tuple(sorted(pairs.items())), 1, 1.0, None)
     rep = report.summary(res, rules=R16)
     for k, v in d["summary"].items():
