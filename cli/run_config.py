@@ -24,6 +24,7 @@ from typing import Callable
 import yaml
 
 from trace_pipe.pipeline.errors import TraceError
+from trace_pipe.pipeline.limits import JSON_DEPTH
 from trace_pipe.pipeline.replay_input import FORMATS
 
 from .common import json_object_arg
@@ -287,6 +288,7 @@ def read(path: str, sets: list[str] = (), *, check_paths: bool = True) -> RunFil
     except UnicodeDecodeError:
         raise TraceError(f"error: --config {path}: not UTF-8 text") from None
     try:
+        _check_depth(text, f"error: --config {path}")
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
@@ -352,6 +354,7 @@ def _apply_set(data: dict, assignment: str, path: str) -> tuple:
     if parts[0] in _RECOMMEND_ONLY or _schema_at(parts) is None:
         raise TraceError(f"error: --set {assignment}: {raw} is not a key of the run file schema ({path})")
     try:
+        _check_depth(value, f"error: --set {raw}")
         parsed = yaml.safe_load(value)
     except yaml.YAMLError as e:
         raise TraceError(f"error: --set {assignment}: invalid YAML value: {getattr(e, 'problem', None) or e}") \
@@ -541,3 +544,16 @@ def _merge_engine(base: dict | None, flag: dict | None) -> dict:
         if "engine_type" in inner:
             inner["backend"] = inner.pop("engine_type")
     return {**base, **top, "engine": {**base["engine"], **inner}}
+
+
+def _check_depth(text: str, where: str) -> None:
+    """YAML nested deeper than `limits.JSON_DEPTH`, refused before composing: PyYAML's composer
+    and constructor recurse per level. Its parser does not: count levels on its events."""
+    depth = 0
+    for ev in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(ev, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            depth += 1
+            if depth > JSON_DEPTH.maximum:
+                raise TraceError(f"{where}: nested more than {JSON_DEPTH.maximum} levels deep ({JSON_DEPTH.what})")
+        elif isinstance(ev, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            depth -= 1

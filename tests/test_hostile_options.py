@@ -344,3 +344,19 @@ def test_a_full_disk_names_the_output_and_leaves_nothing(tmp_path, small_disk):
     assert res.exit_code == 2, res.output
     assert res.stderr == f"error: {target}: No space left on device\n"
     assert os.listdir(small_disk) == [] and not (tmp_path / "r.json").exists()
+
+
+def test_run_file_nested_past_the_limit_is_one_line(tmp_path):
+    """A run file (or a --set value) nested 5,000 deep: PyYAML's composer recursed into a
+    RecursionError traceback; the depth is now counted on the parser's events first."""
+    cfg = tmp_path / "deep.yaml"
+    cfg.write_text("traffic: " + "[" * 5000 + "]" * 5000 + "\n")
+    out = tmp_path / "o"
+    out.mkdir()
+    res = invoke("replay", "--config", str(cfg), "--report-json", str(out / "r.json"))
+    _refused(res, f"error: --config {cfg}: nested more than 256 levels deep (JSON nesting depth)", out, set())
+    cfg.write_text(f"traffic: {{source: {{paths: [{_trace(tmp_path)}], format: mooncake}}}}\n")
+    res = invoke("replay", "--config", str(cfg), "--set", "traffic.load.speedup=" + "[" * 5000 + "]" * 5000,
+                 "--report-json", str(out / "r.json"))
+    _refused(res, "error: --set traffic.load.speedup: nested more than 256 levels deep (JSON nesting depth)", out,
+             set())
