@@ -12,6 +12,7 @@ them. Here `--prefill-engine-args` / `--decode-engine-args` take flat MockEngine
 import argparse
 import json
 
+from dynamo.llm import KvRouterConfig
 from dynamo.replay import run_trace_replay
 
 ap = argparse.ArgumentParser()
@@ -56,7 +57,8 @@ rep = run_trace_replay(
     trace_block_size=a.trace_block_size,
     prefill_engine_args=pool(a.prefill_engine_args, "prefill"),
     decode_engine_args=pool(a.decode_engine_args, "decode"),
-    router_config=json.loads(a.router_config) if a.router_config else None,
+    # the disaggregated path takes no dict (the aggregated one converts it): Dynamo's own parser
+    router_config=KvRouterConfig.from_json(a.router_config) if a.router_config else None,
     arrival_speedup_ratio=a.arrival_speedup_ratio,
     execution_model=exec_model,
     report_jsonl_path=a.report_jsonl,
