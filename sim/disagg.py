@@ -2,10 +2,10 @@
 other, as ai-dynamo 1.6.1's offline disaggregated replay runs it (measured against the oracle:
 tests/test_disagg_cases.py, bench/parity_replay.py).
 
-A released request is routed to a prefill worker (round robin over releases) as a copy of itself
+A released request is routed to a prefill worker as a copy of itself
 asking for one output token (none if it asks for none): an ordinary engine request there (prefix cache, chunking, the
 version's pass rules). When that copy completes, the prefill worker holds the prompt's KV
-(`source_held`) and the request is handed to a decode worker (round robin over handoffs). The
+(`source_held`) and the request is handed to a decode worker. The
 decode worker takes handoffs at the start of its passes, in arrival order, while it has the
 sequence slots and the free blocks for the whole prompt (no prefix lookup there: Dynamo reports
 none): it reserves them (`destination_reserved`); the transfer then takes the prefill pool's
@@ -15,6 +15,14 @@ the decode set at the decode worker's next pass start (`decode_admit`). Every ou
 the first included, comes from a decode pass there, whose u counts the request from its first
 pass on (its context = prompt + tokens so far). TTFT is that first decode token's time minus
 the release; completions release DAG dependents as in the aggregated replay.
+
+Routing: round robin per pool (prefill over releases, decode over handoffs), or under 1.6 with
+`--router-mode kv_router` 1.6.1's KV router per pool: the prefill copies by prefix overlap and
+prefill load without active blocks (`KvRouter(track_blocks=False)`: the cost is the prefill term,
+the overlap visible as of the last pass end; load from routing to the copy's end), the handoffs by
+active prompt blocks alone (`DecodeKvRouter`: no overlap credit, no prefill load, no KV reuse;
+blocks from the handoff to the request's end). Ties are broken by the seeded RNG (Dynamo's are
+random), so kv_router runs are checked against the oracle's spread (bench/parity_replay.py).
 
 Within one instant the order is Dynamo's: pass ends (prefill pool, then decode, by worker index),
 handoffs whose transfer ends, releases, then prefill workers, then decode workers start passes.

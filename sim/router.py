@@ -16,6 +16,8 @@ caching off. Exact overlaps are only counted for workers whose cost could still 
 router sees the blocks a pass stores or evicts as soon as the pass is scheduled, 1.5.1's and
 1.6.1's only when the pass ends (measured: a request arriving while the pass that fills its prefix
 is in flight finds no overlap there, one arriving at the pass end finds it).
+Disaggregated replay (1.6.1, sim/disagg.py) configures one per pool: the prefill pool's tracks no
+active blocks (`track_blocks=False`), the decode pool's is `DecodeKvRouter`.
 """
 
 from __future__ import annotations
