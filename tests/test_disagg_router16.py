@@ -18,7 +18,9 @@ The case has one cheapest worker at every decision but the first of each pool (D
 at random, unseeded), so a request's workers are stored as "the first request's prefill / decode
 worker or not". It differs from round robin: the last request goes to the prefill worker holding
 its prefix (round robin would put it on the other one). `test_live_oracle` (slow) reruns it on the
-oracle several times; bench/parity_replay.py checks whole traces against the oracle's spread.
+oracle several times, and `test_live_one_worker_per_pool` (slow) compares 300 conversation rows
+with one worker per pool (no ties) exactly; bench/parity_replay.py checks whole traces with
+several workers against the oracle's spread.
 """
 
 from __future__ import annotations
@@ -115,3 +117,32 @@ def test_live_oracle(tmp_path: Path) -> None:
         assert [x[:3] + x[5:] for x in got] == [x[:3] + x[5:] for x in ORACLE], i
         for g, w in zip(got, ORACLE):
             assert g[3:5] == pytest.approx(w[3:5], rel=1e-9), i
+
+
+@pytest.mark.slow
+def test_live_one_worker_per_pool(tmp_path: Path) -> None:
+    """With one worker per pool nothing is left to chance: the first 300 rows of the Mooncake
+    conversation trace (trace block 512, engine block 64) give 1.6.1's summary (1e-9) and its
+    every per-request row, routing history and route overlaps included (uuids aside)."""
+    cmd = oracle_command("1.6", disagg=True)
+    conv = ROOT.parent / "shared" / "fixtures" / "mooncake" / "conversation_trace.jsonl"
+    if cmd is None or not conv.exists():
+        pytest.skip("ai-dynamo 1.6.1 oracle or the conversation trace not found")
+    from parity_replay import compare_report
+    tr = tmp_path / "c.jsonl"
+    tr.write_text("".join(conv.read_text().splitlines(keepends=True)[:300]))
+    flags = [str(tr), "--trace-format", "mooncake", "--router-mode", "kv_router", "--num-prefill-workers", "1",
+             "--num-decode-workers", "1", "--trace-block-size", "512", "--extra-engine-args", '{"block_size": 64}']
+    subprocess.run(cmd + flags + ["--report-json", str(tmp_path / "t.json"), "--report-jsonl", str(tmp_path / "t.jsonl")],
+                   check=True, capture_output=True, cwd=tmp_path)
+    rep, _ = run([str(tr)], router_mode="kv_router", trace_block_size=512, num_prefill_workers=1,
+                 num_decode_workers=1, extra_engine_args='{"block_size": 64}', report_json=str(tmp_path / "o.json"),
+                 report_jsonl=str(tmp_path / "o.jsonl"), out=io.StringIO(), err=io.StringIO(), progress=False)
+    assert compare_report(rep, json.loads((tmp_path / "t.json").read_text())) == []
+
+    def rows(name: str) -> list[str]:
+        return sorted(json.dumps({k: v for k, v in json.loads(x).items() if k != "uuid"}, sort_keys=True)
+                      for x in (tmp_path / name).read_text().splitlines())
+    ours, theirs = rows("o.jsonl"), rows("t.jsonl")
+    assert sum(1 for x in ours if '"prefill_route_overlap_tokens": 0' not in x) > 200  # overlaps do occur
+    assert ours == theirs
