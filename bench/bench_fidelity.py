@@ -16,10 +16,13 @@ Systems and layouts (from the run names; the files carry no metadata):
   ms; TP1 is 0.102) and the decode intercept (21.7 ms) its TP1 decode (19.9 ms; TP2 is 13.3),
   profile_data/profiler-a100-80g.distserve.json.
 
-Engine args from the hardware (A100-80GB, fp16 OPT-13B: 26 GB of weights; KV 40 layers x 2 x 5120
-x 2 B = 0.8 MB per token, 13.1 MB per 16-token block; vLLM and DistServe take 0.9 of the memory):
-KV blocks of an instance on g GPUs = (g x 72 GB - 26 GB) / 13.1 MB: 3,509 on one GPU (vLLM keeps
-its 3,500, set before these runs were seen), 9,002 on two. block_size 16, no chunked prefill, no
+Engine args from the hardware (A100-80GB: 80 GiB of HBM; fp16 OPT-13B: 26 GB of weights; KV 40
+layers x 2 x 5120 x 2 B = 0.8 MB per token, 13.1 MB per 16-token block; vLLM and DistServe take
+0.9 of the memory): KV blocks of an instance on g GPUs = (g x 0.9 x 80 GiB - 26 GB) / 13.1 MB:
+3,914 on one GPU, 9,812 on two (vLLM keeps its 3,500, set before these runs were seen). The
+memory is GiB: read as 80e9 bytes it gave 3,509 blocks, and a DistServe decode instance at 6 req/s
+then ran out of KV the real one had (c21d11-300-6: E2E p50 +11.5% with the decode step fitted on
+the run itself, -0.3% with 3,914 blocks; any count from 3,650 up gives the same). block_size 16, no chunked prefill, no
 prefix caching (neither engine had them, and the synthesized hash ids never match),
 max_num_batched_tokens 2048 (vLLM's default for a 2048-token model; the prompts of one prefill
 step), max_num_seqs 256.
@@ -38,12 +41,18 @@ Baseline ("today's main", 7117eee): vLLM runs as here; DistServe runs through wh
 replay, one aggregated `vllm_v0` worker on one GPU with the timing fitted on the lowest-rate run
 (aggregated fit).
 
-Run: .venv/bin/python bench/bench_fidelity.py [--markdown bench/FIDELITY_TABLE.md]
+`--own-decode` (a diagnostic, not a prediction): each run is also replayed with its decode step
+fitted on that run itself (prefill and latency still from the lowest-rate run), which separates
+the error of extrapolating the decode step from the lowest rate from the error of the replay's
+own dynamics (batching, KV capacity, handoff) under the right step.
+
+Run: .venv/bin/python bench/bench_fidelity.py [--markdown bench/FIDELITY_TABLE.md] [--own-decode]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import glob
 import os
 import re
@@ -66,7 +75,7 @@ ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "dis
 RUNS = ROOT / "opt-13b-sharegpt"
 ENGINE = EngineArgs(block_size=16, num_gpu_blocks=3500, max_num_seqs=256, max_num_batched_tokens=2048,
                     enable_chunked_prefill=False, enable_prefix_caching=False, scheduler="vllm_v0")
-GPU_BYTES, WEIGHT_BYTES, BYTES_PER_TOKEN = 0.9 * 80e9, 26e9, 40 * 2 * 5120 * 2
+GPU_BYTES, WEIGHT_BYTES, BYTES_PER_TOKEN = 0.9 * 80 * 2**30, 26e9, 40 * 2 * 5120 * 2
 NVLINK_GB_S = 300.0
 SATURATION = 3.0
 PCTS = (0.5, 0.9)
@@ -156,8 +165,9 @@ def run_key(path: str) -> tuple:
     return (lay.system != "vllm", lay.system, lay.rate, os.path.basename(path))
 
 
-def evaluate(paths: list[str]) -> tuple[list[dict], dict[str, list[str]]]:
-    """One row per run; the fit per system (its lowest-rate run; the first of equal rates)."""
+def evaluate(paths: list[str], own_decode: bool = False) -> tuple[list[dict], dict[str, list[str]]]:
+    """One row per run; the fit per system (its lowest-rate run; the first of equal rates).
+    `own_decode`: also the E2E errors with the run's own decode fit (row key `e2e_own`)."""
     by_system: dict[str, list[str]] = {}
     for p in sorted(paths, key=run_key):
         by_system.setdefault(layout(p).system, []).append(p)
@@ -182,13 +192,23 @@ def evaluate(paths: list[str]) -> tuple[list[dict], dict[str, list[str]]]:
                 recorded, ttft, e2e, error = read_trace([path]).requests, None, None, str(e)
             wall = time.perf_counter() - t
             _, b_ttft, b_e2e = replay(path, base_model, None)
+            own = None
+            if own_decode:
+                step = fit_timing(read_trace([path]), disaggregated=lay.disaggregated, split_latency=True).decode
+                try:
+                    _, _, o_e2e = replay(path, dataclasses.replace(model, decode=step),
+                                         disaggregation(lay) if lay.disaggregated else None)
+                    own = [signed(s, r) for s, r in zip(percentiles(o_e2e, PCTS),
+                                                        percentiles([r.total_time_ms for r in recorded], PCTS))]
+                except Exception:  # a dead end, as above
+                    own = None
             rec_ttft = percentiles([r.ttft_ms for r in recorded], PCTS)
             rec_e2e = percentiles([r.total_time_ms for r in recorded], PCTS)
             rec_tpot90 = percentiles(tpots(recorded), (0.9,))[0]
             row = {"run": os.path.basename(path), "system": system, "layout": lay.describe(), "rate": lay.rate,
                    "requests": len(recorded), "fit": path == fit_path,
                    "saturated": rec_ttft[1] > SATURATION * ref[0] or rec_tpot90 > SATURATION * ref[1],
-                   "error": error, "wall_s": wall}
+                   "error": error, "wall_s": wall, "e2e_own": own}
             for name, rec, sim, base in (("ttft", rec_ttft, ttft, b_ttft), ("e2e", rec_e2e, e2e, b_e2e)):
                 sim_p = percentiles(sim, PCTS) if sim is not None else [None, None]
                 base_p = percentiles(base, PCTS)
@@ -237,12 +257,14 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--markdown", help="also write the table (markdown) to this file")
     ap.add_argument("--system", action="append", help="only these systems (vllm, distserve, distserve-c21d11, ...)")
+    ap.add_argument("--own-decode", action="store_true",
+                    help="diagnostic: also replay each run with its decode step fitted on itself (E2E p50/p90 errors)")
     args = ap.parse_args()
     if not RUNS.is_dir():
         print(f"skip: {RUNS} not found", file=sys.stderr)
         return 0
     paths = [p for p in glob.glob(str(RUNS / "*.exp")) if args.system is None or layout(p).system in args.system]
-    rows, fits = evaluate(paths)
+    rows, fits = evaluate(paths, args.own_decode)
     for system, lines in fits.items():
         print(f"{system}: fitted on {lines[0]}")
         for line in lines[2:]:
@@ -251,7 +273,9 @@ def main() -> int:
           + "   (error, baseline error)")
     for r in rows:
         cells = " ".join(f"{_cell(r[k])[1]:>7s} {_cell(r[k])[2]:>8s}" for k in ("ttft_p50", "ttft_p90", "e2e_p50", "e2e_p90"))
-        print(f"{r['run']:32s} {'yes' if r['saturated'] else 'no':>3s} {cells}  {r['wall_s']:.2f}s"
+        own = ("  own decode E2E " + ("dead end" if r["e2e_own"] is None else
+                                       " ".join(f"{e:+.1f}%" for e in r["e2e_own"]))) if args.own_decode else ""
+        print(f"{r['run']:32s} {'yes' if r['saturated'] else 'no':>3s} {cells}  {r['wall_s']:.2f}s{own}"
               + (f"  {r['error']}" if r["error"] else ""))
     for line in summary(rows):
         print(line)

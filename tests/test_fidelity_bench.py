@@ -24,10 +24,10 @@ def test_layouts_from_run_names():
     assert plain.describe() == "prefill TP2 PP1 + decode TP1 PP1 (inferred)" and not plain.named
     with pytest.raises(SystemExit, match="not a DistServe alignment run name"):
         bf.layout("sglang-100-1.exp")
-    # KV blocks of an instance: (g x 72 GB - 26 GB) / (16 x 819,200 B)
-    assert (bf.kv_blocks(1), bf.kv_blocks(2)) == (3509, 9002)
+    # KV blocks of an instance: (g x 0.9 x 80 GiB - 26 GB) / (16 x 819,200 B)
+    assert (bf.kv_blocks(1), bf.kv_blocks(2)) == (3914, 9812)
     pool = bf.disaggregation(d)
-    assert (pool.prefill.num_gpu_blocks, pool.decode.num_gpu_blocks) == (9002, 9002)
+    assert (pool.prefill.num_gpu_blocks, pool.decode.num_gpu_blocks) == (9812, 9812)
     assert pool.prefill.kv_transfer_bytes_per_token == 819_200 and pool.prefill.decode_speedup_ratio == 1e6
 
 
