@@ -20,9 +20,10 @@ Engine args from the hardware (A100-80GB: 80 GiB of HBM; fp16 OPT-13B: 26 GB of 
 layers x 2 x 5120 x 2 B = 0.8 MB per token, 13.1 MB per 16-token block; vLLM and DistServe take
 0.9 of the memory): KV blocks of an instance on g GPUs = (g x 0.9 x 80 GiB - 26 GB) / 13.1 MB:
 3,914 on one GPU, 9,812 on two (vLLM keeps its 3,500, set before these runs were seen). The
-memory is GiB: read as 80e9 bytes it gave 3,509 blocks, and a DistServe decode instance at 6 req/s
-then ran out of KV the real one had (c21d11-300-6: E2E p50 +11.5% with the decode step fitted on
-the run itself, -0.3% with 3,914 blocks; any count from 3,650 up gives the same). block_size 16, no chunked prefill, no
+memory is GiB: read as 80e9 bytes it gave 3,509 blocks, at the edge of what a DistServe decode
+instance holds at 6 req/s (c21d11-300-6 replayed with a decode step a + b*batch fitted on the run
+itself: E2E p50 +11.5% with 3,509 blocks, -0.3% with 3,650 or more; with `--own-decode`'s fit
++3.6% / -3.0%). block_size 16, no chunked prefill, no
 prefix caching (neither engine had them, and the synthesized hash ids never match),
 max_num_batched_tokens 2048 (vLLM's default for a 2048-token model; the prompts of one prefill
 step), max_num_seqs 256.
