@@ -110,13 +110,13 @@ def load_input(paths: list[str], fmt: str, trace_block_size: int | None = None,
             derived = agentic_v2.derive_v2(trace)
             rows, bs, order = derived.rows, derived.block_size, derived.order
             sim_format = "agentic_mooncake"
-            edges = list(derived.edges)
+            edges = derived.edges
             graph_source = (derived.header["source"]["format"], derived.header["source"]["digest"])
         else:
             derived = agentic_v1.derive(trace, rules="g2")
             rows, bs, order = derived.rows, derived.block_size, derived.order
             sim_format = "dynamo"
-            edges = list(derived.edges)
+            edges = derived.edges
         if trace_block_size is not None and bs is not None and trace_block_size != bs:
             raise TraceError(f"error: --trace-block-size {trace_block_size} differs from the trace's block size {bs}")
         tbs = bs or trace_block_size or 512
