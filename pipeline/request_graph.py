@@ -9,6 +9,7 @@ from __future__ import annotations
 import bisect
 from collections import defaultdict
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 from .cycles import blocked
 from .errors import TraceError
@@ -45,8 +46,9 @@ class Derived:
     notes: dict = field(default_factory=dict)
 
 
-def sort_key(r: Request) -> tuple:
-    return (r.start_ms, r.end_ms, r.request_id)
+# a request's output order: (start_ms, end_ms, request_id); attrgetter makes the tuple in C (a
+# Python key function cost a third of the graph build's sort on the short-row bench)
+sort_key = attrgetter("start_ms", "end_ms", "request_id")
 
 
 def check_block_size(requests: list[Request]) -> int | None:
@@ -104,6 +106,9 @@ class Graph:
     wait_sets: dict[int, set[str]] = field(default_factory=dict)
     branch_sets: dict[int, set[str]] = field(default_factory=dict)
     previous: list[int] = field(default_factory=list)  # per request: its chain's call before it, or -1
+    # an edge to a request not before its dependent in output order (`_add`): only then can there
+    # be a cycle (the sequence edges point back by construction)
+    forward: bool = False
 
 
 def chain_of(r: Request) -> str:
@@ -220,6 +225,8 @@ def build(trace: Trace, rules: str, background_joins: bool = True) -> Graph:
 def _add(g: Graph, i: int, dep: str, relation: str) -> None:
     if _put(g.wait_for[i], dep, g.wait_sets, i):
         g.relations[i].append(relation)
+        if g.index[dep] >= i:
+            g.forward = True
 
 
 def _put(items: list[str], x: str, sets: dict[int, set[str]], i: int) -> bool:
@@ -320,7 +327,7 @@ def _claude_edges(trace: Trace, g: Graph, word: str, background_joins: bool = Tr
 
 def _check_acyclic(g: Graph) -> None:
     index = g.index
-    if all(index[d] < i for i, deps in enumerate(g.wait_for) for d in deps):
+    if not g.forward:
         return  # every edge points back in output order, as time order gives them: no cycle possible
     n = len(g.order)
     indeg = [len(w) for w in g.wait_for]
