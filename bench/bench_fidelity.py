@@ -42,6 +42,11 @@ Baseline ("today's main", 7117eee): vLLM runs as here; DistServe runs through wh
 replay, one aggregated `vllm_v0` worker on one GPU with the timing fitted on the lowest-rate run
 (aggregated fit).
 
+`--decode-profile`: DistServe runs take the decode step's growth per request and per context token
+from DistServe's own kernel profile of the decode instance (profile_data/profiler-a100-80g.
+distserve.json, OPT-13B at the instance's TP, `decoding_smallbs`, divided by its PP as DistServe's
+simulator does) and fit only the intercept on the lowest-rate run (sim/fit.py `decode_slopes`).
+
 `--own-decode` (a diagnostic, not a prediction): each run is also replayed with its decode step
 fitted on that run itself (prefill and latency still from the lowest-rate run), which separates
 the error of extrapolating the decode step from the lowest rate from the error of the replay's
@@ -55,6 +60,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import glob
+import json
 import os
 import re
 import sys
@@ -74,6 +80,7 @@ from trace_pipe.sim.versions import VERSIONS
 
 ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "distserve_alignment"
 RUNS = ROOT / "opt-13b-sharegpt"
+PROFILE = ROOT / "profile_data" / "profiler-a100-80g.distserve.json"
 ENGINE = EngineArgs(block_size=16, num_gpu_blocks=3500, max_num_seqs=256, max_num_batched_tokens=2048,
                     enable_chunked_prefill=False, enable_prefix_caching=False, scheduler="vllm_v0")
 GPU_BYTES, WEIGHT_BYTES, BYTES_PER_TOKEN = 0.9 * 80 * 2**30, 26e9, 40 * 2 * 5120 * 2
@@ -118,6 +125,13 @@ def layout(path: str) -> Layout:
 
 def kv_blocks(gpus: int) -> int:
     return int((gpus * GPU_BYTES - WEIGHT_BYTES) / (16 * BYTES_PER_TOKEN))
+
+
+def profile_slopes(lay: Layout) -> tuple[float, float]:
+    """(ms per decoding request, ms per context token) of the decode instance in DistServe's profile."""
+    tp, pp = lay.decode
+    _, per_token, per_request = json.loads(PROFILE.read_text())["facebook/opt-13b"][str(tp)]["decoding_smallbs"]
+    return per_request / pp, per_token / pp
 
 
 def disaggregation(lay: Layout) -> Disaggregation:
@@ -166,9 +180,11 @@ def run_key(path: str) -> tuple:
     return (lay.system != "vllm", lay.system, lay.rate, os.path.basename(path))
 
 
-def evaluate(paths: list[str], own_decode: bool = False) -> tuple[list[dict], dict[str, list[str]]]:
+def evaluate(paths: list[str], own_decode: bool = False,
+             decode_profile: bool = False) -> tuple[list[dict], dict[str, list[str]]]:
     """One row per run; the fit per system (its lowest-rate run; the first of equal rates).
-    `own_decode`: also the E2E errors with the run's own decode fit (row key `e2e_own`)."""
+    `own_decode`: also the E2E errors with the run's own decode fit (row key `e2e_own`);
+    `decode_profile`: DistServe's decode slopes from its profile (module docstring)."""
     by_system: dict[str, list[str]] = {}
     for p in sorted(paths, key=run_key):
         by_system.setdefault(layout(p).system, []).append(p)
@@ -178,7 +194,8 @@ def evaluate(paths: list[str], own_decode: bool = False) -> tuple[list[dict], di
         fit_path = runs[0]
         lay0 = layout(fit_path)
         fit_trace = read_trace([fit_path])
-        model = fit_timing(fit_trace, disaggregated=lay0.disaggregated, split_latency=True)
+        slopes = profile_slopes(lay0) if decode_profile and lay0.disaggregated else None
+        model = fit_timing(fit_trace, disaggregated=lay0.disaggregated, split_latency=True, decode_slopes=slopes)
         base_model = fit_timing(fit_trace)
         fits[system] = [os.path.basename(fit_path), *model.describe(),
                         f"  engine latency {engine_latency_ms(model):.2f} ms (taken out of the prefill intercept)"]
@@ -258,6 +275,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--markdown", help="also write the table (markdown) to this file")
     ap.add_argument("--system", action="append", help="only these systems (vllm, distserve, distserve-c21d11, ...)")
+    ap.add_argument("--decode-profile", action="store_true",
+                    help="DistServe runs: decode slopes from DistServe's profile, only the intercept fitted")
     ap.add_argument("--own-decode", action="store_true",
                     help="diagnostic: also replay each run with its decode step fitted on itself (E2E p50/p90 errors)")
     args = ap.parse_args()
@@ -265,7 +284,7 @@ def main() -> int:
         print(f"skip: {RUNS} not found", file=sys.stderr)
         return 0
     paths = [p for p in glob.glob(str(RUNS / "*.exp")) if args.system is None or layout(p).system in args.system]
-    rows, fits = evaluate(paths, args.own_decode)
+    rows, fits = evaluate(paths, args.own_decode, args.decode_profile)
     for system, lines in fits.items():
         print(f"{system}: fitted on {lines[0]}")
         for line in lines[2:]:

@@ -322,7 +322,8 @@ def _corr(a: list[float], b: list[float]) -> float:
 
 
 def fit_timing(trace: Trace, *, decode_terms: str = "auto", min_points: int = 5,
-               disaggregated: bool = False, split_latency: bool = False) -> FittedTiming:
+               disaggregated: bool = False, split_latency: bool = False,
+               decode_slopes: tuple[float, float] | None = None) -> FittedTiming:
     """Fit prefill and decode timing from a trace's recorded per-request times.
 
     `decode_terms` picks the decode columns besides the intercept. "auto" keeps both unless the
@@ -345,7 +346,13 @@ def fit_timing(trace: Trace, *, decode_terms: str = "auto", min_points: int = 5,
     those pairs is the latency (`engine_latency_ms`; 0 unless at least 5 pairs and three quarters of
     them show it, at most the intercept). The
     intercept is lowered by it, and a replay adds it to every request's TTFT and E2E (the same as
-    each arrival reaching the engine that much later). `sim.fit.engine_latency_ms` reads it."""
+    each arrival reaching the engine that much later). `sim.fit.engine_latency_ms` reads it.
+
+    `decode_slopes` = (per decoding request, per context token): the decode step's growth taken as
+    given (a kernel profile of the same engine and GPU, e.g. DistServe's own), only the intercept
+    fitted (the step-weighted mean of the rest). A run at one rate spans a narrow band of batch
+    sizes in which batch and context move together, so its own slope is the least certain part of
+    the fit and the one every higher rate extrapolates; `decode_terms` is then not used."""
     if decode_terms not in DECODE_TERMS:
         raise TraceError(f"error: decode_terms must be one of {', '.join(DECODE_TERMS)}, got {decode_terms!r}")
     obs, skipped = _observations(trace)
@@ -424,16 +431,22 @@ def fit_timing(trace: Trace, *, decode_terms: str = "auto", min_points: int = 5,
         if len(dy) < min_points:
             raise TraceError(f"error: --timing fit: only {len(dy)} requests have a usable decode time "
                              f"(need {min_points})")
-        terms = decode_terms
-        if terms == "auto":
-            terms = "context" if abs(_corr([x[1] for x in dx], [x[2] for x in dx])) > 0.9 else "batch+context"
-        keep = {"batch+context": (0, 1, 2), "context": (0, 2), "batch": (0, 1)}[terms]
-        sub = [tuple(x[i] for i in keep) for x in dx]
-        beta_k = _fit_nonneg(sub, dy, dw, optional=list(range(1, len(keep))))
-        beta = [0.0, 0.0, 0.0]
-        for i, b in zip(keep, beta_k):
-            beta[i] = b
-        decode = (beta[0], beta[1], beta[2])
+        if decode_slopes is not None:
+            terms = "given slopes"
+            b1, b2 = decode_slopes
+            rest = [y - b1 * x[1] - b2 * x[2] for x, y in zip(dx, dy)]
+            decode = (math.fsum(r * w for r, w in zip(rest, dw)) / math.fsum(dw), float(b1), float(b2))
+        else:
+            terms = decode_terms
+            if terms == "auto":
+                terms = "context" if abs(_corr([x[1] for x in dx], [x[2] for x in dx])) > 0.9 else "batch+context"
+            keep = {"batch+context": (0, 1, 2), "context": (0, 2), "batch": (0, 1)}[terms]
+            sub = [tuple(x[i] for i in keep) for x in dx]
+            beta_k = _fit_nonneg(sub, dy, dw, optional=list(range(1, len(keep))))
+            beta = [0.0, 0.0, 0.0]
+            for i, b in zip(keep, beta_k):
+                beta[i] = b
+            decode = (beta[0], beta[1], beta[2])
         dmodel = FittedTiming(prefill, decode)
         derr = _errors([dmodel.decode_ms(0, 1, int(x[2]), int(round(x[1])), None) for x in dx], dy)
 

@@ -50,3 +50,10 @@ def test_distserve_c21d11_fit_on_3_rps_predicts_4_5_rps():
     assert "| 85 / 87 | +2.9% | +13.2% | 162 / 168 | +3.2% | +9.0% |" in table[3]
     # E2E: the decode side is over-predicted at the larger batches of 4.5 req/s (+11%; baseline +28%)
     assert held["e2e_p50"][2] == pytest.approx(11.2, abs=0.5)
+
+
+@needs_runs
+def test_profile_slopes_of_the_decode_instance():
+    # DistServe's profile, OPT-13B decoding_smallbs at the decode instance's TP, divided by its PP
+    assert bf.profile_slopes(bf.layout("distserve-c21d11-300-3.exp")) == pytest.approx((0.0385070, 6.26936e-4), rel=1e-5)
+    assert bf.profile_slopes(bf.layout("distserve-c21d12-400-4.exp")) == pytest.approx((0.0192535, 3.13468e-4), rel=1e-5)

@@ -198,3 +198,22 @@ def test_engine_latency_needs_pairs_most_of_which_show_it():
     assert fit_mod._engine_latency(slow, model, min_points=1) == 0.0
     capped = [*obs[:1], fit_mod._Obs(10.0, 55.0, 60.0, 100, 100, 2, None, None, "b")]  # gap 5: 45 > p0
     assert fit_mod._engine_latency(capped, model, min_points=1) == 30.0
+
+
+@needs_runs
+def test_given_decode_slopes_fit_only_the_intercept():
+    """`decode_slopes` keeps the decode step's growth as given and fits the intercept alone, as the
+    step-weighted mean of the rest; the weighted least-squares intercept is that same mean, so the
+    fit's own slopes given back return its own intercept."""
+    trace = read_trace([str(RUNS / "distserve-c21d11-300-3.exp")])
+    own = fit_timing(trace, disaggregated=True, split_latency=True)
+    back = fit_timing(trace, disaggregated=True, split_latency=True, decode_slopes=own.decode[1:])
+    assert back.decode == pytest.approx(own.decode, rel=1e-9) and back.prefill == own.prefill
+    assert back.fit_error["decode_terms"] == "given slopes"
+    # DistServe's kernel profile of a TP1 decode instance (0.0385 ms per request, 6.27e-4 ms per
+    # context token) grows more slowly than this run's own slope (9.6e-4): the intercept absorbs
+    # the difference at the run's ~19.5 decoding requests of ~900 tokens each (19.93 -> 25.03 ms)
+    prof = fit_timing(trace, disaggregated=True, split_latency=True,
+                      decode_slopes=(0.03850697740828398, 0.0006269356524350583))
+    assert prof.decode == pytest.approx((25.03, 0.0385070, 0.000626936), rel=1e-3)
+    assert prof.needs_requests and prof.prefill == own.prefill
