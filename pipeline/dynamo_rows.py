@@ -264,7 +264,7 @@ def parse_request(ev: schemas.Record, gen: Generation, src: Source, notes: Count
     if hash_text is not None:  # the line was parsed without the list (`HashTexts.cut`)
         hashes = texts.ids(hash_text, chain)
     elif replay.input_sequence_hashes is not None:
-        hashes = schemas.u64_array(replay.input_sequence_hashes, str(src), "request.replay.input_sequence_hashes")
+        hashes = schemas.u64_array(replay.input_sequence_hashes, src, "request.replay.input_sequence_hashes")
     elif replay_rules:
         raise TraceError(f"{src}: field `request.replay.input_sequence_hashes` must be a list of u64 integers")
     else:
@@ -282,7 +282,7 @@ def parse_request(ev: schemas.Record, gen: Generation, src: Source, notes: Count
                  f"capacity {n * bs}")
     completion = replay.completion_sequence_hashes
     if completion is not None:
-        completion = schemas.u64_array(completion, str(src), "request.replay.completion_sequence_hashes")
+        completion = schemas.u64_array(completion, src, "request.replay.completion_sequence_hashes")
 
     received = req.request_received_ms
     output_tokens = req.output_tokens
@@ -317,11 +317,11 @@ def parse_request(ev: schemas.Record, gen: Generation, src: Source, notes: Count
     finish = req.finish_reason_metadata or None
     tool_calls: tuple = ()
     if finish:
-        finish = schemas.finish(finish, raw, str(src))
+        finish = schemas.finish(finish, raw, src)
         calls = finish.get("tool_calls") if finish is not None else None
         if calls:  # (typed by schemas.Finish: a list of objects with typed keys)
-            tool_calls = tuple(ToolCallRef(c.get("choice_index"), c.get("tool_call_index"), c.get("id"), c.get("name"))
-                               for c in calls)
+            tool_calls = tuple([ToolCallRef(c.get("choice_index"), c.get("tool_call_index"), c.get("id"), c.get("name"))
+                                for c in calls])
     model = req.model
     # positional: keyword matching of Request's 30 fields cost 2.2 µs a row (see _check_order);
     # the model string interned as parse_tool's strings are

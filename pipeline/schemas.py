@@ -236,9 +236,9 @@ _rule("agent_context request.worker request.finish_reason_metadata tool tool.cla
 _rule("event_time_unix_ms", True, lambda f, v: f"field `{f}` must be a non-negative number, got {v!r}")
 
 
-def u64_array(values: list[int], where: str, field: str) -> array:
+def u64_array(values: list[int], where: object, field: str) -> array:
     """A typed hash list as an array('Q'): 8 bytes each, exact u64; a value above 2^64-1 (which
-    the schema's int cannot bound) is a one-line error."""
+    the schema's int cannot bound) is a one-line error. `where`: the file and line (its str)."""
     try:
         return array("Q", values)
     except OverflowError:
@@ -300,7 +300,7 @@ def explain(err: msgspec.ValidationError, raw: bytes, where: str, *, prefix: tup
 _NULL = b"null"
 
 
-def finish(text: msgspec.Raw, raw: bytes, where: str) -> dict | None:
+def finish(text: msgspec.Raw, raw: bytes, where: object) -> dict | None:
     """`finish_reason_metadata` as recorded (a dict; None when absent or null), its `tool_calls`
     checked against `Finish` (two decodes of its few bytes cost a quarter of one conversion of
     the dict; the caller reads the checked dict, whose strings the Request then shares)."""
@@ -309,7 +309,7 @@ def finish(text: msgspec.Raw, raw: bytes, where: str) -> dict | None:
     try:
         _FINISH(text)
     except msgspec.ValidationError as e:
-        raise explain(e, raw, where, prefix=("request", "finish_reason_metadata")) from None
+        raise explain(e, raw, str(where), prefix=("request", "finish_reason_metadata")) from None
     return _ANY(text)
 
 
