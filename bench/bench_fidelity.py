@@ -47,7 +47,7 @@ from DistServe's own kernel profile of the decode instance (profile_data/profile
 distserve.json, OPT-13B at the instance's TP, `decoding_smallbs`, divided by its PP as DistServe's
 simulator does) and fit only the intercept on the lowest-rate run (sim/fit.py `decode_slopes`).
 
-`--own-decode` (a diagnostic, not a prediction): each run is also replayed with its decode step
+`--own-decode` (a diagnostic, not a prediction): each run below saturation is also replayed with its decode step
 fitted on that run itself (prefill and latency still from the lowest-rate run), which separates
 the error of extrapolating the decode step from the lowest rate from the error of the replay's
 own dynamics (batching, KV capacity, handoff) under the right step.
@@ -210,8 +210,13 @@ def evaluate(paths: list[str], own_decode: bool = False,
                 recorded, ttft, e2e, error = read_trace([path]).requests, None, None, str(e)
             wall = time.perf_counter() - t
             _, b_ttft, b_e2e = replay(path, base_model, None)
+            rec_ttft = percentiles([r.ttft_ms for r in recorded], PCTS)
+            rec_e2e = percentiles([r.total_time_ms for r in recorded], PCTS)
+            rec_tpot90 = percentiles(tpots(recorded), (0.9,))[0]
+            saturated = rec_ttft[1] > SATURATION * ref[0] or rec_tpot90 > SATURATION * ref[1]
+            # a saturated run's decode windows hold its queueing: its own fit is no step time
             own = None
-            if own_decode:
+            if own_decode and not saturated:
                 step = fit_timing(read_trace([path]), disaggregated=lay.disaggregated, split_latency=True).decode
                 try:
                     _, _, o_e2e = replay(path, dataclasses.replace(model, decode=step),
@@ -220,12 +225,9 @@ def evaluate(paths: list[str], own_decode: bool = False,
                                                         percentiles([r.total_time_ms for r in recorded], PCTS))]
                 except Exception:  # a dead end, as above
                     own = None
-            rec_ttft = percentiles([r.ttft_ms for r in recorded], PCTS)
-            rec_e2e = percentiles([r.total_time_ms for r in recorded], PCTS)
-            rec_tpot90 = percentiles(tpots(recorded), (0.9,))[0]
             row = {"run": os.path.basename(path), "system": system, "layout": lay.describe(), "rate": lay.rate,
                    "requests": len(recorded), "fit": path == fit_path,
-                   "saturated": rec_ttft[1] > SATURATION * ref[0] or rec_tpot90 > SATURATION * ref[1],
+                   "saturated": saturated,
                    "error": error, "wall_s": wall, "e2e_own": own}
             for name, rec, sim, base in (("ttft", rec_ttft, ttft, b_ttft), ("e2e", rec_e2e, e2e, b_e2e)):
                 sim_p = percentiles(sim, PCTS) if sim is not None else [None, None]
@@ -293,8 +295,8 @@ def main() -> int:
           + "   (error, baseline error)")
     for r in rows:
         cells = " ".join(f"{_cell(r[k])[1]:>7s} {_cell(r[k])[2]:>8s}" for k in ("ttft_p50", "ttft_p90", "e2e_p50", "e2e_p90"))
-        own = ("  own decode E2E " + ("dead end" if r["e2e_own"] is None else
-                                       " ".join(f"{e:+.1f}%" for e in r["e2e_own"]))) if args.own_decode else ""
+        own = ("  own decode E2E " + ("—" if r["e2e_own"] is None else
+                                      " ".join(f"{e:+.1f}%" for e in r["e2e_own"]))) if args.own_decode else ""
         print(f"{r['run']:32s} {'yes' if r['saturated'] else 'no':>3s} {cells}  {r['wall_s']:.2f}s{own}"
               + (f"  {r['error']}" if r["error"] else ""))
     for line in summary(rows):

@@ -57,3 +57,15 @@ def test_profile_slopes_of_the_decode_instance():
     # DistServe's profile, OPT-13B decoding_smallbs at the decode instance's TP, divided by its PP
     assert bf.profile_slopes(bf.layout("distserve-c21d11-300-3.exp")) == pytest.approx((0.0385070, 6.26936e-4), rel=1e-5)
     assert bf.profile_slopes(bf.layout("distserve-c21d12-400-4.exp")) == pytest.approx((0.0192535, 3.13468e-4), rel=1e-5)
+
+
+@needs_runs
+def test_own_decode_separates_the_step_extrapolation_from_the_replay():
+    runs = [str(bf.RUNS / n) for n in ("distserve-c21d11-300-3.exp", "distserve-c21d11-300-4.5.exp")]
+    (fit_row, held), _ = bf.evaluate(runs, own_decode=True)
+    # on the fit run its own decode fit is the model's: the same E2E errors
+    assert fit_row["e2e_own"] == pytest.approx([fit_row["e2e_p50"][2], fit_row["e2e_p90"][2]], abs=1e-9)
+    # at 4.5 req/s the lowest-rate decode step over-predicts E2E p50 by 11%; with the run's own
+    # step the same replay is within 5% (the step's extrapolation is the error, not the replay)
+    assert held["e2e_p50"][2] == pytest.approx(11.2, abs=0.5)
+    assert held["e2e_own"] == pytest.approx([-2.9, -4.3], abs=0.5)
