@@ -117,28 +117,23 @@ def _worker(w: schemas.Worker) -> Worker:
     return found
 
 
-_HASH_KEY = b'"input_sequence_hashes"'
-
-
 class Reparse(Exception):
-    """A line read with `HashTexts.cut` must be read again whole: its hash text was not plain."""
+    """A line read as a `schemas.TextRecord` must be read again whole: its hash text was not plain."""
 
 
 class HashTexts:
     """Keeps `input_sequence_hashes` out of the JSON parser. The list is most of a request_end
     line, and consecutive prompts of a chain repeat its prefix: parsing it costs 60% of the
     line's parse and converting it to u64 as much again, for values the chain's last list
-    already holds. So `cut` lifts the list's text out of the line before parsing, and `ids`
-    converts only the tail that differs from the chain's last list.
+    already holds. So the reader decodes the list as its text (`schemas.TextRecord`: msgspec
+    hands over exactly the value's bytes, wherever and however the key is spelled), `text`
+    takes it when it can only be a flat list of numbers, and `ids` converts only the tail that
+    differs from the chain's last list.
 
-    The text is trusted only where it cannot be anything but the list of numbers of this key:
-    no backslash in the line (a key could be spelled with a `\\u` escape, a quote escaped), the
-    key exactly once, right after `{` or `,` and followed by `[` (compact JSON), and no quote or
-    `[` before the first `]` (no strings, no nested lists); and the reader uses the cut only when
-    the parsed line holds the emptied list at `request.replay.input_sequence_hashes` (the key
-    anywhere else is another field, `cut_in_place`). Every byte of it is then either in a prefix
-    equal to text already parsed or in a tail parsed here; anything else raises `Reparse`, and
-    the line takes the full parse, which also makes every error message."""
+    The text is trusted only where it cannot be anything but a list of numbers: it starts with
+    `[`, and holds no quote and no other `[` (no strings, no nested lists). Every byte of it is
+    then either in a prefix equal to text already parsed or in a tail parsed here; anything else
+    raises `Reparse`, and the line takes the full parse, which also makes every error message."""
 
     __slots__ = ("last",)
     MAX_CHAINS = 1024  # a bound on the texts kept (one per chain), not a tuning knob
@@ -147,29 +142,23 @@ class HashTexts:
         self.last: dict = {}  # chain -> (text between "[" and "]", its SharedHashes)
 
     @staticmethod
-    def cut(raw: bytes) -> tuple[bytes, bytes] | None:
-        """(the line with an empty list for the key, the list's text), or None: parse it whole."""
-        i = raw.find(_HASH_KEY)
-        if i <= 0 or raw[i - 1] not in b"{," or not raw.startswith(b":[", i + len(_HASH_KEY)) or b"\\" in raw:
-            return None
-        start = i + len(_HASH_KEY) + 2
-        end = raw.find(b"]", start)
-        # (single-byte finds are memchr; the key is searched for again only after the list)
-        if end < 0 or raw.find(b'"', start, end) >= 0 or raw.find(b"[", start, end) >= 0 or raw.find(_HASH_KEY, end) >= 0:
-            return None
-        text = raw[start:end]
-        return raw[:start] + raw[end:], text
-
-    @staticmethod
-    def cut_in_place(rec: schemas.Record) -> bool:
-        """Whether a line parsed after `cut` held the key where the schema puts it (then the
-        emptied list is there); a request_end with the key elsewhere is read whole."""
+    def text(rec: schemas.TextRecord) -> bytes | None:
+        """The text between the brackets of a request_end's hash list, or None: read the line
+        whole (no list there, `null`, or a list with strings or lists in it)."""
         req = rec.request
-        return (rec.event_type == "request_end" and req is not None and req.replay is not None
-                and req.replay.input_sequence_hashes == [])
+        replay = req.replay if req is not None else None
+        if replay is None:
+            return None
+        raw = replay.input_sequence_hashes
+        if not raw:
+            return None
+        text = bytes(raw)
+        if text[0] != 91 or text.find(b'"') >= 0 or text.find(b"[", 1) >= 0:  # 91: "["
+            return None
+        return text[1:-1]
 
     def ids(self, text: bytes, chain: object) -> shared_hashes.SharedHashes:
-        """The hashes of a `cut` text, sharing the chain's last list (`shared_hashes`); raises
+        """The hashes of a `text`, sharing the chain's last list (`shared_hashes`); raises
         Reparse where the full parse must judge."""
         prev = self.last.get(chain)
         hs = None
@@ -231,7 +220,7 @@ def parse_request(ev: schemas.Record, gen: Generation, src: Source, notes: Count
     """A typed `request_end` record (`schemas.Record`: every field's type and range already
     checked) to a Request, with Dynamo's loader rules and time rules (§4.2) that a schema cannot
     say. Hashes are kept as array('Q'): 8 bytes each, exact u64, and compared by memcmp later.
-    With `hash_text` (from `HashTexts.cut`; the record then holds an empty list) `texts` (one
+    With `hash_text` (from `HashTexts.text`; the record then holds the list as text) `texts` (one
     per read) parses only what differs from the chain's last list, or raises Reparse. The checks
     run in a fixed order: the first problem is the one reported. `replay_rules` False reads the
     record as Dynamo's Perfetto script does (§5): no replay block, output tokens or arrival time
@@ -261,7 +250,7 @@ def parse_request(ev: schemas.Record, gen: Generation, src: Source, notes: Count
     input_length = replay.input_length
     if input_length is None and replay_rules:
         raise TraceError(f"{src}: field `request.replay.input_length` must be a non-negative integer, got None")
-    if hash_text is not None:  # the line was parsed without the list (`HashTexts.cut`)
+    if hash_text is not None:  # the line was parsed without the list (`HashTexts.text`)
         hashes = texts.ids(hash_text, chain)
     elif replay.input_sequence_hashes is not None:
         hashes = schemas.u64_array(replay.input_sequence_hashes, src, "request.replay.input_sequence_hashes")

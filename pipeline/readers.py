@@ -80,17 +80,21 @@ def _decode_line(raw: bytes, src: Source) -> schemas.Line | None:
         raise schemas.depth_error(raw, str(src)) from None
 
 
-decode_text = schemas.CONTEXT_TEXT_LINE.decode
+decode_text = schemas.TEXT_LINE.decode
+text_of = dynamo_rows.HashTexts.text
 decode_context = schemas.CONTEXT.decode
 MAX_CONTEXTS = 4096  # a bound on the contexts remembered (a trace's live chains), not a tuning knob
 
 
-def _text_record(line: schemas.ContextTextLine) -> schemas.ContextTextRecord | None:
-    """The record of a line decoded with its agent context as text; None for an enveloped line
-    that also has a context outside its event (rare: read whole, so the outer one is checked)."""
+def _text_record(line: schemas.TextLine) -> schemas.TextRecord | None:
+    """The record of a line decoded with its repeated parts as text; None for an enveloped line
+    that also has them outside its event (rare: read whole, so the outer ones are checked)."""
     if line.event is None:
         return line
-    return None if line.agent_context else line.event
+    outer = line.request
+    if line.agent_context or (outer is not None and outer.replay is not None and outer.replay.input_sequence_hashes):
+        return None
+    return line.event
 
 
 def _remember(contexts: dict, key: tuple, rec: Request | ToolEvent) -> None:
@@ -167,7 +171,6 @@ def read_trace(inputs: list[str], *, subagents: str = "recorded", on_line: Calla
                 weka.read_play(d, plays, src, trace, subagents)
                 plays += 1
             continue
-        cut_hashes = texts.cut
         for lineno, raw in iter_lines(path):
             if on_line is not None:
                 on_line(1)
@@ -178,21 +181,19 @@ def read_trace(inputs: list[str], *, subagents: str = "recorded", on_line: Calla
             if _EVENT_TYPE not in raw and b"\\" not in raw:  # not a Dynamo record: WEKA, Mooncake, other
                 plays = _other_line(loads_line(raw, src), src, trace, subagents, plays)
                 continue
-            cut = cut_hashes(raw)
-            rec = ctx = hit = key = None
-            if cut is not None:
-                try:
-                    rec = _text_record(decode_text(cut[0]))
-                except (msgspec.MsgspecError, RecursionError):
-                    pass
-                if rec is not None and not dynamo_rows.HashTexts.cut_in_place(rec):
-                    rec = None
-            if rec is None:
-                cut = None
-                try:
-                    rec = _text_record(decode_text(raw))
-                except (msgspec.MsgspecError, RecursionError):
-                    pass
+            rec = ctx = hit = key = hash_text = None
+            try:
+                rec = _text_record(decode_text(raw))
+            except (msgspec.MsgspecError, RecursionError):
+                pass
+            if rec is not None:
+                if rec.event_type == "request_end":
+                    hash_text = text_of(rec)
+                    if hash_text is None:
+                        rec = None
+                elif rec.request is not None and rec.request.replay is not None and \
+                        rec.request.replay.input_sequence_hashes:
+                    rec = None  # another row with a hash list: typed whole, as any other field
             if rec is not None and rec.agent_context:
                 text = bytes(rec.agent_context)
                 schema = rec.schema
@@ -206,8 +207,8 @@ def read_trace(inputs: list[str], *, subagents: str = "recorded", on_line: Calla
                         rec = None  # the typed decode below words the error
                     if ctx is None:  # `null`: a tool row's identity may then come from elsewhere
                         key = None
-            if rec is None:  # the whole line typed (its context a dict), for the errors it words
-                cut = key = None
+            if rec is None:  # the whole line typed (its text parts decoded), for the errors it words
+                hash_text = key = None
                 line = _decode_line(raw, src)
                 if line is None:
                     trace.skipped["lines that are not JSON objects"] += 1
@@ -227,7 +228,7 @@ def read_trace(inputs: list[str], *, subagents: str = "recorded", on_line: Calla
                     gen = dynamo_rows.generation_of(schema, ctx, src)
             if et == "request_end":
                 try:
-                    req = dynamo_rows.parse_request(rec, gen, src, trace.notes, cut and cut[1], texts, replay_rules, raw,
+                    req = dynamo_rows.parse_request(rec, gen, src, trace.notes, hash_text, texts, replay_rules, raw,
                                                     ctx, ident)
                 except dynamo_rows.Reparse:
                     line = _decode_line(raw, src)

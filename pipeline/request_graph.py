@@ -326,7 +326,6 @@ def _claude_edges(trace: Trace, g: Graph, word: str, background_joins: bool = Tr
 
 
 def _check_acyclic(g: Graph) -> None:
-    index = g.index
     if not g.forward:
         return  # every edge points back in output order, as time order gives them: no cycle possible
     n = len(g.order)

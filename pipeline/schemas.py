@@ -132,20 +132,32 @@ class Finish(Struct, gc=False):
     tool_calls: list[ToolCall] | None = None
 
 
-class ContextTextRecord(Record, gc=False):
-    """A Record whose `agent_context` stays text: a trace repeats each chain's context on every
-    row, so the reader decodes and checks each distinct text once (`readers`); a text that is
-    not an object or null is read again with `Line`, which words the error."""
+class ReplayText(Replay, gc=False):
+    input_sequence_hashes: msgspec.Raw = msgspec.Raw()
+
+
+class RequestText(RequestPayload, gc=False):
+    replay: ReplayText | None = None
+
+
+class TextRecord(Record, gc=False):
+    """A Record whose repeated parts stay text, for the reader's fast path (`readers`): a trace
+    repeats each chain's `agent_context` on every row, and a chain's prompt hashes repeat the
+    previous prompt's up to its first changed block, so the reader decodes and checks each
+    distinct context once and parses only a hash list's new tail (`dynamo_rows.HashTexts`). A
+    line whose text parts are not what the fast path takes is read again with `Line`, which
+    checks them and words the error."""
     agent_context: msgspec.Raw = msgspec.Raw()
+    request: RequestText | None = None
 
 
-class ContextTextLine(ContextTextRecord, gc=False):
+class TextLine(TextRecord, gc=False):
     timestamp: Any = None
-    event: ContextTextRecord | None = None
+    event: TextRecord | None = None
 
 
 LINE = msgspec.json.Decoder(Line)
-CONTEXT_TEXT_LINE = msgspec.json.Decoder(ContextTextLine)
+TEXT_LINE = msgspec.json.Decoder(TextLine)
 CONTEXT = msgspec.json.Decoder(dict[str, Any] | None)
 _FINISH = msgspec.json.Decoder(Finish).decode
 _ANY = msgspec.json.Decoder().decode

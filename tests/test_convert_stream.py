@@ -15,7 +15,7 @@ import pytest
 from hypothesis import event, given
 from hypothesis import strategies as st
 
-from trace_pipe.pipeline import agentic_v1
+from trace_pipe.pipeline import agentic_v1, readers, schemas
 from trace_pipe.pipeline.dynamo_rows import HashTexts, Reparse
 from trace_pipe.pipeline.shared_hashes import flat
 from trace_pipe.pipeline.mooncake import dumps
@@ -104,22 +104,25 @@ def _line(hashes, spaced=False) -> bytes:
                       separators=(", ", ": ") if spaced else (",", ":")).encode()
 
 
+def _text(raw: bytes) -> bytes | None:
+    """The hash list's text the reader takes from a line, or None where it reads the line whole."""
+    rec = readers._text_record(schemas.TEXT_LINE.decode(raw))
+    return HashTexts.text(rec) if rec is not None else None
+
+
 def _ids(texts: HashTexts, raw: bytes, chain):
     """What the reader does with a line: the array, or None where it reads the line whole."""
-    cut = texts.cut(raw)
-    if cut is None:
+    text = _text(raw)
+    if text is None:
         return None
-    assert orjson.loads(cut[0]) == _with_empty_list(orjson.loads(raw))
     try:
-        return texts.ids(cut[1], chain)
+        return texts.ids(text, chain)
     except Reparse:
         return None
 
 
-def _with_empty_list(d):
-    inner = d["event"]["request"]["replay"] if "event" in d else d
-    inner["input_sequence_hashes"] = []
-    return d
+def _replay(hashes_json: bytes) -> bytes:
+    return b'{"event_type":"request_end","request":{"replay":{"input_sequence_hashes":%s}}}' % hashes_json
 
 
 @given(st.lists(st.tuples(st.sampled_from("xy"), st.lists(_value, max_size=8), st.booleans()), max_size=25))
@@ -134,16 +137,14 @@ def test_hash_texts_give_the_array_or_defer(rows):
         got = _ids(texts, _line(hashes, spaced), chain)
         if want is None:
             assert got is None
-        elif got is None:
-            assert spaced  # compact lines take the shortcut where the list is good
-        else:
+        else:  # compact or spaced, a good list takes the shortcut
             assert got == want and flat(got).typecode == "Q"
 
 
 def test_hash_texts_share_the_prefix_and_refuse_what_they_cannot_trust():
     t = HashTexts()
-    a = _ids(t, b'{"input_sequence_hashes":[1,2,3]}', "c")
-    b = _ids(t, b'{"input_sequence_hashes":[1,2,3,4]}', "c")
+    a = _ids(t, _replay(b"[1,2,3]"), "c")
+    b = _ids(t, _replay(b"[1,2,3,4]"), "c")
     assert (list(a), list(b)) == ([1, 2, 3], [1, 2, 3, 4])
     assert t.ids(b"1,2,3,4", "c") is b  # same list: shared
     assert list(t.ids(b"1,2,5", "c")) == [1, 2, 5]  # the last element changed (a partial block)
@@ -155,13 +156,14 @@ def test_hash_texts_share_the_prefix_and_refuse_what_they_cannot_trust():
         with pytest.raises(Reparse):
             t.ids(bad, "c")
     assert list(t.ids(b"", "d")) == [] and list(t.ids(b" 7 , 8", "d")) == [7, 8]
-    # not the one plain list of this key: the line is read whole
-    for raw in (b'{"x":{"input_sequence_hashes":[9]},"input_sequence_hashes":[1,2]}',  # the key twice
-                b'{"a":"\\u0041","input_sequence_hashes":[1,2]}',  # an escape somewhere
-                b'{"input_sequence_hashes":[[1],2]}', b'{"input_sequence_hashes":[1,"]"]}',  # a list, a string
-                b'{"input_sequence_hashes": [1,2]}', b'{"input_sequence_hashes":[1,2'):  # spaced, unclosed
-        assert t.cut(raw) is None, raw
-    assert t.cut(b'{"input_sequence_hashes":[1,2],"k":[3]}') == (b'{"input_sequence_hashes":[],"k":[3]}', b"1,2")
+    # not a flat list of numbers at request.replay: the line is read whole
+    for raw in (_replay(b"[[1],2]"), _replay(b'[1,"]"]'), _replay(b"null"), _replay(b"7"),  # a list, a string, ...
+                b'{"event_type":"request_end","request":{"replay":{}}}',  # no list
+                b'{"event_type":"request_end","input_sequence_hashes":[1,2],"request":{"replay":{}}}'):  # elsewhere
+        assert _text(raw) is None, raw
+    # the value's own text, however the line spells the key or spaces it
+    assert _text(b'{"request":{"replay":{"input_sequence_hash\\u0065s": [1, 2]}},"k":[3]}') == b"1, 2"
+    assert _text(_replay(b"[1,2]")[:-3] + b',"x":{"input_sequence_hashes":[9]}}}}') == b"1,2"
 
 
 @pytest.mark.parametrize(("hashes", "error"), [
@@ -199,7 +201,6 @@ _hash = st.one_of(st.integers(0, 20), st.just(2**64 - 1), st.sampled_from([-1, 2
 def test_reading_with_the_cut_equals_reading_whole_lines(tmp_path_factory, rows):
     """Whatever the lines hold, lifting the hash lists out of the parse changes nothing: the same
     records, or the same first error."""
-    import trace_pipe.pipeline.dynamo_rows as dr
     from trace_pipe.pipeline.errors import TraceError
 
     lines, last = [], {}
@@ -224,11 +225,11 @@ def test_reading_with_the_cut_equals_reading_whole_lines(tmp_path_factory, rows)
             return str(e)
 
     with_cut = read(True)
-    saved = dr.HashTexts.__dict__["cut"]  # the staticmethod itself, to put back as it was
-    dr.HashTexts.cut = staticmethod(lambda raw: None)
+    saved = readers.text_of
+    readers.text_of = lambda rec: None  # every request_end line read whole
     try:
         whole = read(False)
     finally:
-        dr.HashTexts.cut = saved
+        readers.text_of = saved
     assert with_cut == whole
     event("an error" if isinstance(whole, str) else "records")
