@@ -90,6 +90,8 @@ def resolve_timing(name: str | None, timing_file: str | None, inp: ReplayInput, 
     fit [--timing-file F: save]; --timing-file F alone: load; --timing-table F alone: --timing
     table; default Dynamo's polynomial with the decode input of `rules`. `decode_timing` given with
     a model it does not apply to is ignored with a note on `err`."""
+    if name is not None and name not in (*TIMINGS, "poly"):  # "file" is the internal name of a loaded fit
+        raise TraceError(f"error: --timing must be one of {', '.join(TIMINGS)}, got {name!r}")
     if name is None:
         if timing_file and timing_table:
             raise TraceError("error: --timing-file and --timing-table: choose one timing model (--timing fit or "

@@ -360,3 +360,14 @@ def test_run_file_nested_past_the_limit_is_one_line(tmp_path):
                  "--report-json", str(out / "r.json"))
     _refused(res, "error: --set traffic.load.speedup: nested more than 256 levels deep (JSON nesting depth)", out,
              set())
+
+
+@pytest.mark.parametrize("command", ["replay", "sweep"])
+def test_timing_file_is_not_a_timing_name(tmp_path, command):
+    """Found by the option fuzzer: `--timing file` (the internal name of a loaded fit) reached
+    the fit loader with no file and raised TypeError."""
+    out = tmp_path / "o"
+    out.mkdir()
+    dest = ["--report-json", str(out / "r.json")] if command == "replay" else ["--csv", str(out / "s.csv")]
+    res = invoke(command, _trace(tmp_path), "--trace-block-size", "16", "--timing", "file", *dest)
+    _refused(res, "error: --timing must be one of dynamo, fit, recorded, table, got 'file'", out, set())
