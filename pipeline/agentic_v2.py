@@ -193,17 +193,14 @@ def _v2_ids_text(prev: tuple | None, k: int, tail, request_id: str, input_length
 
 
 def v2_row_json(fields: tuple) -> dict:
-    """One row of `_v2_fields` as the object orjson writes: the JSON `Row.to_agentic_v2` gives the
-    Row `derive_v2` builds (a test checks the two against each other), the dependencies kept as
-    `Dependency` dataclasses."""
+    """One row of `_v2_fields` as its JSON object: the keys and values `Row.to_agentic_v2` gives
+    the Row `derive_v2` builds (a test checks the two against each other)."""
     r, play, chain, ids, not_before, deps = fields
     d = {"request_id": r.request_id, "play_id": play, "session_id": chain, "model": r.model,
          "input_length": r.input_length or 0, "output_length": r.output_tokens,
          "hash_ids": FRAGMENT(ids) if type(ids) is bytes else ids, "not_before_ms": not_before}
     if deps:
-        # orjson writes a dataclass's fields in order, as `Dependency.to_json` has them (its delay
-        # is a float already, made so by `_build_v2`): no dict per dependency
-        d["dependencies"] = deps
+        d["dependencies"] = [x.to_json() for x in deps]
     return d
 
 
