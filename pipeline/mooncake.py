@@ -7,6 +7,7 @@ compact JSON, declared key order, absent values omitted, floats for `timestamp`/
 
 from __future__ import annotations
 
+import json
 from array import array
 from dataclasses import dataclass
 from typing import Iterator
@@ -251,12 +252,20 @@ def header_from_json(d: dict, where: str) -> Header:
     BLOCK_SIZE.check(bs, f"{where}: field `block_size`")
     if d.get("hash_id_scope") != "local":
         raise TraceError(f"{where}: field `hash_id_scope`: must be \"local\", got "
-                         f"{orjson.dumps(d.get('hash_id_scope')).decode()}")
+                         f"{_json_text(d.get('hash_id_scope'))}")
     src = d.get("source")
     if not isinstance(src, dict) or not isinstance(src.get("format"), str) or not isinstance(src.get("digest"), str):
         raise TraceError(f"{where}: field `source`: the agentic Mooncake v2 header needs a source "
                          f"{{\"format\": string, \"digest\": string}}")
     return Header(version, bs, "local", dict(src))
+
+
+def _json_text(v: object) -> str:
+    """A value as JSON for an error message; an integer past 64 bits (which orjson refuses) too."""
+    try:
+        return orjson.dumps(v).decode()
+    except TypeError:
+        return json.dumps(v)
 
 
 _V2_REQUIRED = ("request_id", "play_id", "session_id", "model", "input_length", "output_length", "hash_ids",
@@ -273,7 +282,7 @@ def check_v2_row(d: dict, row: Row, where: str, block_size: int) -> None:
             raise TraceError(f"{where}: missing field `{key}` (required in agentic Mooncake v2 rows)")
     for key in ("request_id", "play_id", "session_id", "model"):
         if not isinstance(d[key], str):
-            raise TraceError(f"{where}: field `{key}` must be a string, got {orjson.dumps(d[key]).decode()}")
+            raise TraceError(f"{where}: field `{key}` must be a string, got {_json_text(d[key])}")
     for x in d.get("dependencies") or ():
         for key in _DEP_REQUIRED:
             if x.get(key) is None:
@@ -440,6 +449,10 @@ def read_line(d: dict, where: str, header: Header | None, first: bool, share: di
     row = row_from_json(d, where, share=share, no_bools=no_bools)
     if header is not None:
         check_v2_row(d, row, where, header.block_size)
+    elif row.play_id is not None and not isinstance(row.model, str):
+        # A v2-shaped row without its header is still replayed as a v2 graph, whose
+        # source_models are strings (1.6.1 needs the header and the string both).
+        raise TraceError(f"{where}: field `model` must be a string, got {_json_text(d.get('model'))}")
     return row
 
 

@@ -236,3 +236,34 @@ def test_tool_rows_typed(tmp_path):
     t["tool"]["duration_ms"] = "5"
     src = write_jsonl(tmp_path / "in.jsonl", [g3b(), t])
     assert refused(tmp_path, src) == f"{src}:2: field `tool.duration_ms` must be a number, got '5'"
+
+
+# -- found by the reader fuzzers (tests/test_fuzz_readers.py) -------------------------------------
+
+V2_HEADER = {"schema": "dynamo.agentic_mooncake", "version": 2, "block_size": 4, "hash_id_scope": "local",
+             "source": {"format": "x", "digest": "y"}}
+
+
+def _v2_row(**kw) -> dict:
+    return {"request_id": "p/0", "play_id": "p", "session_id": "p", "model": "m", "input_length": 8,
+            "output_length": 2, "hash_ids": [0, 1], "not_before_ms": 0.0, **kw}
+
+
+def test_v2_id_past_64_bits_is_named_not_a_traceback(tmp_path):
+    # the error text quoted the value with orjson, which refuses integers past 64 bits
+    src = tmp_path / "v2.jsonl"
+    src.write_bytes(orjson.dumps(V2_HEADER) + b"\n" + b'{"request_id":-9223372036854775809,"play_id":"p",'
+                    b'"session_id":"p","model":"m","input_length":8,"output_length":2,"hash_ids":[0,1],'
+                    b'"not_before_ms":0.0}\n')
+    with pytest.raises(TraceError) as e:
+        read_rows([str(src)])
+    assert str(e.value) == f"{src}:2: field `request_id` must be a string, got -9223372036854775809"
+
+
+def test_headerless_v2_rows_need_a_string_model(tmp_path):
+    # replayed as a v2 graph, whose source_models sort as strings (null: a TypeError in the digest)
+    src = tmp_path / "rows.jsonl"
+    src.write_bytes(orjson.dumps(_v2_row()) + b"\n" + orjson.dumps(_v2_row(request_id="p/1", model=None)) + b"\n")
+    r = cli("replay", str(src), "--trace-format", "agentic_mooncake", "--trace-block-size", "4",
+            "--extra-engine-args", '{"block_size": 4}')
+    assert (r.returncode, r.stderr) == (2, f"error: {src}:2: field `model` must be a string, got null\n")
