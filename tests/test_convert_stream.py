@@ -233,3 +233,35 @@ def test_reading_with_the_cut_equals_reading_whole_lines(tmp_path_factory, rows)
         readers.text_of = saved
     assert with_cut == whole
     event("an error" if isinstance(whole, str) else "records")
+
+
+def _g3b(d: dict) -> bytes:
+    return orjson.dumps({"schema": "dynamo.request.trace.v1", "event_time_unix_ms": 5, **d})
+
+
+def _request_end(rid: str, ctx: object) -> bytes:
+    return _g3b({"event_type": "request_end", "agent_context": ctx, "request": {
+        "request_id": rid, "model": "m", "output_tokens": 1, "request_received_ms": 1,
+        "replay": {"trace_block_size": 4, "input_length": 4, "input_sequence_hashes": [7]}}})
+
+
+def test_a_context_is_read_once_and_never_stands_for_another(tmp_path):
+    """The reader reads each distinct agent_context text once: the chain's rows share one
+    identity tuple; a tool row with a null context takes its flattened session_id every time;
+    a bad context is the typed reader's error wherever it comes."""
+    p = tmp_path / "t.jsonl"
+    tool = {"event_type": "tool_end", "agent_context": None, "tool": {"tool_call_id": "c", "tool_class": "bash"}}
+    p.write_bytes(b"\n".join([
+        _request_end("r0", {"session_id": "s1", "k": [1]}), _g3b({**tool, "session_id": "a"}),
+        _g3b({**tool, "session_id": "b"}), _request_end("r1", {"session_id": "s1", "k": [1]})]) + b"\n")
+    trace = read_trace([str(p)])
+    r0, r1 = trace.requests
+    assert r0.identity == (("session_id", "s1"), ("k", [1])) and r1.identity is r0.identity
+    assert [(t.chain_id, t.identity) for t in trace.tools] == [(c, (("session_id", c),)) for c in "ab"]
+    from trace_pipe.pipeline.errors import TraceError
+    for ctx, said in ((7, "agent_context"), ({"session_id": 5}, "field `agent_context.session_id` must be a "
+                                                                  "non-empty string, got 5 (G3b record)")):
+        p.write_bytes(_request_end("r0", {"session_id": "s1"}) + b"\n" + _request_end("r1", ctx) + b"\n")
+        with pytest.raises(TraceError) as e:
+            read_trace([str(p)])
+        assert f"{p}:2" in str(e.value) and said in str(e.value)
