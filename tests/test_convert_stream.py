@@ -164,6 +164,13 @@ def test_hash_texts_share_the_prefix_and_refuse_what_they_cannot_trust():
     # the value's own text, however the line spells the key or spaces it
     assert _text(b'{"request":{"replay":{"input_sequence_hash\\u0065s": [1, 2]}},"k":[3]}') == b"1, 2"
     assert _text(_replay(b"[1,2]")[:-3] + b',"x":{"input_sequence_hashes":[9]}}}}') == b"1,2"
+    # long lines: the list cut out of the line by byte searches, only where it can only be this key's list
+    for raw in (b'{"x":{"input_sequence_hashes":[9]},"input_sequence_hashes":[1,2]}',  # the key twice
+                b'{"a":"\\u0041","input_sequence_hashes":[1,2]}',  # an escape somewhere
+                b'{"input_sequence_hashes":[[1],2]}', b'{"input_sequence_hashes":[1,"]"]}',  # a list, a string
+                b'{"input_sequence_hashes": [1,2]}', b'{"input_sequence_hashes":[1,2'):  # spaced, unclosed
+        assert t.cut(raw) is None, raw
+    assert t.cut(b'{"input_sequence_hashes":[1,2],"k":[3]}') == (b'{"input_sequence_hashes":[],"k":[3]}', b"1,2")
 
 
 @pytest.mark.parametrize(("hashes", "error"), [
@@ -224,14 +231,16 @@ def test_reading_with_the_cut_equals_reading_whole_lines(tmp_path_factory, rows)
         except TraceError as e:
             return str(e)
 
-    with_cut = read(True)
-    saved = readers.text_of
-    readers.text_of = lambda rec: None  # every request_end line read whole
+    with_text = read(True)
+    saved = readers.text_of, readers.CUT_FROM
     try:
+        readers.CUT_FROM = 0  # every line's list cut out before the decode where it can be
+        with_cut = read(True)
+        readers.text_of = lambda rec: None  # every request_end line read whole
         whole = read(False)
     finally:
-        readers.text_of = saved
-    assert with_cut == whole
+        readers.text_of, readers.CUT_FROM = saved
+    assert with_text == whole and with_cut == whole
     event("an error" if isinstance(whole, str) else "records")
 
 
