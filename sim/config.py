@@ -254,10 +254,16 @@ class RouterConfig:
             raise TraceError(f"error: --router-config: unknown field `{bad[0]}`")
         if kw.get("router_track_output_blocks"):
             raise TraceError("error: --router-config: router_track_output_blocks is not supported")
-        for k, v in kw.items():
-            if isinstance(v, float) and not (math.isfinite(v) and v >= 0):
-                raise TraceError(f"error: --router-config: {k} must be a finite number >= 0, got {v!r}")
         return cls(**kw)
+
+    def __post_init__(self) -> None:
+        # every weight, however the config was made (JSON, a sweep grid, the Python API)
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if v is None or f.name == "router_track_output_blocks":
+                continue
+            if isinstance(v, bool) or not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+                raise TraceError(f"error: --router-config: {f.name} must be a finite number >= 0, got {v!r}")
 
 
 # Value bounds past the types (sizes that allocate, times that become int64 nanoseconds)

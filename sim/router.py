@@ -158,10 +158,6 @@ class KvRouter(_Base):
         self.keys: dict[int, list[int]] = {}  # request idx -> its full-block hashes while routed
         self.nreq = [0] * n  # requests routed and not yet freed
         self.queue: deque[SimRequest] = deque()
-        for name in ("overlap_score_credit", "overlap_score_weight", "router_temperature"):
-            v = getattr(cfg, name)
-            if isinstance(v, bool) or not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
-                raise TraceError(f"error: --router-config: {name} must be a finite number >= 0, got {v!r}")
         # Pass-end visibility: each pool records what the pass in flight changed (cleared at
         # every pass end), so a busy worker's cache is seen as it was before that pass.
         self.deferred = rules.kv_visibility == "pass_end"
