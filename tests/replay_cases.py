@@ -44,3 +44,17 @@ def agentic_records(seed: int) -> list[dict]:
                     st = e + rng.randint(0, 40)
                 t = max(t, st) + 10 if turn == 3 else t + 5  # turn 3: the parent waits for it
     return out
+
+
+def two_group_trace(directory) -> str:
+    """Eight plain Mooncake requests in two groups sharing a 2-block prefix (trace block size 16),
+    arriving 1 ms apart: with 2 workers round robin splits each group, the KV router keeps them
+    together. The sweep tests' shared input."""
+    import orjson
+    from pathlib import Path
+
+    rows = [{"timestamp": float(i), "input_length": 64, "output_length": 4,
+             "hash_ids": [100 * (i % 2) + 1, 100 * (i % 2) + 2, 1000 + i, 2000 + i]} for i in range(8)]
+    p = Path(directory) / "t.jsonl"
+    p.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
+    return str(p)

@@ -10,7 +10,6 @@ import json
 from dataclasses import fields
 from pathlib import Path
 
-import orjson
 from fuzz_contract import check, fuzz_twice, scratch
 from hypothesis import strategies as st
 
@@ -18,14 +17,11 @@ from trace_pipe.pipeline.errors import TraceError
 from trace_pipe.sim.config import _INERT_DEFAULTS, _LAUNCH_DEFAULTS, EngineArgs, RouterConfig
 from trace_pipe.tools import env
 
+from replay_cases import two_group_trace
+
 
 def _trace(d: Path) -> str:
-    """Eight requests in two groups sharing a 2-block prefix (trace block size 16)."""
-    rows = [{"timestamp": float(i), "input_length": 64, "output_length": 4,
-             "hash_ids": [100 * (i % 2) + 1, 100 * (i % 2) + 2, 1000 + i, 2000 + i]} for i in range(8)]
-    p = d / "t.jsonl"
-    p.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
-    return str(p)
+    return two_group_trace(d)
 
 
 def _run(args: list[str], outputs: list[str], table: bytes = b"") -> int:

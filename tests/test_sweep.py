@@ -15,21 +15,14 @@ from trace_pipe.cli.main import _register, app
 from trace_pipe.pipeline.errors import TraceError
 from trace_pipe.sim import sweep
 
+from replay_cases import two_group_trace
+
 _register()
 WEKA = Path(__file__).resolve().parents[1] / "fixtures" / "trace_0277.json"
 
 
 def _trace(tmp_path: Path) -> Path:
-    """Eight requests in two groups sharing a 2-block prefix, arriving together: with 2 workers
-    round robin splits each group, the KV router keeps them together."""
-    rows = []
-    for i in range(8):
-        g = i % 2
-        rows.append({"timestamp": float(i), "input_length": 64, "output_length": 4,
-                     "hash_ids": [100 * g + 1, 100 * g + 2, 1000 + i, 2000 + i]})
-    p = tmp_path / "t.jsonl"
-    p.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
-    return p
+    return Path(two_group_trace(tmp_path))
 
 
 def test_grid_and_list_parsing():

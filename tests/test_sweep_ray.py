@@ -21,6 +21,8 @@ from trace_pipe.cli import sweep_cmd
 from trace_pipe.cli.main import _register, app
 from trace_pipe.sim import sweep, sweep_ray
 
+from replay_cases import two_group_trace
+
 _register()
 
 # Ray 2.60 binds the machine's interface address unless told this is a single-machine cluster;
@@ -35,12 +37,7 @@ GRID = dict(num_workers="1,2", router_mode="round_robin,kv_router", trace_block_
 
 
 def _trace(tmp_path: Path) -> str:
-    """Eight requests in two groups sharing a 2-block prefix (as tests/test_sweep.py)."""
-    rows = [{"timestamp": float(i), "input_length": 64, "output_length": 4,
-             "hash_ids": [100 * (i % 2) + 1, 100 * (i % 2) + 2, 1000 + i, 2000 + i]} for i in range(8)]
-    p = tmp_path / "t.jsonl"
-    p.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
-    return str(p)
+    return two_group_trace(tmp_path)
 
 
 def _local(trace: str, csv: Path, **kw) -> list[dict]:
