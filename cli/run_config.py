@@ -110,7 +110,8 @@ def _never(why: str) -> Callable[[object], str | None]:
     return lambda v: why
 
 
-_DISAGG = "disaggregated workers are not supported by trace-pipe replay (aggregated workers only)"
+_DISAGG = ("disaggregated workers are not supported in a run file yet (aggregated workers only): replay "
+           "them with the flags --num-prefill-workers / --num-decode-workers instead")
 _SYNTH = "synthetic traffic is not supported by trace-pipe replay: it replays traces (traffic.source.type: trace)"
 _PLANNER = "the Planner is not supported by trace-pipe replay (planner.policy: disabled only)"
 _ONE = "{} is not supported by trace-pipe replay (a worker is one GPU's mock engine: only 1)"

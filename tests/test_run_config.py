@@ -291,8 +291,9 @@ def test_existing_output_dir(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("key,value,msg", [
-    ("engine.mode", "disaggregated", "disaggregated workers are not supported by trace-pipe replay (aggregated "
-                                     "workers only)"),
+    ("engine.mode", "disaggregated", "disaggregated workers are not supported in a run file yet (aggregated "
+                                     "workers only): replay them with the flags --num-prefill-workers / "
+                                     "--num-decode-workers instead"),
     ("engine.workers.prefill", "{parallelism: {replicas: 1}}", "disaggregated workers are not supported"),
     ("traffic.source", "{type: synthetic, input_tokens: 1024, output_tokens: 128}", "synthetic traffic is not "
                                                                                        "supported"),
