@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 import sys
 from typing import Iterator
 
 import typer
 
 from trace_pipe.pipeline.errors import TraceError
-from trace_pipe.pipeline.limits import JSON_DEPTH
+from trace_pipe.pipeline.limits import JSON_DEPTH, json_depth
 
 
 @contextlib.contextmanager
@@ -104,18 +103,3 @@ def json_object_arg(text: str | None, flag: str) -> dict | None:
         raise TraceError(f"error: {flag}: expected a JSON object")
     return v
 
-
-_BRACKETS = re.compile(r'"(?:[^"\\]|\\.)*"?|[\[\]{}]')
-
-
-def json_depth(text: str) -> int:
-    """The deepest nesting of `[` / `{` in JSON text (strings skipped), in one linear scan."""
-    depth = deepest = 0
-    for m in _BRACKETS.finditer(text):
-        c = m.group()[0]
-        if c in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif c in "]}":
-            depth -= 1
-    return deepest

@@ -9,6 +9,7 @@ and writer checks against this table, so the README's "Bad input" table can stat
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 from trace_pipe.pipeline.errors import TraceError
@@ -78,3 +79,24 @@ def check_ratio(value: float, where: str) -> float:
     if value < SPEEDUP_MIN:
         raise TraceError(f"{where}: {value:g} is below the limit of {SPEEDUP_MIN:g} ({SPEEDUP.what})")
     return value
+
+
+# a JSON string (skipped whole, escapes included; an unterminated one to the end) or one bracket
+_BRACKETS = re.compile(rb'"(?:[^"\\]|\\.)*"?|[\[\]{}]', re.DOTALL)
+
+
+def json_depth(text: str | bytes) -> int:
+    """The deepest nesting of `[` / `{` in JSON text (brackets inside strings skipped), in one
+    linear scan: measured before parsing where the parser would recurse (option JSON), or after
+    a parser refused a line, to say how deep it was."""
+    raw = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
+    depth = deepest = 0
+    for m in _BRACKETS.finditer(raw):
+        c = m.group()[0]
+        if c == 0x5B or c == 0x7B:  # [ {
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+        elif c == 0x5D or c == 0x7D:  # ] }
+            depth -= 1
+    return deepest

@@ -18,7 +18,6 @@ from array import array
 from typing import Annotated, Any, Callable, Literal
 
 import msgspec
-import numpy as np
 from msgspec import Meta, Struct
 
 from . import limits
@@ -325,16 +324,10 @@ def finish(text: msgspec.Raw, raw: bytes, where: object) -> dict | None:
     return _ANY(text)
 
 
-_NESTING = np.zeros(256, dtype=np.int8)  # +1 for each opening bracket, -1 for each closing one
-_NESTING[[ord("["), ord("{")]] = 1
-_NESTING[[ord("]"), ord("}")]] = -1
-
-
 def depth_error(raw: bytes, where: str) -> TraceError:
     """A line nested past what the parsers take (they refuse it or would recurse past Python's
-    stack), worded by the limit table with the line's depth (brackets in strings counted too:
-    this runs only on the error path)."""
-    depth = int(np.cumsum(_NESTING[np.frombuffer(raw, dtype=np.uint8)], dtype=np.int64).max(initial=0))
+    stack), worded by the limit table with the line's depth."""
+    depth = limits.json_depth(raw)
     try:
         limits.JSON_DEPTH.check(max(depth, limits.JSON_DEPTH.maximum + 1), where)
     except TraceError as e:
